@@ -1,0 +1,218 @@
+//! Training and evaluation examples, made on the fly from the scene world.
+//!
+//! A scene seed gives a layout; the layout gives an image and commands; each
+//! command gives its expected action tokens. Several commands share one image,
+//! so one pass of the vision encoder serves all of them.
+//!
+//! Seeds below [`EVAL_SEED_START`] are for training; evaluation and the
+//! committed example scenes use seeds at or above it, so no evaluation scene
+//! is ever trained on.
+
+use anyhow::{bail, Result};
+use candle::{Device, Tensor};
+use rand::Rng;
+
+use crate::action::{self, MAX_ACTION_TOKENS};
+use crate::model::vla::Inputs;
+use crate::model::Config;
+use crate::preprocess::to_pixels;
+use crate::scene::{sample_command, Command, Family, Lang, Layout, Object};
+use crate::tokens::CommandTokenizer;
+
+/// First held-out seed. Training draws from `0..EVAL_SEED_START`.
+pub const EVAL_SEED_START: u64 = 100_000;
+
+/// A patch belongs to an object when at least this share of it is covered.
+pub const PATCH_COVER: f32 = 0.1;
+
+/// The training scene for the `i`-th draw: a fixed permutation of the seed
+/// range (7919 is prime, so the stride visits every seed before repeating).
+pub fn train_seed(i: u64, range: [u64; 2]) -> u64 {
+    let len = (range[1] - range[0]).max(1);
+    range[0] + (i.wrapping_mul(7919) % len)
+}
+
+/// Share of each patch (row by row, `grid` × `grid`) covered by `obj`,
+/// measured on an 8 × 8 grid of sample points per patch.
+pub fn patch_coverage(obj: &Object, grid: usize) -> Vec<f32> {
+    const SUB: usize = 8;
+    let n = (grid * SUB) as f32;
+    let mut cover = vec![0f32; grid * grid];
+    let [x0, y0, x1, y1] = obj.bbox();
+    for (p, c) in cover.iter_mut().enumerate() {
+        let (gy, gx) = (p / grid, p % grid);
+        // Skip patches outside the bounding box.
+        let (px0, py0) = (gx as f32 / grid as f32, gy as f32 / grid as f32);
+        let (px1, py1) = ((gx + 1) as f32 / grid as f32, (gy + 1) as f32 / grid as f32);
+        if px1 < x0 || px0 > x1 || py1 < y0 || py0 > y1 {
+            continue;
+        }
+        let mut hits = 0;
+        for sy in 0..SUB {
+            for sx in 0..SUB {
+                let x = ((gx * SUB + sx) as f32 + 0.5) / n;
+                let y = ((gy * SUB + sy) as f32 + 0.5) / n;
+                hits += obj.contains(x, y) as usize;
+            }
+        }
+        *c = hits as f32 / (SUB * SUB) as f32;
+    }
+    cover
+}
+
+/// 1 for the patches that belong to `obj`, 0 elsewhere.
+pub fn target_patches(obj: &Object, grid: usize) -> Vec<f32> {
+    patch_coverage(obj, grid).into_iter().map(|c| (c >= PATCH_COVER) as u8 as f32).collect()
+}
+
+/// The object the first action token should look at.
+pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
+    match layout.objects.iter().find(|o| o.id == cmd.target) {
+        Some(o) => Ok(o.clone()),
+        None => bail!("command {:?} names object {} that the scene lacks", cmd.text, cmd.target),
+    }
+}
+
+/// Draws `k` commands for a layout: relational ones with probability
+/// `relational_share` when the layout allows them, otherwise the other
+/// families in turn; languages at random.
+pub fn draw_commands(layout: &Layout, k: usize, relational_share: f64, rng: &mut impl Rng) -> Vec<Command> {
+    let mut out = Vec::with_capacity(k);
+    let mut tries = 0;
+    while out.len() < k && tries < 20 * k {
+        tries += 1;
+        let lang = if rng.random_bool(0.5) { Lang::En } else { Lang::Ko };
+        let family = if rng.random_bool(relational_share) {
+            Family::Relational
+        } else {
+            [Family::Pick, Family::Place, Family::Push][rng.random_range(0..3)]
+        };
+        if let Some(c) = sample_command(layout, family, lang, rng) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One (image, command) pair for a batch.
+pub struct Example {
+    /// Index into the batch's images.
+    pub image: usize,
+    pub command: Command,
+    /// The first action's target patches, see [`target_patches`].
+    pub target: Vec<f32>,
+}
+
+/// Tensors for one teacher-forced step.
+pub struct Batch {
+    pub inputs: Inputs,
+    /// (B, A) vocabulary ids: `<boa>, a_1, .., a_{A-1}`.
+    pub action_in: Tensor,
+    /// (B·A,) indices into the action slice.
+    pub targets: Tensor,
+    /// (B·A,) 1 for real tokens, 0 for padding.
+    pub weights: Tensor,
+    /// (B, N) target patch indicator for the `<boa>` query.
+    pub target_mask: Tensor,
+}
+
+/// Tokenises and left-pads commands into (B, T) ids. Errors name the limit.
+pub fn encode_commands(tok: &CommandTokenizer, cfg: &Config, texts: &[&str], device: &Device) -> Result<(Tensor, Vec<usize>)> {
+    let mut encoded = Vec::with_capacity(texts.len());
+    for t in texts {
+        let e = tok.encode(t)?;
+        if e.ids.len() > cfg.max_text_len {
+            bail!(
+                "the command is {} tokens long; this model reads at most {} tokens",
+                e.ids.len(),
+                cfg.max_text_len
+            );
+        }
+        encoded.push(e.ids);
+    }
+    let t = encoded.iter().map(Vec::len).max().unwrap_or(1);
+    let lens: Vec<usize> = encoded.iter().map(Vec::len).collect();
+    let mut flat = Vec::with_capacity(texts.len() * t);
+    for ids in &encoded {
+        flat.extend(std::iter::repeat_n(tok.pad_id(), t - ids.len()));
+        flat.extend(ids);
+    }
+    Ok((Tensor::from_vec(flat, (texts.len(), t), device)?, lens))
+}
+
+/// Builds a batch from rendered images and examples.
+pub fn make_batch(
+    images: &[&image::RgbImage],
+    examples: &[Example],
+    tok: &CommandTokenizer,
+    cfg: &Config,
+    device: &Device,
+) -> Result<Batch> {
+    let b = examples.len();
+    let a = MAX_ACTION_TOKENS;
+    let texts: Vec<&str> = examples.iter().map(|e| e.command.text.as_str()).collect();
+    let (text_ids, text_lens) = encode_commands(tok, cfg, &texts, device)?;
+    let image_index: Vec<u32> = examples.iter().map(|e| e.image as u32).collect();
+
+    let mut action_in = Vec::with_capacity(b * a);
+    let mut targets = Vec::with_capacity(b * a);
+    let mut weights = Vec::with_capacity(b * a);
+    let mut mask: Vec<f32> = Vec::with_capacity(b * cfg.num_patches());
+    for e in examples {
+        let tokens = action::encode(&e.command.action);
+        if tokens.len() > a {
+            bail!("action of {:?} has {} tokens, more than {a}", e.command.text, tokens.len());
+        }
+        action_in.push(cfg.boa_token_id);
+        for i in 0..a {
+            match tokens.get(i) {
+                Some(t) => {
+                    targets.push(t.index() as u32);
+                    weights.push(1f32);
+                    if i + 1 < a {
+                        action_in.push(cfg.action_offset + t.index() as u32);
+                    }
+                }
+                None => {
+                    targets.push(0);
+                    weights.push(0.0);
+                    if i + 1 < a {
+                        action_in.push(cfg.boa_token_id);
+                    }
+                }
+            }
+        }
+        mask.extend(&e.target);
+    }
+    Ok(Batch {
+        inputs: Inputs {
+            pixels: to_pixels(images, cfg, device)?,
+            image_index: Some(Tensor::from_vec(image_index, b, device)?),
+            text_ids,
+            text_lens,
+        },
+        action_in: Tensor::from_vec(action_in, (b, a), device)?,
+        targets: Tensor::from_vec(targets, b * a, device)?,
+        weights: Tensor::from_vec(weights, b * a, device)?,
+        target_mask: Tensor::from_vec(mask, (b, cfg.num_patches()), device)?,
+    })
+}
+
+/// A corpus of commands for training the tokenizer: every family and both
+/// languages over many layouts.
+pub fn command_corpus(scenes: u64, rng: &mut impl Rng) -> Vec<String> {
+    let mut out = Vec::new();
+    for seed in 0..scenes {
+        let layout = Layout::generate(seed);
+        for family in Family::ALL {
+            for lang in Lang::ALL {
+                for _ in 0..3 {
+                    if let Some(c) = sample_command(&layout, family, lang, rng) {
+                        out.push(c.text);
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,223 @@
+//! `vla-demo eval`: how well the model acts and where it looks, on held-out
+//! scenes, per family (pick, place, push, relational) × language (en, ko).
+//!
+//! - **success**: every waypoint lands where it should, every gripper token
+//!   is right and the action ends with `<eoa>`. pick and relational: the
+//!   point is on the target; place: on the object, then on the bowl; push: on
+//!   the object, then within [`PUSH_TOLERANCE`] of the expected end point.
+//! - **pointing game**: the patch with the highest head-averaged `<boa>`
+//!   cross-attention (last fusion block) is one of the target's patches
+//!   (covered at least `data::PATCH_COVER`). Also reported for the best
+//!   single head.
+//! - **attention mass**: the share of that attention on the target's patches.
+//! - **token accuracy** (position by position, greedy decoding) and the mean
+//!   waypoint **pixel error** at the model's image size.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use candle::Device;
+use indicatif::ProgressBar;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::action::{self, Action};
+use crate::data::{self, Example};
+use crate::model::vla::Decoding;
+use crate::model::Vla;
+use crate::scene::{sample_command, Family, Lang, Layout};
+use crate::tokens::CommandTokenizer;
+
+/// How close a push must end to the expected point, as a share of the table side.
+pub const PUSH_TOLERANCE: f32 = 0.05;
+
+/// Scenes per forward pass.
+const CHUNK: u64 = 16;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Metrics {
+    pub n: usize,
+    pub success: f64,
+    pub pointing: f64,
+    pub pointing_best_head: f64,
+    pub attention_mass: f64,
+    pub token_accuracy: f64,
+    pub pixel_error: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenes: u64,
+    pub first_seed: u64,
+    /// Keyed "family/lang", e.g. "pick/en".
+    pub cells: BTreeMap<String, Metrics>,
+    pub overall: Metrics,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        let get = |k: &str| self.cells.get(k).map_or(f64::NAN, |m| m.success * 100.0);
+        format!(
+            "success {:.1}% (pick {:.0}/{:.0}, place {:.0}/{:.0}, push {:.0}/{:.0}, rel {:.0}/{:.0} en/ko), pointing {:.1}%, mass {:.2}",
+            self.overall.success * 100.0,
+            get("pick/en"), get("pick/ko"), get("place/en"), get("place/ko"),
+            get("push/en"), get("push/ko"), get("relational/en"), get("relational/ko"),
+            self.overall.pointing * 100.0,
+            self.overall.attention_mass
+        )
+    }
+
+    /// A Markdown table, as in the README.
+    pub fn table(&self) -> String {
+        let mut s = String::from("| family/lang | n | success | pointing | best head | mass | token acc | px error |\n|---|---|---|---|---|---|---|---|\n");
+        let row = |name: &str, m: &Metrics| {
+            format!(
+                "| {name} | {} | {:.1}% | {:.1}% | {:.1}% | {:.2} | {:.1}% | {:.1} |\n",
+                m.n, m.success * 100.0, m.pointing * 100.0, m.pointing_best_head * 100.0, m.attention_mass, m.token_accuracy * 100.0, m.pixel_error
+            )
+        };
+        for (k, m) in &self.cells {
+            s += &row(k, m);
+        }
+        s += &row("**overall**", &self.overall);
+        s
+    }
+}
+
+/// Per-example outcome, before averaging.
+struct Outcome {
+    success: bool,
+    pointing: bool,
+    head_hits: Vec<bool>,
+    mass: f32,
+    token_acc: f32,
+    pixel_error: Option<f32>,
+}
+
+fn inside(layout: &Layout, id: usize, x: f32, y: f32) -> bool {
+    layout.objects.iter().any(|o| o.id == id && o.contains(x, y))
+}
+
+/// Whether a predicted action does what the command asked.
+pub fn succeeded(layout: &Layout, cmd: &crate::scene::Command, got: &Action) -> bool {
+    let want = &cmd.action.waypoints;
+    let got = &got.waypoints;
+    if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| g.gripper != w.gripper) {
+        return false;
+    }
+    let on_target = inside(layout, cmd.target, got[0].x, got[0].y);
+    match cmd.family {
+        Family::Pick | Family::Relational => on_target,
+        Family::Place => on_target && cmd.destination.is_some_and(|d| inside(layout, d, got[1].x, got[1].y)),
+        Family::Push => on_target && (got[1].x - want[1].x).hypot(got[1].y - want[1].y) <= PUSH_TOLERANCE,
+    }
+}
+
+/// Runs the model on `scenes` held-out scenes from `first_seed`, one command
+/// per family and language each.
+pub fn evaluate(model: &Vla, tok: &CommandTokenizer, first_seed: u64, scenes: u64, device: &Device, bar: Option<&ProgressBar>) -> Result<Report> {
+    let cfg = model.config();
+    let size = cfg.image_size as f32;
+    let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut start = first_seed;
+    while start < first_seed + scenes {
+        let end = (start + CHUNK).min(first_seed + scenes);
+        let mut layouts = Vec::new();
+        let mut images = Vec::new();
+        let mut examples = Vec::new();
+        for seed in start..end {
+            let layout = Layout::generate(seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for family in Family::ALL {
+                for lang in Lang::ALL {
+                    if let Some(command) = sample_command(&layout, family, lang, &mut rng) {
+                        let target = data::target_patches(&data::first_target(&layout, &command)?, cfg.grid());
+                        examples.push((layouts.len(), Example { image: images.len(), command, target }));
+                    }
+                }
+            }
+            images.push(layout.render(cfg.image_size as u32)?);
+            layouts.push(layout);
+        }
+        if !examples.is_empty() {
+            let refs: Vec<&image::RgbImage> = images.iter().collect();
+            let ex: Vec<Example> = examples.iter().map(|(_, e)| Example { image: e.image, command: e.command.clone(), target: e.target.clone() }).collect();
+            let batch = data::make_batch(&refs, &ex, tok, cfg, device)?;
+            let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
+            let cross = generated.boa_cross.to_dtype(candle::DType::F32)?.to_vec3::<f32>()?; // (B, H, N)
+            for (b, (li, e)) in examples.iter().enumerate() {
+                let layout = &layouts[*li];
+                let got = generated.action(b).unwrap_or(Action { waypoints: vec![] });
+                let heads = &cross[b];
+                let n = heads[0].len();
+                let mean: Vec<f32> = (0..n).map(|p| heads.iter().map(|h| h[p]).sum::<f32>() / heads.len() as f32).collect();
+                let hit = |w: &[f32]| e.target[argmax(w)] > 0.5;
+                let want = action::encode(&e.command.action);
+                let got_tokens: Vec<_> = generated.steps[b].iter().map(|s| s.token).collect();
+                let right = want.iter().zip(&got_tokens).filter(|(a, b)| a == b).count();
+                let pixel_error = (got.waypoints.len() == e.command.action.waypoints.len() && !got.waypoints.is_empty()).then(|| {
+                    let d: f32 = got.waypoints.iter().zip(&e.command.action.waypoints).map(|(g, w)| (g.x - w.x).hypot(g.y - w.y) * size).sum();
+                    d / got.waypoints.len() as f32
+                });
+                let key = format!("{}/{}", family_name(e.command.family), lang_name(e.command.lang));
+                outcomes.entry(key).or_default().push(Outcome {
+                    success: succeeded(layout, &e.command, &got),
+                    pointing: hit(&mean),
+                    head_hits: heads.iter().map(|h| hit(h)).collect(),
+                    mass: mean.iter().zip(&e.target).map(|(a, t)| a * t).sum(),
+                    token_acc: right as f32 / want.len().max(got_tokens.len()) as f32,
+                    pixel_error,
+                });
+            }
+        }
+        if let Some(bar) = bar {
+            bar.inc(end - start);
+        }
+        start = end;
+    }
+    let cells: BTreeMap<String, Metrics> = outcomes.iter().map(|(k, v)| (k.clone(), average(v.iter()))).collect();
+    let overall = average(outcomes.values().flatten());
+    Ok(Report { scenes, first_seed, cells, overall })
+}
+
+fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
+    let items: Vec<&Outcome> = items.collect();
+    let n = items.len();
+    if n == 0 {
+        return Metrics::default();
+    }
+    let mean = |f: &dyn Fn(&Outcome) -> f64| items.iter().map(|o| f(o)).sum::<f64>() / n as f64;
+    let heads = items[0].head_hits.len();
+    let best_head = (0..heads).map(|h| mean(&|o: &Outcome| o.head_hits[h] as u8 as f64)).fold(0.0, f64::max);
+    let errs: Vec<f32> = items.iter().filter_map(|o| o.pixel_error).collect();
+    Metrics {
+        n,
+        success: mean(&|o| o.success as u8 as f64),
+        pointing: mean(&|o| o.pointing as u8 as f64),
+        pointing_best_head: best_head,
+        attention_mass: mean(&|o| o.mass as f64),
+        token_accuracy: mean(&|o| o.token_acc as f64),
+        pixel_error: if errs.is_empty() { f64::NAN } else { errs.iter().sum::<f32>() as f64 / errs.len() as f64 },
+    }
+}
+
+pub fn argmax(xs: &[f32]) -> usize {
+    xs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
+
+pub fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Pick => "pick",
+        Family::Place => "place",
+        Family::Push => "push",
+        Family::Relational => "relational",
+    }
+}
+
+pub fn lang_name(l: Lang) -> &'static str {
+    match l {
+        Lang::En => "en",
+        Lang::Ko => "ko",
+    }
+}

@@ -1,0 +1,204 @@
+//! The VLA model: a ViT patch encoder ([`vision`]), a causal text decoder
+//! ([`text`]) and a cross-attention fusion head ([`fusion`]) that emits action
+//! tokens, all built from one [`attention`] module. [`vla`] ties them together.
+//!
+//! This file holds the config and the small layers every part shares.
+
+pub mod attention;
+pub mod fusion;
+pub mod init;
+pub mod text;
+pub mod vision;
+pub mod vla;
+
+use anyhow::Context;
+use candle::{Module, Result, Tensor};
+use candle_nn::{linear, Init, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::action::Workspace;
+pub use attention::{Attention, ScoreFn};
+pub use vla::{AttentionMaps, Vla};
+
+/// How patches learn where they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionEmbedding {
+    /// Fixed 2-D sine-cosine codes (MAE, Dosovitskiy et al. appendix): half the
+    /// channels encode the column, half the row.
+    #[default]
+    Sincos,
+    /// A learned vector per patch.
+    Learned,
+}
+
+/// Everything that fixes the model's shape and its input conventions. Saved as
+/// config.json beside the weights, so inference never asks for it twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Side of the square image the encoder sees, in pixels.
+    pub image_size: usize,
+    pub patch_size: usize,
+    /// Per-channel pixel normalisation, applied to RGB in [0, 1].
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+    pub hidden_size: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub vision_layers: usize,
+    pub text_layers: usize,
+    pub fusion_layers: usize,
+    pub position_embedding: PositionEmbedding,
+    /// Score function of the fusion cross-attention (words/actions -> patches).
+    /// Self-attention always uses the scaled dot-product.
+    pub cross_score_fn: ScoreFn,
+    pub vocab_size: usize,
+    /// Longest command, in tokens.
+    pub max_text_len: usize,
+    /// Token id of `<x_000>`; the action slice is `action_offset..+ACTION_VOCAB`.
+    pub action_offset: u32,
+    /// Begin-of-action token: the query that predicts the first action token.
+    pub boa_token_id: u32,
+    pub pad_token_id: u32,
+    pub layer_norm_eps: f64,
+    /// Metric size of the table the image shows.
+    pub workspace: Workspace,
+}
+
+impl Config {
+    /// The shipped preset, before the tokenizer fills in the vocabulary ids.
+    pub fn tiny() -> Self {
+        Self {
+            image_size: 224,
+            patch_size: 16,
+            image_mean: [0.5, 0.5, 0.5],
+            image_std: [0.25, 0.25, 0.25],
+            hidden_size: 128,
+            num_attention_heads: 4,
+            intermediate_size: 256,
+            vision_layers: 4,
+            text_layers: 2,
+            fusion_layers: 2,
+            position_embedding: PositionEmbedding::Sincos,
+            cross_score_fn: ScoreFn::ScaledDot,
+            vocab_size: 0,
+            max_text_len: 32,
+            action_offset: 0,
+            boa_token_id: 0,
+            pad_token_id: 0,
+            layer_norm_eps: 1e-5,
+            workspace: Workspace::default(),
+        }
+    }
+
+    /// Patches per side and in all.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    pub fn num_patches(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Checks the numbers fit together; every message names the field to fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.patch_size > 0 && self.image_size % self.patch_size == 0,
+            "config: image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size);
+        anyhow::ensure!(self.num_attention_heads > 0 && self.hidden_size % self.num_attention_heads == 0,
+            "config: hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads);
+        anyhow::ensure!(self.position_embedding != PositionEmbedding::Sincos || self.hidden_size % 4 == 0,
+            "config: sincos position embedding needs hidden_size divisible by 4");
+        anyhow::ensure!(self.vocab_size > self.action_offset as usize, "config: vocab_size must cover the action tokens");
+        anyhow::ensure!(self.max_text_len > 0, "config: max_text_len must be positive");
+        Ok(())
+    }
+
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let cfg: Config = serde_json::from_str(text).context("config.json is not a valid model config")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Layer norm with a backward pass. candle 0.11's fused layer norm has none,
+/// so training uses the slow form built from primitive ops; inference uses
+/// the fused kernel. Both compute the same function.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(size, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(size, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
+        } else {
+            candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32)
+        }
+    }
+}
+
+/// The position-wise feed-forward network: Linear -> GELU -> Linear.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    pub fn new(hidden: usize, inner: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { fc1: linear(hidden, inner, vb.pp("fc1"))?, fc2: linear(inner, hidden, vb.pp("fc2"))? })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        xs.apply(&self.fc1)?.gelu()?.apply(&self.fc2)
+    }
+}
+
+/// A pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))`.
+/// With a causal mask it is a decoder block; without, an encoder block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            norm1: LayerNorm::new(h, cfg.layer_norm_eps, vb.pp("norm1"))?,
+            attn: Attention::new(h, cfg.num_attention_heads, ScoreFn::ScaledDot, vb.pp("attn"))?,
+            norm2: LayerNorm::new(h, cfg.layer_norm_eps, vb.pp("norm2"))?,
+            mlp: Mlp::new(h, cfg.intermediate_size, vb.pp("mlp"))?,
+        })
+    }
+
+    /// Returns the new hidden states and this block's attention weights.
+    pub fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor)> {
+        let (a, weights) = self.attn.forward(&self.norm1.forward(xs, train)?, None, mask, train)?;
+        let xs = (xs + a)?;
+        let xs = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
+        Ok((xs, weights))
+    }
+}
+
+/// Embedding with a random normal start (`vb.get` would start at zeros).
+pub fn embedding(n: usize, hidden: usize, vb: VarBuilder) -> Result<candle_nn::Embedding> {
+    let w = vb.get_with_hints((n, hidden), "weight", Init::Randn { mean: 0.0, stdev: 0.02 })?;
+    Ok(candle_nn::Embedding::new(w, hidden))
+}

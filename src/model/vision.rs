@@ -1,0 +1,122 @@
+//! The vision encoder: a small ViT (Dosovitskiy et al. 2020, "An Image is
+//! Worth 16x16 Words").
+//!
+//! image (B, 3, S, S) -> patches (B, N, 3·P·P) -> linear projection -> + position
+//! -> pre-LN self-attention blocks -> (B, N, C). At 224 px with 16 px patches,
+//! N = 14 × 14 = 196 tokens, and every block lets each patch look at all others.
+
+use candle::{Device, Module, Result, Tensor};
+use candle_nn::{linear, Init, Linear, VarBuilder};
+
+use super::{Block, Config, LayerNorm, PositionEmbedding};
+
+/// Cuts images into non-overlapping patches, row by row.
+/// (B, 3, S, S) -> (B, N, 3·P·P), each patch flattened as (channel, row, column),
+/// the same order a stride-P convolution's kernel reads it in.
+pub fn patchify(pixels: &Tensor, patch: usize) -> Result<Tensor> {
+    let (b, c, h, w) = pixels.dims4()?;
+    let (gh, gw) = (h / patch, w / patch);
+    pixels
+        .reshape((b, c, gh, patch, gw, patch))? // (B, C, gh, P, gw, P)
+        .permute((0, 2, 4, 1, 3, 5))? // (B, gh, gw, C, P, P)
+        .reshape((b, gh * gw, c * patch * patch))
+}
+
+/// Fixed 2-D sine-cosine position codes, (grid², C): the first half of the
+/// channels encodes the column, the second half the row.
+pub fn sincos_2d(grid: usize, hidden: usize, device: &Device) -> Result<Tensor> {
+    let quarter = hidden / 4;
+    let mut out = Vec::with_capacity(grid * grid * hidden);
+    for row in 0..grid {
+        for col in 0..grid {
+            for pos in [col, row] {
+                for fun in 0..2 {
+                    for i in 0..quarter {
+                        let freq = 1.0 / 10_000f32.powf(i as f32 / quarter as f32);
+                        let a = pos as f32 * freq;
+                        out.push(if fun == 0 { a.sin() } else { a.cos() });
+                    }
+                }
+            }
+        }
+    }
+    Tensor::from_vec(out, (grid * grid, hidden), device)
+}
+
+#[derive(Debug, Clone)]
+pub struct VisionEncoder {
+    patch_proj: Linear,
+    position: Tensor,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+}
+
+impl VisionEncoder {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let n = cfg.num_patches();
+        let patch_dim = 3 * cfg.patch_size * cfg.patch_size;
+        let position = match cfg.position_embedding {
+            PositionEmbedding::Sincos => sincos_2d(cfg.grid(), cfg.hidden_size, vb.device())?.to_dtype(vb.dtype())?,
+            PositionEmbedding::Learned => vb.get_with_hints(
+                (n, cfg.hidden_size),
+                "position_embedding",
+                Init::Randn { mean: 0.0, stdev: 0.02 },
+            )?,
+        };
+        let blocks = (0..cfg.vision_layers)
+            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            patch_proj: linear(patch_dim, cfg.hidden_size, vb.pp("patch_proj"))?,
+            position,
+            blocks,
+            norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
+        })
+    }
+
+    /// `patches` (B, N, 3·P·P) -> patch tokens (B, N, C), plus each block's
+    /// self-attention weights (B, H, N, N) when `capture` is set.
+    pub fn forward(&self, patches: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut xs = self.patch_proj.forward(patches)?.broadcast_add(&self.position)?;
+        let mut maps = Vec::new();
+        for block in &self.blocks {
+            let (next, weights) = block.forward(&xs, None, train)?;
+            xs = next;
+            if capture {
+                maps.push(weights);
+            }
+        }
+        Ok((self.norm.forward(&xs, train)?, maps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patchify_keeps_each_patch_together() {
+        // A 1x3x4x4 image whose pixel value encodes (channel, row, column).
+        let v: Vec<f32> = (0..3).flat_map(|c| (0..16).map(move |i| (c * 100 + i) as f32)).collect();
+        let img = Tensor::from_vec(v, (1, 3, 4, 4), &Device::Cpu).unwrap();
+        let p = patchify(&img, 2).unwrap();
+        assert_eq!(p.dims(), &[1, 4, 12]);
+        let p = p.to_vec3::<f32>().unwrap();
+        // Patch 1 is the top-right 2x2 block: rows 0-1, columns 2-3 of channel 0.
+        assert_eq!(&p[0][1][..4], &[2., 3., 6., 7.]);
+        assert_eq!(&p[0][1][4..6], &[102., 103.]);
+        // Patch 2 is the bottom-left block.
+        assert_eq!(&p[0][2][..4], &[8., 9., 12., 13.]);
+    }
+
+    #[test]
+    fn sincos_codes_are_distinct() {
+        let pe = sincos_2d(4, 16, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        for i in 0..16 {
+            for j in 0..i {
+                let d: f32 = pe[i].iter().zip(&pe[j]).map(|(a, b)| (a - b).abs()).sum();
+                assert!(d > 1e-3, "patches {i} and {j} share a code");
+            }
+        }
+    }
+}

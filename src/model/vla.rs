@@ -1,0 +1,276 @@
+//! The whole model: image and command in, action tokens out, with every
+//! attention weight on the side.
+//!
+//! pixels -> [`VisionEncoder`] -> patch tokens ─────────────┐ (keys, values)
+//! command ids -> embeddings -> [`TextDecoder`] -> words ─> [`FusionHead`] -> action logits
+//!
+//! [`Vla::generate`] decodes actions step by step (greedy by default, or
+//! temperature/top-k sampling through candle-transformers' `LogitsProcessor`),
+//! keeping every token well formed: x, then y, then a gripper, then `<eoa>` or
+//! the next waypoint.
+
+use std::time::Instant;
+
+use candle::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+
+use super::fusion::{FusionHead, FusionOut};
+use super::text::TextDecoder;
+use super::vision::{patchify, VisionEncoder};
+use super::{embedding, Config};
+use crate::action::{self, ActionToken, ACTION_VOCAB, MAX_ACTION_TOKENS};
+
+/// One batch of inputs. Several commands may share an image: command `b`
+/// looks at image `image_index[b]`.
+pub struct Inputs {
+    /// (I, 3, S, S), normalised.
+    pub pixels: Tensor,
+    /// (B,) u32 into the images; `None` means command b uses image b.
+    pub image_index: Option<Tensor>,
+    /// (B, T) u32, left-padded with the pad id.
+    pub text_ids: Tensor,
+    /// Real length of each command.
+    pub text_lens: Vec<usize>,
+}
+
+/// Every attention weight of one forward pass, layer by layer. Each tensor is
+/// (B, heads, queries, keys). The overlay, explain and eval code only read it.
+#[derive(Debug, Clone, Default)]
+pub struct AttentionMaps {
+    /// ViT self-attention over patches: (I, H, N, N), one entry per image.
+    pub vision: Vec<Tensor>,
+    /// Causal self-attention over the command: (B, H, T, T).
+    pub text: Vec<Tensor>,
+    /// Fusion causal self-attention over `[words, <boa>, actions]`: (B, H, S, S).
+    pub fusion_self: Vec<Tensor>,
+    /// Fusion cross-attention from `[words, <boa>, actions]` to patches: (B, H, S, N).
+    pub fusion_cross: Vec<Tensor>,
+    /// Padded command length T: query `T` of the fusion maps is `<boa>`.
+    pub text_len: usize,
+}
+
+/// Decoding options. `temperature: None` (or 0) means greedy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decoding {
+    pub temperature: Option<f64>,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Self { temperature: None, top_k: None, seed: 0 }
+    }
+}
+
+impl Decoding {
+    fn sampling(&self) -> Sampling {
+        match (self.temperature.filter(|t| *t > 0.0), self.top_k) {
+            (None, _) => Sampling::ArgMax,
+            (Some(temperature), Some(k)) => Sampling::TopK { k, temperature },
+            (Some(temperature), None) => Sampling::All { temperature },
+        }
+    }
+}
+
+/// One decoded action token with the model's own probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub token: ActionToken,
+    pub prob: f32,
+    /// The three most likely tokens at this step, best first.
+    pub top: Vec<(ActionToken, f32)>,
+}
+
+/// Wall time of each stage of [`Vla::generate`], in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StageTimes {
+    pub vision: f64,
+    pub text: f64,
+    pub decode: f64,
+}
+
+/// What [`Vla::generate`] returns for a batch.
+pub struct Generated {
+    /// Per command, the decoded steps up to and including `<eoa>`.
+    pub steps: Vec<Vec<Step>>,
+    pub maps: Option<AttentionMaps>,
+    /// The last fusion block's `<boa>` cross-attention, (B, H, N).
+    pub boa_cross: Tensor,
+    pub times: StageTimes,
+}
+
+impl Generated {
+    /// Command b's action, or an error if it was not well formed.
+    pub fn action(&self, b: usize) -> anyhow::Result<action::Action> {
+        let tokens: Vec<ActionToken> = self.steps[b].iter().map(|s| s.token).collect();
+        action::decode(&tokens)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Vla {
+    cfg: Config,
+    embed_tokens: Embedding,
+    vision: VisionEncoder,
+    text: TextDecoder,
+    fusion: FusionHead,
+}
+
+impl Vla {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed_tokens: embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?,
+            vision: VisionEncoder::new(cfg, vb.pp("vision"))?,
+            text: TextDecoder::new(cfg, vb.pp("text"))?,
+            fusion: FusionHead::new(cfg, vb.pp("fusion"))?,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.embeddings().device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.embeddings().dtype()
+    }
+
+    /// pixels (I, 3, S, S) -> patch tokens (I, N, C).
+    pub fn encode_image(&self, pixels: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+        let patches = patchify(&pixels.to_dtype(self.dtype())?, self.cfg.patch_size)?;
+        self.vision.forward(&patches, capture, train)
+    }
+
+    /// command ids (B, T) -> word states (B, T, C).
+    pub fn encode_text(&self, ids: &Tensor, lens: &[usize], capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+        self.text.forward(&self.embed_tokens.forward(ids)?, lens, capture, train)
+    }
+
+    /// The fusion head's image keys and values, one pair per block, gathered
+    /// so that command b sees its own image.
+    fn image_kv(&self, patches: &Tensor, image_index: Option<&Tensor>) -> Result<Vec<(Tensor, Tensor)>> {
+        let kv = self.fusion.image_kv(patches)?;
+        match image_index {
+            None => Ok(kv),
+            Some(idx) => kv.into_iter().map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?))).collect(),
+        }
+    }
+
+    /// Teacher-forced forward pass, as in training: `action_ids` (B, A) are
+    /// `<boa>, a_1, .., a_{A-1}` as vocabulary ids; the logits at position k
+    /// predict action token k.
+    pub fn forward(&self, inputs: &Inputs, action_ids: &Tensor, capture: bool, train: bool) -> Result<(FusionOut, AttentionMaps)> {
+        let (patches, vision_maps) = self.encode_image(&inputs.pixels, capture, train)?;
+        let (words, text_maps) = self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, train)?;
+        let kv = self.image_kv(&patches, inputs.image_index.as_ref())?;
+        let actions = self.embed_tokens.forward(action_ids)?;
+        let out = self.fusion.forward(&words, &inputs.text_lens, &actions, &kv, capture, train)?;
+        let maps = AttentionMaps {
+            vision: vision_maps,
+            text: text_maps,
+            fusion_self: out.self_weights.clone(),
+            fusion_cross: out.cross_weights.clone(),
+            text_len: inputs.text_ids.dim(1)?,
+        };
+        Ok((out, maps))
+    }
+
+    /// Vocabulary id of an action token.
+    pub fn action_id(&self, t: ActionToken) -> u32 {
+        self.cfg.action_offset + t.index() as u32
+    }
+
+    /// Decodes an action for every command in the batch.
+    pub fn generate(&self, inputs: &Inputs, decoding: &Decoding, capture: bool) -> anyhow::Result<Generated> {
+        let device = self.device().clone();
+        let t0 = Instant::now();
+        let (patches, vision_maps) = self.encode_image(&inputs.pixels, capture, false)?;
+        sync(&device)?;
+        let t1 = Instant::now();
+        let (words, text_maps) = self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, false)?;
+        sync(&device)?;
+        let t2 = Instant::now();
+
+        let kv = self.image_kv(&patches, inputs.image_index.as_ref())?;
+        let b = inputs.text_lens.len();
+        let mut processors: Vec<LogitsProcessor> =
+            (0..b).map(|_| LogitsProcessor::from_sampling(decoding.seed, decoding.sampling())).collect();
+        let mut steps: Vec<Vec<Step>> = vec![Vec::new(); b];
+        let mut ids: Vec<Vec<u32>> = vec![vec![self.cfg.boa_token_id]; b];
+        let mut last = None;
+        for _ in 0..MAX_ACTION_TOKENS {
+            let a = ids[0].len();
+            let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+            let action_ids = Tensor::from_vec(flat, (b, a), &device)?;
+            let actions = self.embed_tokens.forward(&action_ids)?;
+            let out = self.fusion.forward(&words, &inputs.text_lens, &actions, &kv, capture, false)?;
+            // Only the newest position's logits matter: (B, ACTION_VOCAB).
+            let logits = out.logits.narrow(1, a - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            for (i, row) in logits.into_iter().enumerate() {
+                let done = steps[i].last().is_some_and(|s| s.token == ActionToken::End);
+                let next = if done {
+                    ActionToken::End
+                } else {
+                    let prefix: Vec<ActionToken> = steps[i].iter().map(|s| s.token).collect();
+                    let step = choose(&row, &prefix, &mut processors[i], &device)?;
+                    let token = step.token;
+                    steps[i].push(step);
+                    token
+                };
+                ids[i].push(self.action_id(next));
+            }
+            last = Some(out);
+            if steps.iter().all(|s| s.last().is_some_and(|s| s.token == ActionToken::End)) {
+                break;
+            }
+        }
+        sync(&device)?;
+        let t3 = Instant::now();
+        let last = last.ok_or_else(|| anyhow::anyhow!("no decoding step ran"))?;
+        let maps = capture.then(|| AttentionMaps {
+            vision: vision_maps,
+            text: text_maps,
+            fusion_self: last.self_weights.clone(),
+            fusion_cross: last.cross_weights.clone(),
+            text_len: inputs.text_ids.dim(1).unwrap_or(0),
+        });
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        Ok(Generated {
+            steps,
+            maps,
+            boa_cross: last.boa_cross,
+            times: StageTimes { vision: ms(t0, t1), text: ms(t1, t2), decode: ms(t2, t3) },
+        })
+    }
+}
+
+/// Waits for the device, so stage timings measure work rather than queueing.
+fn sync(device: &Device) -> Result<()> {
+    device.synchronize()
+}
+
+/// Picks the next token from one row of action logits, allowing only tokens
+/// that keep the action well formed.
+fn choose(row: &[f32], prefix: &[ActionToken], processor: &mut LogitsProcessor, device: &Device) -> anyhow::Result<Step> {
+    let range = action::allowed_at(prefix);
+    let end = ActionToken::End.index();
+    let allowed = |i: usize| range.contains(&i) || (i == end && action::allows_end(prefix));
+    let masked: Vec<f32> =
+        row.iter().enumerate().map(|(i, &x)| if allowed(i) { x } else { f32::NEG_INFINITY }).collect();
+    // The model's own probabilities (temperature 1), for the printout.
+    let max = masked.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = masked.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    let probs: Vec<f32> = exp.iter().map(|e| e / sum).collect();
+    let index = processor.sample(&Tensor::from_vec(masked, ACTION_VOCAB, device)?)? as usize;
+    let mut order: Vec<usize> = (0..ACTION_VOCAB).filter(|&i| allowed(i)).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let top = order.iter().take(3).map(|&i| Ok((ActionToken::from_index(i)?, probs[i]))).collect::<anyhow::Result<_>>()?;
+    Ok(Step { token: ActionToken::from_index(index)?, prob: probs[index], top })
+}

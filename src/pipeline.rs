@@ -1,0 +1,144 @@
+//! The library's front door: load a checkpoint, give it images and commands,
+//! get actions (and, if asked, every attention weight) back.
+//!
+//! ```no_run
+//! let vla = vla_demo::Pipeline::load(&vla_demo::checkpoint::Source::Embedded, "cpu")?;
+//! let image = vla_demo::preprocess::load_image("scene.png".as_ref())?;
+//! let p = vla.predict(&[image], &["pick up the red cup"], &Default::default(), false)?;
+//! println!("{:?}", p[0].waypoints);
+//! # anyhow::Ok(())
+//! ```
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle::{DType, Device, Tensor};
+use image::DynamicImage;
+use serde::Serialize;
+
+use crate::action::{Gripper, Workspace};
+use crate::checkpoint::{Checkpoint, Source};
+use crate::data::encode_commands;
+use crate::model::vla::{AttentionMaps, Decoding, Inputs, StageTimes, Step};
+use crate::model::{Config, Vla};
+use crate::preprocess::{letterbox, to_pixels, Frame};
+use crate::tokens::{CommandTokenizer, Encoded};
+
+/// A loaded model with its tokenizer.
+pub struct Pipeline {
+    pub model: Vla,
+    pub tokenizer: CommandTokenizer,
+    pub device: Device,
+    /// Where the checkpoint came from.
+    pub origin: String,
+}
+
+/// One waypoint in every frame a learner may want.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    /// Normalised in the input image, x right, y down.
+    pub x: f32,
+    pub y: f32,
+    /// Metres on the table, origin at the image's top-left corner.
+    pub metric: [f32; 2],
+    /// Pixels of the input image.
+    pub pixel: [f32; 2],
+    pub gripper: Gripper,
+}
+
+/// The model's answer for one (image, command) pair.
+pub struct Prediction {
+    pub command: Encoded,
+    pub steps: Vec<Step>,
+    pub waypoints: Vec<Point>,
+    /// Set when the tokens did not form a valid action (cannot happen with
+    /// the constrained decoder, but a sampled run reports rather than panics).
+    pub error: Option<String>,
+    pub frame: Frame,
+    /// Head-averaged `<boa>` cross-attention over patches (last fusion block).
+    pub boa_attention: Vec<f32>,
+    /// Every attention map, this example's slice, when asked for.
+    pub maps: Option<AttentionMaps>,
+    pub times: Timings,
+}
+
+/// Milliseconds per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timings {
+    pub preprocess: f64,
+    pub vision: f64,
+    pub text: f64,
+    pub decode: f64,
+}
+
+impl Pipeline {
+    /// Loads a checkpoint onto a device (`auto`, `cpu`, `cuda[:N]`, `metal`).
+    pub fn load(source: &Source, device: &str) -> Result<Self> {
+        let device = crate::device::select(device)?;
+        Self::load_on(source, device, DType::F32)
+    }
+
+    pub fn load_on(source: &Source, device: Device, dtype: DType) -> Result<Self> {
+        let ckpt = Checkpoint::open(source)?;
+        let model = ckpt.load(&device, dtype)?;
+        Ok(Self { model, tokenizer: ckpt.tokenizer, device, origin: ckpt.origin })
+    }
+
+    pub fn config(&self) -> &Config {
+        self.model.config()
+    }
+
+    /// Predicts one action per (image, command) pair, as one batched forward pass.
+    pub fn predict(&self, images: &[DynamicImage], commands: &[&str], decoding: &Decoding, capture: bool) -> Result<Vec<Prediction>> {
+        if images.len() != commands.len() || images.is_empty() {
+            bail!("predict needs one command per image (got {} images, {} commands)", images.len(), commands.len());
+        }
+        let cfg = self.config();
+        let t0 = Instant::now();
+        let encoded = commands.iter().map(|c| self.tokenizer.encode(c)).collect::<Result<Vec<_>>>()?;
+        let (text_ids, text_lens) = encode_commands(&self.tokenizer, cfg, commands, &self.device)?;
+        let boxed: Vec<_> = images.iter().map(|img| letterbox(img, cfg)).collect();
+        let squares: Vec<&image::RgbImage> = boxed.iter().map(|(sq, _)| sq).collect();
+        let pixels = to_pixels(&squares, cfg, &self.device)?;
+        let preprocess = t0.elapsed().as_secs_f64() * 1e3;
+        let inputs = Inputs { pixels, image_index: None, text_ids, text_lens };
+        let generated = self.model.generate(&inputs, decoding, capture)?;
+        let boa = generated.boa_cross.to_dtype(DType::F32)?.mean(1)?.to_vec2::<f32>()?;
+        let StageTimes { vision, text, decode } = generated.times;
+        let times = Timings { preprocess, vision, text, decode };
+
+        let mut out = Vec::with_capacity(images.len());
+        for (b, (command, (_, frame))) in encoded.into_iter().zip(boxed).enumerate() {
+            let (waypoints, error) = match generated.action(b) {
+                Ok(a) => (a.waypoints.iter().map(|w| point(&frame, cfg.workspace, w.x, w.y, w.gripper)).collect(), None),
+                Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+            };
+            let maps = match &generated.maps {
+                Some(m) => Some(slice_maps(m, b)?),
+                None => None,
+            };
+            out.push(Prediction { command, steps: generated.steps[b].clone(), waypoints, error, frame, boa_attention: boa[b].clone(), maps, times });
+        }
+        Ok(out)
+    }
+}
+
+/// A model-frame point in every output frame.
+pub fn point(frame: &Frame, ws: Workspace, u: f32, v: f32, gripper: Gripper) -> Point {
+    let (x, y) = frame.to_input_norm(u, v);
+    let (px, py) = frame.to_input_px(u, v);
+    let (mx, my) = ws.to_metric(x, y);
+    Point { x, y, metric: [mx, my], pixel: [px, py], gripper }
+}
+
+/// Example b's slice of batched attention maps (batch dimension kept, size 1).
+pub fn slice_maps(m: &AttentionMaps, b: usize) -> Result<AttentionMaps> {
+    let take = |v: &Vec<Tensor>| -> Result<Vec<Tensor>> { v.iter().map(|t| Ok(t.narrow(0, b, 1)?)).collect() };
+    Ok(AttentionMaps {
+        vision: take(&m.vision)?,
+        text: take(&m.text)?,
+        fusion_self: take(&m.fusion_self)?,
+        fusion_cross: take(&m.fusion_cross)?,
+        text_len: m.text_len,
+    })
+}

@@ -1,0 +1,142 @@
+//! Image -> model input: load, letterbox, normalise.
+//!
+//! Any image the `image` crate decodes works (PNG, JPEG, WebP, BMP; grey, RGBA,
+//! 16-bit; any aspect ratio). It is converted to 8-bit RGB, scaled so its
+//! longer side fits the model's `image_size`, and centred on a square canvas
+//! filled with the normalisation mean (which the model sees as zero). The
+//! [`Frame`] remembers that mapping, so every model coordinate maps back to
+//! the input image's own pixels exactly.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle::{Device, Tensor};
+use image::{imageops::FilterType, DynamicImage, ImageReader, Limits, RgbImage};
+
+use crate::model::Config;
+
+/// Largest image accepted, in pixels (a guard against decompression bombs).
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// How the input image sits inside the model's square view.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Frame {
+    /// Input image size, pixels.
+    pub width: u32,
+    pub height: u32,
+    /// Model pixels per input pixel.
+    pub scale: f32,
+    /// Where the input's top-left corner lands in the model's view, model pixels.
+    pub pad_x: f32,
+    pub pad_y: f32,
+    /// Side of the model's square view, pixels.
+    pub size: u32,
+}
+
+impl Frame {
+    /// Model-normalised (u, v) in [0, 1] -> input pixels (x, y), continuous:
+    /// pixel (i, j) covers [i, i+1) × [j, j+1).
+    pub fn to_input_px(&self, u: f32, v: f32) -> (f32, f32) {
+        let s = self.size as f32;
+        ((u * s - self.pad_x) / self.scale, (v * s - self.pad_y) / self.scale)
+    }
+
+    /// Model-normalised (u, v) -> normalised in the input image's own frame.
+    pub fn to_input_norm(&self, u: f32, v: f32) -> (f32, f32) {
+        let (x, y) = self.to_input_px(u, v);
+        (x / self.width as f32, y / self.height as f32)
+    }
+
+    /// Input-normalised (x, y) -> model-normalised (u, v).
+    pub fn from_input_norm(&self, x: f32, y: f32) -> (f32, f32) {
+        let s = self.size as f32;
+        let u = (x * self.width as f32 * self.scale + self.pad_x) / s;
+        let v = (y * self.height as f32 * self.scale + self.pad_y) / s;
+        (u, v)
+    }
+}
+
+/// Reads an image file with a size limit. Every failure names the file.
+pub fn load_image(path: &Path) -> Result<DynamicImage> {
+    if !path.exists() {
+        bail!("image {} does not exist", path.display());
+    }
+    let mut reader = ImageReader::open(path)
+        .with_context(|| format!("cannot open image {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read image {}", path.display()))?;
+    if reader.format().is_none() {
+        bail!("{} is not an image in a format vla-demo can read (PNG, JPEG, WebP, BMP, ...)", path.display());
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .with_context(|| format!("{} is not a readable image (corrupt or truncated?)", path.display()))?;
+    if w as u64 * h as u64 > MAX_PIXELS {
+        bail!("image {} is {w}×{h} = {} pixels, over the limit of {MAX_PIXELS} pixels", path.display(), w as u64 * h as u64);
+    }
+    if w == 0 || h == 0 {
+        bail!("image {} is empty ({w}×{h})", path.display());
+    }
+    reader = ImageReader::open(path)?.with_guessed_format()?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    reader.decode().with_context(|| format!("{} could not be decoded (corrupt or truncated?)", path.display()))
+}
+
+/// Letterboxes an image into the model's square view: returns the square RGB
+/// image and the frame that maps back.
+pub fn letterbox(img: &DynamicImage, cfg: &Config) -> (RgbImage, Frame) {
+    let size = cfg.image_size as u32;
+    let (w, h) = (img.width(), img.height());
+    let scale = size as f32 / w.max(h) as f32;
+    let (nw, nh) = (((w as f32 * scale).round() as u32).clamp(1, size), ((h as f32 * scale).round() as u32).clamp(1, size));
+    let rgb = img.to_rgb8();
+    let resized = if (nw, nh) == (w, h) { rgb } else { image::imageops::resize(&rgb, nw, nh, FilterType::Triangle) };
+    let (px, py) = ((size - nw) / 2, (size - nh) / 2);
+    let fill = cfg.image_mean.map(|m| (m * 255.0).round() as u8);
+    let mut canvas = RgbImage::from_pixel(size, size, image::Rgb(fill));
+    image::imageops::replace(&mut canvas, &resized, px as i64, py as i64);
+    // The frame uses the exact per-axis scale of the resize.
+    let frame = Frame { width: w, height: h, scale: nw as f32 / w as f32, pad_x: px as f32, pad_y: py as f32, size };
+    (canvas, frame)
+}
+
+/// Square RGB images -> normalised pixels (I, 3, S, S).
+pub fn to_pixels(images: &[&RgbImage], cfg: &Config, device: &Device) -> Result<Tensor> {
+    let s = cfg.image_size;
+    let mut data = Vec::with_capacity(images.len() * 3 * s * s);
+    for img in images {
+        if img.width() as usize != s || img.height() as usize != s {
+            bail!("image is {}×{}, the model expects {s}×{s}", img.width(), img.height());
+        }
+        for c in 0..3 {
+            let (m, sd) = (cfg.image_mean[c], cfg.image_std[c]);
+            data.extend(img.pixels().map(|p| (p.0[c] as f32 / 255.0 - m) / sd));
+        }
+    }
+    Ok(Tensor::from_vec(data, (images.len(), 3, s, s), device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letterbox_maps_back_exactly() {
+        let cfg = Config::tiny();
+        let img = DynamicImage::ImageRgb8(RgbImage::new(448, 224));
+        let (sq, f) = letterbox(&img, &cfg);
+        assert_eq!((sq.width(), sq.height()), (224, 224));
+        assert_eq!((f.pad_x, f.pad_y, f.scale), (0.0, 56.0, 0.5));
+        // The model's centre is the input's centre; its corners map to the
+        // input's corners once the padding is removed.
+        assert_eq!(f.to_input_px(0.5, 0.5), (224.0, 112.0));
+        assert_eq!(f.to_input_px(0.0, 56.0 / 224.0), (0.0, 0.0));
+        let (u, v) = f.from_input_norm(0.25, 0.75);
+        let (x, y) = f.to_input_norm(u, v);
+        assert!((x - 0.25).abs() < 1e-6 && (y - 0.75).abs() < 1e-6);
+    }
+}

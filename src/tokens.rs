@@ -1,0 +1,167 @@
+//! Words -> token ids: the command tokenizer.
+//!
+//! A Hugging Face `tokenizers` BPE model trained by this project on its own
+//! command grammar (English and Korean), saved as tokenizer.json in every
+//! checkpoint. Every word the grammar can produce is a single token, so the
+//! attention maps read word by word. A word the grammar never produces still
+//! works: BPE splits it into known pieces, and a character it has never seen
+//! falls back to its UTF-8 bytes (`<0xEB>` ...), never to a crash or a silent
+//! drop. Such words are reported as unknown.
+//!
+//! After the text vocabulary come the special tokens: `<pad>`, `<unk>`,
+//! `<boa>` (begin of action), then the action slice `<x_000>..<y_255>`,
+//! `<open>`, `<close>`, `<eoa>`, in [`ActionToken`] order.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::normalizers::{Lowercase, Sequence as Normalizers, NFC};
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::action::ActionToken;
+
+pub const PAD: &str = "<pad>";
+pub const UNK: &str = "<unk>";
+pub const BOA: &str = "<boa>";
+
+/// A command, tokenised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// The token strings, as the tokenizer writes them.
+    pub tokens: Vec<String>,
+    /// For each token, the index of the word it came from.
+    pub word_ids: Vec<usize>,
+    /// The command's words, split on whitespace after normalisation.
+    pub words: Vec<String>,
+    /// Words that are not a single known token.
+    pub unknown_words: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandTokenizer {
+    inner: Tokenizer,
+    pad: u32,
+    boa: u32,
+    action_offset: u32,
+}
+
+/// Trims a command and drops final punctuation, which the grammar never uses.
+pub fn normalise_command(text: &str) -> String {
+    let t = text.trim().trim_end_matches(['.', '!', '?', '。']);
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl CommandTokenizer {
+    /// Trains the BPE vocabulary on a corpus of commands.
+    pub fn train<I: Iterator<Item = String> + Send>(corpus: I) -> Result<Self> {
+        let bytes: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
+        let specials: Vec<AddedToken> =
+            [PAD, UNK, BOA].iter().map(|s| s.to_string()).chain(bytes).map(|s| AddedToken::from(s, true)).collect();
+        let trainer = BpeTrainerBuilder::new()
+            .vocab_size(4000)
+            .min_frequency(1)
+            .show_progress(false)
+            .special_tokens(specials)
+            .build();
+        let model = BPE::builder()
+            .byte_fallback(true)
+            .unk_token(UNK.to_string())
+            .build()
+            .map_err(|e| anyhow!("building the BPE model: {e}"))?;
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_normalizer(Some(Normalizers::new(vec![NFC.into(), Lowercase.into()])));
+        tokenizer.with_pre_tokenizer(Some(WhitespaceSplit));
+        let mut trainer = TrainerWrapper::BpeTrainer(trainer);
+        tokenizer
+            .train(&mut trainer, corpus.map(|c| normalise_command(&c)))
+            .map_err(|e| anyhow!("training the tokenizer: {e}"))?;
+        let actions: Vec<AddedToken> = ActionToken::all().map(|t| AddedToken::from(t.text(), true)).collect();
+        tokenizer.add_special_tokens(&actions);
+        Self::from_tokenizer(tokenizer)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("not a valid tokenizer.json: {e}"))?;
+        Self::from_tokenizer(inner)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_bytes(&bytes).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn from_tokenizer(inner: Tokenizer) -> Result<Self> {
+        let id = |s: &str| inner.token_to_id(s).ok_or_else(|| anyhow!("the tokenizer has no {s} token"));
+        let pad = id(PAD)?;
+        let boa = id(BOA)?;
+        let action_offset = id(&ActionToken::X(0).text())?;
+        // The action slice must be contiguous and in ActionToken order.
+        for t in ActionToken::all() {
+            if id(&t.text())? != action_offset + t.index() as u32 {
+                bail!("the tokenizer's action tokens are not contiguous at {}", t.text());
+            }
+        }
+        Ok(Self { inner, pad, boa, action_offset })
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(|e| anyhow!("serialising the tokenizer: {e}"))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad
+    }
+
+    pub fn boa_id(&self) -> u32 {
+        self.boa
+    }
+
+    pub fn action_offset(&self) -> u32 {
+        self.action_offset
+    }
+
+    /// Tokenises a command. Empty commands are an error; length limits are
+    /// the model's business (see `max_text_len`).
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        let text = normalise_command(text);
+        if text.is_empty() {
+            bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
+        }
+        let enc = self.inner.encode(text.as_str(), false).map_err(|e| anyhow!("tokenising {text:?}: {e}"))?;
+        let ids = enc.get_ids().to_vec();
+        let tokens = enc.get_tokens().to_vec();
+        let word_ids: Vec<usize> = enc.get_word_ids().iter().map(|w| w.unwrap_or(0) as usize).collect();
+        let words: Vec<String> = text.to_lowercase().split_whitespace().map(str::to_string).collect();
+        let mut unknown_words = Vec::new();
+        for (w, word) in words.iter().enumerate() {
+            let pieces = word_ids.iter().filter(|&&i| i == w).count();
+            if pieces != 1 || ids[word_ids.iter().position(|&i| i == w).unwrap_or(0)] == self.unk_id() {
+                unknown_words.push(word.clone());
+            }
+        }
+        Ok(Encoded { ids, tokens, word_ids, words, unknown_words })
+    }
+
+    fn unk_id(&self) -> u32 {
+        self.inner.token_to_id(UNK).unwrap_or(u32::MAX)
+    }
+
+    /// Id -> token text, for printing.
+    pub fn id_to_token(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_else(|| format!("<id {id}>"))
+    }
+
+    /// Every word a corpus uses, for tests.
+    pub fn known_words(&self) -> HashSet<String> {
+        self.inner.get_vocab(false).into_keys().collect()
+    }
+}

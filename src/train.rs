@@ -1,0 +1,329 @@
+//! `vla-demo train`: trains the model from scratch on scenes made on the fly.
+//!
+//! Loss: cross-entropy on the action tokens (teacher forcing), plus an
+//! optional grounding term, `-log(attention mass of <boa> on the target)`,
+//! that nudges the last fusion block's cross-attention towards the object the
+//! command names. Optimiser: AdamW with linear warm-up, cosine decay and
+//! global-norm gradient clipping. Checkpoints are written atomically, and
+//! `--resume` continues with the same config, weights, optimiser moments,
+//! step and data position (the data of step s is a fixed function of s).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle::{backprop::GradStore, DType, Device, Tensor, Var, D};
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, write_atomic};
+use crate::data::{self, Example};
+use crate::eval;
+use crate::model::init::SeededInit;
+use crate::model::{Config, Vla};
+use crate::scene::Layout;
+use crate::tokens::CommandTokenizer;
+
+pub const TRAIN_CONFIG: &str = "train_config.json";
+pub const STATE: &str = "training_state.safetensors";
+pub const LOG: &str = "train_log.jsonl";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The architecture; vocabulary ids are filled in from the tokenizer.
+    pub model: Config,
+    pub steps: usize,
+    pub scenes_per_step: usize,
+    pub commands_per_scene: usize,
+    pub learning_rate: f64,
+    pub min_learning_rate: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Training scene seeds, `[start, end)`; must stay below the held-out range.
+    pub train_seeds: [u64; 2],
+    pub relational_share: f64,
+    pub attention_loss_weight: f64,
+    pub eval_every: usize,
+    pub eval_scenes: usize,
+    pub checkpoint_every: usize,
+}
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: TrainConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a valid training config", path.display()))?;
+        if cfg.train_seeds[1] > data::EVAL_SEED_START || cfg.train_seeds[0] >= cfg.train_seeds[1] {
+            bail!("{}: train_seeds must be a non-empty range below {}", path.display(), data::EVAL_SEED_START);
+        }
+        Ok(cfg)
+    }
+
+    /// Learning rate at a step: linear warm-up, then cosine decay to the minimum.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (1.0 + (std::f64::consts::PI * p).cos())
+    }
+}
+
+/// AdamW whose moments can be saved and restored (candle-nn's keeps them private).
+pub struct AdamW {
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: usize,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+}
+
+impl AdamW {
+    pub fn new(vars: &VarMap) -> Result<Self> {
+        let data = vars.data().lock().map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?;
+        let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        let m = vars.iter().map(|(_, v)| zeros(v)).collect::<candle::Result<_>>()?;
+        let v = vars.iter().map(|(_, v)| zeros(v)).collect::<candle::Result<_>>()?;
+        Ok(Self { vars, m, v, step: 0, beta1: 0.9, beta2: 0.95, eps: 1e-8 })
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = &(String, Var)> {
+        self.vars.iter()
+    }
+
+    /// The global gradient norm, before clipping.
+    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
+        let mut sq = 0f64;
+        for (_, var) in &self.vars {
+            if let Some(g) = grads.get(var) {
+                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
+        }
+        Ok(sq.sqrt())
+    }
+
+    /// One update with learning rate `lr`; gradients are scaled by `clip`.
+    pub fn step(&mut self, grads: &GradStore, lr: f64, weight_decay: f64, clip: f64) -> Result<()> {
+        self.step += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let c1 = 1.0 - b1.powi(self.step as i32);
+        let c2 = 1.0 - b2.powi(self.step as i32);
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var) else { continue };
+            let g = (g * clip)?;
+            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
+            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let update = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + self.eps)?)?;
+            // Decay matrices only: not norms, biases or positions.
+            let decays = name.ends_with(".weight") && var.as_tensor().rank() == 2 && !name.contains("norm");
+            let theta = if decays { (var.as_tensor() * (1.0 - lr * weight_decay))? } else { var.as_tensor().clone() };
+            var.set(&(theta - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Weights, moments and step as named tensors.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            out.push((format!("param.{name}"), var.as_tensor().clone()));
+            out.push((format!("adam_m.{name}"), self.m[i].clone()));
+            out.push((format!("adam_v.{name}"), self.v[i].clone()));
+        }
+        out.push(("state.step".into(), Tensor::new(&[self.step as f64], &Device::Cpu)?));
+        Ok(out)
+    }
+
+    fn restore(&mut self, path: &Path) -> Result<()> {
+        let t = candle::safetensors::load(path, &Device::Cpu).with_context(|| format!("cannot read {}", path.display()))?;
+        let get = |k: &str| t.get(k).cloned().with_context(|| format!("{} lacks {k}", path.display()));
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            var.set(&get(&format!("param.{name}"))?)?;
+            self.m[i] = get(&format!("adam_m.{name}"))?;
+            self.v[i] = get(&format!("adam_v.{name}"))?;
+        }
+        self.step = get("state.step")?.to_vec1::<f64>()?[0] as usize;
+        Ok(())
+    }
+}
+
+/// Losses and accuracy of one step.
+pub struct StepStats {
+    pub loss: f32,
+    pub ce: f32,
+    pub attention: f32,
+    pub token_acc: f32,
+}
+
+/// Cross-entropy over the real action tokens, plus the grounding term.
+pub fn loss(model: &Vla, batch: &data::Batch, attention_weight: f64) -> Result<(Tensor, StepStats)> {
+    let (out, _) = model.forward(&batch.inputs, &batch.action_in, false, true)?;
+    let (b, a, v) = out.logits.dims3()?;
+    let logits = out.logits.reshape((b * a, v))?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = logp.gather(&batch.targets.unsqueeze(1)?, 1)?.squeeze(1)?; // (B·A,)
+    let count = batch.weights.sum_all()?;
+    let ce = (picked * &batch.weights)?.sum_all()?.neg()?.broadcast_div(&count)?;
+    // Mean over heads of the <boa> query's weights, summed over target patches.
+    let mass = (out.boa_cross.mean(1)? * &batch.target_mask)?.sum(1)?; // (B,)
+    let attention = (mass + 1e-6)?.log()?.neg()?.mean_all()?;
+    let total = (&ce + (&attention * attention_weight)?)?;
+
+    let pred = logits.argmax(D::Minus1)?;
+    let right = (pred.eq(&batch.targets)?.to_dtype(DType::F32)? * &batch.weights)?.sum_all()?;
+    let stats = StepStats {
+        loss: total.to_scalar::<f32>()?,
+        ce: ce.to_scalar::<f32>()?,
+        attention: attention.to_scalar::<f32>()?,
+        token_acc: (right.to_scalar::<f32>()? / count.to_scalar::<f32>()?),
+    };
+    Ok((total, stats))
+}
+
+/// Builds the batch of step `step`: a fixed function of (seed, step).
+pub fn batch_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, device: &Device) -> Result<data::Batch> {
+    let model = &cfg.model;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut images = Vec::with_capacity(cfg.scenes_per_step);
+    let mut examples = Vec::new();
+    for s in 0..cfg.scenes_per_step {
+        let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
+        let layout = Layout::generate(seed);
+        for command in data::draw_commands(&layout, cfg.commands_per_scene, cfg.relational_share, &mut rng) {
+            let target = data::target_patches(&data::first_target(&layout, &command)?, model.grid());
+            examples.push(Example { image: images.len(), command, target });
+        }
+        images.push(layout.render(model.image_size as u32)?);
+    }
+    let refs: Vec<&image::RgbImage> = images.iter().collect();
+    data::make_batch(&refs, &examples, tok, model, device)
+}
+
+/// Trains the tokenizer on the command grammar and fills the config's ids.
+pub fn build_tokenizer(cfg: &mut Config, seed: u64) -> Result<CommandTokenizer> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tok = CommandTokenizer::train(data::command_corpus(2000, &mut rng).into_iter())?;
+    cfg.vocab_size = tok.vocab_size();
+    cfg.action_offset = tok.action_offset();
+    cfg.boa_token_id = tok.boa_id();
+    cfg.pad_token_id = tok.pad_id();
+    cfg.validate()?;
+    Ok(tok)
+}
+
+/// Options from the command line.
+pub struct TrainArgs {
+    pub config: PathBuf,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub steps: Option<usize>,
+    pub quiet: bool,
+}
+
+/// Runs training to the configured number of steps.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let (mut cfg, tok) = if args.resume {
+        let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG)).context("--resume needs a training run in --out")?;
+        let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
+        (cfg, tok)
+    } else {
+        let mut cfg = TrainConfig::load(&args.config)?;
+        let tok = build_tokenizer(&mut cfg.model, cfg.seed)?;
+        (cfg, tok)
+    };
+    if let Some(steps) = args.steps {
+        cfg.steps = steps;
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    write_atomic(&args.out.join(TRAIN_CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+
+    let vars = VarMap::new();
+    let model = init_model(&cfg, &vars, &device)?;
+    let mut opt = AdamW::new(&vars)?;
+    if args.resume {
+        opt.restore(&args.out.join(STATE))?;
+    } else {
+        std::fs::write(args.out.join(LOG), b"").with_context(|| format!("cannot write {}", args.out.join(LOG).display()))?;
+    }
+    let start = opt.step;
+
+    let bar = progress(cfg.steps as u64, start as u64, args.quiet);
+    let t0 = Instant::now();
+    let mut samples = 0usize;
+    for step in start..cfg.steps {
+        let batch = batch_for_step(&cfg, &tok, step, &device)?;
+        let (total, stats) = loss(&model, &batch, cfg.attention_loss_weight)?;
+        let grads = total.backward()?;
+        let norm = opt.grad_norm(&grads)?;
+        let clip = if norm > cfg.grad_clip { cfg.grad_clip / norm } else { 1.0 };
+        let lr = cfg.lr_at(step);
+        opt.step(&grads, lr, cfg.weight_decay, clip)?;
+        samples += batch.inputs.text_lens.len();
+
+        let per_s = samples as f64 / t0.elapsed().as_secs_f64();
+        bar.set_position(step as u64 + 1);
+        bar.set_message(format!("loss {:.3} acc {:.3} {:.1} samples/s", stats.loss, stats.token_acc, per_s));
+        let line = serde_json::json!({
+            "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
+            "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
+            "elapsed_s": t0.elapsed().as_secs_f64(),
+        });
+        append_log(&args.out, &line)?;
+
+        let last = step + 1 == cfg.steps;
+        if (step + 1) % cfg.checkpoint_every == 0 || last {
+            save_all(&args.out, &cfg, &tok, &vars, &opt)?;
+        }
+        if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
+            let report = eval::evaluate(&model, &tok, data::EVAL_SEED_START, cfg.eval_scenes as u64, &device, None)?;
+            bar.println(format!("step {}: {}", step + 1, report.summary()));
+            append_log(&args.out, &serde_json::json!({"step": step + 1, "eval": report}))?;
+        }
+    }
+    bar.finish();
+    if !args.quiet {
+        eprintln!("trained {} steps in {:.1} min; checkpoint in {}", cfg.steps - start, t0.elapsed().as_secs_f64() / 60.0, args.out.display());
+    }
+    Ok(())
+}
+
+/// Fresh variables for the config; deterministic for a given seed.
+pub fn init_model(cfg: &TrainConfig, vars: &VarMap, device: &Device) -> Result<Vla> {
+    let vb = SeededInit::var_builder(vars, cfg.seed, device);
+    Ok(Vla::new(&cfg.model, vb)?)
+}
+
+fn save_all(out: &Path, cfg: &TrainConfig, tok: &CommandTokenizer, vars: &VarMap, opt: &AdamW) -> Result<()> {
+    // The training state is one file, so weights, moments and step always agree.
+    write_atomic(&out.join(STATE), &checkpoint::tensors_to_bytes(opt.state()?)?)?;
+    checkpoint::save(out, &cfg.model, tok, vars)
+}
+
+fn append_log(out: &Path, line: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(out.join(LOG))?;
+    writeln!(f, "{line}")?;
+    Ok(())
+}
+
+fn progress(len: u64, pos: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_position(pos);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg} · {per_sec} · eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
