@@ -139,6 +139,8 @@ pub fn slice_maps(m: &AttentionMaps, b: usize) -> Result<AttentionMaps> {
         text: take(&m.text)?,
         fusion_self: take(&m.fusion_self)?,
         fusion_cross: take(&m.fusion_cross)?,
+        fusion_cross_scores: take(&m.fusion_cross_scores)?,
+        fusion_cross_values: take(&m.fusion_cross_values)?,
         text_len: m.text_len,
     })
 }

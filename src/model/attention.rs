@@ -172,22 +172,25 @@ impl Attention {
     /// Returns the output (B, Tq, C) and the weights (B, H, Tq, Tk).
     pub fn forward(&self, xs: &Tensor, ctx: Option<&Tensor>, mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor)> {
         let kv = self.project_kv(ctx.unwrap_or(xs))?;
-        self.forward_kv(xs, &kv, mask, train)
+        let (out, weights, _) = self.forward_kv(xs, &kv, mask, train)?;
+        Ok((out, weights))
     }
 
-    /// Like [`Attention::forward`], with keys and values from [`Attention::project_kv`].
-    pub fn forward_kv(&self, xs: &Tensor, kv: &(Tensor, Tensor), mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor)> {
+    /// Like [`Attention::forward`], with keys and values from
+    /// [`Attention::project_kv`]; also returns the raw scores (B, H, Tq, Tk)
+    /// of step 1, before the mask.
+    pub fn forward_kv(&self, xs: &Tensor, kv: &(Tensor, Tensor), mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, c) = xs.dims3()?;
         let q = self.split_heads(&xs.apply(&self.q_proj)?)?; // (B, H, Tq, D)
         let (k, v) = kv; // (B, H, Tk, D)
-        let mut scores = score(self.score_fn, &q, k, self.score_v.as_ref())?; // (B, H, Tq, Tk)
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let weights = align(&scores, train)?;
+        let scores = score(self.score_fn, &q, k, self.score_v.as_ref())?; // (B, H, Tq, Tk)
+        let weights = match mask {
+            Some(mask) => align(&scores.broadcast_add(mask)?, train)?,
+            None => align(&scores, train)?,
+        };
         let out = attend(&weights, v)?; // (B, H, Tq, D)
         let out = out.transpose(1, 2)?.reshape((b, t, c))?; // (B, Tq, C)
-        Ok((out.apply(&self.o_proj)?, weights))
+        Ok((out.apply(&self.o_proj)?, weights, scores))
     }
 }
 

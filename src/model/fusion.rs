@@ -33,6 +33,8 @@ pub struct BlockOut {
     pub self_weights: Tensor,
     /// (B, H, S, N): each text/action position over the image patches.
     pub cross_weights: Tensor,
+    /// (B, H, S, N): the raw cross-attention scores, before the softmax.
+    pub cross_scores: Tensor,
 }
 
 impl FusionBlock {
@@ -57,10 +59,11 @@ impl FusionBlock {
     pub fn forward(&self, xs: &Tensor, image_kv: &(Tensor, Tensor), mask: &Tensor, train: bool) -> Result<BlockOut> {
         let (a, self_weights) = self.self_attn.forward(&self.norm1.forward(xs, train)?, None, Some(mask), train)?;
         let xs = (xs + a)?;
-        let (c, cross_weights) = self.cross_attn.forward_kv(&self.norm_cross.forward(&xs, train)?, image_kv, None, train)?;
+        let (c, cross_weights, cross_scores) =
+            self.cross_attn.forward_kv(&self.norm_cross.forward(&xs, train)?, image_kv, None, train)?;
         let xs = (xs + c)?;
         let hidden = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
-        Ok(BlockOut { hidden, self_weights, cross_weights })
+        Ok(BlockOut { hidden, self_weights, cross_weights, cross_scores })
     }
 }
 
@@ -80,6 +83,10 @@ pub struct FusionOut {
     /// Per block, when captured: (B, H, S, S) and (B, H, S, N), S = T + A.
     pub self_weights: Vec<Tensor>,
     pub cross_weights: Vec<Tensor>,
+    /// Per block, when captured: raw cross scores (B, H, S, N) and the image
+    /// values (B, H, N, D) they mix, for explaining step 1 and step 3.
+    pub cross_scores: Vec<Tensor>,
+    pub cross_values: Vec<Tensor>,
     /// The last block's cross-attention of the `<boa>` query, (B, H, N). Always
     /// returned: training can supervise it and evaluation scores it.
     pub boa_cross: Tensor,
@@ -130,6 +137,7 @@ impl FusionHead {
         let total: Vec<usize> = lens.iter().map(|l| l + a).collect();
         let mask = causal_padded_mask(&total, t + a, xs.device())?.to_dtype(xs.dtype())?;
         let (mut self_weights, mut cross_weights) = (Vec::new(), Vec::new());
+        let (mut cross_scores, mut cross_values) = (Vec::new(), Vec::new());
         let mut last_cross = None;
         for (block, kv) in self.blocks.iter().zip(image_kv) {
             let out = block.forward(&xs, kv, &mask, train)?;
@@ -137,6 +145,8 @@ impl FusionHead {
             if capture {
                 self_weights.push(out.self_weights);
                 cross_weights.push(out.cross_weights.clone());
+                cross_scores.push(out.cross_scores);
+                cross_values.push(kv.1.clone());
             }
             last_cross = Some(out.cross_weights);
         }
@@ -145,6 +155,6 @@ impl FusionHead {
             None => candle::bail!("the fusion head needs at least one block"),
         };
         let logits = self.norm.forward(&xs.narrow(1, t, a)?, train)?.apply(&self.head)?;
-        Ok(FusionOut { logits, self_weights, cross_weights, boa_cross })
+        Ok(FusionOut { logits, self_weights, cross_weights, cross_scores, cross_values, boa_cross })
     }
 }

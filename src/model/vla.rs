@@ -46,6 +46,10 @@ pub struct AttentionMaps {
     pub fusion_self: Vec<Tensor>,
     /// Fusion cross-attention from `[words, <boa>, actions]` to patches: (B, H, S, N).
     pub fusion_cross: Vec<Tensor>,
+    /// The same before the softmax (step 1's raw scores): (B, H, S, N).
+    pub fusion_cross_scores: Vec<Tensor>,
+    /// The image values each fusion block mixes (step 3): (B, H, N, D).
+    pub fusion_cross_values: Vec<Tensor>,
     /// Padded command length T: query `T` of the fusion maps is `<boa>`.
     pub text_len: usize,
 }
@@ -176,6 +180,8 @@ impl Vla {
             text: text_maps,
             fusion_self: out.self_weights.clone(),
             fusion_cross: out.cross_weights.clone(),
+            fusion_cross_scores: out.cross_scores.clone(),
+            fusion_cross_values: out.cross_values.clone(),
             text_len: inputs.text_ids.dim(1)?,
         };
         Ok((out, maps))
@@ -238,6 +244,8 @@ impl Vla {
             text: text_maps,
             fusion_self: last.self_weights.clone(),
             fusion_cross: last.cross_weights.clone(),
+            fusion_cross_scores: last.cross_scores.clone(),
+            fusion_cross_values: last.cross_values.clone(),
             text_len: inputs.text_ids.dim(1).unwrap_or(0),
         });
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
