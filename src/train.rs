@@ -48,6 +48,8 @@ pub struct TrainConfig {
     pub train_seeds: [u64; 2],
     pub relational_share: f64,
     pub attention_loss_weight: f64,
+    /// Spread of the x/y bin targets, in bins (0 = plain one-hot).
+    pub bin_sigma: f32,
     pub eval_every: usize,
     pub eval_scenes: usize,
     pub checkpoint_every: usize,
@@ -170,7 +172,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, attention_weight: f64) -> Result<(
     let (b, a, v) = out.logits.dims3()?;
     let logits = out.logits.reshape((b * a, v))?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&batch.targets.unsqueeze(1)?, 1)?.squeeze(1)?; // (B·A,)
+    let picked = (logp * &batch.soft_targets)?.sum(1)?; // (B·A,): Σ_j q_j log p_j
     let count = batch.weights.sum_all()?;
     let ce = (picked * &batch.weights)?.sum_all()?.neg()?.broadcast_div(&count)?;
     // Mean over heads of the <boa> query's weights, summed over target patches.
@@ -205,7 +207,7 @@ pub fn batch_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, de
         images.push(layout.render(model.image_size as u32)?);
     }
     let refs: Vec<&image::RgbImage> = images.iter().collect();
-    data::make_batch(&refs, &examples, tok, model, device)
+    data::make_batch(&refs, &examples, tok, model, cfg.bin_sigma, device)
 }
 
 /// Trains the tokenizer on the command grammar and fills the config's ids.

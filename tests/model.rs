@@ -57,7 +57,7 @@ fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> d
         images.push(layout.render(cfg.image_size as u32).unwrap());
     }
     let refs: Vec<&image::RgbImage> = images.iter().collect();
-    data::make_batch(&refs, &examples, tok, cfg, &Device::Cpu).unwrap()
+    data::make_batch(&refs, &examples, tok, cfg, 1.5, &Device::Cpu).unwrap()
 }
 
 /// An attention module whose Q, K, V and output projections are constants.
