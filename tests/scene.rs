@@ -348,9 +348,10 @@ fn cli_writes_many_scenes() {
 
 /// The held-out seeds (200000..300000) of the committed example scenes, each the
 /// first that fits a purpose, so that they show every family.
-fn example_seeds() -> Vec<(String, u64)> {
-    let mut found: Vec<(String, u64)> = Vec::new();
-    let wants: [(&str, fn(&Layout, &[Command]) -> bool); 5] = [
+fn example_seeds() -> Vec<(&'static str, u64)> {
+    let mut found: Vec<(&'static str, u64)> = Vec::new();
+    type Want = fn(&Layout, &[Command]) -> bool;
+    let wants: [(&str, Want); 5] = [
         ("red_cup", |l, cs| {
             let t = truth(l, 224);
             (4..=5).contains(&l.objects.len())
@@ -385,7 +386,7 @@ fn example_seeds() -> Vec<(String, u64)> {
                 want(&l, &commands_for(&l, 3)) && !found.iter().any(|(_, f)| *f == s)
             })
             .unwrap();
-        found.push((name.to_string(), seed));
+        found.push((name, seed));
     }
     found
 }
@@ -396,9 +397,9 @@ fn shapes_picture() -> image::RgbImage {
         (Color::Red, Shape::Cup, -0.5),
         (Color::Green, Shape::Block, 0.3),
         (Color::Blue, Shape::Ball, 0.0),
+        (Color::Yellow, Shape::Bowl, 0.0),
     ]
     .into_iter()
-    .chain([(Color::Yellow, Shape::Bowl, 0.0)])
     .enumerate()
     .map(|(i, (color, shape, angle))| Object {
         id: i,
@@ -425,34 +426,43 @@ fn regenerate_examples() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenes");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, seed) in example_seeds() {
-        let file = if name == "red_cup" {
-            "red_cup.png".to_string()
-        } else {
-            format!("scene_{seed}.png")
-        };
+        let file = example_file(name, seed, "png");
         write_scene(&Layout::generate(seed), 224, &dir.join(&file)).unwrap();
         println!("{name}: seed {seed} -> {file}");
     }
     shapes_picture().save(dir.join("shapes.png")).unwrap();
 }
 
+/// The file name of an example scene: the red-cup scene has its own name.
+fn example_file(name: &str, seed: u64, ext: &str) -> String {
+    match name {
+        "red_cup" => format!("red_cup.{ext}"),
+        _ => format!("scene_{seed}.{ext}"),
+    }
+}
+
 #[test]
 fn committed_examples_match_the_generator() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenes");
     for (name, seed) in example_seeds() {
-        let file = if name == "red_cup" {
-            "red_cup.json".to_string()
-        } else {
-            format!("scene_{seed}.json")
-        };
-        let t = SceneTruth::load(&dir.join(&file)).unwrap();
-        assert_eq!((t.seed, t.size), (seed, 224), "{file}");
-        assert_eq!(t.layout(), Layout::generate(seed), "{file}");
-        assert_eq!(
-            t,
-            truth(&Layout::generate(seed), 224),
-            "{file}: regenerate the examples"
-        );
+        let t = SceneTruth::load(&dir.join(example_file(name, seed, "json"))).unwrap();
+        assert_eq!((t.seed, t.size), (seed, 224), "{name}");
+    }
+    // Every scene JSON there, example or not, is what the generator makes now.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let t = SceneTruth::load(&path).unwrap();
+            let layout = Layout::generate(t.seed);
+            assert_eq!(t.layout(), layout, "{}", path.display());
+            let hint = "run: cargo test --release --test scene -- --ignored regenerate_examples";
+            assert_eq!(
+                t,
+                truth(&layout, t.size),
+                "{} is stale; {hint}",
+                path.display()
+            );
+        }
     }
     let red = SceneTruth::load(&dir.join("red_cup.json")).unwrap();
     assert!(red.objects.iter().any(|o| o.color == Color::Red

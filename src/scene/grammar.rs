@@ -15,6 +15,7 @@
 //! trainer draws a fresh command for every example.
 
 use super::layout::Layout;
+use super::object::Shape;
 use super::refer::{minimal_references, relational_references, Reference, Relation};
 use super::{english, korean};
 use crate::action::{Action, Gripper, Waypoint, PUSH_DISTANCE};
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const PUSH_LIMIT: f32 = 0.05;
 
 /// Mixed into a layout's seed to seed [`commands_for`].
-const COMMANDS_SEED: u64 = 0xC0_44A4_D5;
+const COMMANDS_SEED: u64 = 0xC044_A4D5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,11 +171,11 @@ pub fn sample_command(
         Family::Place => {
             let movers: Vec<_> = named
                 .iter()
-                .filter(|(_, r)| r.shape() != super::Shape::Bowl)
+                .filter(|(_, r)| r.shape() != Shape::Bowl)
                 .collect();
             let bowls: Vec<_> = named
                 .iter()
-                .filter(|(_, r)| r.shape() == super::Shape::Bowl)
+                .filter(|(_, r)| r.shape() == Shape::Bowl)
                 .collect();
             let &&(i, r) = choose(rng, &movers)?;
             let &&(b, rb) = choose(rng, &bowls)?;
@@ -314,8 +315,8 @@ mod tests {
                     Family::Pick | Family::Relational => assert_eq!(w.len(), 1),
                     Family::Place => {
                         let b = layout.object(c.destination.unwrap()).unwrap();
-                        assert_eq!(b.shape, super::super::Shape::Bowl);
-                        assert_ne!(t.shape, super::super::Shape::Bowl);
+                        assert_eq!(b.shape, Shape::Bowl);
+                        assert_ne!(t.shape, Shape::Bowl);
                         assert_eq!([w[1].x, w[1].y], b.center);
                     }
                     Family::Push => {
