@@ -1,12 +1,17 @@
 //! The vision encoder: a small ViT (Dosovitskiy et al. 2020, "An Image is
 //! Worth 16x16 Words").
 //!
-//! image (B, 3, S, S) -> patches (B, N, 3·P·P) -> linear projection -> + position
-//! -> pre-LN self-attention blocks -> (B, N, C). At 224 px with 16 px patches,
-//! N = 14 × 14 = 196 tokens, and every block lets each patch look at all others.
+//! image (B, 3, S, S) -> [conv stem] -> patches (B, N, C_in·p·p) -> linear
+//! projection -> + position -> pre-LN self-attention blocks -> (B, N, C). At
+//! 160 px with 16 px patches, N = 10 × 10 = 100 tokens (at 224 px, 196), and
+//! every block lets each patch look at all others.
+//!
+//! The optional stem of stride-2 convolutions turns pixels into local edge
+//! and colour features before the patches are cut (the "hybrid" ViT of the
+//! original paper); it makes a small ViT learn from little data much faster.
 
 use candle::{Device, Module, Result, Tensor};
-use candle_nn::{linear, Init, Linear, VarBuilder};
+use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
 use super::{Block, Config, LayerNorm, PositionEmbedding};
 
@@ -45,6 +50,9 @@ pub fn sincos_2d(grid: usize, hidden: usize, device: &Device) -> Result<Tensor> 
 
 #[derive(Debug, Clone)]
 pub struct VisionEncoder {
+    stem: Vec<Conv2d>,
+    /// Patch side on the stem's output grid.
+    patch: usize,
     patch_proj: Linear,
     position: Tensor,
     blocks: Vec<Block>,
@@ -54,7 +62,15 @@ pub struct VisionEncoder {
 impl VisionEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let n = cfg.num_patches();
-        let patch_dim = 3 * cfg.patch_size * cfg.patch_size;
+        let conv = Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
+        let mut stem = Vec::new();
+        let mut channels = 3;
+        for (i, &c) in cfg.conv_stem.iter().enumerate() {
+            stem.push(conv2d(channels, c, 3, conv, vb.pp(format!("stem.{i}")))?);
+            channels = c;
+        }
+        let patch = cfg.patch_size >> cfg.conv_stem.len();
+        let patch_dim = channels * patch * patch;
         let position = match cfg.position_embedding {
             PositionEmbedding::Sincos => sincos_2d(cfg.grid(), cfg.hidden_size, vb.device())?.to_dtype(vb.dtype())?,
             PositionEmbedding::Learned => vb.get_with_hints(
@@ -67,6 +83,8 @@ impl VisionEncoder {
             .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<_>>()?;
         Ok(Self {
+            stem,
+            patch,
             patch_proj: linear(patch_dim, cfg.hidden_size, vb.pp("patch_proj"))?,
             position,
             blocks,
@@ -79,10 +97,15 @@ impl VisionEncoder {
         &self.position
     }
 
-    /// `patches` (B, N, 3·P·P) -> patch tokens (B, N, C), plus each block's
+    /// `pixels` (B, 3, S, S) -> patch tokens (B, N, C), plus each block's
     /// self-attention weights (B, H, N, N) when `capture` is set.
-    pub fn forward(&self, patches: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        let mut xs = self.patch_proj.forward(patches)?.broadcast_add(&self.position)?;
+    pub fn forward(&self, pixels: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut features = pixels.clone();
+        for conv in &self.stem {
+            features = features.apply(conv)?.gelu()?; // (B, C, S/2, S/2)
+        }
+        let patches = patchify(&features, self.patch)?; // (B, N, C·p·p)
+        let mut xs = self.patch_proj.forward(&patches)?.broadcast_add(&self.position)?;
         let mut maps = Vec::new();
         for block in &self.blocks {
             let (next, weights) = block.forward(&xs, None, train)?;

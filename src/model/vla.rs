@@ -17,7 +17,7 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 
 use super::fusion::{FusionHead, FusionOut};
 use super::text::TextDecoder;
-use super::vision::{patchify, VisionEncoder};
+use super::vision::VisionEncoder;
 use super::{embedding, Config};
 use crate::action::{self, ActionToken, ACTION_VOCAB, MAX_ACTION_TOKENS};
 
@@ -147,8 +147,7 @@ impl Vla {
 
     /// pixels (I, 3, S, S) -> patch tokens (I, N, C).
     pub fn encode_image(&self, pixels: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        let patches = patchify(&pixels.to_dtype(self.dtype())?, self.cfg.patch_size)?;
-        self.vision.forward(&patches, capture, train)
+        self.vision.forward(&pixels.to_dtype(self.dtype())?, capture, train)
     }
 
     /// command ids (B, T) -> word states (B, T, C).
