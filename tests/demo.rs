@@ -1,0 +1,672 @@
+//! End-to-end tests of the demo: the real `vla-demo` binary, the embedded
+//! default model, and the committed example scenes (examples/scenes/*.png
+//! with their ground-truth JSON).
+//!
+//! Run with `cargo test --release --test demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn scenes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenes")
+}
+
+fn red_cup() -> PathBuf {
+    scenes().join("red_cup.png")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_vla-demo"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(r: &Run) {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+fn json(r: &Run) -> Value {
+    ok(r);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.stdout))
+}
+
+/// One `error:` line that mentions `needle`, a non-zero exit, no panic.
+fn fails_with(r: &Run, needle: &str) {
+    assert_ne!(r.code, 0, "expected a failure, got:\n{}", r.stdout);
+    assert!(!r.stderr.contains("panicked"), "panicked:\n{}", r.stderr);
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line:\n{}", r.stderr);
+    assert!(
+        errors[0].contains(needle),
+        "expected {needle:?} in:\n{}",
+        r.stderr
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The ground-truth outline of the object a command's target, in pixels.
+fn outline_of(truth: &Value, name_en: &str) -> Vec<[f64; 2]> {
+    let obj = truth["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name_en"] == name_en)
+        .expect("the scene has the object");
+    obj["polygon_px"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
+        .collect()
+}
+
+fn truth_of(png: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(png.with_extension("json")).unwrap()).unwrap()
+}
+
+/// Even-odd point in polygon.
+fn inside(poly: &[[f64; 2]], x: f64, y: f64) -> bool {
+    let mut c = false;
+    let n = poly.len();
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[(i + n - 1) % n]);
+        if (a[1] > y) != (b[1] > y) && x < (b[0] - a[0]) * (y - a[1]) / (b[1] - a[1]) + a[0] {
+            c = !c;
+        }
+    }
+    c
+}
+
+#[test]
+fn overlay_has_its_documented_size_and_its_hottest_region_is_on_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.png");
+    let r = run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the red cup",
+            "--overlay",
+            s(&out),
+            "--alpha",
+            "1",
+            "--json",
+        ],
+    );
+    let j = json(&r);
+    let png = image::open(&out).expect("the overlay is a PNG").to_rgb8();
+    // Documented size: the PNG's size is in the JSON, and the input image
+    // sits pixel for pixel at its top-left.
+    assert_eq!(j["overlay"]["width"].as_u64().unwrap() as u32, png.width());
+    assert_eq!(
+        j["overlay"]["height"].as_u64().unwrap() as u32,
+        png.height()
+    );
+    assert_eq!(
+        j["overlay"]["image_region"],
+        serde_json::json!([0, 0, 224, 224])
+    );
+    assert!(png.width() > 224 && png.height() > 224);
+
+    // With --alpha 1 the image region is pure turbo colours: invert them.
+    let table: Vec<[u8; 3]> = (0..256)
+        .map(|i| {
+            let c = colorous::TURBO.eval_rational(i, 256);
+            [c.r, c.g, c.b]
+        })
+        .collect();
+    let mut level = vec![vec![None; 224]; 224];
+    let mut top = 0;
+    for y in 0..224u32 {
+        for x in 0..224u32 {
+            let p = png.get_pixel(x, y).0;
+            let (i, d) = table
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        i,
+                        (0..3)
+                            .map(|k| (c[k] as i32 - p[k] as i32).pow(2))
+                            .sum::<i32>(),
+                    )
+                })
+                .min_by_key(|t| t.1)
+                .unwrap();
+            if d <= 12 {
+                level[y as usize][x as usize] = Some(i);
+                top = top.max(i);
+            }
+        }
+    }
+    let hottest: Vec<(f64, f64)> = (0..224)
+        .flat_map(|y| (0..224).map(move |x| (x, y)))
+        .filter(|&(x, y)| level[y][x].is_some_and(|l| l + 2 >= top))
+        .map(|(x, y)| (x as f64 + 0.5, y as f64 + 0.5))
+        .collect();
+    assert!(!hottest.is_empty());
+    // The JSON's peak pixel is in the hottest region.
+    let peak = [
+        j["attention"]["peak_pixel"][0].as_f64().unwrap(),
+        j["attention"]["peak_pixel"][1].as_f64().unwrap(),
+    ];
+    assert!(
+        hottest
+            .iter()
+            .any(|&(x, y)| (x - peak[0]).abs() <= 8.0 && (y - peak[1]).abs() <= 8.0),
+        "peak {peak:?} is not in the hottest region"
+    );
+    // ... and that region lies on the red cup (a patch counts as the
+    // target's when the object covers at least 10% of it, as in eval).
+    let cup = outline_of(&truth_of(&red_cup()), "the red cup");
+    let on = hottest.iter().filter(|&&(x, y)| inside(&cup, x, y)).count();
+    assert!(
+        on as f64 >= 0.1 * hottest.len() as f64,
+        "only {on} of {} hottest pixels lie on the red cup",
+        hottest.len()
+    );
+}
+
+#[test]
+fn json_has_the_documented_fields_and_the_waypoint_is_on_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = json(&run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the red cup",
+            "--json",
+            "--no-overlay",
+        ],
+    ));
+    assert_eq!(j["command"], "pick up the red cup");
+    assert_eq!(
+        (j["image"]["width"].as_u64(), j["image"]["height"].as_u64()),
+        (Some(224), Some(224))
+    );
+    let tokens = j["action"]["tokens"].as_array().unwrap();
+    assert!(tokens.len() >= 4 && tokens.last().unwrap()["text"] == "<eoa>");
+    for t in tokens {
+        assert!(t["id"].is_u64() && t["text"].is_string() && t["prob"].is_f64());
+        assert!(!t["top"].as_array().unwrap().is_empty());
+    }
+    let w = &j["action"]["waypoints"][0];
+    for k in ["x", "y", "metric", "pixel", "gripper"] {
+        assert!(!w[k].is_null(), "waypoint lacks {k}");
+    }
+    assert_eq!(w["gripper"], "close");
+    for k in ["preprocess", "vision", "text", "decode", "overlay", "total"] {
+        assert!(j["timing_ms"][k].is_f64(), "timing_ms lacks {k}");
+    }
+    assert!(j["attention"]["peak_pixel"].is_array());
+    // The ground truth beside the image gives the grounding figures.
+    let g = &j["grounding"];
+    assert_eq!(g["target"]["id"], 1);
+    assert!(g["pointing_hit"].is_boolean() && g["attention_mass"].is_f64());
+    // The pick point lies on the red cup, in the input image's own pixels.
+    let cup = outline_of(&truth_of(&red_cup()), "the red cup");
+    let (x, y) = (
+        w["pixel"][0].as_f64().unwrap(),
+        w["pixel"][1].as_f64().unwrap(),
+    );
+    assert!(
+        inside(&cup, x, y),
+        "waypoint ({x}, {y}) is not on the red cup"
+    );
+    assert!(((w["x"].as_f64().unwrap() * 224.0) - x).abs() < 1e-3);
+}
+
+#[test]
+fn readable_printout_names_everything_and_the_default_overlay_goes_to_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        dir.path(),
+        &["--image", s(&red_cup()), "--cmd", "pick up the red cup"],
+    );
+    ok(&r);
+    for needle in [
+        "tokens",
+        "top 3",
+        "waypoints",
+        "normalised",
+        "metric",
+        "input pixels",
+        "preprocess",
+        "vision",
+        "fusion/decode",
+        "overlay",
+        "pointing",
+        "red_cup.overlay.png",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "printout lacks {needle:?}:\n{}",
+            r.stdout
+        );
+    }
+    assert!(dir.path().join("red_cup.overlay.png").is_file());
+}
+
+#[test]
+fn per_token_sheet_has_a_panel_for_each_word_and_action_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = json(&run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the red cup",
+            "--per-token",
+            "--json",
+        ],
+    ));
+    let sheet = j["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "per-token")
+        .expect("a per-token sheet");
+    let labels: Vec<&str> = sheet["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for word in ["pick", "up", "the", "red", "cup"] {
+        assert!(
+            labels.iter().any(|l| l.contains(&format!("\"{word}\""))),
+            "no panel for {word:?}: {labels:?}"
+        );
+    }
+    for t in j["action"]["tokens"].as_array().unwrap() {
+        let text = t["text"].as_str().unwrap();
+        assert!(
+            labels.iter().any(|l| l.contains(text)),
+            "no panel for {text}: {labels:?}"
+        );
+    }
+    let png =
+        image::open(dir.path().join(sheet["path"].as_str().unwrap())).expect("the sheet is a PNG");
+    assert!(png.width() > 5 * 200);
+}
+
+#[test]
+fn other_sheets_and_the_export_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the red cup",
+            "--per-head",
+            "--per-layer",
+            "--rollout",
+            "--head-fusion",
+            "max",
+            "--export",
+            "attn.npz",
+            "--json",
+        ],
+    );
+    let j = json(&r);
+    for f in [
+        "red_cup.overlay.png",
+        "red_cup.per-head.png",
+        "red_cup.per-layer.png",
+        "red_cup.rollout.png",
+        "attn.npz",
+        "attn.json",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let npz = std::fs::read(dir.path().join("attn.npz")).unwrap();
+    assert_eq!(&npz[..2], b"PK", "an npz is a zip archive");
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("attn.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["grid"], 14);
+    assert_eq!(m["patches"].as_array().unwrap().len(), 196);
+    assert_eq!(
+        m["patches"][15]["input_px"],
+        serde_json::json!([16.0, 16.0, 32.0, 32.0])
+    );
+    let vision = m["arrays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "vision/layer0")
+        .unwrap();
+    assert_eq!(vision["shape"], serde_json::json!([4, 196, 196]));
+    assert_eq!(
+        m["fusion_sequence"][m["boa_position"].as_u64().unwrap() as usize],
+        "<boa>"
+    );
+    assert!(j["outputs"].as_array().unwrap().len() >= 5);
+}
+
+#[test]
+fn explain_walks_the_three_steps_and_the_weights_sum_to_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = json(&run_in(
+        dir.path(),
+        &[
+            "explain",
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the red cup",
+            "--json",
+        ],
+    ));
+    assert!(
+        (j["weight_sum"].as_f64().unwrap() - 1.0).abs() < 1e-4,
+        "{}",
+        j["weight_sum"]
+    );
+    assert!(j["align_check"].as_f64().unwrap() < 1e-5);
+    assert_eq!(j["top_by_score"].as_array().unwrap().len(), 5);
+    let r = run_in(
+        dir.path(),
+        &[
+            "explain",
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the red cup",
+        ],
+    );
+    ok(&r);
+    for needle in [
+        "Step 1",
+        "Step 2",
+        "Step 3",
+        "sum of all 196 weights = 1.0000",
+        "Word × object",
+        "red cup",
+        "○",
+        "×",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "explain lacks {needle:?}:\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn batch_runs_every_pair_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = scenes().join("scene_200011.png");
+    let lines = [
+        serde_json::json!({"image": red_cup(), "cmd": "pick up the red cup"}),
+        serde_json::json!({"image": other, "cmd": "take the red cup"}),
+        serde_json::json!({"image": red_cup(), "cmd": "빨간 컵을 집어"}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("pairs.jsonl"), text).unwrap();
+    let r = run_in(dir.path(), &["--batch", "pairs.jsonl"]);
+    ok(&r);
+    let out: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 3);
+    for (o, l) in out.iter().zip(&lines) {
+        assert_eq!(o["command"], l["cmd"]);
+    }
+    // A bad line names itself, and nothing is printed.
+    std::fs::write(dir.path().join("bad.jsonl"), "{\"image\": \"x.png\"}\n").unwrap();
+    let r = run_in(dir.path(), &["--batch", "bad.jsonl"]);
+    fails_with(&r, "line 1");
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn any_format_size_and_aspect_ratio_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::open(red_cup()).unwrap();
+    let wide = image::DynamicImage::ImageRgb8(image::imageops::resize(
+        &img.to_rgb8(),
+        400,
+        150,
+        image::imageops::FilterType::Triangle,
+    ));
+    let grey16 = image::DynamicImage::ImageLuma16(img.to_luma16());
+    let rgba = image::DynamicImage::ImageRgba8(img.to_rgba8());
+    let cases: [(&str, &image::DynamicImage); 6] = [
+        ("a.jpg", &img),
+        ("a.webp", &rgba),
+        ("a.bmp", &img),
+        ("grey16.png", &grey16),
+        ("rgba.png", &rgba),
+        ("wide.png", &wide),
+    ];
+    for (name, im) in cases {
+        let path = dir.path().join(name);
+        im.save(&path).unwrap();
+        let j = json(&run_in(
+            dir.path(),
+            &[
+                "--image",
+                s(&path),
+                "--cmd",
+                "pick up the red cup",
+                "--json",
+            ],
+        ));
+        let (w, h) = (im.width() as f64, im.height() as f64);
+        assert_eq!(j["image"]["width"].as_f64(), Some(w), "{name}");
+        let p = &j["attention"]["peak_pixel"];
+        assert!(
+            p[0].as_f64().unwrap() <= w && p[1].as_f64().unwrap() <= h,
+            "{name}"
+        );
+        let o = &j["overlay"];
+        assert_eq!(
+            o["image_region"],
+            serde_json::json!([0, 0, im.width(), im.height()]),
+            "{name}"
+        );
+        let png = image::open(o["path"].as_str().map(|p| dir.path().join(p)).unwrap()).unwrap();
+        assert_eq!(
+            (png.width() as u64, png.height() as u64),
+            (o["width"].as_u64().unwrap(), o["height"].as_u64().unwrap())
+        );
+    }
+}
+
+#[test]
+fn unknown_words_run_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&red_cup()),
+            "--cmd",
+            "pick up the zorblax",
+            "--no-overlay",
+        ],
+    );
+    ok(&r);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("warning:") && l.contains("zorblax")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_inputs_get_one_error_line_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cup = s(&red_cup()).to_string();
+    let run = |args: &[&str]| run_in(d, args);
+
+    fails_with(
+        &run(&["--image", "missing.png", "--cmd", "pick up the red cup"]),
+        "does not exist",
+    );
+    std::fs::write(d.join("notes.txt"), "this is not an image").unwrap();
+    fails_with(
+        &run(&["--image", "notes.txt", "--cmd", "pick up the red cup"]),
+        "not an image",
+    );
+    std::fs::write(d.join("text.png"), "this is not an image").unwrap();
+    fails_with(
+        &run(&["--image", "text.png", "--cmd", "pick up the red cup"]),
+        "not a readable image",
+    );
+    let bytes = std::fs::read(red_cup()).unwrap();
+    std::fs::write(d.join("cut.png"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &run(&["--image", "cut.png", "--cmd", "pick up the red cup"]),
+        "truncated",
+    );
+    // A BMP header that claims 20000 × 20000 pixels: refused before decoding.
+    let mut bomb = b"BM".to_vec();
+    bomb.extend(0u32.to_le_bytes()); // file size (ignored)
+    bomb.extend(0u32.to_le_bytes());
+    bomb.extend(54u32.to_le_bytes()); // pixel data offset
+    bomb.extend(40u32.to_le_bytes()); // BITMAPINFOHEADER
+    bomb.extend(20000i32.to_le_bytes());
+    bomb.extend(20000i32.to_le_bytes());
+    bomb.extend(1u16.to_le_bytes());
+    bomb.extend(24u16.to_le_bytes());
+    bomb.extend([0u8; 24]);
+    std::fs::write(d.join("bomb.bmp"), &bomb).unwrap();
+    fails_with(
+        &run(&["--image", "bomb.bmp", "--cmd", "pick up the red cup"]),
+        "over the limit",
+    );
+
+    fails_with(&run(&["--image", &cup, "--cmd", "   "]), "empty");
+    let long = vec!["red"; 80].join(" ");
+    fails_with(&run(&["--image", &cup, "--cmd", &long]), "at most");
+    fails_with(
+        &run(&[
+            "--image",
+            &cup,
+            "--cmd",
+            "pick up the red cup",
+            "--model-dir",
+            "no-such-model",
+        ]),
+        "does not exist",
+    );
+    std::fs::create_dir(d.join("broken")).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::write(d.join("broken").join(f), "garbage").unwrap();
+    }
+    fails_with(
+        &run(&[
+            "--image",
+            &cup,
+            "--cmd",
+            "pick up the red cup",
+            "--model-dir",
+            "broken",
+        ]),
+        "config.json",
+    );
+    // A real config and tokenizer with truncated weights.
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
+    if tiny.is_dir() {
+        std::fs::create_dir(d.join("cut-model")).unwrap();
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::copy(tiny.join(f), d.join("cut-model").join(f)).unwrap();
+        }
+        let w = std::fs::read(tiny.join("model.safetensors")).unwrap();
+        std::fs::write(d.join("cut-model/model.safetensors"), &w[..w.len() / 3]).unwrap();
+        fails_with(
+            &run(&[
+                "--image",
+                &cup,
+                "--cmd",
+                "pick up the red cup",
+                "--model-dir",
+                "cut-model",
+            ]),
+            "model.safetensors",
+        );
+    }
+    fails_with(
+        &run(&[
+            "--image",
+            &cup,
+            "--cmd",
+            "pick up the red cup",
+            "--overlay",
+            "no-such-dir/o.png",
+        ]),
+        "cannot write",
+    );
+    #[cfg(not(feature = "cuda"))]
+    fails_with(
+        &run(&[
+            "--image",
+            &cup,
+            "--cmd",
+            "pick up the red cup",
+            "--device",
+            "cuda",
+        ]),
+        "without CUDA",
+    );
+    // The input is never overwritten.
+    std::fs::copy(red_cup(), d.join("scene.png")).unwrap();
+    fails_with(
+        &run(&[
+            "--image",
+            "scene.png",
+            "--cmd",
+            "pick up the red cup",
+            "--overlay",
+            "scene.png",
+        ]),
+        "refusing to overwrite",
+    );
+    assert_eq!(std::fs::read(d.join("scene.png")).unwrap(), bytes);
+
+    // No output file was left behind by any failure.
+    let left: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("overlay") || n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
