@@ -211,7 +211,7 @@ struct TrainCli {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Override the config's number of steps.
+    /// Stop after this step; the learning-rate schedule still follows the config.
     #[arg(long)]
     steps: Option<usize>,
     #[arg(long)]

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use candle::{Device, Tensor};
 use rand::Rng;
 
-use crate::action::{self, MAX_ACTION_TOKENS};
+use crate::action::{self, ActionToken, ACTION_VOCAB, MAX_ACTION_TOKENS, NUM_BINS};
 use crate::model::vla::Inputs;
 use crate::model::Config;
 use crate::preprocess::to_pixels;
@@ -112,6 +112,9 @@ pub struct Batch {
     pub targets: Tensor,
     /// (B·A,) 1 for real tokens, 0 for padding.
     pub weights: Tensor,
+    /// (B·A, ACTION_VOCAB) target distributions: one-hot for gripper and end
+    /// tokens, a Gaussian over neighbouring bins for x and y (see [`soft_target`]).
+    pub soft_targets: Tensor,
     /// (B, N) target patch indicator for the `<boa>` query.
     pub target_mask: Tensor,
 }
@@ -140,12 +143,41 @@ pub fn encode_commands(tok: &CommandTokenizer, cfg: &Config, texts: &[&str], dev
     Ok((Tensor::from_vec(flat, (texts.len(), t), device)?, lens))
 }
 
-/// Builds a batch from rendered images and examples.
+/// The training target for one action token. Bins are ordered, so a bin
+/// next to the right one is less wrong than one across the table: x and y
+/// targets spread over neighbouring bins as a Gaussian of `sigma` bins (0 =
+/// one-hot), which gives the classifier a sense of distance.
+pub fn soft_target(t: ActionToken, sigma: f32) -> Vec<f32> {
+    let mut q = vec![0f32; ACTION_VOCAB];
+    let (base, bin) = match t {
+        ActionToken::X(i) => (0, i as usize),
+        ActionToken::Y(i) => (NUM_BINS, i as usize),
+        other => {
+            q[other.index()] = 1.0;
+            return q;
+        }
+    };
+    if sigma <= 0.0 {
+        q[base + bin] = 1.0;
+        return q;
+    }
+    for j in 0..NUM_BINS {
+        let d = j as f32 - bin as f32;
+        q[base + j] = (-0.5 * d * d / (sigma * sigma)).exp();
+    }
+    let sum: f32 = q.iter().sum();
+    q.iter_mut().for_each(|x| *x /= sum);
+    q
+}
+
+/// Builds a batch from rendered images and examples; `bin_sigma` shapes the
+/// x/y targets (see [`soft_target`]).
 pub fn make_batch(
     images: &[&image::RgbImage],
     examples: &[Example],
     tok: &CommandTokenizer,
     cfg: &Config,
+    bin_sigma: f32,
     device: &Device,
 ) -> Result<Batch> {
     let b = examples.len();
@@ -158,6 +190,7 @@ pub fn make_batch(
     let mut targets = Vec::with_capacity(b * a);
     let mut weights = Vec::with_capacity(b * a);
     let mut mask: Vec<f32> = Vec::with_capacity(b * cfg.num_patches());
+    let mut soft: Vec<f32> = Vec::with_capacity(b * a * ACTION_VOCAB);
     for e in examples {
         let tokens = action::encode(&e.command.action);
         if tokens.len() > a {
@@ -167,6 +200,7 @@ pub fn make_batch(
         for i in 0..a {
             match tokens.get(i) {
                 Some(t) => {
+                    soft.extend(soft_target(*t, bin_sigma));
                     targets.push(t.index() as u32);
                     weights.push(1f32);
                     if i + 1 < a {
@@ -174,6 +208,7 @@ pub fn make_batch(
                     }
                 }
                 None => {
+                    soft.extend(std::iter::repeat_n(0f32, ACTION_VOCAB));
                     targets.push(0);
                     weights.push(0.0);
                     if i + 1 < a {
@@ -194,6 +229,7 @@ pub fn make_batch(
         action_in: Tensor::from_vec(action_in, (b, a), device)?,
         targets: Tensor::from_vec(targets, b * a, device)?,
         weights: Tensor::from_vec(weights, b * a, device)?,
+        soft_targets: Tensor::from_vec(soft, (b * a, ACTION_VOCAB), device)?,
         target_mask: Tensor::from_vec(mask, (b, cfg.num_patches()), device)?,
     })
 }

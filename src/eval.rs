@@ -143,7 +143,7 @@ pub fn evaluate(model: &Vla, tok: &CommandTokenizer, first_seed: u64, scenes: u6
         if !examples.is_empty() {
             let refs: Vec<&image::RgbImage> = images.iter().collect();
             let ex: Vec<Example> = examples.iter().map(|(_, e)| Example { image: e.image, command: e.command.clone(), target: e.target.clone() }).collect();
-            let batch = data::make_batch(&refs, &ex, tok, cfg, device)?;
+            let batch = data::make_batch(&refs, &ex, tok, cfg, 0.0, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
             let cross = generated.boa_cross.to_dtype(candle::DType::F32)?.to_vec3::<f32>()?; // (B, H, N)
             for (b, (li, e)) in examples.iter().enumerate() {

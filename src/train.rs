@@ -48,6 +48,8 @@ pub struct TrainConfig {
     pub train_seeds: [u64; 2],
     pub relational_share: f64,
     pub attention_loss_weight: f64,
+    /// Spread of the x/y bin targets, in bins (0 = plain one-hot).
+    pub bin_sigma: f32,
     pub eval_every: usize,
     pub eval_scenes: usize,
     pub checkpoint_every: usize,
@@ -170,7 +172,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, attention_weight: f64) -> Result<(
     let (b, a, v) = out.logits.dims3()?;
     let logits = out.logits.reshape((b * a, v))?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&batch.targets.unsqueeze(1)?, 1)?.squeeze(1)?; // (B·A,)
+    let picked = (logp * &batch.soft_targets)?.sum(1)?; // (B·A,): Σ_j q_j log p_j
     let count = batch.weights.sum_all()?;
     let ce = (picked * &batch.weights)?.sum_all()?.neg()?.broadcast_div(&count)?;
     // Mean over heads of the <boa> query's weights, summed over target patches.
@@ -205,7 +207,7 @@ pub fn batch_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, de
         images.push(layout.render(model.image_size as u32)?);
     }
     let refs: Vec<&image::RgbImage> = images.iter().collect();
-    data::make_batch(&refs, &examples, tok, model, device)
+    data::make_batch(&refs, &examples, tok, model, cfg.bin_sigma, device)
 }
 
 /// Trains the tokenizer on the command grammar and fills the config's ids.
@@ -225,6 +227,7 @@ pub struct TrainArgs {
     pub config: PathBuf,
     pub out: PathBuf,
     pub resume: bool,
+    /// Stop after this step (the schedule still follows the config's steps).
     pub steps: Option<usize>,
     pub quiet: bool,
 }
@@ -232,7 +235,7 @@ pub struct TrainArgs {
 /// Runs training to the configured number of steps.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let (mut cfg, tok) = if args.resume {
+    let (cfg, tok) = if args.resume {
         let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG)).context("--resume needs a training run in --out")?;
         let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
         (cfg, tok)
@@ -241,9 +244,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let tok = build_tokenizer(&mut cfg.model, cfg.seed)?;
         (cfg, tok)
     };
-    if let Some(steps) = args.steps {
-        cfg.steps = steps;
-    }
+    let stop = args.steps.unwrap_or(cfg.steps).min(cfg.steps);
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     write_atomic(&args.out.join(TRAIN_CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
 
@@ -257,10 +258,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let start = opt.step;
 
-    let bar = progress(cfg.steps as u64, start as u64, args.quiet);
+    let bar = progress(stop as u64, start as u64, args.quiet);
     let t0 = Instant::now();
     let mut samples = 0usize;
-    for step in start..cfg.steps {
+    for step in start..stop {
         let batch = batch_for_step(&cfg, &tok, step, &device)?;
         let (total, stats) = loss(&model, &batch, cfg.attention_loss_weight)?;
         let grads = total.backward()?;
@@ -280,7 +281,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         });
         append_log(&args.out, &line)?;
 
-        let last = step + 1 == cfg.steps;
+        let last = step + 1 == stop;
         if (step + 1) % cfg.checkpoint_every == 0 || last {
             save_all(&args.out, &cfg, &tok, &vars, &opt)?;
         }
@@ -292,7 +293,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     bar.finish();
     if !args.quiet {
-        eprintln!("trained {} steps in {:.1} min; checkpoint in {}", cfg.steps - start, t0.elapsed().as_secs_f64() / 60.0, args.out.display());
+        eprintln!("trained {} steps in {:.1} min; checkpoint in {}", stop.saturating_sub(start), t0.elapsed().as_secs_f64() / 60.0, args.out.display());
     }
     Ok(())
 }

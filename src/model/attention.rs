@@ -56,14 +56,11 @@ pub fn score(kind: ScoreFn, q: &Tensor, k: &Tensor, v_add: Option<&Tensor>) -> R
                 Some(v) => v,
                 None => candle::bail!("additive score needs its vector v"),
             };
-            let (b, h, tq, _) = q.dims4()?;
-            let tk = k.dim(2)?;
+            let h = q.dim(1)?;
             // (B, H, Tq, 1, D) + (B, H, 1, Tk, D) -> (B, H, Tq, Tk, D): every pair.
             let pair = q.unsqueeze(3)?.broadcast_add(&k.unsqueeze(2)?)?.tanh()?;
-            // Project each pair onto v_h: (B, H, Tq*Tk, D) x (1, H, D, 1).
-            let pair = pair.reshape((b, h, tq * tk, d))?;
-            let v = v.reshape((1, h, d, 1))?.broadcast_as((b, h, d, 1))?;
-            pair.matmul(&v)?.reshape((b, h, tq, tk))
+            // Project each pair onto v_h and sum over D: (B, H, Tq, Tk).
+            pair.broadcast_mul(&v.reshape((1, h, 1, 1, d))?)?.sum(D::Minus1)
         }
     }
 }

@@ -74,6 +74,11 @@ impl VisionEncoder {
         })
     }
 
+    /// The position code of every patch, (N, C).
+    pub fn position(&self) -> &Tensor {
+        &self.position
+    }
+
     /// `patches` (B, N, 3·P·P) -> patch tokens (B, N, C), plus each block's
     /// self-attention weights (B, H, N, N) when `capture` is set.
     pub fn forward(&self, patches: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {

@@ -157,9 +157,11 @@ impl Vla {
     }
 
     /// The fusion head's image keys and values, one pair per block, gathered
-    /// so that command b sees its own image.
+    /// so that command b sees its own image. As in DETR, the patches' position
+    /// codes are added again here, so that what a query reads from a patch
+    /// says plainly where that patch is: the action's x and y come from it.
     fn image_kv(&self, patches: &Tensor, image_index: Option<&Tensor>) -> Result<Vec<(Tensor, Tensor)>> {
-        let kv = self.fusion.image_kv(patches)?;
+        let kv = self.fusion.image_kv(&patches.broadcast_add(self.vision.position())?)?;
         match image_index {
             None => Ok(kv),
             Some(idx) => kv.into_iter().map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?))).collect(),

@@ -1,0 +1,330 @@
+//! Commands: what can be asked in a scene, in English and Korean, with the
+//! action each one expects.
+//!
+//! Four families, each generated only where its target is unambiguous:
+//! - pick: "pick up the red cup" -> `[(target centre, close)]`
+//! - place: "put the red block in the blue bowl" ->
+//!   `[(object centre, close), (bowl centre, open)]`; the object is never a bowl
+//! - push: "push the green ball to the left" ->
+//!   `[(object centre, close), (centre moved PUSH_DISTANCE that way, open)]`,
+//!   only where the end point stays inside `[0.05, 0.95]`
+//! - relational: a pick whose target needs a relation to a landmark,
+//!   "pick up the red block next to the blue cup" (see [`super::refer`]).
+//!
+//! Sampling is cheap (no allocation beyond a few small vectors), because the
+//! trainer draws a fresh command for every example.
+
+use super::layout::Layout;
+use super::object::Shape;
+use super::refer::{minimal_references, relational_references, Reference, Relation};
+use super::{english, korean};
+use crate::action::{Action, Gripper, Waypoint, PUSH_DISTANCE};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Push end points must stay inside `[PUSH_LIMIT, 1 - PUSH_LIMIT]`.
+pub const PUSH_LIMIT: f32 = 0.05;
+
+/// Mixed into a layout's seed to seed [`commands_for`].
+const COMMANDS_SEED: u64 = 0xC044_A4D5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    En,
+    Ko,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Ko];
+
+    /// "en" or "ko", as in the JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ko => "ko",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Pick,
+    Place,
+    Push,
+    Relational,
+}
+
+impl Family {
+    pub const ALL: [Family; 4] = [
+        Family::Pick,
+        Family::Place,
+        Family::Push,
+        Family::Relational,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Pick => "pick",
+            Family::Place => "place",
+            Family::Push => "push",
+            Family::Relational => "relational",
+        }
+    }
+}
+
+/// A push direction in the image: up is away from the camera's bottom edge (y decreases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Left,
+    Right,
+    Up,
+    Down,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 4] = [
+        Direction::Left,
+        Direction::Right,
+        Direction::Up,
+        Direction::Down,
+    ];
+
+    /// Unit step in normalised image coordinates.
+    pub fn delta(&self) -> [f32; 2] {
+        match self {
+            Direction::Left => [-1.0, 0.0],
+            Direction::Right => [1.0, 0.0],
+            Direction::Up => [0.0, -1.0],
+            Direction::Down => [0.0, 1.0],
+        }
+    }
+}
+
+/// One command and the action it expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub text: String,
+    pub lang: Lang,
+    pub family: Family,
+    /// Id of the object picked, placed or pushed.
+    pub target: usize,
+    /// Id of the bowl, for place.
+    pub destination: Option<usize>,
+    /// For push.
+    pub direction: Option<Direction>,
+    /// Id of the landmark that tells the target apart, for relational commands.
+    #[serde(default)]
+    pub landmark: Option<usize>,
+    /// How the target relates to the landmark, for relational commands.
+    #[serde(default)]
+    pub relation: Option<Relation>,
+    pub action: Action,
+}
+
+/// One random valid command of this family and language, or `None` where the
+/// scene allows none (no bowl for place, no duplicate pair for relational, ...).
+pub fn sample_command(
+    layout: &Layout,
+    family: Family,
+    lang: Lang,
+    rng: &mut impl Rng,
+) -> Option<Command> {
+    let objs = &layout.objects;
+    let refs = minimal_references(layout);
+    let named: Vec<(usize, Reference)> = refs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| (i, r)))
+        .collect();
+    let noun = |r: Reference, rng: &mut _| match lang {
+        Lang::En => r.en(),
+        Lang::Ko => korean::noun(r, rng),
+    };
+    let mut command = Command {
+        text: String::new(),
+        lang,
+        family,
+        target: 0,
+        destination: None,
+        direction: None,
+        landmark: None,
+        relation: None,
+        action: Action {
+            waypoints: Vec::new(),
+        },
+    };
+    match family {
+        Family::Pick => {
+            let &(i, r) = choose(rng, &named)?;
+            let obj = noun(r, rng);
+            command.text = match lang {
+                Lang::En => english::pick_command(&obj, rng),
+                Lang::Ko => korean::pick_command(&obj, rng),
+            };
+            command.target = objs[i].id;
+            command.action = pick_action(objs[i].center);
+        }
+        Family::Place => {
+            let movers: Vec<_> = named
+                .iter()
+                .filter(|(_, r)| r.shape() != Shape::Bowl)
+                .collect();
+            let bowls: Vec<_> = named
+                .iter()
+                .filter(|(_, r)| r.shape() == Shape::Bowl)
+                .collect();
+            let &&(i, r) = choose(rng, &movers)?;
+            let &&(b, rb) = choose(rng, &bowls)?;
+            let (obj, bowl) = (noun(r, rng), noun(rb, rng));
+            command.text = match lang {
+                Lang::En => english::place_command(&obj, &bowl, rng),
+                Lang::Ko => korean::place_command(&obj, &bowl, rng),
+            };
+            command.target = objs[i].id;
+            command.destination = Some(objs[b].id);
+            command.action = two_step(objs[i].center, objs[b].center);
+        }
+        Family::Push => {
+            let pushes: Vec<(usize, Reference, Direction, [f32; 2])> = named
+                .iter()
+                .flat_map(|&(i, r)| Direction::ALL.map(|d| (i, r, d, push_end(objs[i].center, d))))
+                .filter(|&(.., end)| {
+                    end.iter()
+                        .all(|v| (PUSH_LIMIT..=1.0 - PUSH_LIMIT).contains(v))
+                })
+                .collect();
+            let &(i, r, d, end) = choose(rng, &pushes)?;
+            let obj = noun(r, rng);
+            command.text = match lang {
+                Lang::En => english::push_command(&obj, d, rng),
+                Lang::Ko => korean::push_command(&obj, d, rng),
+            };
+            command.target = objs[i].id;
+            command.direction = Some(d);
+            command.action = two_step(objs[i].center, end);
+        }
+        Family::Relational => {
+            let rels = relational_references(layout, &refs);
+            let rel = *choose(rng, &rels)?;
+            let t = &objs[rel.target];
+            let target = noun(Reference::ColorShape(t.color, t.shape), rng);
+            let landmark = noun(rel.landmark_ref, rng);
+            command.text = match lang {
+                Lang::En => english::relational_command(&target, rel.relation, &landmark, rng),
+                Lang::Ko => korean::relational_command(&target, rel.relation, &landmark, rng),
+            };
+            command.target = t.id;
+            command.landmark = Some(objs[rel.landmark].id);
+            command.relation = Some(rel.relation);
+            command.action = pick_action(t.center);
+        }
+    }
+    Some(command)
+}
+
+/// A deterministic handful of commands for the ground truth: for each family
+/// and language, up to `per_family` commands that ask for different things.
+pub fn commands_for(layout: &Layout, per_family: usize) -> Vec<Command> {
+    let mut rng = ChaCha8Rng::seed_from_u64(layout.seed ^ COMMANDS_SEED);
+    let mut out = Vec::new();
+    for family in Family::ALL {
+        for lang in Lang::ALL {
+            let mut got: Vec<Command> = Vec::with_capacity(per_family);
+            for _ in 0..per_family * 8 {
+                if got.len() == per_family {
+                    break;
+                }
+                let Some(c) = sample_command(layout, family, lang, &mut rng) else {
+                    break;
+                };
+                let meaning =
+                    |c: &Command| (c.target, c.destination, c.direction, c.landmark, c.relation);
+                if !got.iter().any(|g| meaning(g) == meaning(&c)) {
+                    got.push(c);
+                }
+            }
+            out.extend(got);
+        }
+    }
+    out
+}
+
+/// Where a push in `direction` takes an object centred at `center`.
+pub fn push_end(center: [f32; 2], direction: Direction) -> [f32; 2] {
+    let [dx, dy] = direction.delta();
+    [
+        center[0] + dx * PUSH_DISTANCE,
+        center[1] + dy * PUSH_DISTANCE,
+    ]
+}
+
+fn pick_action(at: [f32; 2]) -> Action {
+    Action {
+        waypoints: vec![Waypoint {
+            x: at[0],
+            y: at[1],
+            gripper: Gripper::Close,
+        }],
+    }
+}
+
+/// Grasp at `from`, release at `to`: place and push.
+fn two_step(from: [f32; 2], to: [f32; 2]) -> Action {
+    Action {
+        waypoints: vec![
+            Waypoint {
+                x: from[0],
+                y: from[1],
+                gripper: Gripper::Close,
+            },
+            Waypoint {
+                x: to[0],
+                y: to[1],
+                gripper: Gripper::Open,
+            },
+        ],
+    }
+}
+
+fn choose<'a, T>(rng: &mut impl Rng, items: &'a [T]) -> Option<&'a T> {
+    (!items.is_empty()).then(|| &items[rng.random_range(0..items.len())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_deterministic_and_well_formed() {
+        for seed in 0..100 {
+            let layout = Layout::generate(seed);
+            let a = commands_for(&layout, 3);
+            assert_eq!(a, commands_for(&layout, 3));
+            for c in &a {
+                let t = layout.object(c.target).unwrap();
+                let w = &c.action.waypoints;
+                assert_eq!(
+                    (w[0].x, w[0].y, w[0].gripper),
+                    (t.center[0], t.center[1], Gripper::Close)
+                );
+                match c.family {
+                    Family::Pick | Family::Relational => assert_eq!(w.len(), 1),
+                    Family::Place => {
+                        let b = layout.object(c.destination.unwrap()).unwrap();
+                        assert_eq!(b.shape, Shape::Bowl);
+                        assert_ne!(t.shape, Shape::Bowl);
+                        assert_eq!([w[1].x, w[1].y], b.center);
+                    }
+                    Family::Push => {
+                        assert_eq!([w[1].x, w[1].y], push_end(t.center, c.direction.unwrap()));
+                    }
+                }
+                assert!(!c.text.is_empty() && c.text == c.text.trim());
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The model's contracts on a tiny config: attention through the real
+//! module, the causal mask, gradients, checkpoints (directory, hf-hub cache,
+//! corrupt files) and batching.
+
+use std::path::Path;
+
+use candle::{DType, Device, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vla_demo::checkpoint::{self, Checkpoint, Source};
+use vla_demo::data::{self, Example};
+use vla_demo::model::attention::causal_mask;
+use vla_demo::model::init::SeededInit;
+use vla_demo::model::vla::{Decoding, Inputs};
+use vla_demo::model::{Attention, Config, ScoreFn, Vla};
+use vla_demo::scene::Layout;
+use vla_demo::tokens::CommandTokenizer;
+use vla_demo::train::{self, AdamW, TrainConfig};
+
+fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let tok = CommandTokenizer::train(data::command_corpus(60, &mut rng).into_iter()).unwrap();
+    let mut cfg = Config::tiny();
+    cfg.image_size = 64;
+    cfg.patch_size = 16;
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 64;
+    cfg.vision_layers = 1;
+    cfg.text_layers = 1;
+    cfg.fusion_layers = 2;
+    cfg.cross_score_fn = score;
+    cfg.vocab_size = tok.vocab_size();
+    cfg.action_offset = tok.action_offset();
+    cfg.boa_token_id = tok.boa_id();
+    cfg.pad_token_id = tok.pad_id();
+    cfg.validate().unwrap();
+    (cfg, tok)
+}
+
+fn model(cfg: &Config, seed: u64) -> (Vla, VarMap) {
+    let vars = VarMap::new();
+    let m = Vla::new(cfg, SeededInit::var_builder(&vars, seed, &Device::Cpu)).unwrap();
+    (m, vars)
+}
+
+fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> data::Batch {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut images = Vec::new();
+    let mut examples = Vec::new();
+    for seed in seeds {
+        let layout = Layout::generate(seed);
+        for command in data::draw_commands(&layout, 2, 0.3, &mut rng) {
+            let target = data::target_patches(&data::first_target(&layout, &command).unwrap(), cfg.grid());
+            examples.push(Example { image: images.len(), command, target });
+        }
+        images.push(layout.render(cfg.image_size as u32).unwrap());
+    }
+    let refs: Vec<&image::RgbImage> = images.iter().collect();
+    data::make_batch(&refs, &examples, tok, cfg, 1.5, &Device::Cpu).unwrap()
+}
+
+/// An attention module whose Q, K, V and output projections are constants.
+fn constant_attention(hidden: usize, heads: usize, score: ScoreFn) -> Attention {
+    let dev = Device::Cpu;
+    let mut t = std::collections::HashMap::new();
+    let eye = Tensor::eye(hidden, DType::F32, &dev).unwrap();
+    for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+        t.insert(format!("{p}.weight"), eye.clone());
+        t.insert(format!("{p}.bias"), Tensor::zeros(hidden, DType::F32, &dev).unwrap());
+    }
+    t.insert("score_v".into(), Tensor::ones((heads, hidden / heads), DType::F32, &dev).unwrap());
+    Attention::new(hidden, heads, score, VarBuilder::from_tensors(t, DType::F32, &dev)).unwrap()
+}
+
+#[test]
+fn worked_example_through_the_real_attention_module() {
+    // One query and three keys with identity projections and the dot score:
+    // the scores are q·k = [2, 5, 1], the notes' worked example.
+    let dev = Device::Cpu;
+    let attn = constant_attention(1, 1, ScoreFn::Dot);
+    let q = Tensor::new(&[[[1f32]]], &dev).unwrap(); // (B=1, Tq=1, C=1)
+    let keys = Tensor::new(&[[[2f32], [5.], [1.]]], &dev).unwrap(); // (1, 3, 1)
+    let (out, w) = attn.forward(&q, Some(&keys), None, false).unwrap();
+    let w: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    for (got, want) in w.iter().zip([0.0466, 0.9362, 0.0171]) {
+        assert!((got - want).abs() < 5e-5, "{w:?}");
+    }
+    // Step 3: the context is the weighted sum of the values [2, 5, 1].
+    let c = out.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    assert!((c - (0.0466 * 2.0 + 0.9362 * 5.0 + 0.0171 * 1.0)).abs() < 1e-3, "{c}");
+}
+
+#[test]
+fn every_score_function_runs_through_the_module() {
+    let dev = Device::Cpu;
+    let xs = Tensor::new(&[[[1f32, 0., 1., 0.], [0., 2., 0., 1.]]], &dev).unwrap();
+    for score in [ScoreFn::Additive, ScoreFn::Dot, ScoreFn::ScaledDot] {
+        let attn = constant_attention(4, 2, score);
+        let (out, w) = attn.forward(&xs, None, None, false).unwrap();
+        assert_eq!(out.dims(), &[1, 2, 4]);
+        assert_eq!(w.dims(), &[1, 2, 2, 2]);
+        let sums: Vec<f32> = w.sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{score:?}: {sums:?}");
+    }
+}
+
+#[test]
+fn causal_rows_sum_to_one_and_masked_entries_are_zero() {
+    let dev = Device::Cpu;
+    let attn = constant_attention(4, 2, ScoreFn::ScaledDot);
+    let xs = Tensor::randn(0f32, 1., (2, 5, 4), &dev).unwrap();
+    let mask = causal_mask(5, &dev).unwrap();
+    let (_, w) = attn.forward(&xs, None, Some(&mask), false).unwrap();
+    let w: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    for (r, row) in w.chunks(5).enumerate() {
+        let i = r % 5;
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        for (j, x) in row.iter().enumerate() {
+            if j > i {
+                assert_eq!(*x, 0.0, "query {i} sees the future key {j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn changing_a_later_token_leaves_earlier_outputs_bit_identical() {
+    let (cfg, tok) = tiny(ScoreFn::ScaledDot);
+    let (m, _) = model(&cfg, 3);
+    let ids = tok.encode("pick up the red cup").unwrap().ids;
+    let n = ids.len();
+    let mut changed = ids.clone();
+    changed[n - 2] = tok.encode("ball").unwrap().ids[0];
+    let run = |ids: &[u32]| {
+        let t = Tensor::from_vec(ids.to_vec(), (1, n), &Device::Cpu).unwrap();
+        let (h, _) = m.encode_text(&t, &[n], false, false).unwrap();
+        h.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
+    };
+    let (a, b) = (run(&ids), run(&changed));
+    for t in 0..n - 2 {
+        assert_eq!(a[t], b[t], "position {t} moved when token {} changed", n - 2);
+    }
+    assert_ne!(a[n - 2], b[n - 2]);
+}
+
+#[test]
+fn every_trainable_variable_gets_a_gradient() {
+    for score in [ScoreFn::ScaledDot, ScoreFn::Additive] {
+        let (cfg, tok) = tiny(score);
+        let (m, vars) = model(&cfg, 5);
+        let b = batch(&cfg, &tok, 0..3);
+        let (loss, _) = train::loss(&m, &b, 0.3).unwrap();
+        let grads = loss.backward().unwrap();
+        let mut opt = AdamW::new(&vars).unwrap();
+        let mut names = Vec::new();
+        for (name, var) in opt.vars() {
+            let g = grads.get(var).unwrap_or_else(|| panic!("{name} has no gradient"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "{name} has a zero gradient ({score:?})");
+            names.push(name.clone());
+        }
+        assert!(names.iter().any(|n| n.contains("vision.blocks.0.norm1")));
+        assert!(names.iter().any(|n| n.contains("fusion.blocks.1.cross_attn.q_proj")));
+        if score == ScoreFn::Additive {
+            assert!(names.iter().any(|n| n.ends_with("cross_attn.score_v")));
+        }
+        opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
+    }
+}
+
+fn save_dir(cfg: &Config, tok: &CommandTokenizer, vars: &VarMap, dir: &Path) {
+    checkpoint::save(dir, cfg, tok, vars).unwrap();
+}
+
+fn logits(m: &Vla, b: &data::Batch) -> Vec<f32> {
+    let (out, _) = m.forward(&b.inputs, &b.action_in, false, false).unwrap();
+    out.logits.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn save_then_load_gives_identical_logits_from_a_dir_and_a_hub_cache() {
+    let (cfg, tok) = tiny(ScoreFn::ScaledDot);
+    let (m, vars) = model(&cfg, 9);
+    let b = batch(&cfg, &tok, 10..12);
+    let want = logits(&m, &b);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
+    save_dir(&cfg, &tok, &vars, &dir);
+    let loaded = Checkpoint::from_dir(&dir).unwrap().load(&Device::Cpu, DType::F32).unwrap();
+    assert_eq!(logits(&loaded, &b), want);
+
+    // A Hugging Face cache laid out as hf-hub writes it:
+    // models--owner--name/{refs/main, snapshots/<commit>/<files>}.
+    let cache = tmp.path().join("hub");
+    let repo = cache.join("models--learner--vla-tiny");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in [checkpoint::CONFIG, checkpoint::WEIGHTS, checkpoint::TOKENIZER] {
+        std::fs::copy(dir.join(f), snap.join(f)).unwrap();
+    }
+    let source = Source::Hub { id: "learner/vla-tiny".into(), revision: "main".into(), cache_dir: Some(cache.clone()) };
+    let hub = Checkpoint::open(&source).unwrap();
+    assert_eq!(hub.origin, "learner/vla-tiny@main");
+    assert_eq!(logits(&hub.load(&Device::Cpu, DType::F32).unwrap(), &b), want);
+}
+
+#[test]
+fn broken_checkpoints_get_errors_that_name_the_problem() {
+    let (cfg, tok) = tiny(ScoreFn::ScaledDot);
+    let (_, vars) = model(&cfg, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
+    save_dir(&cfg, &tok, &vars, &dir);
+    let err = |dir: &Path| match Checkpoint::from_dir(dir).and_then(|c| c.load(&Device::Cpu, DType::F32)) {
+        Ok(_) => panic!("loaded a broken checkpoint"),
+        Err(e) => format!("{e:#}"),
+    };
+
+    // Truncated weights.
+    let w = std::fs::read(dir.join(checkpoint::WEIGHTS)).unwrap();
+    std::fs::write(dir.join(checkpoint::WEIGHTS), &w[..w.len() / 2]).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("model.safetensors") && e.contains("not a valid safetensors"), "{e}");
+
+    // A tensor of the wrong shape: the message names the key and the shapes.
+    std::fs::write(dir.join(checkpoint::WEIGHTS), &w).unwrap();
+    let mut bigger = cfg.clone();
+    bigger.intermediate_size = 48;
+    std::fs::write(dir.join(checkpoint::CONFIG), serde_json::to_string(&bigger).unwrap()).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("does not fit") && e.contains("fc1") && e.contains("48"), "{e}");
+
+    // A missing file, and a corrupt config.
+    std::fs::remove_file(dir.join(checkpoint::TOKENIZER)).unwrap();
+    assert!(err(&dir).contains("tokenizer.json"));
+    std::fs::write(dir.join(checkpoint::CONFIG), "{not json").unwrap();
+    assert!(err(&dir).contains("config.json"));
+    assert!(err(&tmp.path().join("nowhere")).contains("does not exist"));
+}
+
+#[test]
+fn a_batch_gives_the_same_actions_as_single_runs() {
+    let (cfg, tok) = tiny(ScoreFn::ScaledDot);
+    let (m, _) = model(&cfg, 2);
+    let b = batch(&cfg, &tok, 20..24);
+    let all = m.generate(&b.inputs, &Decoding::default(), false).unwrap();
+    let n = b.inputs.text_lens.len();
+    assert!(n >= 4);
+    let index: Vec<u32> = b.inputs.image_index.as_ref().unwrap().to_vec1().unwrap();
+    for i in 0..n {
+        let len = b.inputs.text_lens[i];
+        let t = b.inputs.text_ids.dim(1).unwrap();
+        let single = Inputs {
+            pixels: b.inputs.pixels.narrow(0, index[i] as usize, 1).unwrap(),
+            image_index: None,
+            text_ids: b.inputs.text_ids.narrow(0, i, 1).unwrap().narrow(1, t - len, len).unwrap(),
+            text_lens: vec![len],
+        };
+        let one = m.generate(&single, &Decoding::default(), false).unwrap();
+        let tokens = |g: &vla_demo::model::vla::Generated, k: usize| g.steps[k].iter().map(|s| s.token).collect::<Vec<_>>();
+        assert_eq!(tokens(&all, i), tokens(&one, 0), "example {i}");
+    }
+}
+
+#[test]
+fn the_same_seed_trains_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg: TrainConfig = serde_json::from_str(&std::fs::read_to_string("configs/train-tiny.json").unwrap()).unwrap();
+    cfg.model = tiny(ScoreFn::ScaledDot).0;
+    cfg.steps = 2;
+    cfg.scenes_per_step = 2;
+    cfg.commands_per_scene = 2;
+    cfg.eval_every = 0;
+    cfg.checkpoint_every = 1;
+    let path = tmp.path().join("cfg.json");
+    std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let run = |out: &str| {
+        let out = tmp.path().join(out);
+        train::run(&train::TrainArgs { config: path.clone(), out: out.clone(), resume: false, steps: None, quiet: true }).unwrap();
+        std::fs::read(out.join(checkpoint::WEIGHTS)).unwrap()
+    };
+    let a = run("a");
+    assert_eq!(a, run("b"));
+
+    // Resuming from step 1 reaches the same weights as running straight to 2.
+    let c = tmp.path().join("c");
+    train::run(&train::TrainArgs { config: path.clone(), out: c.clone(), resume: false, steps: Some(1), quiet: true }).unwrap();
+    train::run(&train::TrainArgs { config: path.clone(), out: c.clone(), resume: true, steps: Some(2), quiet: true }).unwrap();
+    assert_eq!(std::fs::read(c.join(checkpoint::WEIGHTS)).unwrap(), a);
+}
