@@ -24,7 +24,6 @@ pub mod device;
 pub mod eval;
 pub mod explain;
 pub mod export;
-#[path = "grounding_stub.rs"]
 pub mod grounding;
 pub mod maps;
 pub mod model;
