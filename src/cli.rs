@@ -376,13 +376,10 @@ fn run_batch(a: &RunArgs, pairs: &Path) -> Result<()> {
         a.overlay_dir.as_deref(),
         &a.model.spec(),
     )?;
-    for (i, rep) in reports.iter().enumerate() {
-        warn(
-            &rep.warnings
-                .iter()
-                .map(|w| format!("pair {}: {w}", i + 1))
-                .collect::<Vec<_>>(),
-        );
+    for (line, rep) in &reports {
+        for w in &rep.warnings {
+            eprintln!("warning: line {line}: {w}");
+        }
         println!("{}", serde_json::to_string(rep)?);
     }
     Ok(())

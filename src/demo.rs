@@ -334,7 +334,8 @@ struct Pair {
     cmd: String,
 }
 
-/// Many (image, command) pairs from a JSON Lines file, in one forward pass.
+/// Many (image, command) pairs from a JSON Lines file, in one forward pass;
+/// one report per pair, in order, with its line number.
 /// Every line is checked before the model runs; an error names its line.
 /// With `overlay_dir`, each pair's overlay is written there as
 /// `NNN-<stem>.overlay.png` (NNN = line number).
@@ -344,7 +345,7 @@ pub fn batch(
     style: &Style,
     overlay_dir: Option<&Path>,
     model: &ModelSpec,
-) -> Result<Vec<Report>> {
+) -> Result<Vec<(usize, Report)>> {
     let text = std::fs::read_to_string(pairs_path)
         .with_context(|| format!("cannot read the batch file {}", pairs_path.display()))?;
     let mut pairs = Vec::new();
@@ -391,7 +392,7 @@ pub fn batch(
             files.push((path, overlay::png_bytes(&fig)?));
             rep.set_overlay_ms(t0.elapsed().as_secs_f64() * 1e3);
         }
-        reports.push(rep);
+        reports.push((*line, rep));
     }
     write_all(&files)?;
     Ok(reports)

@@ -1,5 +1,6 @@
 //! `--export attn.npz`: every attention matrix of one run, for NumPy, with a
-//! JSON manifest (`attn.json` beside it) that says what every axis means and
+//! JSON manifest (`attn.manifest.json` beside it; not `attn.json`, which would
+//! read as a scene's ground truth if it sat beside an image) that says what every axis means and
 //! exactly which input pixels every patch covers.
 //!
 //! Arrays, all float32, one per layer (heads first):
@@ -14,7 +15,7 @@
 //!
 //! ```python
 //! import numpy as np, json
-//! a = np.load("attn.npz"); m = json.load(open("attn.json"))
+//! a = np.load("attn.npz"); m = json.load(open("attn.manifest.json"))
 //! a["fusion_cross/layer1"][:, m["boa_position"]].mean(0)  # == a["boa_attention"]
 //! ```
 
@@ -73,9 +74,9 @@ pub struct Manifest {
     pub arrays: Vec<ArrayInfo>,
 }
 
-/// The manifest's path: `attn.npz` -> `attn.json`.
+/// The manifest's path: `attn.npz` -> `attn.manifest.json`.
 pub fn manifest_path(npz: &Path) -> PathBuf {
-    npz.with_extension("json")
+    npz.with_extension("manifest.json")
 }
 
 /// The npz archive and its manifest, as bytes to write (with

@@ -32,6 +32,9 @@ use crate::maps;
 use crate::model::Config;
 use crate::pipeline::Prediction;
 
+/// Narrowest overlay PNG, in pixels (small images get a wider caption strip).
+pub const MIN_WIDTH: u32 = 400;
+
 /// Share of the attention mass the outline encloses.
 pub const MASS_SHARE: f32 = 0.6;
 
@@ -138,7 +141,8 @@ pub fn layout(width: u32, height: u32, caption: &[String]) -> Result<(Layout, Ve
     let margin = (em * 0.6).round() as u32;
     let label_w = f.width("0.000", em).max(f.width("9.9e-3", em)).ceil() as u32;
     let bar_width = margin + (em as u32) + margin / 2 + label_w + margin;
-    let total_w = width + bar_width;
+    // At least MIN_WIDTH wide, so the caption stays readable under small images.
+    let total_w = (width + bar_width).max(MIN_WIDTH);
     let lines: Vec<String> = caption
         .iter()
         .flat_map(|l| f.wrap(l, em, (total_w - 2 * margin) as f32))

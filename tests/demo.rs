@@ -345,15 +345,16 @@ fn other_sheets_and_the_export_are_written() {
         "red_cup.per-layer.png",
         "red_cup.rollout.png",
         "attn.npz",
-        "attn.json",
+        "attn.manifest.json",
     ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let npz = std::fs::read(dir.path().join("attn.npz")).unwrap();
     assert_eq!(&npz[..2], b"PK", "an npz is a zip archive");
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("attn.json")).unwrap())
-            .unwrap();
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("attn.manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(m["grid"], 14);
     assert_eq!(m["patches"].as_array().unwrap().len(), 196);
     assert_eq!(
@@ -632,6 +633,18 @@ fn bad_inputs_get_one_error_line_and_no_file() {
             "pick up the red cup",
             "--overlay",
             "no-such-dir/o.png",
+        ]),
+        "cannot write",
+    );
+    // A later file that cannot be written takes the earlier ones with it.
+    fails_with(
+        &run(&[
+            "--image",
+            &cup,
+            "--cmd",
+            "pick up the red cup",
+            "--export",
+            "no-such-dir/a.npz",
         ]),
         "cannot write",
     );
