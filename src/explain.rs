@@ -222,6 +222,9 @@ pub fn explain(
     })
 }
 
+/// Column names, and rows of (label, one value per column).
+type Table = (Vec<String>, Vec<(String, Vec<f32>)>);
+
 /// Rows: each command word (the mean of its tokens' queries) and `<boa>`;
 /// columns: each object, then the table (patches on no object). A cell is
 /// the mean attention per patch, weighting patches by how much of them the
@@ -230,7 +233,7 @@ fn word_object_table(
     maps: &AttentionMaps,
     pred: &Prediction,
     objects: &[SceneObject],
-) -> Result<(Vec<String>, Vec<(String, Vec<f32>)>)> {
+) -> Result<Table> {
     if objects.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }

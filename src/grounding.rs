@@ -174,6 +174,5 @@ pub fn ground(scene: &Scene, command: &str, pred: &Prediction) -> Result<Groundi
             _ => None,
         },
         target,
-        warning: None,
     })
 }

@@ -132,7 +132,6 @@ pub struct Grounding {
     pub peak_on: String,
     pub waypoint_on: String,
     pub waypoint_on_target: Option<bool>,
-    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -350,9 +349,6 @@ impl Report {
         if let Some(g) = &self.grounding {
             writeln!(s)?;
             writeln!(s, "grounding  {}", g.truth)?;
-            if let Some(w) = &g.warning {
-                writeln!(s, "  note     {w}")?;
-            }
             match &g.target {
                 Some(t) => writeln!(
                     s,

@@ -120,8 +120,7 @@ impl Fonts {
     pub fn draw_halo(
         &self,
         img: &mut RgbImage,
-        x: f32,
-        y: f32,
+        (x, y): (f32, f32),
         em: f32,
         color: [u8; 3],
         halo: [u8; 3],

@@ -181,7 +181,7 @@ pub fn marker(
     }
     let x = at[0] + radius as f32 + 3.0;
     let y = at[1] - fonts.line_height(em) / 2.0;
-    fonts.draw_halo(img, x, y, em, [255, 255, 255], [0, 0, 0], label);
+    fonts.draw_halo(img, (x, y), em, [255, 255, 255], [0, 0, 0], label);
 }
 
 /// A vertical colour bar, high values at the top, in the box at (x, y).
