@@ -42,11 +42,13 @@ pub fn sheet(
         img.clone()
     };
     let pg = g.resized(pw, ph);
+    // Small panels: markers keep only their number ("1", not "1 close").
     let scaled: Vec<Marker> = markers
         .iter()
         .map(|m| Marker {
             pixel: [m.pixel[0] * k, m.pixel[1] * k],
-            ..m.clone()
+            label: m.label.split(' ').next().unwrap_or("").to_string(),
+            closed: m.closed,
         })
         .collect();
 
