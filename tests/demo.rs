@@ -85,10 +85,13 @@ fn overlay_has_its_documented_size_and_its_hottest_region_is_on_the_target() {
         j["attention"]["peak_pixel"][0].as_f64().unwrap(),
         j["attention"]["peak_pixel"][1].as_f64().unwrap(),
     ];
+    // Half a patch, in input pixels.
+    let m = &j["model"];
+    let half = 0.5 * m["patch_size"].as_f64().unwrap() * 224.0 / m["image_size"].as_f64().unwrap();
     assert!(
         hottest
             .iter()
-            .any(|&(x, y)| (x - peak[0]).abs() <= 8.0 && (y - peak[1]).abs() <= 8.0),
+            .any(|&(x, y)| (x - peak[0]).abs() <= half && (y - peak[1]).abs() <= half),
         "peak {peak:?} is not in the hottest region"
     );
     // ... and that region lies on the red cup (a patch counts as the
@@ -265,19 +268,24 @@ fn other_sheets_and_the_export_are_written() {
         &std::fs::read_to_string(dir.path().join("attn.manifest.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(m["grid"], 14);
-    assert_eq!(m["patches"].as_array().unwrap().len(), 196);
-    assert_eq!(
-        m["patches"][15]["input_px"],
-        serde_json::json!([16.0, 16.0, 32.0, 32.0])
-    );
+    let grid = j["model"]["grid"].as_u64().unwrap() as usize;
+    let heads = j["model"]["heads"].as_u64().unwrap() as usize;
+    assert_eq!(m["grid"].as_u64(), Some(grid as u64));
+    let n = grid * grid;
+    assert_eq!(m["patches"].as_array().unwrap().len(), n);
+    // Patch (1, 1) of a square scene starts one patch in from the corner.
+    let side = 224.0 / grid as f64;
+    let b = &m["patches"][grid + 1]["input_px"];
+    for (k, want) in [side, side, 2.0 * side, 2.0 * side].into_iter().enumerate() {
+        assert!((b[k].as_f64().unwrap() - want).abs() < 1e-3, "{b}");
+    }
     let vision = m["arrays"]
         .as_array()
         .unwrap()
         .iter()
         .find(|a| a["name"] == "vision/layer0")
         .unwrap();
-    assert_eq!(vision["shape"], serde_json::json!([4, 196, 196]));
+    assert_eq!(vision["shape"], serde_json::json!([heads, n, n]));
     assert_eq!(
         m["fusion_sequence"][m["boa_position"].as_u64().unwrap() as usize],
         "<boa>"
@@ -306,6 +314,7 @@ fn explain_walks_the_three_steps_and_the_weights_sum_to_one() {
     );
     assert!(j["align_check"].as_f64().unwrap() < 1e-5);
     assert_eq!(j["top_by_score"].as_array().unwrap().len(), 5);
+    let sum_line = format!("sum of all {} weights = 1.0000", j["num_patches"]);
     let r = run_in(
         dir.path(),
         &[
@@ -321,7 +330,7 @@ fn explain_walks_the_three_steps_and_the_weights_sum_to_one() {
         "Step 1",
         "Step 2",
         "Step 3",
-        "sum of all 196 weights = 1.0000",
+        sum_line.as_str(),
         "Word × object",
         "red cup",
         "○",

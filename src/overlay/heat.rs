@@ -179,8 +179,16 @@ pub fn marker(
     } else {
         draw_filled_circle_mut(img, c, 1, dark);
     }
-    let x = at[0] + radius as f32 + 3.0;
-    let y = at[1] - fonts.line_height(em) / 2.0;
+    // Right of the ring, or left of it where the image ends; never off the top or bottom.
+    let w = fonts.width(label, em);
+    let right = at[0] + radius as f32 + 3.0;
+    let x = if right + w + 1.0 > img.width() as f32 {
+        at[0] - radius as f32 - 3.0 - w
+    } else {
+        right
+    };
+    let h = fonts.line_height(em);
+    let y = (at[1] - h / 2.0).clamp(1.0, (img.height() as f32 - h - 1.0).max(1.0));
     fonts.draw_halo(img, (x, y), em, [255, 255, 255], [0, 0, 0], label);
 }
 
