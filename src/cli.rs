@@ -1,16 +1,28 @@
 //! Command-line arguments -> library calls.
+//!
+//! `vla-demo --image scene.png --cmd "..."` runs one prediction and draws it;
+//! `--batch pairs.jsonl` runs many in one forward pass; `explain` walks
+//! through the attention steps; `scene`, `train` and `eval` make, fit and
+//! judge the model. The output formats are described in docs/DEMO.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
 use vla_demo::checkpoint::Source;
+use vla_demo::demo::{self, FigureSpec, ModelSpec, RunSpec, Sheet};
+use vla_demo::maps::HeadFusion;
 use vla_demo::model::vla::Decoding;
+use vla_demo::overlay::{Colormap, Scale, Style, Upsample};
 use vla_demo::{eval, train, Pipeline};
 
 #[derive(Parser, Debug)]
-#[command(name = "vla-demo", version, about = "A tiny vision-language-action model that shows its attention")]
+#[command(
+    name = "vla-demo",
+    version,
+    about = "A tiny vision-language-action model that shows its attention"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +39,8 @@ enum Command {
     Train(TrainCli),
     /// Measure a model on held-out scenes.
     Eval(EvalCli),
+    /// Walk through Score -> Align -> Attend for the first action token, with the real numbers.
+    Explain(ExplainCli),
 }
 
 /// Where the model comes from and where it runs.
@@ -46,32 +60,146 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            source: self.source(),
+            device: self.device.clone(),
+        }
+    }
+
     pub fn source(&self) -> Source {
         match (&self.model_dir, &self.model_id) {
             (Some(dir), _) => Source::Dir(dir.clone()),
-            (None, Some(id)) => Source::Hub { id: id.clone(), revision: self.revision.clone(), cache_dir: None },
+            (None, Some(id)) => Source::Hub {
+                id: id.clone(),
+                revision: self.revision.clone(),
+                cache_dir: None,
+            },
             (None, None) => Source::Embedded,
+        }
+    }
+}
+
+/// How a prediction is decoded.
+#[derive(Args, Debug, Clone)]
+struct DecodeArgs {
+    /// Sampling temperature; leave unset for greedy decoding.
+    #[arg(long, value_parser = non_negative)]
+    temperature: Option<f64>,
+    /// Sample only among the k most likely tokens (with --temperature).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    top_k: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl DecodeArgs {
+    fn decoding(&self) -> Decoding {
+        Decoding {
+            temperature: self.temperature,
+            top_k: self.top_k.map(|k| k as usize),
+            seed: self.seed,
         }
     }
 }
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The scene image.
+    /// The scene image (PNG, JPEG, WebP, BMP, ...; any size and aspect ratio).
     #[arg(long)]
     image: Option<PathBuf>,
     /// The command, in English or Korean.
     #[arg(long)]
     cmd: Option<String>,
+    /// Run many pairs in one batched forward pass: a JSON Lines file with one
+    /// {"image": PATH, "cmd": TEXT} per line; prints one JSON line per pair, in order.
+    #[arg(long, conflicts_with_all = ["image", "cmd", "overlay", "per_head", "per_layer", "per_token", "rollout", "export"])]
+    batch: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Sampling temperature; leave unset for greedy decoding.
+    #[command(flatten)]
+    decode: DecodeArgs,
+    /// Where to write the overlay PNG [default: <input stem>.overlay.png in the current directory].
     #[arg(long)]
-    temperature: Option<f64>,
+    overlay: Option<PathBuf>,
+    /// Write no overlay.
+    #[arg(long, conflicts_with = "overlay")]
+    no_overlay: bool,
+    /// With --batch: write each pair's overlay into this directory as NNN-<stem>.overlay.png.
+    #[arg(long, requires = "batch")]
+    overlay_dir: Option<PathBuf>,
+    #[command(flatten)]
+    style: StyleArgs,
+    /// Contact sheet: the <boa> map of every fusion layer × head (<overlay base>.per-head.png).
     #[arg(long)]
-    top_k: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    per_head: bool,
+    /// Contact sheet: the <boa> map of each fusion layer, heads averaged (<overlay base>.per-layer.png).
+    #[arg(long)]
+    per_layer: bool,
+    /// Contact sheet: where each command word and each action token looked (<overlay base>.per-token.png).
+    #[arg(long)]
+    per_token: bool,
+    /// Contact sheet: ViT attention rollout, Abnar & Zuidema 2020 (<overlay base>.rollout.png).
+    #[arg(long)]
+    rollout: bool,
+    /// How --rollout fuses the heads of a layer.
+    #[arg(long, value_enum, default_value_t = HeadFusion::Mean)]
+    head_fusion: HeadFusion,
+    /// Show the rollout row of one query patch, "ROW,COL", instead of the mean over all query patches.
+    #[arg(long, requires = "rollout", value_parser = row_col, value_name = "ROW,COL")]
+    rollout_patch: Option<(usize, usize)>,
+    /// Write every attention matrix to this .npz, with a JSON manifest beside it (same stem, .json).
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Print one JSON object instead of the readable report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How heatmaps look.
+#[derive(Args, Debug, Clone)]
+struct StyleArgs {
+    #[arg(long, value_enum, default_value_t = Colormap::Turbo)]
+    colormap: Colormap,
+    /// Opacity of the heatmap, 0 (image only) to 1 (heatmap only).
+    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
+    alpha: f32,
+    /// nearest: each patch a flat square, as the model saw it; bilinear: smooth.
+    #[arg(long, value_enum, default_value_t = Upsample::Nearest)]
+    upsample: Upsample,
+    /// per-map: each map spans its own min..max; shared: one 0..max range for every panel of a figure.
+    #[arg(long, value_enum, default_value_t = Scale::PerMap)]
+    scale: Scale,
+}
+
+impl StyleArgs {
+    fn style(&self) -> Style {
+        Style {
+            colormap: self.colormap,
+            alpha: self.alpha,
+            upsample: self.upsample,
+            scale: self.scale,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ExplainCli {
+    #[arg(long)]
+    image: PathBuf,
+    #[arg(long)]
+    cmd: String,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Follow this head (1-based) instead of the one with the sharpest peak.
+    #[arg(long)]
+    head: Option<usize>,
+    /// How many patches each step lists.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    top: u64,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -103,40 +231,167 @@ struct EvalCli {
     json: bool,
 }
 
+fn unit_interval(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0..=1"))
+    }
+}
+
+fn row_col(s: &str) -> Result<(usize, usize), String> {
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?} is not ROW,COL (e.g. 6,3)"))
+    };
+    match s.split_once(',') {
+        Some((r, c)) => Ok((parse(r)?, parse(c)?)),
+        None => Err(format!("{s:?} is not ROW,COL (e.g. 6,3)")),
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v >= 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be 0 or more"))
+    }
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Scene(args)) => vla_demo::scene::cli::run(&args),
-        Some(Command::Train(a)) => train::run(&train::TrainArgs { config: a.config, out: a.out, resume: a.resume, steps: a.steps, quiet: a.quiet }),
+        Some(Command::Train(a)) => train::run(&train::TrainArgs {
+            config: a.config,
+            out: a.out,
+            resume: a.resume,
+            steps: a.steps,
+            quiet: a.quiet,
+        }),
         Some(Command::Eval(a)) => run_eval(&a),
-        None => run(&cli.run),
+        Some(Command::Explain(a)) => run_explain(&a),
+        None => match &cli.run.batch {
+            Some(pairs) => run_batch(&cli.run, pairs),
+            None => run(&cli.run),
+        },
     }
 }
 
 fn run_eval(a: &EvalCli) -> Result<()> {
-    anyhow::ensure!(a.seed >= vla_demo::data::EVAL_SEED_START, "--seed {} is inside the training range; held-out scenes start at {}", a.seed, vla_demo::data::EVAL_SEED_START);
+    anyhow::ensure!(
+        a.seed >= vla_demo::data::EVAL_SEED_START,
+        "--seed {} is inside the training range; held-out scenes start at {}",
+        a.seed,
+        vla_demo::data::EVAL_SEED_START
+    );
     let p = Pipeline::load(&a.model.source(), &a.model.device)?;
-    let bar = if a.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(a.scenes) };
-    let report = eval::evaluate(&p.model, &p.tokenizer, a.seed, a.scenes, &p.device, Some(&bar))?;
+    let bar = if a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(a.scenes)
+    };
+    let report = eval::evaluate(
+        &p.model,
+        &p.tokenizer,
+        a.seed,
+        a.scenes,
+        &p.device,
+        Some(&bar),
+    )?;
     bar.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} held-out scenes from seed {} ({})\n\n{}", a.scenes, a.seed, p.origin, report.table());
+        println!(
+            "{} held-out scenes from seed {} ({})\n\n{}",
+            a.scenes,
+            a.seed,
+            p.origin,
+            report.table()
+        );
     }
     Ok(())
 }
 
-fn run(a: &RunArgs) -> Result<()> {
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// `--image` and `--cmd` -> a validated run spec.
+fn spec(a: &RunArgs) -> Result<RunSpec> {
     let (Some(image), Some(cmd)) = (&a.image, &a.cmd) else {
-        anyhow::bail!("give an image and a command: vla-demo --image scene.png --cmd \"pick up the red cup\" (see --help)");
+        bail!("give an image and a command: vla-demo --image scene.png --cmd \"pick up the red cup\" (see --help)");
     };
-    let p = Pipeline::load(&a.model.source(), &a.model.device)?;
-    let img = vla_demo::preprocess::load_image(image)?;
-    let decoding = Decoding { temperature: a.temperature, top_k: a.top_k, seed: a.seed };
-    let pred = p.predict(&[img], &[cmd.as_str()], &decoding, false)?;
-    for w in &pred[0].waypoints {
-        println!("{w:?}");
+    let sheets = [
+        (a.per_head, Sheet::PerHead),
+        (a.per_layer, Sheet::PerLayer),
+        (a.per_token, Sheet::PerToken),
+        (a.rollout, Sheet::Rollout),
+    ];
+    Ok(RunSpec {
+        image: image.clone(),
+        cmd: cmd.clone(),
+        decoding: a.decode.decoding(),
+        overlay: (!a.no_overlay).then(|| {
+            a.overlay
+                .clone()
+                .unwrap_or_else(|| demo::default_overlay(image))
+        }),
+        sheets: sheets
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|&(_, s)| s)
+            .collect(),
+        export: a.export.clone(),
+        figures: FigureSpec {
+            style: a.style.style(),
+            head_fusion: a.head_fusion,
+            rollout_patch: a.rollout_patch,
+        },
+    })
+}
+
+fn run(a: &RunArgs) -> Result<()> {
+    let rep = demo::run(&spec(a)?, &a.model.spec())?;
+    warn(&rep.warnings);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        print!("{}", rep.text());
+    }
+    Ok(())
+}
+
+fn run_batch(a: &RunArgs, pairs: &Path) -> Result<()> {
+    let reports = demo::batch(
+        pairs,
+        &a.decode.decoding(),
+        &a.style.style(),
+        a.overlay_dir.as_deref(),
+        &a.model.spec(),
+    )?;
+    for (line, rep) in &reports {
+        for w in &rep.warnings {
+            eprintln!("warning: line {line}: {w}");
+        }
+        println!("{}", serde_json::to_string(rep)?);
+    }
+    Ok(())
+}
+
+fn run_explain(a: &ExplainCli) -> Result<()> {
+    let (e, warnings) = demo::explain(&a.image, &a.cmd, a.head, a.top as usize, &a.model.spec())?;
+    warn(&warnings);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", e.text());
     }
     Ok(())
 }

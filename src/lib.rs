@@ -6,7 +6,12 @@
 //! - [`tokens`]: command -> token ids;
 //! - [`model`]: patches -> ViT, words -> causal decoder, both -> fusion head;
 //! - [`action`]: action tokens -> waypoints;
-//! - [`pipeline`]: all of the above behind one call.
+//! - [`pipeline`]: all of the above behind one call;
+//! - [`maps`]: attention tensors -> per-patch heatmaps (and rollout);
+//! - [`overlay`]: heatmaps -> figures; [`report`]: the printout and JSON;
+//!   [`explain`]: the three attention steps with real numbers; [`export`]:
+//!   every attention matrix as npz; [`grounding`]: scores against a scene's
+//!   ground truth; [`demo`]: the runs the command line asks for.
 //!
 //! Around it: [`data`], [`train`] and [`eval`] make, fit and judge the model;
 //! [`checkpoint`] and [`device`] load it.
@@ -14,11 +19,18 @@
 pub mod action;
 pub mod checkpoint;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod eval;
+pub mod explain;
+pub mod export;
+pub mod grounding;
+pub mod maps;
 pub mod model;
+pub mod overlay;
 pub mod pipeline;
 pub mod preprocess;
+pub mod report;
 pub mod scene;
 pub mod tokens;
 pub mod train;

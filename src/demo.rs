@@ -1,0 +1,432 @@
+//! The demo's runs, as the command line asks for them: one prediction with
+//! its figures, a batch, or an explanation. `cli.rs` turns arguments into a
+//! [`RunSpec`]; everything else happens here, so tests and examples can do
+//! the same.
+//!
+//! Order of work: check the command and the output paths, read the image,
+//! load the model, predict (one forward pass), compare with the ground truth
+//! if any, draw everything in memory, then write every file atomically (and
+//! remove this run's earlier files if a later one cannot be written).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use image::RgbImage;
+
+use crate::checkpoint::{write_atomic, Source};
+use crate::explain::Explanation;
+use crate::maps::{self, HeadFusion};
+use crate::model::vla::Decoding;
+use crate::overlay::{self, Marker, Style};
+use crate::pipeline::{Pipeline, Prediction};
+use crate::report::{self, Figure, Output, Report};
+use crate::{explain, export, grounding, preprocess};
+
+/// The contact sheets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sheet {
+    PerHead,
+    PerLayer,
+    PerToken,
+    Rollout,
+}
+
+impl Sheet {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sheet::PerHead => "per-head",
+            Sheet::PerLayer => "per-layer",
+            Sheet::PerToken => "per-token",
+            Sheet::Rollout => "rollout",
+        }
+    }
+}
+
+/// Where the model comes from.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub source: Source,
+    pub device: String,
+}
+
+/// How the figures look and what the rollout shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FigureSpec {
+    pub style: Style,
+    pub head_fusion: HeadFusion,
+    /// Rollout of one query patch (row, column) instead of the mean over all.
+    pub rollout_patch: Option<(usize, usize)>,
+}
+
+/// One validated run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub image: PathBuf,
+    pub cmd: String,
+    pub decoding: Decoding,
+    /// The overlay PNG; `None` writes none.
+    pub overlay: Option<PathBuf>,
+    pub sheets: Vec<Sheet>,
+    /// The npz export; its manifest goes beside it.
+    pub export: Option<PathBuf>,
+    pub figures: FigureSpec,
+}
+
+/// `scene.png` -> `scene.overlay.png`, in the current directory.
+pub fn default_overlay(image: &Path) -> PathBuf {
+    let stem = image
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from(format!("{stem}.overlay.png"))
+}
+
+/// A sheet's file: `x.overlay.png` (or `x.png`) -> `x.per-head.png`.
+pub fn sheet_path(overlay: &Path, sheet: Sheet) -> PathBuf {
+    let base = overlay.with_extension("");
+    let base = if base.extension().is_some_and(|e| e == "overlay") {
+        base.with_extension("")
+    } else {
+        base
+    };
+    PathBuf::from(format!("{}.{}.png", base.display(), sheet.name()))
+}
+
+/// Refuses an empty command before anything slow happens.
+pub fn check_command(cmd: &str) -> Result<()> {
+    if crate::tokens::normalise_command(cmd).is_empty() {
+        bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+fn has_ext(p: &Path, ext: &str) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Every file a run would write, checked: the right extensions, and never
+/// the input image or its ground truth.
+fn outputs(spec: &RunSpec) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if let Some(o) = &spec.overlay {
+        if !has_ext(o, "png") {
+            bail!("--overlay {} must end in .png", o.display());
+        }
+        out.push(o.clone());
+    }
+    let base = spec
+        .overlay
+        .clone()
+        .unwrap_or_else(|| default_overlay(&spec.image));
+    out.extend(spec.sheets.iter().map(|&s| sheet_path(&base, s)));
+    if let Some(npz) = &spec.export {
+        if !has_ext(npz, "npz") {
+            bail!("--export {} must end in .npz", npz.display());
+        }
+        out.extend([npz.clone(), export::manifest_path(npz)]);
+    }
+    let inputs = [spec.image.clone(), spec.image.with_extension("json")];
+    for o in &out {
+        if let Some(x) = inputs.iter().find(|x| same_file(x, o)) {
+            bail!(
+                "refusing to overwrite {} (an input) with an output; choose another path",
+                x.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Writes every file, or none: if one write fails, the ones this run already
+/// wrote are removed again. Each file is written atomically.
+pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    for (i, (path, bytes)) in files.iter().enumerate() {
+        if let Err(e) = write_atomic(path, bytes) {
+            for (done, _) in &files[..i] {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(e);
+        }
+        readable(path);
+    }
+    Ok(())
+}
+
+/// write_atomic's temporary files are private (0600); a figure is an
+/// ordinary file that others may read.
+fn readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+fn figure(path: &Path, fig: &RgbImage, w: u32, h: u32) -> Figure {
+    Figure {
+        path: path.display().to_string(),
+        width: fig.width(),
+        height: fig.height(),
+        image_region: [0, 0, w, h],
+    }
+}
+
+/// The report's common part, with the ground truth when it lies beside the image.
+fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Result<Report> {
+    let mut rep = report::build(p, &image.display().to_string(), cmd, pred);
+    let (scene, warning) = grounding::load_beside(image, &pred.frame, p.config().grid());
+    rep.warnings.extend(warning);
+    if let Some(scene) = &scene {
+        rep.grounding = Some(grounding::ground(scene, cmd, pred)?);
+    }
+    Ok(rep)
+}
+
+/// One prediction, its figures and its export. Returns the report; the
+/// files are written.
+pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<Report> {
+    check_command(&spec.cmd)?;
+    let paths = outputs(spec)?;
+    let img = preprocess::load_image(&spec.image)?;
+    let p = Pipeline::load(&model.source, &model.device)?;
+    let cfg = p.config().clone();
+    let rollout_patch = match spec.figures.rollout_patch {
+        Some((r, c)) if r >= cfg.grid() || c >= cfg.grid() => {
+            bail!(
+                "--rollout-patch {r},{c} is outside the {0}×{0} patch grid (0 to {1})",
+                cfg.grid(),
+                cfg.grid() - 1
+            )
+        }
+        Some((r, c)) => Some(r * cfg.grid() + c),
+        None => None,
+    };
+    let capture = !spec.sheets.is_empty() || spec.export.is_some();
+    let cmd = spec.cmd.as_str();
+    let pred = p
+        .predict(std::slice::from_ref(&img), &[cmd], &spec.decoding, capture)?
+        .remove(0);
+    let mut rep = base_report(&p, &spec.image, cmd, &pred)?;
+
+    let t0 = Instant::now();
+    let style = spec.figures.style;
+    let rgb = img.to_rgb8();
+    let mut files = Vec::new();
+    let mut next = paths.into_iter();
+    if spec.overlay.is_some() {
+        let path = next.next().context("no overlay path")?;
+        let fig = overlay::draw_prediction(&img, &pred, &cfg, &style)?;
+        rep.overlay = Some(figure(&path, &fig, rgb.width(), rgb.height()));
+        files.push((path, overlay::png_bytes(&fig)?));
+    }
+    for &sheet in &spec.sheets {
+        let path = next.next().context("no sheet path")?;
+        let (fig, panels) = draw_sheet(sheet, &rgb, &pred, &cfg, &spec.figures, rollout_patch)?;
+        files.push((path.clone(), overlay::png_bytes(&fig)?));
+        rep.outputs.push(Output {
+            kind: sheet.name().into(),
+            path: path.display().to_string(),
+            panels,
+        });
+    }
+    let figures_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if let (Some(npz), Some(manifest)) = (next.next(), next.next()) {
+        let maps = pred
+            .maps
+            .as_ref()
+            .context("the attention maps were not captured")?;
+        let pad = p.tokenizer.id_to_token(p.tokenizer.pad_id());
+        let (bytes, json) = export::encode(&npz, maps, &pred, &cfg, cmd, &pad)?;
+        for (kind, path) in [("export", &npz), ("manifest", &manifest)] {
+            rep.outputs.push(Output {
+                kind: kind.into(),
+                path: path.display().to_string(),
+                panels: Vec::new(),
+            });
+        }
+        files.extend([(npz, bytes), (manifest, json)]);
+    }
+    write_all(&files)?;
+    rep.set_overlay_ms(figures_ms);
+    Ok(rep)
+}
+
+/// One contact sheet and its panel labels.
+pub fn draw_sheet(
+    sheet: Sheet,
+    rgb: &RgbImage,
+    pred: &Prediction,
+    cfg: &crate::model::Config,
+    f: &FigureSpec,
+    patch: Option<usize>,
+) -> Result<(RgbImage, Vec<String>)> {
+    let m = pred
+        .maps
+        .as_ref()
+        .context("the attention maps were not captured")?;
+    let cmd = pred.command.words.join(" ");
+    let (title, panels, columns) = match sheet {
+        Sheet::PerHead => {
+            let title = format!("\"{cmd}\": cross-attention of <boa> (first action token) per fusion layer and head");
+            (title, maps::per_head_panels(m)?, cfg.num_attention_heads)
+        }
+        Sheet::PerLayer => {
+            let title =
+                format!("\"{cmd}\": cross-attention of <boa> per fusion layer, heads averaged");
+            (title, maps::per_layer_panels(m)?, 4)
+        }
+        Sheet::PerToken => {
+            let (panels, columns) = maps::per_token_panels(m, pred)?;
+            let title = format!("\"{cmd}\": where the query of each word and each action token looked (last fusion layer, heads averaged)");
+            (title, panels, columns)
+        }
+        Sheet::Rollout => {
+            let which = match patch {
+                Some(p) => format!(
+                    "row of query patch {p} (row {}, col {})",
+                    p / cfg.grid(),
+                    p % cfg.grid()
+                ),
+                None => "mean over all query patches".into(),
+            };
+            let fused = match f.head_fusion {
+                HeadFusion::Mean => "mean",
+                HeadFusion::Max => "max",
+                HeadFusion::Min => "min",
+            };
+            let title = format!(
+                "ViT attention rollout (Abnar & Zuidema 2020): A' = ½A + ½I, rows renormalised, multiplied over the layers; heads fused by {fused}; {which}"
+            );
+            (
+                title,
+                maps::rollout_panels(m, &pred.boa_attention, f.head_fusion, patch)?,
+                3,
+            )
+        }
+    };
+    let labels = panels
+        .iter()
+        .filter(|p| !p.values.is_empty())
+        .map(|p| p.label.clone())
+        .collect();
+    let marks: Vec<Marker> = overlay::markers(pred);
+    let fig = overlay::sheet(
+        rgb,
+        &overlay::geometry(pred, cfg),
+        &title,
+        &panels,
+        &marks,
+        columns,
+        &f.style,
+    )?;
+    Ok((fig, labels))
+}
+
+#[derive(serde::Deserialize)]
+struct Pair {
+    image: PathBuf,
+    cmd: String,
+}
+
+/// Many (image, command) pairs from a JSON Lines file, in one forward pass;
+/// one report per pair, in order, with its line number.
+/// Every line is checked before the model runs; an error names its line.
+/// With `overlay_dir`, each pair's overlay is written there as
+/// `NNN-<stem>.overlay.png` (NNN = line number).
+pub fn batch(
+    pairs_path: &Path,
+    decoding: &Decoding,
+    style: &Style,
+    overlay_dir: Option<&Path>,
+    model: &ModelSpec,
+) -> Result<Vec<(usize, Report)>> {
+    let text = std::fs::read_to_string(pairs_path)
+        .with_context(|| format!("cannot read the batch file {}", pairs_path.display()))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", pairs_path.display(), i + 1);
+        let pair: Pair = serde_json::from_str(line)
+            .with_context(|| format!("{}: expected {{\"image\": PATH, \"cmd\": TEXT}}", at()))?;
+        check_command(&pair.cmd).with_context(at)?;
+        let img = preprocess::load_image(&pair.image).with_context(at)?;
+        pairs.push((i + 1, pair, img));
+    }
+    if pairs.is_empty() {
+        bail!("the batch file {} holds no pairs", pairs_path.display());
+    }
+    let p = Pipeline::load(&model.source, &model.device)?;
+    let cfg = p.config().clone();
+    for (line, pair, _) in &pairs {
+        crate::data::encode_commands(
+            &p.tokenizer,
+            &cfg,
+            &[pair.cmd.as_str()],
+            &candle::Device::Cpu,
+        )
+        .with_context(|| format!("{} line {line}", pairs_path.display()))?;
+    }
+    let images: Vec<image::DynamicImage> = pairs.iter().map(|(_, _, img)| img.clone()).collect();
+    let cmds: Vec<&str> = pairs.iter().map(|(_, pair, _)| pair.cmd.as_str()).collect();
+    let preds = p.predict(&images, &cmds, decoding, false)?;
+    let mut reports = Vec::with_capacity(preds.len());
+    let mut files = Vec::new();
+    for ((line, pair, img), pred) in pairs.iter().zip(&preds) {
+        let mut rep = base_report(&p, &pair.image, &pair.cmd, pred)?;
+        if let Some(dir) = overlay_dir {
+            let t0 = Instant::now();
+            let path = dir.join(format!(
+                "{line:03}-{}",
+                default_overlay(&pair.image).display()
+            ));
+            let fig = overlay::draw_prediction(img, pred, &cfg, style)?;
+            rep.overlay = Some(figure(&path, &fig, img.width(), img.height()));
+            files.push((path, overlay::png_bytes(&fig)?));
+            rep.set_overlay_ms(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        reports.push((*line, rep));
+    }
+    write_all(&files)?;
+    Ok(reports)
+}
+
+/// `vla-demo explain`: greedy prediction with every map, then the three
+/// steps. Returns the explanation and any warnings.
+pub fn explain(
+    image: &Path,
+    cmd: &str,
+    head: Option<usize>,
+    top: usize,
+    model: &ModelSpec,
+) -> Result<(Explanation, Vec<String>)> {
+    check_command(cmd)?;
+    let img = preprocess::load_image(image)?;
+    let p = Pipeline::load(&model.source, &model.device)?;
+    let cfg = p.config().clone();
+    let pred = p
+        .predict(
+            std::slice::from_ref(&img),
+            &[cmd],
+            &Decoding::default(),
+            true,
+        )?
+        .remove(0);
+    let mut warnings = report::unknown_warning(&pred.command.unknown_words)
+        .into_iter()
+        .collect::<Vec<_>>();
+    let (scene, warning) = grounding::load_beside(image, &pred.frame, cfg.grid());
+    warnings.extend(warning);
+    let objects = scene.map(|s| s.objects).unwrap_or_default();
+    Ok((
+        explain::explain(&pred, &cfg, cmd, &objects, head, top)?,
+        warnings,
+    ))
+}

@@ -1,0 +1,504 @@
+//! `vla-demo explain`: the three steps of attention for the first action
+//! token, with the model's real numbers.
+//!
+//! The query is `<boa>`, the position whose output predicts the first action
+//! token; the keys and values are the image patches; the block is the last
+//! fusion block, and one head is followed (the one that looks most sharply,
+//! unless `--head` says otherwise), because the softmax happens per head.
+//!
+//! 1. **Score**: `e_i = q·k_i/√d` for every patch `i` (the captured raw scores).
+//! 2. **Align**: `α = softmax(e)`, recomputed here with the model's own
+//!    [`align`] and checked against the weights the model used; they sum to 1.
+//! 3. **Attend**: `c = Σ α_i v_i` with the model's own [`attend`]; the patches
+//!    whose `α_i v_i` are longest contribute most.
+//!
+//! Then the word × object table (the notes' "Le chat est noir" alignment
+//! table, with objects in place of French words) and the decoder's causal
+//! mask as a ○/× table.
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context, Result};
+use candle::{DType, Device, Tensor};
+use serde::Serialize;
+
+use crate::maps::{self, Positions};
+use crate::model::attention::{align, attend, causal_mask};
+use crate::model::{AttentionMaps, Config, ScoreFn};
+use crate::pipeline::Prediction;
+
+/// An object of the scene and how much of each patch it covers.
+#[derive(Debug, Clone)]
+pub struct SceneObject {
+    pub id: usize,
+    pub name: String,
+    /// Per patch, the share covered (see `data::patch_coverage`).
+    pub coverage: Vec<f32>,
+}
+
+/// What a patch lies on: the object covering most of it (at least
+/// `data::PATCH_COVER`), or the table.
+pub fn object_at(objects: &[SceneObject], patch: usize) -> String {
+    objects
+        .iter()
+        .filter(|o| o.coverage.get(patch).copied().unwrap_or(0.0) >= crate::data::PATCH_COVER)
+        .max_by(|a, b| a.coverage[patch].total_cmp(&b.coverage[patch]))
+        .map_or_else(|| "table".to_string(), |o| o.name.clone())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatchLine {
+    pub index: usize,
+    pub row: usize,
+    pub col: usize,
+    pub score: f32,
+    pub weight: f32,
+    /// Length of α_i v_i.
+    pub contribution: f32,
+    /// That length as a share of the sum over all patches.
+    pub share: f32,
+    pub on: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub command: String,
+    pub layer: usize,
+    pub layers: usize,
+    /// 1-based head followed, and why.
+    pub head: usize,
+    pub heads: usize,
+    pub head_choice: String,
+    pub score_fn: String,
+    pub head_dim: usize,
+    pub num_patches: usize,
+    /// Step 1: the top patches by raw score.
+    pub top_by_score: Vec<PatchLine>,
+    pub score_min: f32,
+    pub score_mean: f32,
+    pub score_max: f32,
+    /// Step 2: Σ α over all patches, and the largest gap between α
+    /// recomputed from the scores and the α the model used.
+    pub weight_sum: f64,
+    pub align_check: f32,
+    /// Step 3: the context vector and its top contributors.
+    pub context_norm: f32,
+    pub context_first: Vec<f32>,
+    pub top_by_contribution: Vec<PatchLine>,
+    /// Cosine between the context and the sum over the top contributors only.
+    pub top_cosine: f32,
+    /// Word × object table: rows (word, per-object mean attention per patch, table).
+    pub objects: Vec<String>,
+    pub word_object: Vec<(String, Vec<f32>)>,
+    pub mask_tokens: Vec<String>,
+    /// mask[q][k]: may query token q see key token k?
+    pub causal_mask: Vec<Vec<bool>>,
+}
+
+/// Builds the explanation from a prediction made with `capture = true`.
+pub fn explain(
+    pred: &Prediction,
+    cfg: &Config,
+    command: &str,
+    objects: &[SceneObject],
+    head: Option<usize>,
+    top: usize,
+) -> Result<Explanation> {
+    let maps = pred
+        .maps
+        .as_ref()
+        .context("explain needs the attention maps: predict with capture = true")?;
+    let layers = maps.fusion_cross.len();
+    let last = layers
+        .checked_sub(1)
+        .context("the model has no fusion layers")?;
+    let q = maps.text_len; // <boa>
+    let weights = maps::query_row(&maps.fusion_cross[last], q)?; // [head][patch]
+    let scores = maps::query_row(&maps.fusion_cross_scores[last], q)?;
+    let heads = weights.len();
+    let (h, head_choice) = match head {
+        Some(h) if h >= 1 && h <= heads => (h - 1, "chosen with --head".to_string()),
+        Some(h) => bail!("--head {h} is out of range: this model has heads 1 to {heads}"),
+        None => {
+            let peak = |w: &Vec<f32>| w.iter().copied().fold(0.0f32, f32::max);
+            let best = (0..heads)
+                .max_by(|&a, &b| peak(&weights[a]).total_cmp(&peak(&weights[b])))
+                .unwrap_or(0);
+            (
+                best,
+                "the head with the sharpest peak; pick another with --head".to_string(),
+            )
+        }
+    };
+    let n = scores[h].len();
+    let device = Device::Cpu;
+
+    // Step 2 with the model's own softmax, checked against the weights it used.
+    let e = Tensor::from_vec(scores[h].clone(), (1, 1, 1, n), &device)?;
+    let alpha = align(&e, false)?;
+    let alpha_v: Vec<f32> = alpha.flatten_all()?.to_vec1()?;
+    let align_check = alpha_v
+        .iter()
+        .zip(&weights[h])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    let weight_sum: f64 = alpha_v.iter().map(|&a| a as f64).sum();
+
+    // Step 3 with the model's own weighted sum.
+    let values = maps.fusion_cross_values[last]
+        .to_dtype(DType::F32)?
+        .to_device(&device)?
+        .narrow(1, h, 1)?; // (1, 1, N, D)
+    let head_dim = values.dim(3)?;
+    let context: Vec<f32> = attend(&alpha, &values)?.flatten_all()?.to_vec1()?;
+    let v_rows = values.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?; // (N, D)
+    let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let contrib: Vec<f32> = v_rows
+        .iter()
+        .zip(&alpha_v)
+        .map(|(v, a)| a * norm(v))
+        .collect();
+    let total: f32 = contrib.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+
+    let line = |i: usize| PatchLine {
+        index: i,
+        row: i / cfg.grid(),
+        col: i % cfg.grid(),
+        score: scores[h][i],
+        weight: alpha_v[i],
+        contribution: contrib[i],
+        share: contrib[i] / total,
+        on: (!objects.is_empty()).then(|| object_at(objects, i)),
+    };
+    let top_of = |xs: &[f32]| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| xs[b].total_cmp(&xs[a]));
+        order.truncate(top.max(1));
+        order
+    };
+    let by_score = top_of(&scores[h]);
+    let by_contrib = top_of(&contrib);
+    let partial: Vec<f32> = (0..head_dim)
+        .map(|d| by_contrib.iter().map(|&i| alpha_v[i] * v_rows[i][d]).sum())
+        .collect();
+    let dot: f32 = partial.iter().zip(&context).map(|(a, b)| a * b).sum();
+    let top_cosine = dot / (norm(&partial) * norm(&context)).max(f32::MIN_POSITIVE);
+    let s = &scores[h];
+
+    let (objects_row, word_object) = word_object_table(maps, pred, objects)?;
+    let len = pred.command.ids.len();
+    let mask = causal_mask(len, &device)?.to_vec2::<f32>()?;
+    Ok(Explanation {
+        command: command.to_string(),
+        layer: last + 1,
+        layers,
+        head: h + 1,
+        heads,
+        head_choice,
+        score_fn: match cfg.cross_score_fn {
+            ScoreFn::ScaledDot => format!("scaled dot product, e = q·k/√d with d = {head_dim}"),
+            ScoreFn::Dot => "dot product, e = q·k".into(),
+            ScoreFn::Additive => "additive (Bahdanau), e = vᵀ tanh(q + k)".into(),
+        },
+        head_dim,
+        num_patches: n,
+        top_by_score: by_score.iter().map(|&i| line(i)).collect(),
+        score_min: s.iter().copied().fold(f32::INFINITY, f32::min),
+        score_mean: s.iter().sum::<f32>() / n as f32,
+        score_max: s.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        weight_sum,
+        align_check,
+        context_norm: norm(&context),
+        context_first: context.iter().take(6).copied().collect(),
+        top_by_contribution: by_contrib.iter().map(|&i| line(i)).collect(),
+        top_cosine,
+        objects: objects_row,
+        word_object,
+        mask_tokens: pred.command.tokens.clone(),
+        causal_mask: mask
+            .iter()
+            .map(|r| r.iter().map(|x| x.is_finite()).collect())
+            .collect(),
+    })
+}
+
+/// Column names, and rows of (label, one value per column).
+type Table = (Vec<String>, Vec<(String, Vec<f32>)>);
+
+/// Rows: each command word (the mean of its tokens' queries) and `<boa>`;
+/// columns: each object, then the table (patches on no object). A cell is
+/// the mean attention per patch, weighting patches by how much of them the
+/// object covers; last fusion layer, heads averaged.
+fn word_object_table(
+    maps: &AttentionMaps,
+    pred: &Prediction,
+    objects: &[SceneObject],
+) -> Result<Table> {
+    if objects.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let last = maps.fusion_cross.len() - 1;
+    let pos = Positions::new(maps, pred.command.ids.len());
+    let n = objects[0].coverage.len();
+    let on_any: Vec<f32> = (0..n)
+        .map(|p| 1.0 - objects.iter().map(|o| o.coverage[p]).sum::<f32>().min(1.0))
+        .collect();
+    let mut columns: Vec<&[f32]> = objects.iter().map(|o| o.coverage.as_slice()).collect();
+    columns.push(&on_any);
+    let cells = |att: &[f32]| -> Vec<f32> {
+        columns
+            .iter()
+            .map(|cov| {
+                let w: f32 = cov.iter().sum();
+                if w > 0.0 {
+                    att.iter().zip(cov.iter()).map(|(a, c)| a * c).sum::<f32>() / w
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for (w, word) in pred.command.words.iter().enumerate() {
+        let qs: Vec<Vec<f32>> = (0..pred.command.ids.len())
+            .filter(|&i| pred.command.word_ids.get(i) == Some(&w))
+            .map(|i| maps::cross_mean(maps, last, pos.token(i)))
+            .collect::<Result<_>>()?;
+        if !qs.is_empty() {
+            rows.push((
+                word.clone(),
+                cells(&maps::fuse(&qs, maps::HeadFusion::Mean)),
+            ));
+        }
+    }
+    rows.push((
+        "<boa>".to_string(),
+        cells(&maps::cross_mean(maps, last, pos.boa())?),
+    ));
+    let mut names: Vec<String> = objects.iter().map(|o| o.name.clone()).collect();
+    names.push("table".into());
+    Ok((names, rows))
+}
+
+/// Terminal columns a string takes: Hangul and other wide characters take two.
+pub fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFF00..=0xFF60 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// `s` padded with spaces to `width` terminal columns.
+pub fn pad(s: &str, width: usize) -> String {
+    format!("{s}{}", " ".repeat(width.saturating_sub(display_width(s))))
+}
+
+impl Explanation {
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_text(&mut s);
+        s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+    }
+
+    fn patch_table(&self, s: &mut String, lines: &[PatchLine], show: &[&str]) -> std::fmt::Result {
+        let on = !self.objects.is_empty();
+        writeln!(
+            s,
+            "    patch  (row, col)  {}{}",
+            show.iter().map(|h| format!("{h:>12}")).collect::<String>(),
+            if on { "  lies on" } else { "" }
+        )?;
+        for l in lines {
+            let vals: String = show
+                .iter()
+                .map(|h| match *h {
+                    "score e" => format!("{:>12.4}", l.score),
+                    "weight α" => format!("{:>12.6}", l.weight),
+                    "|α·v|" => format!("{:>12.4}", l.contribution),
+                    _ => format!("{:>11.1}%", l.share * 100.0),
+                })
+                .collect();
+            writeln!(
+                s,
+                "    {:>5}  ({:>3}, {:>3})  {vals}  {}",
+                l.index,
+                l.row,
+                l.col,
+                l.on.as_deref().unwrap_or("")
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_text(&self, s: &mut String) -> std::fmt::Result {
+        writeln!(s, "explain: how the first action token chose where to look")?;
+        writeln!(
+            s,
+            "command \"{}\"; query <boa> (its output predicts the first action token)",
+            self.command
+        )?;
+        writeln!(
+            s,
+            "keys and values: the {} image patches; fusion block {} of {}, head {} of {} ({})",
+            self.num_patches, self.layer, self.layers, self.head, self.heads, self.head_choice
+        )?;
+        writeln!(s)?;
+        writeln!(
+            s,
+            "Step 1 · Score: how well <boa>'s query matches each patch's key: {}",
+            self.score_fn
+        )?;
+        writeln!(
+            s,
+            "  over all {} patches: min {:.4}, mean {:.4}, max {:.4}. The top {}:",
+            self.num_patches,
+            self.score_min,
+            self.score_mean,
+            self.score_max,
+            self.top_by_score.len()
+        )?;
+        self.patch_table(s, &self.top_by_score, &["score e"])?;
+        writeln!(s)?;
+        writeln!(s, "Step 2 · Align: α = softmax(e) = exp(e_i) / Σ_j exp(e_j), so every weight is positive and they sum to 1")?;
+        self.patch_table(s, &self.top_by_score, &["score e", "weight α"])?;
+        writeln!(
+            s,
+            "  sum of all {} weights = {:.6}",
+            self.num_patches, self.weight_sum
+        )?;
+        writeln!(s, "  (recomputed from the scores with the model's own softmax; largest gap to the weights the model used: {:.1e})", self.align_check)?;
+        writeln!(s)?;
+        writeln!(s, "Step 3 · Attend: the context c = Σ_i α_i v_i mixes the patches' value vectors (d = {})", self.head_dim)?;
+        let first: Vec<String> = self
+            .context_first
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect();
+        writeln!(
+            s,
+            "  c = [{}, …], |c| = {:.4}",
+            first.join(", "),
+            self.context_norm
+        )?;
+        writeln!(
+            s,
+            "  the patches contributing most (length of α_i v_i, and its share of all):"
+        )?;
+        self.patch_table(
+            s,
+            &self.top_by_contribution,
+            &["weight α", "|α·v|", "share"],
+        )?;
+        writeln!(
+            s,
+            "  these {} patches alone give a vector at cosine {:.3} to c",
+            self.top_by_contribution.len(),
+            self.top_cosine
+        )?;
+
+        if !self.word_object.is_empty() {
+            writeln!(s)?;
+            writeln!(s, "Word × object: mean attention per patch of each word's query on each object (fusion block {}, heads averaged)", self.layer)?;
+            let w0 = self
+                .word_object
+                .iter()
+                .map(|(w, _)| display_width(w))
+                .max()
+                .unwrap_or(4)
+                .max(6)
+                + 2;
+            let cw = self
+                .objects
+                .iter()
+                .map(|o| display_width(o))
+                .max()
+                .unwrap_or(6)
+                .max(8)
+                + 2;
+            write!(s, "  {}", pad("", w0))?;
+            for o in &self.objects {
+                write!(s, "{}", pad(o, cw))?;
+            }
+            writeln!(s)?;
+            for (word, cells) in &self.word_object {
+                let best = maps::argmax(cells);
+                write!(s, "  {}", pad(word, w0))?;
+                for (i, c) in cells.iter().enumerate() {
+                    let cell = format!("{:.4}{}", c, if i == best { " ◀" } else { "" });
+                    write!(s, "{}", pad(&cell, cw))?;
+                }
+                writeln!(s)?;
+            }
+            writeln!(
+                s,
+                "  (◀ marks each row's largest; uniform attention would be {:.4} everywhere)",
+                1.0 / self.num_patches as f32
+            )?;
+        }
+
+        writeln!(s)?;
+        writeln!(
+            s,
+            "Causal mask of the command decoder: ○ = may attend, × = hidden (the future)"
+        )?;
+        let w = self
+            .mask_tokens
+            .iter()
+            .map(|t| display_width(t))
+            .max()
+            .unwrap_or(1)
+            .max(5)
+            + 2;
+        write!(s, "  {}", pad("q \\ k", w))?;
+        for t in &self.mask_tokens {
+            write!(s, "{}", pad(t, w))?;
+        }
+        writeln!(s)?;
+        for (t, row) in self.mask_tokens.iter().zip(&self.causal_mask) {
+            write!(s, "  {}", pad(t, w))?;
+            for &ok in row {
+                write!(s, "{}", pad(if ok { "○" } else { "×" }, w))?;
+            }
+            writeln!(s)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_characters_pad_to_the_same_column() {
+        assert_eq!(display_width("컵"), 2);
+        assert_eq!(display_width("cup"), 3);
+        assert_eq!(display_width(&pad("빨간", 6)), 6);
+        assert_eq!(display_width(&pad("red", 6)), 6);
+    }
+
+    #[test]
+    fn objects_need_a_real_share_of_a_patch() {
+        let objs = vec![
+            SceneObject {
+                id: 0,
+                name: "red cup".into(),
+                coverage: vec![0.05, 0.6, 0.3],
+            },
+            SceneObject {
+                id: 1,
+                name: "blue ball".into(),
+                coverage: vec![0.0, 0.3, 0.4],
+            },
+        ];
+        assert_eq!(object_at(&objs, 0), "table");
+        assert_eq!(object_at(&objs, 1), "red cup");
+        assert_eq!(object_at(&objs, 2), "blue ball");
+    }
+}

@@ -1,0 +1,211 @@
+//! `--export attn.npz`: every attention matrix of one run, for NumPy, with a
+//! JSON manifest (`attn.manifest.json` beside it; not `attn.json`, which would
+//! read as a scene's ground truth if it sat beside an image) that says what every axis means and
+//! exactly which input pixels every patch covers.
+//!
+//! Arrays, all float32, one per layer (heads first):
+//! - `vision/layer{l}` (H, N, N): ViT self-attention, query patch × key patch;
+//! - `text/layer{l}` (H, T, T): the command decoder's causal self-attention;
+//! - `fusion_self/layer{l}` (H, S, S): the fusion head's causal self-attention
+//!   over `[command, <boa>, actions]`;
+//! - `fusion_cross/layer{l}` (H, S, N) and `fusion_cross_scores/layer{l}`:
+//!   the fusion cross-attention to the patches, after and before the softmax;
+//! - `boa_attention` (N): the overlay's map; `patch_input_px` (N, 4): each
+//!   patch's `[x0, y0, x1, y1]` in input pixels.
+//!
+//! ```python
+//! import numpy as np, json
+//! a = np.load("attn.npz"); m = json.load(open("attn.manifest.json"))
+//! a["fusion_cross/layer1"][:, m["boa_position"]].mean(0)  # == a["boa_attention"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle::{DType, Device, Tensor};
+use serde::Serialize;
+
+use crate::model::{AttentionMaps, Config};
+use crate::overlay::Geometry;
+use crate::pipeline::Prediction;
+use crate::preprocess::Frame;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArrayInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub axes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatchInfo {
+    pub index: usize,
+    pub row: usize,
+    pub col: usize,
+    /// `[x0, y0, x1, y1]` in the model's square view, pixels.
+    pub model_px: [f32; 4],
+    /// The same box in input pixels (may extend past the image where the
+    /// patch covers letterbox padding).
+    pub input_px: [f32; 4],
+    /// Whether any of the patch lies on the image (not only on padding).
+    pub on_image: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub npz: String,
+    pub command: String,
+    /// The command's tokens; fusion positions `text_len - len .. text_len`.
+    pub command_tokens: Vec<String>,
+    pub text_len: usize,
+    /// Label of every fusion position: padding, command tokens, `<boa>`, then
+    /// the action tokens fed back in.
+    pub fusion_sequence: Vec<String>,
+    /// Fusion position of the `<boa>` query (predicts the first action token).
+    pub boa_position: usize,
+    pub action_tokens: Vec<String>,
+    pub grid: usize,
+    pub patch_size: usize,
+    pub image_size: usize,
+    pub patch_order: String,
+    pub letterbox: Frame,
+    pub mapping: String,
+    pub patches: Vec<PatchInfo>,
+    pub arrays: Vec<ArrayInfo>,
+}
+
+/// The manifest's path: `attn.npz` -> `attn.manifest.json`.
+pub fn manifest_path(npz: &Path) -> PathBuf {
+    npz.with_extension("manifest.json")
+}
+
+/// The npz archive and its manifest, as bytes to write (with
+/// `checkpoint::write_atomic`) to `npz` and [`manifest_path`]`(npz)`.
+pub fn encode(
+    npz: &Path,
+    maps: &AttentionMaps,
+    pred: &Prediction,
+    cfg: &Config,
+    command: &str,
+    pad: &str,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let t = maps.text_len;
+    let n = cfg.num_patches();
+    let mut arrays: Vec<(String, Tensor, Vec<&str>)> = Vec::new();
+    let groups: [(&str, &Vec<Tensor>, [&str; 3]); 5] = [
+        ("vision", &maps.vision, ["head", "query patch", "key patch"]),
+        ("text", &maps.text, ["head", "query token", "key token"]),
+        (
+            "fusion_self",
+            &maps.fusion_self,
+            ["head", "query position", "key position"],
+        ),
+        (
+            "fusion_cross",
+            &maps.fusion_cross,
+            ["head", "query position", "key patch"],
+        ),
+        (
+            "fusion_cross_scores",
+            &maps.fusion_cross_scores,
+            ["head", "query position", "key patch"],
+        ),
+    ];
+    for (group, tensors, axes) in groups {
+        for (l, x) in tensors.iter().enumerate() {
+            arrays.push((
+                format!("{group}/layer{l}"),
+                x.to_dtype(DType::F32)?.squeeze(0)?,
+                axes.to_vec(),
+            ));
+        }
+    }
+    let g = Geometry {
+        frame: pred.frame,
+        grid: cfg.grid(),
+        patch_size: cfg.patch_size,
+    };
+    let patches = patch_boxes(&g);
+    let boxes: Vec<f32> = patches.iter().flat_map(|p| p.input_px).collect();
+    arrays.push((
+        "boa_attention".into(),
+        Tensor::new(pred.boa_attention.as_slice(), &Device::Cpu)?,
+        vec!["key patch"],
+    ));
+    arrays.push((
+        "patch_input_px".into(),
+        Tensor::from_vec(boxes, (n, 4), &Device::Cpu)?,
+        vec!["patch", "x0 y0 x1 y1"],
+    ));
+
+    let a = maps
+        .fusion_cross
+        .first()
+        .map_or(Ok(0), |x| x.dim(2))?
+        .saturating_sub(t);
+    let mut sequence: Vec<String> =
+        std::iter::repeat_n(pad.to_string(), t.saturating_sub(pred.command.tokens.len())).collect();
+    sequence.extend(pred.command.tokens.iter().cloned());
+    sequence.push("<boa>".into());
+    sequence.extend((1..a).map(|k| {
+        pred.steps
+            .get(k - 1)
+            .map_or("<eoa>".into(), |s| s.token.text())
+    }));
+    let manifest = Manifest {
+        npz: npz.display().to_string(),
+        command: command.to_string(),
+        command_tokens: pred.command.tokens.clone(),
+        text_len: t,
+        fusion_sequence: sequence,
+        boa_position: t,
+        action_tokens: pred.steps.iter().map(|s| s.token.text()).collect(),
+        grid: cfg.grid(),
+        patch_size: cfg.patch_size,
+        image_size: cfg.image_size,
+        patch_order: "row-major: patch n is row n / grid, column n % grid".into(),
+        letterbox: pred.frame,
+        mapping: "input x = (model x - pad_x) / scale, input y = (model y - pad_y) / scale; patch (row, col) covers model pixels [col·P, (col+1)·P) × [row·P, (row+1)·P)".into(),
+        patches,
+        arrays: arrays.iter().map(|(name, x, axes)| ArrayInfo { name: name.clone(), shape: x.dims().to_vec(), axes: axes.iter().map(|s| s.to_string()).collect() }).collect(),
+    };
+
+    // candle writes npz to a path; go through a private temporary file so
+    // the final file appears whole or not at all.
+    let tmp =
+        tempfile::NamedTempFile::new().context("cannot create a temporary file for the export")?;
+    let named: Vec<(&str, &Tensor)> = arrays
+        .iter()
+        .map(|(name, x, _)| (name.as_str(), x))
+        .collect();
+    Tensor::write_npz(&named, tmp.path()).context("cannot write the npz archive")?;
+    let bytes = std::fs::read(tmp.path()).context("cannot read back the npz archive")?;
+    Ok((bytes, serde_json::to_string_pretty(&manifest)?.into_bytes()))
+}
+
+/// Every patch's box in model and input pixels.
+pub fn patch_boxes(g: &Geometry) -> Vec<PatchInfo> {
+    let p = g.patch_size as f32;
+    (0..g.grid * g.grid)
+        .map(|index| {
+            let (row, col) = (index / g.grid, index % g.grid);
+            let (x0, y0) = g.boundary_px(col, row);
+            let (x1, y1) = g.boundary_px(col + 1, row + 1);
+            let on_image =
+                x1 > 0.0 && y1 > 0.0 && x0 < g.frame.width as f32 && y0 < g.frame.height as f32;
+            PatchInfo {
+                index,
+                row,
+                col,
+                model_px: [
+                    col as f32 * p,
+                    row as f32 * p,
+                    (col + 1) as f32 * p,
+                    (row + 1) as f32 * p,
+                ],
+                input_px: [x0, y0, x1, y1],
+                on_image,
+            }
+        })
+        .collect()
+}

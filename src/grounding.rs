@@ -1,0 +1,178 @@
+//! Ground truth beside an image (`scene.png` + `scene.json`, as written by
+//! `vla-demo scene`): which object the command is about, and whether the
+//! attention found it. The definitions are those of `vla-demo eval`:
+//!
+//! - **pointing game**: the patch with the largest head-averaged `<boa>`
+//!   weight is one of the target's patches (`data::target_patches`: covered
+//!   at least `data::PATCH_COVER`);
+//! - **attention mass**: the share of that map on the target's patches.
+//!
+//! The target is the command's own target when the command is one of the
+//! scene's listed commands; otherwise the object whose name ("the red cup",
+//! "빨간 컵") the command mentions first; otherwise the object under the
+//! predicted first waypoint. The report says which rule found it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::data::{patch_coverage, target_patches};
+use crate::explain::{object_at, SceneObject};
+use crate::maps;
+use crate::pipeline::Prediction;
+use crate::preprocess::Frame;
+use crate::report::{Grounding, Target};
+use crate::scene::{Layout, SceneTruth};
+use crate::tokens::normalise_command;
+
+/// A scene's ground truth, read and laid onto the patch grid.
+pub struct Scene {
+    pub truth_path: PathBuf,
+    pub truth: SceneTruth,
+    pub layout: Layout,
+    pub objects: Vec<SceneObject>,
+    pub grid: usize,
+}
+
+/// The ground truth beside `image`, if there is one that fits it. A JSON
+/// that cannot be read, or that describes another image shape, gives a
+/// warning (returned) rather than an error: grounding is an extra.
+pub fn load_beside(image: &Path, frame: &Frame, grid: usize) -> (Option<Scene>, Option<String>) {
+    let path = image.with_extension("json");
+    if !path.is_file() {
+        return (None, None);
+    }
+    let truth = match SceneTruth::load(&path) {
+        Ok(t) => t,
+        Err(e) => return (None, Some(format!("ignoring the ground truth: {e:#}"))),
+    };
+    if frame.width != frame.height {
+        let msg = format!(
+            "ignoring the ground truth {}: it describes a square scene, but the image is {}×{}",
+            path.display(),
+            frame.width,
+            frame.height
+        );
+        return (None, Some(msg));
+    }
+    let layout = truth.layout();
+    let objects = layout
+        .objects
+        .iter()
+        .map(|o| SceneObject {
+            id: o.id,
+            name: object_name(&layout, o.id),
+            coverage: patch_coverage(o, grid),
+        })
+        .collect();
+    (
+        Some(Scene {
+            truth_path: path,
+            truth,
+            layout,
+            objects,
+            grid,
+        }),
+        None,
+    )
+}
+
+/// "red cup", or "red cup #3" when the scene has two of them.
+pub fn object_name(layout: &Layout, id: usize) -> String {
+    let Some(o) = layout.object(id) else {
+        return format!("object #{id}");
+    };
+    let name = format!("{} {}", o.color.name_en(), o.shape.name_en());
+    let twins = layout
+        .objects
+        .iter()
+        .filter(|x| x.color == o.color && x.shape == o.shape)
+        .count();
+    if twins > 1 {
+        format!("{name} #{id}")
+    } else {
+        name
+    }
+}
+
+fn same_command(a: &str, b: &str) -> bool {
+    normalise_command(a).to_lowercase() == normalise_command(b).to_lowercase()
+}
+
+/// The command's target and how it was found.
+pub fn find_target(scene: &Scene, command: &str, pred: &Prediction) -> Option<Target> {
+    let named = |id: usize, found_by: &str| Target {
+        id,
+        name: object_name(&scene.layout, id),
+        found_by: found_by.to_string(),
+    };
+    if let Some(c) = scene
+        .truth
+        .commands
+        .iter()
+        .find(|c| same_command(&c.text, command))
+    {
+        return Some(named(c.target, "the scene's list of commands"));
+    }
+    let text = normalise_command(command).to_lowercase();
+    let mentioned = scene
+        .truth
+        .objects
+        .iter()
+        .flat_map(|o| {
+            [&o.name_en, &o.name_ko]
+                .into_iter()
+                .flatten()
+                .map(move |n| (o.id, n.to_lowercase()))
+        })
+        .filter_map(|(id, n)| text.find(&n).map(|at| (at, std::cmp::Reverse(n.len()), id)))
+        .min();
+    if let Some((_, _, id)) = mentioned {
+        return Some(named(id, "its name in the command"));
+    }
+    let w = pred.waypoints.first()?;
+    let id = scene.layout.object_at(w.x, w.y)?;
+    Some(named(
+        id,
+        "the object under the predicted point (the command is not one of the scene's)",
+    ))
+}
+
+/// Pointing game, attention mass, and what the peak and the first waypoint lie on.
+pub fn ground(scene: &Scene, command: &str, pred: &Prediction) -> Result<Grounding> {
+    let target = find_target(scene, command, pred);
+    let peak = maps::argmax(&pred.boa_attention);
+    let mask = match &target {
+        Some(t) => scene
+            .layout
+            .object(t.id)
+            .map(|o| target_patches(o, scene.grid)),
+        None => None,
+    };
+    let n = pred.boa_attention.len().max(1) as f32;
+    let on_point = pred
+        .waypoints
+        .first()
+        .map(|w| scene.layout.object_at(w.x, w.y));
+    Ok(Grounding {
+        truth: scene.truth_path.display().to_string(),
+        pointing_hit: mask
+            .as_ref()
+            .map(|m| m.get(peak).copied().unwrap_or(0.0) > 0.5),
+        attention_mass: mask
+            .as_ref()
+            .map(|m| pred.boa_attention.iter().zip(m).map(|(a, t)| a * t).sum()),
+        uniform_mass: mask.as_ref().map(|m| m.iter().sum::<f32>() / n),
+        peak_on: object_at(&scene.objects, peak),
+        waypoint_on: match on_point {
+            Some(Some(id)) => object_name(&scene.layout, id),
+            Some(None) => "table".into(),
+            None => "nothing (no waypoint)".into(),
+        },
+        waypoint_on_target: match (&target, on_point) {
+            (Some(t), Some(on)) => Some(on == Some(t.id)),
+            _ => None,
+        },
+        target,
+    })
+}
