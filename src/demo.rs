@@ -151,21 +151,8 @@ pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
             }
             return Err(e);
         }
-        readable(path);
     }
     Ok(())
-}
-
-/// write_atomic's temporary files are private (0600); a figure is an
-/// ordinary file that others may read.
-fn readable(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 fn figure(path: &Path, fig: &RgbImage, w: u32, h: u32) -> Figure {

@@ -128,13 +128,15 @@ impl AdamW {
         for (i, (name, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
             let g = (g * clip)?;
-            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
-            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            // Gradients still point into this step's graph: detach the moments,
+            // or every step's graph would stay alive through them.
+            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?.detach();
+            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?.detach();
             let update = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + self.eps)?)?;
             // Decay matrices only: not norms, biases or positions.
             let decays = name.ends_with(".weight") && var.as_tensor().rank() == 2 && !name.contains("norm");
             let theta = if decays { (var.as_tensor() * (1.0 - lr * weight_decay))? } else { var.as_tensor().clone() };
-            var.set(&(theta - (update * lr)?)?)?;
+            var.set(&(theta - (update * lr)?)?.detach())?;
         }
         Ok(())
     }
