@@ -308,6 +308,7 @@ pub struct TrainArgs {
 /// Runs training to the configured number of steps.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let device = Device::Cpu;
+    single_threaded_kernels();
     let (cfg, tok) = if args.resume {
         let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG)).context("--resume needs a training run in --out")?;
         let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
@@ -368,6 +369,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         eprintln!("trained {} steps in {:.1} min; checkpoint in {}", stop.saturating_sub(start), t0.elapsed().as_secs_f64() / 60.0, args.out.display());
     }
     Ok(())
+}
+
+/// With several shards, each shard's thread runs its own element-wise
+/// kernels. candle's shared, spinning CPU thread pool would only make the
+/// shards wait on each other, so unless the user chose otherwise, it gets no
+/// extra threads (`CANDLE_NUM_THREADS=1`; matmuls keep rayon's threads). This
+/// must run before the first tensor operation.
+fn single_threaded_kernels() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Edition 2021: set_var is a safe call; no other thread is running yet.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 }
 
 /// Fresh variables for the config; deterministic for a given seed.

@@ -8,18 +8,15 @@
 //! state at `<boa>` predicts `a_1`, the state at `a_1` predicts `a_2`, and so on:
 //! the logits cover only the action slice of the vocabulary.
 //!
-//! Where to move is read off where the head looked, as in the spatial
-//! soft-argmax of visuomotor policies (Levine, Finn et al. 2016): for each
-//! action position, every head's cross-attention in the last block gives an
-//! expected patch position `(ū, v̄) = Σ α_i (u_i, v_i)`, and a linear map of
-//! those 2·H numbers is added to the logits. A bin's logit that is linear in
-//! ū is a parabola in the distance from ū once softmaxed, so the x and y
-//! tokens can peak where the attention points.
+//! The logits are the head's own plus the [`Pointer`]'s, which turn where
+//! each action position looked into where the gripper goes, under the
+//! action grammar's mask.
 
 use candle::{Result, Tensor};
 use candle_nn::{linear, Init, Linear, VarBuilder};
 
 use super::attention::causal_padded_mask;
+use super::pointer::{grammar_mask, Pointer};
 use super::{Attention, Config, LayerNorm, Mlp, ScoreFn};
 use crate::action::{ACTION_VOCAB, MAX_ACTION_TOKENS};
 
@@ -75,14 +72,6 @@ impl FusionBlock {
     }
 }
 
-/// Centres of a grid × grid patch layout, row by row, normalised: (N, 2).
-pub fn patch_centres(grid: usize, device: &candle::Device) -> Result<Tensor> {
-    let xy: Vec<f32> = (0..grid * grid)
-        .flat_map(|p| [((p % grid) as f32 + 0.5) / grid as f32, ((p / grid) as f32 + 0.5) / grid as f32])
-        .collect();
-    Tensor::from_vec(xy, (grid * grid, 2), device)
-}
-
 #[derive(Debug, Clone)]
 pub struct FusionHead {
     /// Where in the action an action token sits (0 = `<boa>`).
@@ -90,10 +79,7 @@ pub struct FusionHead {
     blocks: Vec<FusionBlock>,
     norm: LayerNorm,
     head: Linear,
-    /// (2·H) expected attention coordinates -> action logits.
-    coord_head: Linear,
-    /// Patch centres, (N, 2), normalised (u = column, v = row).
-    patch_xy: Tensor,
+    pointer: Pointer,
 }
 
 /// What the fusion head returns for one forward pass.
@@ -126,8 +112,7 @@ impl FusionHead {
             blocks,
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
             head: linear(cfg.hidden_size, ACTION_VOCAB, vb.pp("head"))?,
-            coord_head: linear(2 * cfg.num_attention_heads, ACTION_VOCAB, vb.pp("coord_head"))?,
-            patch_xy: patch_centres(cfg.grid(), vb.device())?.to_dtype(vb.dtype())?,
+            pointer: Pointer::new(cfg, vb.pp("pointer"))?,
         })
     }
 
@@ -174,12 +159,10 @@ impl FusionHead {
         }
         let Some(last_cross) = last_cross else { candle::bail!("the fusion head needs at least one block") };
         let boa_cross = last_cross.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
-        // Spatial soft-argmax: (B, H, A, N) x (N, 2) -> (B, H, A, 2) -> (B, A, 2H).
-        let (b, h, _, n) = last_cross.dims4()?;
-        let act = last_cross.narrow(2, t, a)?.contiguous()?.reshape((b, h * a, n))?;
-        let xy = act.broadcast_matmul(&self.patch_xy)?.reshape((b, h, a, 2))?;
-        let xy = xy.transpose(1, 2)?.contiguous()?.reshape((b, a, 2 * h))?;
-        let logits = (self.norm.forward(&xs.narrow(1, t, a)?, train)?.apply(&self.head)? + xy.apply(&self.coord_head)?)?;
+        let states = self.norm.forward(&xs.narrow(1, t, a)?, train)?; // (B, A, C)
+        let (_, pointed) = self.pointer.forward(&states, &last_cross.narrow(2, t, a)?.contiguous()?)?;
+        let grammar = grammar_mask(a, xs.device())?.to_dtype(xs.dtype())?;
+        let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
         Ok(FusionOut { logits, self_weights, cross_weights, cross_scores, cross_values, boa_cross })
     }
 }

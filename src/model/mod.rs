@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod fusion;
 pub mod init;
+pub mod pointer;
 pub mod text;
 pub mod vision;
 pub mod vla;

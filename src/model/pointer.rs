@@ -1,0 +1,103 @@
+//! The pointer: where to move, read off where the fusion head looked.
+//!
+//! Each head's cross-attention is a distribution over patches, so it has an
+//! expected position, `(ū_h, v̄_h) = Σ_i α_hi (u_i, v_i)` (the spatial
+//! soft-argmax of visuomotor policies, Levine, Finn et al. 2016). The pointer
+//! mixes the heads with weights `β = softmax(W_β s)` chosen by the position's
+//! own state `s`, adds a small learned offset `δ = ½ tanh(W_δ s)` (a push ends
+//! beside the object, not on it), and turns the point into logits over the
+//! bins: bin `j` scores `-(p - c_j)² / 2τ²`, a Gaussian around the point with a
+//! learned width τ. These logits are added to the x bins at x positions and
+//! to the y bins at y positions; the rest of the head adds its own.
+//!
+//! A plain linear layer cannot do this job: to put a sharp peak on one bin of
+//! 256 its weights would have to grow to the thousands.
+
+use candle::{Result, Tensor, D};
+use candle_nn::{linear, Init, Linear, Module, VarBuilder};
+
+use crate::action::{self, ActionToken, ACTION_VOCAB, NUM_BINS};
+
+use super::Config;
+
+#[derive(Debug, Clone)]
+pub struct Pointer {
+    mix: Linear,
+    offset: Linear,
+    /// log τ, τ in bins.
+    log_tau: Tensor,
+    /// Patch centres, (N, 2), normalised.
+    patch_xy: Tensor,
+    /// Bin centres in bin units, (256,): 0.5, 1.5, ...
+    bins: Tensor,
+}
+
+/// Centres of a grid × grid patch layout, row by row, normalised: (N, 2).
+pub fn patch_centres(grid: usize, device: &candle::Device) -> Result<Tensor> {
+    let xy: Vec<f32> = (0..grid * grid)
+        .flat_map(|p| [((p % grid) as f32 + 0.5) / grid as f32, ((p / grid) as f32 + 0.5) / grid as f32])
+        .collect();
+    Tensor::from_vec(xy, (grid * grid, 2), device)
+}
+
+/// The action grammar as an additive mask over the action slice for
+/// positions `0..a`: x bins first, then y bins, then a gripper, then x bins
+/// or `<eoa>`, and so on. Disallowed tokens get −10⁴ (not −∞, so that a zero
+/// target times their log-probability stays zero).
+pub fn grammar_mask(a: usize, device: &candle::Device) -> Result<Tensor> {
+    let mut m = vec![-1e4f32; a * ACTION_VOCAB];
+    for k in 0..a {
+        let prefix = vec![ActionToken::End; k]; // only the length matters
+        for i in action::allowed_at(&prefix) {
+            m[k * ACTION_VOCAB + i] = 0.0;
+        }
+        if action::allows_end(&prefix) {
+            m[k * ACTION_VOCAB + ActionToken::End.index()] = 0.0;
+        }
+    }
+    Tensor::from_vec(m, (a, ACTION_VOCAB), device)
+}
+
+impl Pointer {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let dev = vb.device().clone();
+        let bins: Vec<f32> = (0..NUM_BINS).map(|j| j as f32 + 0.5).collect();
+        Ok(Self {
+            mix: linear(cfg.hidden_size, cfg.num_attention_heads, vb.pp("mix"))?,
+            offset: linear(cfg.hidden_size, 2, vb.pp("offset"))?,
+            log_tau: vb.get_with_hints(1, "log_tau", Init::Const(32f64.ln()))?,
+            patch_xy: patch_centres(cfg.grid(), &dev)?.to_dtype(vb.dtype())?,
+            bins: Tensor::from_vec(bins, NUM_BINS, &dev)?.to_dtype(vb.dtype())?,
+        })
+    }
+
+    /// `states` (B, A, C): the action positions' final states; `cross`
+    /// (B, H, A, N): their last-block cross-attention. Returns the points
+    /// (B, A, 2) and logits (B, A, ACTION_VOCAB) to add to the head's.
+    pub fn forward(&self, states: &Tensor, cross: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, h, a, n) = cross.dims4()?;
+        // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
+        let per_head = cross.reshape((b, h * a, n))?.broadcast_matmul(&self.patch_xy)?;
+        let per_head = per_head.reshape((b, h, a, 2))?.transpose(1, 2)?.contiguous()?;
+        // Mix the heads: (B, A, 1, H) x (B, A, H, 2) -> (B, A, 2).
+        let beta = candle_nn::ops::softmax(&self.mix.forward(states)?, D::Minus1)?.unsqueeze(2)?;
+        let point = beta.matmul(&per_head)?.squeeze(2)?;
+        let point = (point + (self.offset.forward(states)?.tanh()? * 0.5)?)?;
+        // Gaussian logits around the point, in bin units: (B, A, 256) per axis.
+        let tau = self.log_tau.exp()?;
+        let two_tau2 = (tau.sqr()? * 2.0)?;
+        let axis = |i: usize| -> Result<Tensor> {
+            let p = (point.narrow(2, i, 1)? * NUM_BINS as f64)?; // (B, A, 1)
+            let d = p.broadcast_sub(&self.bins.reshape((1, 1, NUM_BINS))?)?;
+            d.sqr()?.neg()?.broadcast_div(&two_tau2)
+        };
+        let (x, y) = (axis(0)?, axis(1)?);
+        // Only x positions get the x bins' Gaussian, only y positions the y bins'.
+        let kind: Vec<f32> = (0..a).flat_map(|k| [(k % 3 == 0) as u8 as f32, (k % 3 == 1) as u8 as f32]).collect();
+        let kind = Tensor::from_vec(kind, (1, a, 2), cross.device())?.to_dtype(x.dtype())?;
+        let x = x.broadcast_mul(&kind.narrow(2, 0, 1)?)?;
+        let y = y.broadcast_mul(&kind.narrow(2, 1, 1)?)?;
+        let rest = Tensor::zeros((b, a, ACTION_VOCAB - 2 * NUM_BINS), x.dtype(), x.device())?;
+        Ok((point, Tensor::cat(&[x, y, rest], 2)?))
+    }
+}
