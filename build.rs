@@ -3,7 +3,10 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_embedded_model)");
     println!("cargo::rerun-if-changed=models/tiny");
     let dir = std::path::Path::new("models/tiny");
-    if ["config.json", "model.safetensors", "tokenizer.json"].iter().all(|f| dir.join(f).is_file()) {
+    if ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+    {
         println!("cargo::rustc-cfg=has_embedded_model");
     }
 }

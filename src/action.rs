@@ -66,7 +66,10 @@ pub struct Workspace {
 
 impl Default for Workspace {
     fn default() -> Self {
-        Self { width_m: 0.6, height_m: 0.6 }
+        Self {
+            width_m: 0.6,
+            height_m: 0.6,
+        }
     }
 }
 
@@ -164,19 +167,30 @@ pub fn decode(tokens: &[ActionToken]) -> Result<Action> {
             None => bail!("action ended without <eoa> after {} tokens", tokens.len()),
             Some(_) => {}
         }
-        let (x, y, g) = match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
-            (Some(ActionToken::X(x)), Some(ActionToken::Y(y)), Some(g)) => (*x, *y, *g),
-            _ => bail!(
+        let (x, y, g) =
+            match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
+                (Some(ActionToken::X(x)), Some(ActionToken::Y(y)), Some(g)) => (*x, *y, *g),
+                _ => {
+                    bail!(
                 "malformed action at token {i}: expected <x_..> <y_..> <open|close>, got {}",
                 tokens[i..].iter().map(|t| t.text()).collect::<Vec<_>>().join(" ")
-            ),
-        };
+            )
+                }
+            };
         let gripper = match g {
             ActionToken::Open => Gripper::Open,
             ActionToken::Close => Gripper::Close,
-            other => bail!("malformed action at token {}: expected a gripper token, got {}", i + 2, other.text()),
+            other => bail!(
+                "malformed action at token {}: expected a gripper token, got {}",
+                i + 2,
+                other.text()
+            ),
         };
-        waypoints.push(Waypoint { x: bin_centre(x), y: bin_centre(y), gripper });
+        waypoints.push(Waypoint {
+            x: bin_centre(x),
+            y: bin_centre(y),
+            gripper,
+        });
         i += 3;
     }
     Ok(Action { waypoints })
@@ -233,8 +247,16 @@ mod tests {
     fn actions_round_trip_through_tokens() {
         let a = Action {
             waypoints: vec![
-                Waypoint { x: bin_centre(12), y: bin_centre(200), gripper: Gripper::Close },
-                Waypoint { x: bin_centre(255), y: bin_centre(0), gripper: Gripper::Open },
+                Waypoint {
+                    x: bin_centre(12),
+                    y: bin_centre(200),
+                    gripper: Gripper::Close,
+                },
+                Waypoint {
+                    x: bin_centre(255),
+                    y: bin_centre(0),
+                    gripper: Gripper::Open,
+                },
             ],
         };
         let t = encode(&a);
@@ -246,7 +268,13 @@ mod tests {
     #[test]
     fn malformed_actions_are_errors() {
         assert!(decode(&[ActionToken::X(3)]).is_err());
-        assert!(decode(&[ActionToken::X(3), ActionToken::X(4), ActionToken::Open, ActionToken::End]).is_err());
+        assert!(decode(&[
+            ActionToken::X(3),
+            ActionToken::X(4),
+            ActionToken::Open,
+            ActionToken::End
+        ])
+        .is_err());
         assert!(decode(&[ActionToken::X(3), ActionToken::Y(4), ActionToken::Open]).is_err());
         assert_eq!(decode(&[ActionToken::End]).unwrap().waypoints.len(), 0);
     }

@@ -33,7 +33,11 @@ pub struct Checkpoint {
 pub enum Source {
     Embedded,
     Dir(PathBuf),
-    Hub { id: String, revision: String, cache_dir: Option<PathBuf> },
+    Hub {
+        id: String,
+        revision: String,
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 impl Checkpoint {
@@ -41,7 +45,11 @@ impl Checkpoint {
         match source {
             Source::Embedded => Self::embedded(),
             Source::Dir(dir) => Self::from_dir(dir),
-            Source::Hub { id, revision, cache_dir } => Self::from_hub(id, revision, cache_dir.as_deref()),
+            Source::Hub {
+                id,
+                revision,
+                cache_dir,
+            } => Self::from_hub(id, revision, cache_dir.as_deref()),
         }
     }
 
@@ -49,9 +57,20 @@ impl Checkpoint {
     #[cfg(has_embedded_model)]
     pub fn embedded() -> Result<Self> {
         Self::from_parts(
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny/config.json")).as_bytes(),
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny/tokenizer.json")).as_bytes(),
-            Cow::Borrowed(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny/model.safetensors"))),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/models/tiny/config.json"
+            ))
+            .as_bytes(),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/models/tiny/tokenizer.json"
+            ))
+            .as_bytes(),
+            Cow::Borrowed(include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/models/tiny/model.safetensors"
+            ))),
             "embedded models/tiny".into(),
         )
     }
@@ -67,9 +86,19 @@ impl Checkpoint {
         }
         let read = |name: &str| {
             let p = dir.join(name);
-            std::fs::read(&p).with_context(|| format!("cannot read {} (a checkpoint needs {CONFIG}, {WEIGHTS} and {TOKENIZER})", p.display()))
+            std::fs::read(&p).with_context(|| {
+                format!(
+                    "cannot read {} (a checkpoint needs {CONFIG}, {WEIGHTS} and {TOKENIZER})",
+                    p.display()
+                )
+            })
         };
-        Self::from_parts(&read(CONFIG)?, &read(TOKENIZER)?, Cow::Owned(read(WEIGHTS)?), dir.display().to_string())
+        Self::from_parts(
+            &read(CONFIG)?,
+            &read(TOKENIZER)?,
+            Cow::Owned(read(WEIGHTS)?),
+            dir.display().to_string(),
+        )
     }
 
     /// Through hf-hub: files already in the cache are used as they are, and
@@ -80,30 +109,64 @@ impl Checkpoint {
         if let Some(dir) = cache_dir {
             builder = builder.with_cache_dir(dir.to_path_buf());
         }
-        let api = builder.build().map_err(|e| anyhow!("cannot set up the Hugging Face Hub client: {e}"))?;
-        let repo = api.repo(Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string()));
+        let api = builder
+            .build()
+            .map_err(|e| anyhow!("cannot set up the Hugging Face Hub client: {e}"))?;
+        let repo = api.repo(Repo::with_revision(
+            id.to_string(),
+            RepoType::Model,
+            revision.to_string(),
+        ));
         let fetch = |name: &str| -> Result<Vec<u8>> {
-            let path = repo.get(name).map_err(|e| anyhow!("cannot get {name} of {id}@{revision} from the hub or its cache: {e}"))?;
+            let path = repo.get(name).map_err(|e| {
+                anyhow!("cannot get {name} of {id}@{revision} from the hub or its cache: {e}")
+            })?;
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
         };
-        Self::from_parts(&fetch(CONFIG)?, &fetch(TOKENIZER)?, Cow::Owned(fetch(WEIGHTS)?), format!("{id}@{revision}"))
+        Self::from_parts(
+            &fetch(CONFIG)?,
+            &fetch(TOKENIZER)?,
+            Cow::Owned(fetch(WEIGHTS)?),
+            format!("{id}@{revision}"),
+        )
     }
 
-    fn from_parts(config: &[u8], tokenizer: &[u8], weights: Cow<'static, [u8]>, origin: String) -> Result<Self> {
-        let text = std::str::from_utf8(config).with_context(|| format!("{origin}/{CONFIG} is not UTF-8"))?;
+    fn from_parts(
+        config: &[u8],
+        tokenizer: &[u8],
+        weights: Cow<'static, [u8]>,
+        origin: String,
+    ) -> Result<Self> {
+        let text = std::str::from_utf8(config)
+            .with_context(|| format!("{origin}/{CONFIG} is not UTF-8"))?;
         let config = Config::from_json(text).with_context(|| format!("in {origin}/{CONFIG}"))?;
-        let tokenizer = CommandTokenizer::from_bytes(tokenizer).with_context(|| format!("in {origin}/{TOKENIZER}"))?;
-        if tokenizer.action_offset() != config.action_offset || tokenizer.boa_id() != config.boa_token_id {
+        let tokenizer = CommandTokenizer::from_bytes(tokenizer)
+            .with_context(|| format!("in {origin}/{TOKENIZER}"))?;
+        if tokenizer.action_offset() != config.action_offset
+            || tokenizer.boa_id() != config.boa_token_id
+        {
             anyhow::bail!("{origin}: {TOKENIZER} and {CONFIG} disagree on the action token ids; they come from different checkpoints");
         }
-        Ok(Self { config, tokenizer, weights, origin })
+        Ok(Self {
+            config,
+            tokenizer,
+            weights,
+            origin,
+        })
     }
 
     /// Builds the model on a device, checking every tensor's name and shape.
     pub fn load(&self, device: &Device, dtype: DType) -> Result<Vla> {
-        let vb = VarBuilder::from_slice_safetensors(&self.weights, dtype, device)
-            .with_context(|| format!("{}/{WEIGHTS} is not a valid safetensors file (truncated or corrupt?)", self.origin))?;
-        Vla::new(&self.config, vb).with_context(|| format!("{}/{WEIGHTS} does not fit {CONFIG}", self.origin))
+        let vb = VarBuilder::from_slice_safetensors(&self.weights, dtype, device).with_context(
+            || {
+                format!(
+                    "{}/{WEIGHTS} is not a valid safetensors file (truncated or corrupt?)",
+                    self.origin
+                )
+            },
+        )?;
+        Vla::new(&self.config, vb)
+            .with_context(|| format!("{}/{WEIGHTS} does not fit {CONFIG}", self.origin))
     }
 }
 
@@ -116,24 +179,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write {}: directory {} is not writable", path.display(), dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
+        format!(
+            "cannot write {}: directory {} is not writable",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.as_file().sync_all().ok();
     // tempfile creates 0600 files; outputs should be readable like any other.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).ok();
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .ok();
     }
-    tmp.persist(path).map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
 }
 
 /// Saves a checkpoint directory: config, tokenizer, and the variables.
-pub fn save(dir: &Path, config: &Config, tokenizer: &CommandTokenizer, vars: &VarMap) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    config: &Config,
+    tokenizer: &CommandTokenizer,
+    vars: &VarMap,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(&dir.join(CONFIG), serde_json::to_string_pretty(config)?.as_bytes())?;
+    write_atomic(
+        &dir.join(CONFIG),
+        serde_json::to_string_pretty(config)?.as_bytes(),
+    )?;
     write_atomic(&dir.join(TOKENIZER), tokenizer.to_json()?.as_bytes())?;
     write_atomic(&dir.join(WEIGHTS), &safetensors_bytes(vars)?)?;
     Ok(())
@@ -141,8 +221,14 @@ pub fn save(dir: &Path, config: &Config, tokenizer: &CommandTokenizer, vars: &Va
 
 /// The variables as safetensors bytes, keys sorted.
 pub fn safetensors_bytes(vars: &VarMap) -> Result<Vec<u8>> {
-    let data = vars.data().lock().map_err(|_| anyhow!("variable map lock poisoned"))?;
-    let tensors: Vec<(String, candle::Tensor)> = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| anyhow!("variable map lock poisoned"))?;
+    let tensors: Vec<(String, candle::Tensor)> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
     tensors_to_bytes(tensors)
 }
 

@@ -62,26 +62,42 @@ pub fn patch_coverage(obj: &Object, grid: usize) -> Vec<f32> {
 
 /// 1 for the patches that belong to `obj`, 0 elsewhere.
 pub fn target_patches(obj: &Object, grid: usize) -> Vec<f32> {
-    patch_coverage(obj, grid).into_iter().map(|c| (c >= PATCH_COVER) as u8 as f32).collect()
+    patch_coverage(obj, grid)
+        .into_iter()
+        .map(|c| (c >= PATCH_COVER) as u8 as f32)
+        .collect()
 }
 
 /// The object the first action token should look at.
 pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
     match layout.objects.iter().find(|o| o.id == cmd.target) {
         Some(o) => Ok(o.clone()),
-        None => bail!("command {:?} names object {} that the scene lacks", cmd.text, cmd.target),
+        None => bail!(
+            "command {:?} names object {} that the scene lacks",
+            cmd.text,
+            cmd.target
+        ),
     }
 }
 
 /// Draws `k` commands for a layout: relational ones with probability
 /// `relational_share` when the layout allows them, otherwise the other
 /// families in turn; languages at random.
-pub fn draw_commands(layout: &Layout, k: usize, relational_share: f64, rng: &mut impl Rng) -> Vec<Command> {
+pub fn draw_commands(
+    layout: &Layout,
+    k: usize,
+    relational_share: f64,
+    rng: &mut impl Rng,
+) -> Vec<Command> {
     let mut out = Vec::with_capacity(k);
     let mut tries = 0;
     while out.len() < k && tries < 20 * k {
         tries += 1;
-        let lang = if rng.random_bool(0.5) { Lang::En } else { Lang::Ko };
+        let lang = if rng.random_bool(0.5) {
+            Lang::En
+        } else {
+            Lang::Ko
+        };
         let family = if rng.random_bool(relational_share) {
             Family::Relational
         } else {
@@ -120,7 +136,12 @@ pub struct Batch {
 }
 
 /// Tokenises and left-pads commands into (B, T) ids. Errors name the limit.
-pub fn encode_commands(tok: &CommandTokenizer, cfg: &Config, texts: &[&str], device: &Device) -> Result<(Tensor, Vec<usize>)> {
+pub fn encode_commands(
+    tok: &CommandTokenizer,
+    cfg: &Config,
+    texts: &[&str],
+    device: &Device,
+) -> Result<(Tensor, Vec<usize>)> {
     let mut encoded = Vec::with_capacity(texts.len());
     for t in texts {
         let e = tok.encode(t)?;
@@ -194,7 +215,11 @@ pub fn make_batch(
     for e in examples {
         let tokens = action::encode(&e.command.action);
         if tokens.len() > a {
-            bail!("action of {:?} has {} tokens, more than {a}", e.command.text, tokens.len());
+            bail!(
+                "action of {:?} has {} tokens, more than {a}",
+                e.command.text,
+                tokens.len()
+            );
         }
         action_in.push(cfg.boa_token_id);
         for i in 0..a {

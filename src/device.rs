@@ -18,7 +18,9 @@ pub fn select(name: &str) -> Result<Device> {
         n if n == "cuda" || n.starts_with("cuda:") => {
             let ordinal = match n.strip_prefix("cuda:") {
                 None => 0,
-                Some(i) => i.parse().map_err(|_| anyhow::anyhow!("bad CUDA device {n:?}: use cuda or cuda:N"))?,
+                Some(i) => i
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("bad CUDA device {n:?}: use cuda or cuda:N"))?,
             };
             cuda(ordinal)
         }
@@ -67,7 +69,9 @@ pub fn dtype(name: &str, device: &Device) -> Result<DType> {
         other => bail!("unknown dtype {other:?}: use f32, f16 or bf16"),
     };
     if device.is_cpu() && dt != DType::F32 {
-        bail!("dtype {name} needs a GPU: candle's CPU matmul supports f32 only here; use --dtype f32");
+        bail!(
+            "dtype {name} needs a GPU: candle's CPU matmul supports f32 only here; use --dtype f32"
+        );
     }
     if dt == DType::BF16 && !device.supports_bf16() {
         bail!("this device does not support bf16; use --dtype f32 or f16");

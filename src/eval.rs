@@ -74,7 +74,13 @@ impl Report {
         let row = |name: &str, m: &Metrics| {
             format!(
                 "| {name} | {} | {:.1}% | {:.1}% | {:.1}% | {:.2} | {:.1}% | {:.1} |\n",
-                m.n, m.success * 100.0, m.pointing * 100.0, m.pointing_best_head * 100.0, m.attention_mass, m.token_accuracy * 100.0, m.pixel_error
+                m.n,
+                m.success * 100.0,
+                m.pointing * 100.0,
+                m.pointing_best_head * 100.0,
+                m.attention_mass,
+                m.token_accuracy * 100.0,
+                m.pixel_error
             )
         };
         for (k, m) in &self.cells {
@@ -96,7 +102,10 @@ struct Outcome {
 }
 
 fn inside(layout: &Layout, id: usize, x: f32, y: f32) -> bool {
-    layout.objects.iter().any(|o| o.id == id && o.contains(x, y))
+    layout
+        .objects
+        .iter()
+        .any(|o| o.id == id && o.contains(x, y))
 }
 
 /// Whether a predicted action does what the command asked.
@@ -109,14 +118,28 @@ pub fn succeeded(layout: &Layout, cmd: &crate::scene::Command, got: &Action) -> 
     let on_target = inside(layout, cmd.target, got[0].x, got[0].y);
     match cmd.family {
         Family::Pick | Family::Relational => on_target,
-        Family::Place => on_target && cmd.destination.is_some_and(|d| inside(layout, d, got[1].x, got[1].y)),
-        Family::Push => on_target && (got[1].x - want[1].x).hypot(got[1].y - want[1].y) <= PUSH_TOLERANCE,
+        Family::Place => {
+            on_target
+                && cmd
+                    .destination
+                    .is_some_and(|d| inside(layout, d, got[1].x, got[1].y))
+        }
+        Family::Push => {
+            on_target && (got[1].x - want[1].x).hypot(got[1].y - want[1].y) <= PUSH_TOLERANCE
+        }
     }
 }
 
 /// Runs the model on `scenes` held-out scenes from `first_seed`, one command
 /// per family and language each.
-pub fn evaluate(model: &Vla, tok: &CommandTokenizer, first_seed: u64, scenes: u64, device: &Device, bar: Option<&ProgressBar>) -> Result<Report> {
+pub fn evaluate(
+    model: &Vla,
+    tok: &CommandTokenizer,
+    first_seed: u64,
+    scenes: u64,
+    device: &Device,
+    bar: Option<&ProgressBar>,
+) -> Result<Report> {
     let cfg = model.config();
     let size = cfg.image_size as f32;
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
@@ -132,8 +155,18 @@ pub fn evaluate(model: &Vla, tok: &CommandTokenizer, first_seed: u64, scenes: u6
             for family in Family::ALL {
                 for lang in Lang::ALL {
                     if let Some(command) = sample_command(&layout, family, lang, &mut rng) {
-                        let target = data::target_patches(&data::first_target(&layout, &command)?, cfg.grid());
-                        examples.push((layouts.len(), Example { image: images.len(), command, target }));
+                        let target = data::target_patches(
+                            &data::first_target(&layout, &command)?,
+                            cfg.grid(),
+                        );
+                        examples.push((
+                            layouts.len(),
+                            Example {
+                                image: images.len(),
+                                command,
+                                target,
+                            },
+                        ));
                     }
                 }
             }
@@ -142,25 +175,48 @@ pub fn evaluate(model: &Vla, tok: &CommandTokenizer, first_seed: u64, scenes: u6
         }
         if !examples.is_empty() {
             let refs: Vec<&image::RgbImage> = images.iter().collect();
-            let ex: Vec<Example> = examples.iter().map(|(_, e)| Example { image: e.image, command: e.command.clone(), target: e.target.clone() }).collect();
+            let ex: Vec<Example> = examples
+                .iter()
+                .map(|(_, e)| Example {
+                    image: e.image,
+                    command: e.command.clone(),
+                    target: e.target.clone(),
+                })
+                .collect();
             let batch = data::make_batch(&refs, &ex, tok, cfg, 0.0, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
-            let cross = generated.boa_cross.to_dtype(candle::DType::F32)?.to_vec3::<f32>()?; // (B, H, N)
+            let cross = generated
+                .boa_cross
+                .to_dtype(candle::DType::F32)?
+                .to_vec3::<f32>()?; // (B, H, N)
             for (b, (li, e)) in examples.iter().enumerate() {
                 let layout = &layouts[*li];
                 let got = generated.action(b).unwrap_or(Action { waypoints: vec![] });
                 let heads = &cross[b];
                 let n = heads[0].len();
-                let mean: Vec<f32> = (0..n).map(|p| heads.iter().map(|h| h[p]).sum::<f32>() / heads.len() as f32).collect();
+                let mean: Vec<f32> = (0..n)
+                    .map(|p| heads.iter().map(|h| h[p]).sum::<f32>() / heads.len() as f32)
+                    .collect();
                 let hit = |w: &[f32]| e.target[argmax(w)] > 0.5;
                 let want = action::encode(&e.command.action);
                 let got_tokens: Vec<_> = generated.steps[b].iter().map(|s| s.token).collect();
                 let right = want.iter().zip(&got_tokens).filter(|(a, b)| a == b).count();
-                let pixel_error = (got.waypoints.len() == e.command.action.waypoints.len() && !got.waypoints.is_empty()).then(|| {
-                    let d: f32 = got.waypoints.iter().zip(&e.command.action.waypoints).map(|(g, w)| (g.x - w.x).hypot(g.y - w.y) * size).sum();
+                let pixel_error = (got.waypoints.len() == e.command.action.waypoints.len()
+                    && !got.waypoints.is_empty())
+                .then(|| {
+                    let d: f32 = got
+                        .waypoints
+                        .iter()
+                        .zip(&e.command.action.waypoints)
+                        .map(|(g, w)| (g.x - w.x).hypot(g.y - w.y) * size)
+                        .sum();
                     d / got.waypoints.len() as f32
                 });
-                let key = format!("{}/{}", family_name(e.command.family), lang_name(e.command.lang));
+                let key = format!(
+                    "{}/{}",
+                    family_name(e.command.family),
+                    lang_name(e.command.lang)
+                );
                 outcomes.entry(key).or_default().push(Outcome {
                     success: succeeded(layout, &e.command, &got),
                     pointing: hit(&mean),
@@ -176,9 +232,17 @@ pub fn evaluate(model: &Vla, tok: &CommandTokenizer, first_seed: u64, scenes: u6
         }
         start = end;
     }
-    let cells: BTreeMap<String, Metrics> = outcomes.iter().map(|(k, v)| (k.clone(), average(v.iter()))).collect();
+    let cells: BTreeMap<String, Metrics> = outcomes
+        .iter()
+        .map(|(k, v)| (k.clone(), average(v.iter())))
+        .collect();
     let overall = average(outcomes.values().flatten());
-    Ok(Report { scenes, first_seed, cells, overall })
+    Ok(Report {
+        scenes,
+        first_seed,
+        cells,
+        overall,
+    })
 }
 
 fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
@@ -189,7 +253,9 @@ fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
     }
     let mean = |f: &dyn Fn(&Outcome) -> f64| items.iter().map(|o| f(o)).sum::<f64>() / n as f64;
     let heads = items[0].head_hits.len();
-    let best_head = (0..heads).map(|h| mean(&|o: &Outcome| o.head_hits[h] as u8 as f64)).fold(0.0, f64::max);
+    let best_head = (0..heads)
+        .map(|h| mean(&|o: &Outcome| o.head_hits[h] as u8 as f64))
+        .fold(0.0, f64::max);
     let errs: Vec<f32> = items.iter().filter_map(|o| o.pixel_error).collect();
     Metrics {
         n,
@@ -198,12 +264,19 @@ fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
         pointing_best_head: best_head,
         attention_mass: mean(&|o| o.mass as f64),
         token_accuracy: mean(&|o| o.token_acc as f64),
-        pixel_error: if errs.is_empty() { f64::NAN } else { errs.iter().sum::<f32>() as f64 / errs.len() as f64 },
+        pixel_error: if errs.is_empty() {
+            f64::NAN
+        } else {
+            errs.iter().sum::<f32>() as f64 / errs.len() as f64
+        },
     }
 }
 
 pub fn argmax(xs: &[f32]) -> usize {
-    xs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+    xs.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 pub fn family_name(f: Family) -> &'static str {

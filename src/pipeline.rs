@@ -81,7 +81,12 @@ impl Pipeline {
     pub fn load_on(source: &Source, device: Device, dtype: DType) -> Result<Self> {
         let ckpt = Checkpoint::open(source)?;
         let model = ckpt.load(&device, dtype)?;
-        Ok(Self { model, tokenizer: ckpt.tokenizer, device, origin: ckpt.origin })
+        Ok(Self {
+            model,
+            tokenizer: ckpt.tokenizer,
+            device,
+            origin: ckpt.origin,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -89,35 +94,81 @@ impl Pipeline {
     }
 
     /// Predicts one action per (image, command) pair, as one batched forward pass.
-    pub fn predict(&self, images: &[DynamicImage], commands: &[&str], decoding: &Decoding, capture: bool) -> Result<Vec<Prediction>> {
+    pub fn predict(
+        &self,
+        images: &[DynamicImage],
+        commands: &[&str],
+        decoding: &Decoding,
+        capture: bool,
+    ) -> Result<Vec<Prediction>> {
         if images.len() != commands.len() || images.is_empty() {
-            bail!("predict needs one command per image (got {} images, {} commands)", images.len(), commands.len());
+            bail!(
+                "predict needs one command per image (got {} images, {} commands)",
+                images.len(),
+                commands.len()
+            );
         }
         let cfg = self.config();
         let t0 = Instant::now();
-        let encoded = commands.iter().map(|c| self.tokenizer.encode(c)).collect::<Result<Vec<_>>>()?;
+        let encoded = commands
+            .iter()
+            .map(|c| self.tokenizer.encode(c))
+            .collect::<Result<Vec<_>>>()?;
         let (text_ids, text_lens) = encode_commands(&self.tokenizer, cfg, commands, &self.device)?;
         let boxed: Vec<_> = images.iter().map(|img| letterbox(img, cfg)).collect();
         let squares: Vec<&image::RgbImage> = boxed.iter().map(|(sq, _)| sq).collect();
         let pixels = to_pixels(&squares, cfg, &self.device)?;
         let preprocess = t0.elapsed().as_secs_f64() * 1e3;
-        let inputs = Inputs { pixels, image_index: None, text_ids, text_lens };
+        let inputs = Inputs {
+            pixels,
+            image_index: None,
+            text_ids,
+            text_lens,
+        };
         let generated = self.model.generate(&inputs, decoding, capture)?;
-        let boa = generated.boa_cross.to_dtype(DType::F32)?.mean(1)?.to_vec2::<f32>()?;
-        let StageTimes { vision, text, decode } = generated.times;
-        let times = Timings { preprocess, vision, text, decode };
+        let boa = generated
+            .boa_cross
+            .to_dtype(DType::F32)?
+            .mean(1)?
+            .to_vec2::<f32>()?;
+        let StageTimes {
+            vision,
+            text,
+            decode,
+        } = generated.times;
+        let times = Timings {
+            preprocess,
+            vision,
+            text,
+            decode,
+        };
 
         let mut out = Vec::with_capacity(images.len());
         for (b, (command, (_, frame))) in encoded.into_iter().zip(boxed).enumerate() {
             let (waypoints, error) = match generated.action(b) {
-                Ok(a) => (a.waypoints.iter().map(|w| point(&frame, cfg.workspace, w.x, w.y, w.gripper)).collect(), None),
+                Ok(a) => (
+                    a.waypoints
+                        .iter()
+                        .map(|w| point(&frame, cfg.workspace, w.x, w.y, w.gripper))
+                        .collect(),
+                    None,
+                ),
                 Err(e) => (Vec::new(), Some(format!("{e:#}"))),
             };
             let maps = match &generated.maps {
                 Some(m) => Some(slice_maps(m, b)?),
                 None => None,
             };
-            out.push(Prediction { command, steps: generated.steps[b].clone(), waypoints, error, frame, boa_attention: boa[b].clone(), maps, times });
+            out.push(Prediction {
+                command,
+                steps: generated.steps[b].clone(),
+                waypoints,
+                error,
+                frame,
+                boa_attention: boa[b].clone(),
+                maps,
+                times,
+            });
         }
         Ok(out)
     }
@@ -128,12 +179,20 @@ pub fn point(frame: &Frame, ws: Workspace, u: f32, v: f32, gripper: Gripper) -> 
     let (x, y) = frame.to_input_norm(u, v);
     let (px, py) = frame.to_input_px(u, v);
     let (mx, my) = ws.to_metric(x, y);
-    Point { x, y, metric: [mx, my], pixel: [px, py], gripper }
+    Point {
+        x,
+        y,
+        metric: [mx, my],
+        pixel: [px, py],
+        gripper,
+    }
 }
 
 /// Example b's slice of batched attention maps (batch dimension kept, size 1).
 pub fn slice_maps(m: &AttentionMaps, b: usize) -> Result<AttentionMaps> {
-    let take = |v: &Vec<Tensor>| -> Result<Vec<Tensor>> { v.iter().map(|t| Ok(t.narrow(0, b, 1)?)).collect() };
+    let take = |v: &Vec<Tensor>| -> Result<Vec<Tensor>> {
+        v.iter().map(|t| Ok(t.narrow(0, b, 1)?)).collect()
+    };
     Ok(AttentionMaps {
         vision: take(&m.vision)?,
         text: take(&m.text)?,

@@ -38,7 +38,10 @@ impl Frame {
     /// pixel (i, j) covers [i, i+1) × [j, j+1).
     pub fn to_input_px(&self, u: f32, v: f32) -> (f32, f32) {
         let s = self.size as f32;
-        ((u * s - self.pad_x) / self.scale, (v * s - self.pad_y) / self.scale)
+        (
+            (u * s - self.pad_x) / self.scale,
+            (v * s - self.pad_y) / self.scale,
+        )
     }
 
     /// Model-normalised (u, v) -> normalised in the input image's own frame.
@@ -66,13 +69,23 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?;
     if reader.format().is_none() {
-        bail!("{} is not an image in a format vla-demo can read (PNG, JPEG, WebP, BMP, ...)", path.display());
+        bail!(
+            "{} is not an image in a format vla-demo can read (PNG, JPEG, WebP, BMP, ...)",
+            path.display()
+        );
     }
-    let (w, h) = reader
-        .into_dimensions()
-        .with_context(|| format!("{} is not a readable image (corrupt or truncated?)", path.display()))?;
+    let (w, h) = reader.into_dimensions().with_context(|| {
+        format!(
+            "{} is not a readable image (corrupt or truncated?)",
+            path.display()
+        )
+    })?;
     if w as u64 * h as u64 > MAX_PIXELS {
-        bail!("image {} is {w}×{h} = {} pixels, over the limit of {MAX_PIXELS} pixels", path.display(), w as u64 * h as u64);
+        bail!(
+            "image {} is {w}×{h} = {} pixels, over the limit of {MAX_PIXELS} pixels",
+            path.display(),
+            w as u64 * h as u64
+        );
     }
     if w == 0 || h == 0 {
         bail!("image {} is empty ({w}×{h})", path.display());
@@ -83,7 +96,12 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
     limits.max_image_height = Some(h);
     limits.max_alloc = Some(MAX_PIXELS * 8);
     reader.limits(limits);
-    reader.decode().with_context(|| format!("{} could not be decoded (corrupt or truncated?)", path.display()))
+    reader.decode().with_context(|| {
+        format!(
+            "{} could not be decoded (corrupt or truncated?)",
+            path.display()
+        )
+    })
 }
 
 /// Letterboxes an image into the model's square view: returns the square RGB
@@ -92,15 +110,29 @@ pub fn letterbox(img: &DynamicImage, cfg: &Config) -> (RgbImage, Frame) {
     let size = cfg.image_size as u32;
     let (w, h) = (img.width(), img.height());
     let scale = size as f32 / w.max(h) as f32;
-    let (nw, nh) = (((w as f32 * scale).round() as u32).clamp(1, size), ((h as f32 * scale).round() as u32).clamp(1, size));
+    let (nw, nh) = (
+        ((w as f32 * scale).round() as u32).clamp(1, size),
+        ((h as f32 * scale).round() as u32).clamp(1, size),
+    );
     let rgb = img.to_rgb8();
-    let resized = if (nw, nh) == (w, h) { rgb } else { image::imageops::resize(&rgb, nw, nh, FilterType::Triangle) };
+    let resized = if (nw, nh) == (w, h) {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, nw, nh, FilterType::Triangle)
+    };
     let (px, py) = ((size - nw) / 2, (size - nh) / 2);
     let fill = cfg.image_mean.map(|m| (m * 255.0).round() as u8);
     let mut canvas = RgbImage::from_pixel(size, size, image::Rgb(fill));
     image::imageops::replace(&mut canvas, &resized, px as i64, py as i64);
     // The frame uses the exact per-axis scale of the resize.
-    let frame = Frame { width: w, height: h, scale: nw as f32 / w as f32, pad_x: px as f32, pad_y: py as f32, size };
+    let frame = Frame {
+        width: w,
+        height: h,
+        scale: nw as f32 / w as f32,
+        pad_x: px as f32,
+        pad_y: py as f32,
+        size,
+    };
     (canvas, frame)
 }
 
@@ -110,7 +142,11 @@ pub fn to_pixels(images: &[&RgbImage], cfg: &Config, device: &Device) -> Result<
     let mut data = Vec::with_capacity(images.len() * 3 * s * s);
     for img in images {
         if img.width() as usize != s || img.height() as usize != s {
-            bail!("image is {}×{}, the model expects {s}×{s}", img.width(), img.height());
+            bail!(
+                "image is {}×{}, the model expects {s}×{s}",
+                img.width(),
+                img.height()
+            );
         }
         for c in 0..3 {
             let (m, sd) = (cfg.image_mean[c], cfg.image_std[c]);
@@ -126,7 +162,8 @@ mod tests {
 
     #[test]
     fn letterbox_maps_back_exactly() {
-        let cfg = Config::tiny();
+        let mut cfg = Config::tiny();
+        cfg.image_size = 224;
         let img = DynamicImage::ImageRgb8(RgbImage::new(448, 224));
         let (sq, f) = letterbox(&img, &cfg);
         assert_eq!((sq.width(), sq.height()), (224, 224));

@@ -60,8 +60,12 @@ impl CommandTokenizer {
     /// Trains the BPE vocabulary on a corpus of commands.
     pub fn train<I: Iterator<Item = String> + Send>(corpus: I) -> Result<Self> {
         let bytes: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
-        let specials: Vec<AddedToken> =
-            [PAD, UNK, BOA].iter().map(|s| s.to_string()).chain(bytes).map(|s| AddedToken::from(s, true)).collect();
+        let specials: Vec<AddedToken> = [PAD, UNK, BOA]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(bytes)
+            .map(|s| AddedToken::from(s, true))
+            .collect();
         let trainer = BpeTrainerBuilder::new()
             .vocab_size(4000)
             .min_frequency(1)
@@ -80,37 +84,55 @@ impl CommandTokenizer {
         tokenizer
             .train(&mut trainer, corpus.map(|c| normalise_command(&c)))
             .map_err(|e| anyhow!("training the tokenizer: {e}"))?;
-        let actions: Vec<AddedToken> = ActionToken::all().map(|t| AddedToken::from(t.text(), true)).collect();
+        let actions: Vec<AddedToken> = ActionToken::all()
+            .map(|t| AddedToken::from(t.text(), true))
+            .collect();
         tokenizer.add_special_tokens(&actions);
         Self::from_tokenizer(tokenizer)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let inner = Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("not a valid tokenizer.json: {e}"))?;
+        let inner =
+            Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("not a valid tokenizer.json: {e}"))?;
         Self::from_tokenizer(inner)
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Self::from_bytes(&bytes).with_context(|| format!("in {}", path.display()))
     }
 
     fn from_tokenizer(inner: Tokenizer) -> Result<Self> {
-        let id = |s: &str| inner.token_to_id(s).ok_or_else(|| anyhow!("the tokenizer has no {s} token"));
+        let id = |s: &str| {
+            inner
+                .token_to_id(s)
+                .ok_or_else(|| anyhow!("the tokenizer has no {s} token"))
+        };
         let pad = id(PAD)?;
         let boa = id(BOA)?;
         let action_offset = id(&ActionToken::X(0).text())?;
         // The action slice must be contiguous and in ActionToken order.
         for t in ActionToken::all() {
             if id(&t.text())? != action_offset + t.index() as u32 {
-                bail!("the tokenizer's action tokens are not contiguous at {}", t.text());
+                bail!(
+                    "the tokenizer's action tokens are not contiguous at {}",
+                    t.text()
+                );
             }
         }
-        Ok(Self { inner, pad, boa, action_offset })
+        Ok(Self {
+            inner,
+            pad,
+            boa,
+            action_offset,
+        })
     }
 
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(true).map_err(|e| anyhow!("serialising the tokenizer: {e}"))
+        self.inner
+            .to_string(true)
+            .map_err(|e| anyhow!("serialising the tokenizer: {e}"))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -136,19 +158,38 @@ impl CommandTokenizer {
         if text.is_empty() {
             bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
         }
-        let enc = self.inner.encode(text.as_str(), false).map_err(|e| anyhow!("tokenising {text:?}: {e}"))?;
+        let enc = self
+            .inner
+            .encode(text.as_str(), false)
+            .map_err(|e| anyhow!("tokenising {text:?}: {e}"))?;
         let ids = enc.get_ids().to_vec();
         let tokens = enc.get_tokens().to_vec();
-        let word_ids: Vec<usize> = enc.get_word_ids().iter().map(|w| w.unwrap_or(0) as usize).collect();
-        let words: Vec<String> = text.to_lowercase().split_whitespace().map(str::to_string).collect();
+        let word_ids: Vec<usize> = enc
+            .get_word_ids()
+            .iter()
+            .map(|w| w.unwrap_or(0) as usize)
+            .collect();
+        let words: Vec<String> = text
+            .to_lowercase()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         let mut unknown_words = Vec::new();
         for (w, word) in words.iter().enumerate() {
             let pieces = word_ids.iter().filter(|&&i| i == w).count();
-            if pieces != 1 || ids[word_ids.iter().position(|&i| i == w).unwrap_or(0)] == self.unk_id() {
+            if pieces != 1
+                || ids[word_ids.iter().position(|&i| i == w).unwrap_or(0)] == self.unk_id()
+            {
                 unknown_words.push(word.clone());
             }
         }
-        Ok(Encoded { ids, tokens, word_ids, words, unknown_words })
+        Ok(Encoded {
+            ids,
+            tokens,
+            word_ids,
+            words,
+            unknown_words,
+        })
     }
 
     fn unk_id(&self) -> u32 {
@@ -157,7 +198,9 @@ impl CommandTokenizer {
 
     /// Id -> token text, for printing.
     pub fn id_to_token(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_else(|| format!("<id {id}>"))
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| format!("<id {id}>"))
     }
 
     /// Every word a corpus uses, for tests.

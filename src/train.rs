@@ -63,10 +63,16 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let cfg: TrainConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a valid training config", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: TrainConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid training config", path.display()))?;
         if cfg.train_seeds[1] > data::EVAL_SEED_START || cfg.train_seeds[0] >= cfg.train_seeds[1] {
-            bail!("{}: train_seeds must be a non-empty range below {}", path.display(), data::EVAL_SEED_START);
+            bail!(
+                "{}: train_seeds must be a non-empty range below {}",
+                path.display(),
+                data::EVAL_SEED_START
+            );
         }
         Ok(cfg)
     }
@@ -78,7 +84,10 @@ impl TrainConfig {
         }
         let span = (self.steps - self.warmup_steps).max(1) as f64;
         let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
-        self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (1.0 + (std::f64::consts::PI * p).cos())
+        self.min_learning_rate
+            + 0.5
+                * (self.learning_rate - self.min_learning_rate)
+                * (1.0 + (std::f64::consts::PI * p).cos())
     }
 }
 
@@ -95,13 +104,31 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(vars: &VarMap) -> Result<Self> {
-        let data = vars.data().lock().map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?;
-        let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let data = vars
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?;
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |v: &Var| v.as_tensor().zeros_like();
-        let m = vars.iter().map(|(_, v)| zeros(v)).collect::<candle::Result<_>>()?;
-        let v = vars.iter().map(|(_, v)| zeros(v)).collect::<candle::Result<_>>()?;
-        Ok(Self { vars, m, v, step: 0, beta1: 0.9, beta2: 0.95, eps: 1e-8 })
+        let m = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<candle::Result<_>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<candle::Result<_>>()?;
+        Ok(Self {
+            vars,
+            m,
+            v,
+            step: 0,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+        })
     }
 
     pub fn vars(&self) -> impl Iterator<Item = &(String, Var)> {
@@ -134,8 +161,13 @@ impl AdamW {
             self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?.detach();
             let update = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + self.eps)?)?;
             // Decay matrices only: not norms, biases or positions.
-            let decays = name.ends_with(".weight") && var.as_tensor().rank() == 2 && !name.contains("norm");
-            let theta = if decays { (var.as_tensor() * (1.0 - lr * weight_decay))? } else { var.as_tensor().clone() };
+            let decays =
+                name.ends_with(".weight") && var.as_tensor().rank() == 2 && !name.contains("norm");
+            let theta = if decays {
+                (var.as_tensor() * (1.0 - lr * weight_decay))?
+            } else {
+                var.as_tensor().clone()
+            };
             var.set(&(theta - (update * lr)?)?.detach())?;
         }
         Ok(())
@@ -149,13 +181,21 @@ impl AdamW {
             out.push((format!("adam_m.{name}"), self.m[i].clone()));
             out.push((format!("adam_v.{name}"), self.v[i].clone()));
         }
-        out.push(("state.step".into(), Tensor::new(&[self.step as f64], &Device::Cpu)?));
+        out.push((
+            "state.step".into(),
+            Tensor::new(&[self.step as f64], &Device::Cpu)?,
+        ));
         Ok(out)
     }
 
     fn restore(&mut self, path: &Path) -> Result<()> {
-        let t = candle::safetensors::load(path, &Device::Cpu).with_context(|| format!("cannot read {}", path.display()))?;
-        let get = |k: &str| t.get(k).cloned().with_context(|| format!("{} lacks {k}", path.display()));
+        let t = candle::safetensors::load(path, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let get = |k: &str| {
+            t.get(k)
+                .cloned()
+                .with_context(|| format!("{} lacks {k}", path.display()))
+        };
         for (i, (name, var)) in self.vars.iter().enumerate() {
             var.set(&get(&format!("param.{name}"))?)?;
             self.m[i] = get(&format!("adam_m.{name}"))?;
@@ -175,14 +215,21 @@ pub struct StepStats {
 }
 
 /// Cross-entropy over the real action tokens, plus the grounding term.
-pub fn loss(model: &Vla, batch: &data::Batch, attention_weight: f64) -> Result<(Tensor, StepStats)> {
+pub fn loss(
+    model: &Vla,
+    batch: &data::Batch,
+    attention_weight: f64,
+) -> Result<(Tensor, StepStats)> {
     let (out, _) = model.forward(&batch.inputs, &batch.action_in, false, true)?;
     let (b, a, v) = out.logits.dims3()?;
     let logits = out.logits.reshape((b * a, v))?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let picked = (logp * &batch.soft_targets)?.sum(1)?; // (B·A,): Σ_j q_j log p_j
     let count = batch.weights.sum_all()?;
-    let ce = (picked * &batch.weights)?.sum_all()?.neg()?.broadcast_div(&count)?;
+    let ce = (picked * &batch.weights)?
+        .sum_all()?
+        .neg()?
+        .broadcast_div(&count)?;
     // Mean over heads of the <boa> query's weights, summed over target patches.
     let mass = (out.boa_cross.mean(1)? * &batch.target_mask)?.sum(1)?; // (B,)
     let attention = (mass + 1e-6)?.log()?.neg()?.mean_all()?;
@@ -204,22 +251,44 @@ fn one() -> usize {
 }
 
 /// Builds the batch of step `step`: a fixed function of (seed, step).
-pub fn batch_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, device: &Device) -> Result<data::Batch> {
+pub fn batch_for_step(
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    step: usize,
+    device: &Device,
+) -> Result<data::Batch> {
     Ok(shards_for_step(cfg, tok, step, 1, device)?.remove(0))
 }
 
 /// The batch of step `step`, split by scene into `shards` batches.
-pub fn shards_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, shards: usize, device: &Device) -> Result<Vec<data::Batch>> {
+pub fn shards_for_step(
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    step: usize,
+    shards: usize,
+    device: &Device,
+) -> Result<Vec<data::Batch>> {
     let model = &cfg.model;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut images = Vec::with_capacity(cfg.scenes_per_step);
     let mut examples = Vec::new();
     for s in 0..cfg.scenes_per_step {
         let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
         let layout = Layout::generate(seed);
-        for command in data::draw_commands(&layout, cfg.commands_per_scene, cfg.relational_share, &mut rng) {
-            let target = data::target_patches(&data::first_target(&layout, &command)?, model.grid());
-            examples.push(Example { image: images.len(), command, target });
+        for command in data::draw_commands(
+            &layout,
+            cfg.commands_per_scene,
+            cfg.relational_share,
+            &mut rng,
+        ) {
+            let target =
+                data::target_patches(&data::first_target(&layout, &command)?, model.grid());
+            examples.push(Example {
+                image: images.len(),
+                command,
+                target,
+            });
         }
         images.push(layout.render(model.image_size as u32)?);
     }
@@ -231,9 +300,20 @@ pub fn shards_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, s
         let mine: Vec<Example> = examples
             .iter()
             .filter(|e| e.image >= first && e.image < first + chunk.len())
-            .map(|e| Example { image: e.image - first, command: e.command.clone(), target: e.target.clone() })
+            .map(|e| Example {
+                image: e.image - first,
+                command: e.command.clone(),
+                target: e.target.clone(),
+            })
             .collect();
-        out.push(data::make_batch(&refs, &mine, tok, model, cfg.bin_sigma, device)?);
+        out.push(data::make_batch(
+            &refs,
+            &mine,
+            tok,
+            model,
+            cfg.bin_sigma,
+            device,
+        )?);
     }
     Ok(out)
 }
@@ -241,7 +321,11 @@ pub fn shards_for_step(cfg: &TrainConfig, tok: &CommandTokenizer, step: usize, s
 /// One step's gradients, computed shard by shard on parallel threads. Each
 /// shard's loss is weighted by its share of the samples, so the summed
 /// gradient is that of the whole batch.
-pub fn parallel_grads(model: &Vla, batches: &[data::Batch], attention_weight: f64) -> Result<(GradStore, StepStats)> {
+pub fn parallel_grads(
+    model: &Vla,
+    batches: &[data::Batch],
+    attention_weight: f64,
+) -> Result<(GradStore, StepStats)> {
     let total: usize = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
     let results: Vec<Result<(GradStore, StepStats, f32)>> = std::thread::scope(|s| {
         let handles: Vec<_> = batches
@@ -254,10 +338,21 @@ pub fn parallel_grads(model: &Vla, batches: &[data::Batch], attention_weight: f6
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+            })
+            .collect()
     });
     let mut merged: Option<GradStore> = None;
-    let mut stats = StepStats { loss: 0.0, ce: 0.0, attention: 0.0, token_acc: 0.0 };
+    let mut stats = StepStats {
+        loss: 0.0,
+        ce: 0.0,
+        attention: 0.0,
+        token_acc: 0.0,
+    };
     for r in results {
         let (grads, st, share) = r?;
         stats.loss += st.loss * share;
@@ -280,7 +375,10 @@ pub fn parallel_grads(model: &Vla, batches: &[data::Batch], attention_weight: f6
             }
         });
     }
-    Ok((merged.ok_or_else(|| anyhow::anyhow!("no shard in the batch"))?, stats))
+    Ok((
+        merged.ok_or_else(|| anyhow::anyhow!("no shard in the batch"))?,
+        stats,
+    ))
 }
 
 /// Trains the tokenizer on the command grammar and fills the config's ids.
@@ -310,7 +408,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let device = Device::Cpu;
     single_threaded_kernels();
     let (cfg, tok) = if args.resume {
-        let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG)).context("--resume needs a training run in --out")?;
+        let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG))
+            .context("--resume needs a training run in --out")?;
         let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
         (cfg, tok)
     } else {
@@ -319,8 +418,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (cfg, tok)
     };
     let stop = args.steps.unwrap_or(cfg.steps).min(cfg.steps);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    write_atomic(&args.out.join(TRAIN_CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    write_atomic(
+        &args.out.join(TRAIN_CONFIG),
+        serde_json::to_string_pretty(&cfg)?.as_bytes(),
+    )?;
 
     let vars = VarMap::new();
     let model = init_model(&cfg, &vars, &device)?;
@@ -328,7 +431,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if args.resume {
         opt.restore(&args.out.join(STATE))?;
     } else {
-        std::fs::write(args.out.join(LOG), b"").with_context(|| format!("cannot write {}", args.out.join(LOG).display()))?;
+        std::fs::write(args.out.join(LOG), b"")
+            .with_context(|| format!("cannot write {}", args.out.join(LOG).display()))?;
     }
     let start = opt.step;
 
@@ -339,14 +443,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let batches = shards_for_step(&cfg, &tok, step, cfg.shards, &device)?;
         let (grads, stats) = parallel_grads(&model, &batches, cfg.attention_loss_weight)?;
         let norm = opt.grad_norm(&grads)?;
-        let clip = if norm > cfg.grad_clip { cfg.grad_clip / norm } else { 1.0 };
+        let clip = if norm > cfg.grad_clip {
+            cfg.grad_clip / norm
+        } else {
+            1.0
+        };
         let lr = cfg.lr_at(step);
         opt.step(&grads, lr, cfg.weight_decay, clip)?;
-        samples += batches.iter().map(|b| b.inputs.text_lens.len()).sum::<usize>();
+        samples += batches
+            .iter()
+            .map(|b| b.inputs.text_lens.len())
+            .sum::<usize>();
 
         let per_s = samples as f64 / t0.elapsed().as_secs_f64();
         bar.set_position(step as u64 + 1);
-        bar.set_message(format!("loss {:.3} acc {:.3} {:.1} samples/s", stats.loss, stats.token_acc, per_s));
+        bar.set_message(format!(
+            "loss {:.3} acc {:.3} {:.1} samples/s",
+            stats.loss, stats.token_acc, per_s
+        ));
         let line = serde_json::json!({
             "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
             "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
@@ -359,14 +473,29 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             save_all(&args.out, &cfg, &tok, &vars, &opt)?;
         }
         if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
-            let report = eval::evaluate(&model, &tok, data::EVAL_SEED_START, cfg.eval_scenes as u64, &device, None)?;
+            let report = eval::evaluate(
+                &model,
+                &tok,
+                data::EVAL_SEED_START,
+                cfg.eval_scenes as u64,
+                &device,
+                None,
+            )?;
             bar.println(format!("step {}: {}", step + 1, report.summary()));
-            append_log(&args.out, &serde_json::json!({"step": step + 1, "eval": report}))?;
+            append_log(
+                &args.out,
+                &serde_json::json!({"step": step + 1, "eval": report}),
+            )?;
         }
     }
     bar.finish();
     if !args.quiet {
-        eprintln!("trained {} steps in {:.1} min; checkpoint in {}", stop.saturating_sub(start), t0.elapsed().as_secs_f64() / 60.0, args.out.display());
+        eprintln!(
+            "trained {} steps in {:.1} min; checkpoint in {}",
+            stop.saturating_sub(start),
+            t0.elapsed().as_secs_f64() / 60.0,
+            args.out.display()
+        );
     }
     Ok(())
 }
@@ -389,15 +518,27 @@ pub fn init_model(cfg: &TrainConfig, vars: &VarMap, device: &Device) -> Result<V
     Ok(Vla::new(&cfg.model, vb)?)
 }
 
-fn save_all(out: &Path, cfg: &TrainConfig, tok: &CommandTokenizer, vars: &VarMap, opt: &AdamW) -> Result<()> {
+fn save_all(
+    out: &Path,
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    vars: &VarMap,
+    opt: &AdamW,
+) -> Result<()> {
     // The training state is one file, so weights, moments and step always agree.
-    write_atomic(&out.join(STATE), &checkpoint::tensors_to_bytes(opt.state()?)?)?;
+    write_atomic(
+        &out.join(STATE),
+        &checkpoint::tensors_to_bytes(opt.state()?)?,
+    )?;
     checkpoint::save(out, &cfg.model, tok, vars)
 }
 
 fn append_log(out: &Path, line: &serde_json::Value) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(out.join(LOG))?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(out.join(LOG))?;
     writeln!(f, "{line}")?;
     Ok(())
 }
@@ -408,8 +549,10 @@ fn progress(len: u64, pos: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len).with_position(pos);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg} · {per_sec} · eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} step {pos}/{len} [{bar:30}] {msg} · {per_sec} · eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }

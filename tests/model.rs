@@ -51,8 +51,13 @@ fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> d
     for seed in seeds {
         let layout = Layout::generate(seed);
         for command in data::draw_commands(&layout, 2, 0.3, &mut rng) {
-            let target = data::target_patches(&data::first_target(&layout, &command).unwrap(), cfg.grid());
-            examples.push(Example { image: images.len(), command, target });
+            let target =
+                data::target_patches(&data::first_target(&layout, &command).unwrap(), cfg.grid());
+            examples.push(Example {
+                image: images.len(),
+                command,
+                target,
+            });
         }
         images.push(layout.render(cfg.image_size as u32).unwrap());
     }
@@ -67,10 +72,22 @@ fn constant_attention(hidden: usize, heads: usize, score: ScoreFn) -> Attention 
     let eye = Tensor::eye(hidden, DType::F32, &dev).unwrap();
     for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
         t.insert(format!("{p}.weight"), eye.clone());
-        t.insert(format!("{p}.bias"), Tensor::zeros(hidden, DType::F32, &dev).unwrap());
+        t.insert(
+            format!("{p}.bias"),
+            Tensor::zeros(hidden, DType::F32, &dev).unwrap(),
+        );
     }
-    t.insert("score_v".into(), Tensor::ones((heads, hidden / heads), DType::F32, &dev).unwrap());
-    Attention::new(hidden, heads, score, VarBuilder::from_tensors(t, DType::F32, &dev)).unwrap()
+    t.insert(
+        "score_v".into(),
+        Tensor::ones((heads, hidden / heads), DType::F32, &dev).unwrap(),
+    );
+    Attention::new(
+        hidden,
+        heads,
+        score,
+        VarBuilder::from_tensors(t, DType::F32, &dev),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -88,7 +105,10 @@ fn worked_example_through_the_real_attention_module() {
     }
     // Step 3: the context is the weighted sum of the values [2, 5, 1].
     let c = out.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
-    assert!((c - (0.0466 * 2.0 + 0.9362 * 5.0 + 0.0171 * 1.0)).abs() < 1e-3, "{c}");
+    assert!(
+        (c - (0.0466 * 2.0 + 0.9362 * 5.0 + 0.0171 * 1.0)).abs() < 1e-3,
+        "{c}"
+    );
 }
 
 #[test]
@@ -100,8 +120,17 @@ fn every_score_function_runs_through_the_module() {
         let (out, w) = attn.forward(&xs, None, None, false).unwrap();
         assert_eq!(out.dims(), &[1, 2, 4]);
         assert_eq!(w.dims(), &[1, 2, 2, 2]);
-        let sums: Vec<f32> = w.sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{score:?}: {sums:?}");
+        let sums: Vec<f32> = w
+            .sum(D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(
+            sums.iter().all(|s| (s - 1.0).abs() < 1e-5),
+            "{score:?}: {sums:?}"
+        );
     }
 }
 
@@ -139,7 +168,12 @@ fn changing_a_later_token_leaves_earlier_outputs_bit_identical() {
     };
     let (a, b) = (run(&ids), run(&changed));
     for t in 0..n - 2 {
-        assert_eq!(a[t], b[t], "position {t} moved when token {} changed", n - 2);
+        assert_eq!(
+            a[t],
+            b[t],
+            "position {t} moved when token {} changed",
+            n - 2
+        );
     }
     assert_ne!(a[n - 2], b[n - 2]);
 }
@@ -155,13 +189,23 @@ fn every_trainable_variable_gets_a_gradient() {
         let mut opt = AdamW::new(&vars).unwrap();
         let mut names = Vec::new();
         for (name, var) in opt.vars() {
-            let g = grads.get(var).unwrap_or_else(|| panic!("{name} has no gradient"));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("{name} has no gradient"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(norm > 0.0, "{name} has a zero gradient ({score:?})");
             names.push(name.clone());
         }
         assert!(names.iter().any(|n| n.contains("vision.blocks.0.norm1")));
-        assert!(names.iter().any(|n| n.contains("fusion.blocks.1.cross_attn.q_proj")));
+        assert!(names
+            .iter()
+            .any(|n| n.contains("fusion.blocks.1.cross_attn.q_proj")));
         if score == ScoreFn::Additive {
             assert!(names.iter().any(|n| n.ends_with("cross_attn.score_v")));
         }
@@ -188,7 +232,10 @@ fn save_then_load_gives_identical_logits_from_a_dir_and_a_hub_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ckpt");
     save_dir(&cfg, &tok, &vars, &dir);
-    let loaded = Checkpoint::from_dir(&dir).unwrap().load(&Device::Cpu, DType::F32).unwrap();
+    let loaded = Checkpoint::from_dir(&dir)
+        .unwrap()
+        .load(&Device::Cpu, DType::F32)
+        .unwrap();
     assert_eq!(logits(&loaded, &b), want);
 
     // A Hugging Face cache laid out as hf-hub writes it:
@@ -200,13 +247,24 @@ fn save_then_load_gives_identical_logits_from_a_dir_and_a_hub_cache() {
     std::fs::write(repo.join("refs/main"), commit).unwrap();
     let snap = repo.join("snapshots").join(commit);
     std::fs::create_dir_all(&snap).unwrap();
-    for f in [checkpoint::CONFIG, checkpoint::WEIGHTS, checkpoint::TOKENIZER] {
+    for f in [
+        checkpoint::CONFIG,
+        checkpoint::WEIGHTS,
+        checkpoint::TOKENIZER,
+    ] {
         std::fs::copy(dir.join(f), snap.join(f)).unwrap();
     }
-    let source = Source::Hub { id: "learner/vla-tiny".into(), revision: "main".into(), cache_dir: Some(cache.clone()) };
+    let source = Source::Hub {
+        id: "learner/vla-tiny".into(),
+        revision: "main".into(),
+        cache_dir: Some(cache.clone()),
+    };
     let hub = Checkpoint::open(&source).unwrap();
     assert_eq!(hub.origin, "learner/vla-tiny@main");
-    assert_eq!(logits(&hub.load(&Device::Cpu, DType::F32).unwrap(), &b), want);
+    assert_eq!(
+        logits(&hub.load(&Device::Cpu, DType::F32).unwrap(), &b),
+        want
+    );
 }
 
 #[test]
@@ -216,7 +274,9 @@ fn broken_checkpoints_get_errors_that_name_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ckpt");
     save_dir(&cfg, &tok, &vars, &dir);
-    let err = |dir: &Path| match Checkpoint::from_dir(dir).and_then(|c| c.load(&Device::Cpu, DType::F32)) {
+    let err = |dir: &Path| match Checkpoint::from_dir(dir)
+        .and_then(|c| c.load(&Device::Cpu, DType::F32))
+    {
         Ok(_) => panic!("loaded a broken checkpoint"),
         Err(e) => format!("{e:#}"),
     };
@@ -225,15 +285,25 @@ fn broken_checkpoints_get_errors_that_name_the_problem() {
     let w = std::fs::read(dir.join(checkpoint::WEIGHTS)).unwrap();
     std::fs::write(dir.join(checkpoint::WEIGHTS), &w[..w.len() / 2]).unwrap();
     let e = err(&dir);
-    assert!(e.contains("model.safetensors") && e.contains("not a valid safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
 
     // A tensor of the wrong shape: the message names the key and the shapes.
     std::fs::write(dir.join(checkpoint::WEIGHTS), &w).unwrap();
     let mut bigger = cfg.clone();
     bigger.intermediate_size = 48;
-    std::fs::write(dir.join(checkpoint::CONFIG), serde_json::to_string(&bigger).unwrap()).unwrap();
+    std::fs::write(
+        dir.join(checkpoint::CONFIG),
+        serde_json::to_string(&bigger).unwrap(),
+    )
+    .unwrap();
     let e = err(&dir);
-    assert!(e.contains("does not fit") && e.contains("fc1") && e.contains("48"), "{e}");
+    assert!(
+        e.contains("does not fit") && e.contains("fc1") && e.contains("48"),
+        "{e}"
+    );
 
     // A missing file, and a corrupt config.
     std::fs::remove_file(dir.join(checkpoint::TOKENIZER)).unwrap();
@@ -258,11 +328,19 @@ fn a_batch_gives_the_same_actions_as_single_runs() {
         let single = Inputs {
             pixels: b.inputs.pixels.narrow(0, index[i] as usize, 1).unwrap(),
             image_index: None,
-            text_ids: b.inputs.text_ids.narrow(0, i, 1).unwrap().narrow(1, t - len, len).unwrap(),
+            text_ids: b
+                .inputs
+                .text_ids
+                .narrow(0, i, 1)
+                .unwrap()
+                .narrow(1, t - len, len)
+                .unwrap(),
             text_lens: vec![len],
         };
         let one = m.generate(&single, &Decoding::default(), false).unwrap();
-        let tokens = |g: &vla_demo::model::vla::Generated, k: usize| g.steps[k].iter().map(|s| s.token).collect::<Vec<_>>();
+        let tokens = |g: &vla_demo::model::vla::Generated, k: usize| {
+            g.steps[k].iter().map(|s| s.token).collect::<Vec<_>>()
+        };
         assert_eq!(tokens(&all, i), tokens(&one, 0), "example {i}");
     }
 }
@@ -270,7 +348,8 @@ fn a_batch_gives_the_same_actions_as_single_runs() {
 #[test]
 fn the_same_seed_trains_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg: TrainConfig = serde_json::from_str(&std::fs::read_to_string("configs/train-tiny.json").unwrap()).unwrap();
+    let mut cfg: TrainConfig =
+        serde_json::from_str(&std::fs::read_to_string("configs/train-tiny.json").unwrap()).unwrap();
     cfg.model = tiny(ScoreFn::ScaledDot).0;
     cfg.steps = 2;
     cfg.scenes_per_step = 2;
@@ -281,7 +360,14 @@ fn the_same_seed_trains_the_same_weights() {
     std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
     let run = |out: &str| {
         let out = tmp.path().join(out);
-        train::run(&train::TrainArgs { config: path.clone(), out: out.clone(), resume: false, steps: None, quiet: true }).unwrap();
+        train::run(&train::TrainArgs {
+            config: path.clone(),
+            out: out.clone(),
+            resume: false,
+            steps: None,
+            quiet: true,
+        })
+        .unwrap();
         std::fs::read(out.join(checkpoint::WEIGHTS)).unwrap()
     };
     let a = run("a");
@@ -289,7 +375,21 @@ fn the_same_seed_trains_the_same_weights() {
 
     // Resuming from step 1 reaches the same weights as running straight to 2.
     let c = tmp.path().join("c");
-    train::run(&train::TrainArgs { config: path.clone(), out: c.clone(), resume: false, steps: Some(1), quiet: true }).unwrap();
-    train::run(&train::TrainArgs { config: path.clone(), out: c.clone(), resume: true, steps: Some(2), quiet: true }).unwrap();
+    train::run(&train::TrainArgs {
+        config: path.clone(),
+        out: c.clone(),
+        resume: false,
+        steps: Some(1),
+        quiet: true,
+    })
+    .unwrap();
+    train::run(&train::TrainArgs {
+        config: path.clone(),
+        out: c.clone(),
+        resume: true,
+        steps: Some(2),
+        quiet: true,
+    })
+    .unwrap();
     assert_eq!(std::fs::read(c.join(checkpoint::WEIGHTS)).unwrap(), a);
 }

@@ -60,7 +60,8 @@ pub fn score(kind: ScoreFn, q: &Tensor, k: &Tensor, v_add: Option<&Tensor>) -> R
             // (B, H, Tq, 1, D) + (B, H, 1, Tk, D) -> (B, H, Tq, Tk, D): every pair.
             let pair = q.unsqueeze(3)?.broadcast_add(&k.unsqueeze(2)?)?.tanh()?;
             // Project each pair onto v_h and sum over D: (B, H, Tq, Tk).
-            pair.broadcast_mul(&v.reshape((1, h, 1, 1, d))?)?.sum(D::Minus1)
+            pair.broadcast_mul(&v.reshape((1, h, 1, 1, d))?)?
+                .sum(D::Minus1)
         }
     }
 }
@@ -130,7 +131,10 @@ impl Attention {
             ScoreFn::Additive => Some(vb.get_with_hints(
                 (num_heads, head_dim),
                 "score_v",
-                Init::Randn { mean: 0.0, stdev: 1.0 / (head_dim as f64).sqrt() },
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0 / (head_dim as f64).sqrt(),
+                },
             )?),
             _ => None,
         };
@@ -153,7 +157,9 @@ impl Attention {
     /// (B, T, C) -> (B, H, T, D)
     fn split_heads(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
-        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+        xs.reshape((b, t, self.num_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     /// Keys and values for a context, projected and split into heads. A decoder
@@ -167,7 +173,13 @@ impl Attention {
     /// Self-attention when `ctx` is `None`, cross-attention to `ctx` otherwise.
     /// `mask` is added to the scores and broadcasts to (B, H, Tq, Tk).
     /// Returns the output (B, Tq, C) and the weights (B, H, Tq, Tk).
-    pub fn forward(&self, xs: &Tensor, ctx: Option<&Tensor>, mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        ctx: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let kv = self.project_kv(ctx.unwrap_or(xs))?;
         let (out, weights, _) = self.forward_kv(xs, &kv, mask, train)?;
         Ok((out, weights))
@@ -176,7 +188,13 @@ impl Attention {
     /// Like [`Attention::forward`], with keys and values from
     /// [`Attention::project_kv`]; also returns the raw scores (B, H, Tq, Tk)
     /// of step 1, before the mask.
-    pub fn forward_kv(&self, xs: &Tensor, kv: &(Tensor, Tensor), mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn forward_kv(
+        &self,
+        xs: &Tensor,
+        kv: &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, c) = xs.dims3()?;
         let q = self.split_heads(&xs.apply(&self.q_proj)?)?; // (B, H, Tq, D)
         let (k, v) = kv; // (B, H, Tk, D)
@@ -203,7 +221,12 @@ mod tests {
     fn worked_example_softmax_of_2_5_1() {
         let e = Tensor::new(&[[2f32, 5., 1.]], &dev()).unwrap();
         for train in [false, true] {
-            let a: Vec<f32> = align(&e, train).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let a: Vec<f32> = align(&e, train)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let want = [0.0466, 0.9362, 0.0171];
             for (x, w) in a.iter().zip(want) {
                 assert!((x - w).abs() < 5e-5, "{a:?}");
@@ -213,8 +236,14 @@ mod tests {
 
     /// q = [[1, 0, 1], [0, 2, 0]], k = [[1, 1, 0], [0, 1, 1]], one head.
     fn qk() -> (Tensor, Tensor) {
-        let q = Tensor::new(&[[1f32, 0., 1.], [0., 2., 0.]], &dev()).unwrap().reshape((1, 1, 2, 3)).unwrap();
-        let k = Tensor::new(&[[1f32, 1., 0.], [0., 1., 1.]], &dev()).unwrap().reshape((1, 1, 2, 3)).unwrap();
+        let q = Tensor::new(&[[1f32, 0., 1.], [0., 2., 0.]], &dev())
+            .unwrap()
+            .reshape((1, 1, 2, 3))
+            .unwrap();
+        let k = Tensor::new(&[[1f32, 1., 0.], [0., 1., 1.]], &dev())
+            .unwrap()
+            .reshape((1, 1, 2, 3))
+            .unwrap();
         (q, k)
     }
 
@@ -226,7 +255,10 @@ mod tests {
     fn dot_score_by_hand() {
         let (q, k) = qk();
         // q0·k0 = 1, q0·k1 = 1, q1·k0 = 2, q1·k1 = 2
-        assert_eq!(vals(score(ScoreFn::Dot, &q, &k, None).unwrap()), vec![1., 1., 2., 2.]);
+        assert_eq!(
+            vals(score(ScoreFn::Dot, &q, &k, None).unwrap()),
+            vec![1., 1., 2., 2.]
+        );
     }
 
     #[test]

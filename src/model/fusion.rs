@@ -48,9 +48,19 @@ impl FusionBlock {
         let eps = cfg.layer_norm_eps;
         Ok(Self {
             norm1: LayerNorm::new(h, eps, vb.pp("norm1"))?,
-            self_attn: Attention::new(h, cfg.num_attention_heads, ScoreFn::ScaledDot, vb.pp("self_attn"))?,
+            self_attn: Attention::new(
+                h,
+                cfg.num_attention_heads,
+                ScoreFn::ScaledDot,
+                vb.pp("self_attn"),
+            )?,
             norm_cross: LayerNorm::new(h, eps, vb.pp("norm_cross"))?,
-            cross_attn: Attention::new(h, cfg.num_attention_heads, cfg.cross_score_fn, vb.pp("cross_attn"))?,
+            cross_attn: Attention::new(
+                h,
+                cfg.num_attention_heads,
+                cfg.cross_score_fn,
+                vb.pp("cross_attn"),
+            )?,
             norm2: LayerNorm::new(h, eps, vb.pp("norm2"))?,
             mlp: Mlp::new(h, cfg.intermediate_size, vb.pp("mlp"))?,
         })
@@ -61,14 +71,31 @@ impl FusionBlock {
         self.cross_attn.project_kv(patches)
     }
 
-    pub fn forward(&self, xs: &Tensor, image_kv: &(Tensor, Tensor), mask: &Tensor, train: bool) -> Result<BlockOut> {
-        let (a, self_weights) = self.self_attn.forward(&self.norm1.forward(xs, train)?, None, Some(mask), train)?;
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        image_kv: &(Tensor, Tensor),
+        mask: &Tensor,
+        train: bool,
+    ) -> Result<BlockOut> {
+        let (a, self_weights) =
+            self.self_attn
+                .forward(&self.norm1.forward(xs, train)?, None, Some(mask), train)?;
         let xs = (xs + a)?;
-        let (c, cross_weights, cross_scores) =
-            self.cross_attn.forward_kv(&self.norm_cross.forward(&xs, train)?, image_kv, None, train)?;
+        let (c, cross_weights, cross_scores) = self.cross_attn.forward_kv(
+            &self.norm_cross.forward(&xs, train)?,
+            image_kv,
+            None,
+            train,
+        )?;
         let xs = (xs + c)?;
         let hidden = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
-        Ok(BlockOut { hidden, self_weights, cross_weights, cross_scores })
+        Ok(BlockOut {
+            hidden,
+            self_weights,
+            cross_weights,
+            cross_scores,
+        })
     }
 }
 
@@ -107,7 +134,10 @@ impl FusionHead {
             action_position: vb.get_with_hints(
                 (MAX_ACTION_TOKENS, cfg.hidden_size),
                 "action_position",
-                Init::Randn { mean: 0.0, stdev: 0.02 },
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
             )?,
             blocks,
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
@@ -157,12 +187,23 @@ impl FusionHead {
             }
             last_cross = Some(out.cross_weights);
         }
-        let Some(last_cross) = last_cross else { candle::bail!("the fusion head needs at least one block") };
+        let Some(last_cross) = last_cross else {
+            candle::bail!("the fusion head needs at least one block")
+        };
         let boa_cross = last_cross.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
         let states = self.norm.forward(&xs.narrow(1, t, a)?, train)?; // (B, A, C)
-        let (_, pointed) = self.pointer.forward(&states, &last_cross.narrow(2, t, a)?.contiguous()?)?;
+        let (_, pointed) = self
+            .pointer
+            .forward(&states, &last_cross.narrow(2, t, a)?.contiguous()?)?;
         let grammar = grammar_mask(a, xs.device())?.to_dtype(xs.dtype())?;
         let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
-        Ok(FusionOut { logits, self_weights, cross_weights, cross_scores, cross_values, boa_cross })
+        Ok(FusionOut {
+            logits,
+            self_weights,
+            cross_weights,
+            cross_scores,
+            cross_values,
+            boa_cross,
+        })
     }
 }

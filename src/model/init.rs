@@ -22,7 +22,10 @@ pub struct SeededInit {
 impl SeededInit {
     /// A VarBuilder whose new variables land in `vars`.
     pub fn var_builder(vars: &VarMap, seed: u64, device: &Device) -> VarBuilder<'static> {
-        let backend: Box<dyn SimpleBackend> = Box::new(SeededInit { vars: vars.clone(), seed });
+        let backend: Box<dyn SimpleBackend> = Box::new(SeededInit {
+            vars: vars.clone(),
+            seed,
+        });
         VarBuilder::from_backend(backend, DType::F32, device.clone())
     }
 
@@ -41,10 +44,16 @@ impl SeededInit {
                 Init::Const(c) => c,
                 Init::Uniform { lo, up } => lo + (up - lo) * rng.random::<f64>(),
                 Init::Randn { mean, stdev } => mean + stdev * normal(rng),
-                Init::Kaiming { dist, fan, non_linearity } => {
+                Init::Kaiming {
+                    dist,
+                    fan,
+                    non_linearity,
+                } => {
                     let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
                     match dist {
-                        NormalOrUniform::Uniform => 3f64.sqrt() * std * (2.0 * rng.random::<f64>() - 1.0),
+                        NormalOrUniform::Uniform => {
+                            3f64.sqrt() * std * (2.0 * rng.random::<f64>() - 1.0)
+                        }
                         NormalOrUniform::Normal => std * normal(rng),
                     }
                 }
@@ -56,7 +65,11 @@ impl SeededInit {
 
 impl SimpleBackend for SeededInit {
     fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let mut data = self.vars.data().lock().map_err(|_| candle::Error::Msg("variable map lock poisoned".into()))?;
+        let mut data = self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| candle::Error::Msg("variable map lock poisoned".into()))?;
         if let Some(v) = data.get(name) {
             let t = v.as_tensor();
             if t.shape() != &s {
@@ -72,7 +85,11 @@ impl SimpleBackend for SeededInit {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> Result<Tensor> {
-        let data = self.vars.data().lock().map_err(|_| candle::Error::Msg("variable map lock poisoned".into()))?;
+        let data = self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| candle::Error::Msg("variable map lock poisoned".into()))?;
         match data.get(name) {
             Some(v) => v.as_tensor().to_dtype(dtype),
             None => candle::bail!("cannot find tensor {name}"),
@@ -80,6 +97,10 @@ impl SimpleBackend for SeededInit {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.vars.data().lock().map(|d| d.contains_key(name)).unwrap_or(false)
+        self.vars
+            .data()
+            .lock()
+            .map(|d| d.contains_key(name))
+            .unwrap_or(false)
     }
 }

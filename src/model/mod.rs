@@ -114,21 +114,41 @@ impl Config {
     /// Checks the numbers fit together; every message names the field to fix.
     pub fn validate(&self) -> anyhow::Result<()> {
         let down = 1usize << self.conv_stem.len();
-        anyhow::ensure!(self.patch_size % down == 0,
-            "config: patch_size {} is not a multiple of the conv stem's downsampling {down}", self.patch_size);
-        anyhow::ensure!(self.patch_size > 0 && self.image_size % self.patch_size == 0,
-            "config: image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size);
-        anyhow::ensure!(self.num_attention_heads > 0 && self.hidden_size % self.num_attention_heads == 0,
-            "config: hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads);
-        anyhow::ensure!(self.position_embedding != PositionEmbedding::Sincos || self.hidden_size % 4 == 0,
-            "config: sincos position embedding needs hidden_size divisible by 4");
-        anyhow::ensure!(self.vocab_size > self.action_offset as usize, "config: vocab_size must cover the action tokens");
-        anyhow::ensure!(self.max_text_len > 0, "config: max_text_len must be positive");
+        anyhow::ensure!(
+            self.patch_size % down == 0,
+            "config: patch_size {} is not a multiple of the conv stem's downsampling {down}",
+            self.patch_size
+        );
+        anyhow::ensure!(
+            self.patch_size > 0 && self.image_size % self.patch_size == 0,
+            "config: image_size {} is not a multiple of patch_size {}",
+            self.image_size,
+            self.patch_size
+        );
+        anyhow::ensure!(
+            self.num_attention_heads > 0 && self.hidden_size % self.num_attention_heads == 0,
+            "config: hidden_size {} is not divisible by num_attention_heads {}",
+            self.hidden_size,
+            self.num_attention_heads
+        );
+        anyhow::ensure!(
+            self.position_embedding != PositionEmbedding::Sincos || self.hidden_size % 4 == 0,
+            "config: sincos position embedding needs hidden_size divisible by 4"
+        );
+        anyhow::ensure!(
+            self.vocab_size > self.action_offset as usize,
+            "config: vocab_size must cover the action tokens"
+        );
+        anyhow::ensure!(
+            self.max_text_len > 0,
+            "config: max_text_len must be positive"
+        );
         Ok(())
     }
 
     pub fn from_json(text: &str) -> anyhow::Result<Self> {
-        let cfg: Config = serde_json::from_str(text).context("config.json is not a valid model config")?;
+        let cfg: Config =
+            serde_json::from_str(text).context("config.json is not a valid model config")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -171,7 +191,10 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(hidden: usize, inner: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { fc1: linear(hidden, inner, vb.pp("fc1"))?, fc2: linear(inner, hidden, vb.pp("fc2"))? })
+        Ok(Self {
+            fc1: linear(hidden, inner, vb.pp("fc1"))?,
+            fc2: linear(inner, hidden, vb.pp("fc2"))?,
+        })
     }
 }
 
@@ -196,15 +219,27 @@ impl Block {
         let h = cfg.hidden_size;
         Ok(Self {
             norm1: LayerNorm::new(h, cfg.layer_norm_eps, vb.pp("norm1"))?,
-            attn: Attention::new(h, cfg.num_attention_heads, ScoreFn::ScaledDot, vb.pp("attn"))?,
+            attn: Attention::new(
+                h,
+                cfg.num_attention_heads,
+                ScoreFn::ScaledDot,
+                vb.pp("attn"),
+            )?,
             norm2: LayerNorm::new(h, cfg.layer_norm_eps, vb.pp("norm2"))?,
             mlp: Mlp::new(h, cfg.intermediate_size, vb.pp("mlp"))?,
         })
     }
 
     /// Returns the new hidden states and this block's attention weights.
-    pub fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor)> {
-        let (a, weights) = self.attn.forward(&self.norm1.forward(xs, train)?, None, mask, train)?;
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let (a, weights) = self
+            .attn
+            .forward(&self.norm1.forward(xs, train)?, None, mask, train)?;
         let xs = (xs + a)?;
         let xs = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
         Ok((xs, weights))
@@ -213,6 +248,13 @@ impl Block {
 
 /// Embedding with a random normal start (`vb.get` would start at zeros).
 pub fn embedding(n: usize, hidden: usize, vb: VarBuilder) -> Result<candle_nn::Embedding> {
-    let w = vb.get_with_hints((n, hidden), "weight", Init::Randn { mean: 0.0, stdev: 0.02 })?;
+    let w = vb.get_with_hints(
+        (n, hidden),
+        "weight",
+        Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+    )?;
     Ok(candle_nn::Embedding::new(w, hidden))
 }

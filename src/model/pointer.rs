@@ -35,7 +35,12 @@ pub struct Pointer {
 /// Centres of a grid × grid patch layout, row by row, normalised: (N, 2).
 pub fn patch_centres(grid: usize, device: &candle::Device) -> Result<Tensor> {
     let xy: Vec<f32> = (0..grid * grid)
-        .flat_map(|p| [((p % grid) as f32 + 0.5) / grid as f32, ((p / grid) as f32 + 0.5) / grid as f32])
+        .flat_map(|p| {
+            [
+                ((p % grid) as f32 + 0.5) / grid as f32,
+                ((p / grid) as f32 + 0.5) / grid as f32,
+            ]
+        })
         .collect();
     Tensor::from_vec(xy, (grid * grid, 2), device)
 }
@@ -77,8 +82,13 @@ impl Pointer {
     pub fn forward(&self, states: &Tensor, cross: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, h, a, n) = cross.dims4()?;
         // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
-        let per_head = cross.reshape((b, h * a, n))?.broadcast_matmul(&self.patch_xy)?;
-        let per_head = per_head.reshape((b, h, a, 2))?.transpose(1, 2)?.contiguous()?;
+        let per_head = cross
+            .reshape((b, h * a, n))?
+            .broadcast_matmul(&self.patch_xy)?;
+        let per_head = per_head
+            .reshape((b, h, a, 2))?
+            .transpose(1, 2)?
+            .contiguous()?;
         // Mix the heads: (B, A, 1, H) x (B, A, H, 2) -> (B, A, 2).
         let beta = candle_nn::ops::softmax(&self.mix.forward(states)?, D::Minus1)?.unsqueeze(2)?;
         let point = beta.matmul(&per_head)?.squeeze(2)?;
@@ -93,7 +103,9 @@ impl Pointer {
         };
         let (x, y) = (axis(0)?, axis(1)?);
         // Only x positions get the x bins' Gaussian, only y positions the y bins'.
-        let kind: Vec<f32> = (0..a).flat_map(|k| [(k % 3 == 0) as u8 as f32, (k % 3 == 1) as u8 as f32]).collect();
+        let kind: Vec<f32> = (0..a)
+            .flat_map(|k| [(k % 3 == 0) as u8 as f32, (k % 3 == 1) as u8 as f32])
+            .collect();
         let kind = Tensor::from_vec(kind, (1, a, 2), cross.device())?.to_dtype(x.dtype())?;
         let x = x.broadcast_mul(&kind.narrow(2, 0, 1)?)?;
         let y = y.broadcast_mul(&kind.narrow(2, 1, 1)?)?;

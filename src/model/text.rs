@@ -36,7 +36,11 @@ impl TextDecoder {
             .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<_>>()?;
         Ok(Self {
-            position: embedding(cfg.max_text_len, cfg.hidden_size, vb.pp("position_embedding"))?,
+            position: embedding(
+                cfg.max_text_len,
+                cfg.hidden_size,
+                vb.pp("position_embedding"),
+            )?,
             blocks,
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
         })
@@ -45,9 +49,17 @@ impl TextDecoder {
     /// `tokens` (B, T, C) are embedded command tokens, left-padded; `lens` the
     /// real lengths. Returns (B, T, C) and, with `capture`, each block's causal
     /// attention weights (B, H, T, T).
-    pub fn forward(&self, tokens: &Tensor, lens: &[usize], capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        lens: &[usize],
+        capture: bool,
+        train: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let (_, t, _) = tokens.dims3()?;
-        let pos = self.position.forward(&position_ids(lens, t, tokens.device())?)?;
+        let pos = self
+            .position
+            .forward(&position_ids(lens, t, tokens.device())?)?;
         let mask = causal_padded_mask(lens, t, tokens.device())?.to_dtype(tokens.dtype())?;
         let mut xs = (tokens + pos)?;
         let mut maps = Vec::new();

@@ -62,7 +62,11 @@ pub struct VisionEncoder {
 impl VisionEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let n = cfg.num_patches();
-        let conv = Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
+        let conv = Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
         let mut stem = Vec::new();
         let mut channels = 3;
         for (i, &c) in cfg.conv_stem.iter().enumerate() {
@@ -72,11 +76,16 @@ impl VisionEncoder {
         let patch = cfg.patch_size >> cfg.conv_stem.len();
         let patch_dim = channels * patch * patch;
         let position = match cfg.position_embedding {
-            PositionEmbedding::Sincos => sincos_2d(cfg.grid(), cfg.hidden_size, vb.device())?.to_dtype(vb.dtype())?,
+            PositionEmbedding::Sincos => {
+                sincos_2d(cfg.grid(), cfg.hidden_size, vb.device())?.to_dtype(vb.dtype())?
+            }
             PositionEmbedding::Learned => vb.get_with_hints(
                 (n, cfg.hidden_size),
                 "position_embedding",
-                Init::Randn { mean: 0.0, stdev: 0.02 },
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
             )?,
         };
         let blocks = (0..cfg.vision_layers)
@@ -99,13 +108,21 @@ impl VisionEncoder {
 
     /// `pixels` (B, 3, S, S) -> patch tokens (B, N, C), plus each block's
     /// self-attention weights (B, H, N, N) when `capture` is set.
-    pub fn forward(&self, pixels: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn forward(
+        &self,
+        pixels: &Tensor,
+        capture: bool,
+        train: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut features = pixels.clone();
         for conv in &self.stem {
             features = features.apply(conv)?.gelu()?; // (B, C, S/2, S/2)
         }
         let patches = patchify(&features, self.patch)?; // (B, N, C·p·p)
-        let mut xs = self.patch_proj.forward(&patches)?.broadcast_add(&self.position)?;
+        let mut xs = self
+            .patch_proj
+            .forward(&patches)?
+            .broadcast_add(&self.position)?;
         let mut maps = Vec::new();
         for block in &self.blocks {
             let (next, weights) = block.forward(&xs, None, train)?;
@@ -125,7 +142,9 @@ mod tests {
     #[test]
     fn patchify_keeps_each_patch_together() {
         // A 1x3x4x4 image whose pixel value encodes (channel, row, column).
-        let v: Vec<f32> = (0..3).flat_map(|c| (0..16).map(move |i| (c * 100 + i) as f32)).collect();
+        let v: Vec<f32> = (0..3)
+            .flat_map(|c| (0..16).map(move |i| (c * 100 + i) as f32))
+            .collect();
         let img = Tensor::from_vec(v, (1, 3, 4, 4), &Device::Cpu).unwrap();
         let p = patchify(&img, 2).unwrap();
         assert_eq!(p.dims(), &[1, 4, 12]);
@@ -139,7 +158,10 @@ mod tests {
 
     #[test]
     fn sincos_codes_are_distinct() {
-        let pe = sincos_2d(4, 16, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let pe = sincos_2d(4, 16, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for i in 0..16 {
             for j in 0..i {
                 let d: f32 = pe[i].iter().zip(&pe[j]).map(|(a, b)| (a - b).abs()).sum();

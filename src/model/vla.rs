@@ -64,7 +64,11 @@ pub struct Decoding {
 
 impl Default for Decoding {
     fn default() -> Self {
-        Self { temperature: None, top_k: None, seed: 0 }
+        Self {
+            temperature: None,
+            top_k: None,
+            seed: 0,
+        }
     }
 }
 
@@ -146,36 +150,67 @@ impl Vla {
     }
 
     /// pixels (I, 3, S, S) -> patch tokens (I, N, C).
-    pub fn encode_image(&self, pixels: &Tensor, capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        self.vision.forward(&pixels.to_dtype(self.dtype())?, capture, train)
+    pub fn encode_image(
+        &self,
+        pixels: &Tensor,
+        capture: bool,
+        train: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        self.vision
+            .forward(&pixels.to_dtype(self.dtype())?, capture, train)
     }
 
     /// command ids (B, T) -> word states (B, T, C).
-    pub fn encode_text(&self, ids: &Tensor, lens: &[usize], capture: bool, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        self.text.forward(&self.embed_tokens.forward(ids)?, lens, capture, train)
+    pub fn encode_text(
+        &self,
+        ids: &Tensor,
+        lens: &[usize],
+        capture: bool,
+        train: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        self.text
+            .forward(&self.embed_tokens.forward(ids)?, lens, capture, train)
     }
 
     /// The fusion head's image keys and values, one pair per block, gathered
     /// so that command b sees its own image. As in DETR, the patches' position
     /// codes are added again here, so that what a query reads from a patch
     /// says plainly where that patch is: the action's x and y come from it.
-    fn image_kv(&self, patches: &Tensor, image_index: Option<&Tensor>) -> Result<Vec<(Tensor, Tensor)>> {
-        let kv = self.fusion.image_kv(&patches.broadcast_add(self.vision.position())?)?;
+    fn image_kv(
+        &self,
+        patches: &Tensor,
+        image_index: Option<&Tensor>,
+    ) -> Result<Vec<(Tensor, Tensor)>> {
+        let kv = self
+            .fusion
+            .image_kv(&patches.broadcast_add(self.vision.position())?)?;
         match image_index {
             None => Ok(kv),
-            Some(idx) => kv.into_iter().map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?))).collect(),
+            Some(idx) => kv
+                .into_iter()
+                .map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?)))
+                .collect(),
         }
     }
 
     /// Teacher-forced forward pass, as in training: `action_ids` (B, A) are
     /// `<boa>, a_1, .., a_{A-1}` as vocabulary ids; the logits at position k
     /// predict action token k.
-    pub fn forward(&self, inputs: &Inputs, action_ids: &Tensor, capture: bool, train: bool) -> Result<(FusionOut, AttentionMaps)> {
+    pub fn forward(
+        &self,
+        inputs: &Inputs,
+        action_ids: &Tensor,
+        capture: bool,
+        train: bool,
+    ) -> Result<(FusionOut, AttentionMaps)> {
         let (patches, vision_maps) = self.encode_image(&inputs.pixels, capture, train)?;
-        let (words, text_maps) = self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, train)?;
+        let (words, text_maps) =
+            self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, train)?;
         let kv = self.image_kv(&patches, inputs.image_index.as_ref())?;
         let actions = self.embed_tokens.forward(action_ids)?;
-        let out = self.fusion.forward(&words, &inputs.text_lens, &actions, &kv, capture, train)?;
+        let out = self
+            .fusion
+            .forward(&words, &inputs.text_lens, &actions, &kv, capture, train)?;
         let maps = AttentionMaps {
             vision: vision_maps,
             text: text_maps,
@@ -194,20 +229,27 @@ impl Vla {
     }
 
     /// Decodes an action for every command in the batch.
-    pub fn generate(&self, inputs: &Inputs, decoding: &Decoding, capture: bool) -> anyhow::Result<Generated> {
+    pub fn generate(
+        &self,
+        inputs: &Inputs,
+        decoding: &Decoding,
+        capture: bool,
+    ) -> anyhow::Result<Generated> {
         let device = self.device().clone();
         let t0 = Instant::now();
         let (patches, vision_maps) = self.encode_image(&inputs.pixels, capture, false)?;
         sync(&device)?;
         let t1 = Instant::now();
-        let (words, text_maps) = self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, false)?;
+        let (words, text_maps) =
+            self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, false)?;
         sync(&device)?;
         let t2 = Instant::now();
 
         let kv = self.image_kv(&patches, inputs.image_index.as_ref())?;
         let b = inputs.text_lens.len();
-        let mut processors: Vec<LogitsProcessor> =
-            (0..b).map(|_| LogitsProcessor::from_sampling(decoding.seed, decoding.sampling())).collect();
+        let mut processors: Vec<LogitsProcessor> = (0..b)
+            .map(|_| LogitsProcessor::from_sampling(decoding.seed, decoding.sampling()))
+            .collect();
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); b];
         let mut ids: Vec<Vec<u32>> = vec![vec![self.cfg.boa_token_id]; b];
         let mut last = None;
@@ -216,9 +258,16 @@ impl Vla {
             let flat: Vec<u32> = ids.iter().flatten().copied().collect();
             let action_ids = Tensor::from_vec(flat, (b, a), &device)?;
             let actions = self.embed_tokens.forward(&action_ids)?;
-            let out = self.fusion.forward(&words, &inputs.text_lens, &actions, &kv, capture, false)?;
+            let out =
+                self.fusion
+                    .forward(&words, &inputs.text_lens, &actions, &kv, capture, false)?;
             // Only the newest position's logits matter: (B, ACTION_VOCAB).
-            let logits = out.logits.narrow(1, a - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let logits = out
+                .logits
+                .narrow(1, a - 1, 1)?
+                .squeeze(1)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()?;
             for (i, row) in logits.into_iter().enumerate() {
                 let done = steps[i].last().is_some_and(|s| s.token == ActionToken::End);
                 let next = if done {
@@ -233,7 +282,10 @@ impl Vla {
                 ids[i].push(self.action_id(next));
             }
             last = Some(out);
-            if steps.iter().all(|s| s.last().is_some_and(|s| s.token == ActionToken::End)) {
+            if steps
+                .iter()
+                .all(|s| s.last().is_some_and(|s| s.token == ActionToken::End))
+            {
                 break;
             }
         }
@@ -254,7 +306,11 @@ impl Vla {
             steps,
             maps,
             boa_cross: last.boa_cross,
-            times: StageTimes { vision: ms(t0, t1), text: ms(t1, t2), decode: ms(t2, t3) },
+            times: StageTimes {
+                vision: ms(t0, t1),
+                text: ms(t1, t2),
+                decode: ms(t2, t3),
+            },
         })
     }
 }
@@ -266,12 +322,20 @@ fn sync(device: &Device) -> Result<()> {
 
 /// Picks the next token from one row of action logits, allowing only tokens
 /// that keep the action well formed.
-fn choose(row: &[f32], prefix: &[ActionToken], processor: &mut LogitsProcessor, device: &Device) -> anyhow::Result<Step> {
+fn choose(
+    row: &[f32],
+    prefix: &[ActionToken],
+    processor: &mut LogitsProcessor,
+    device: &Device,
+) -> anyhow::Result<Step> {
     let range = action::allowed_at(prefix);
     let end = ActionToken::End.index();
     let allowed = |i: usize| range.contains(&i) || (i == end && action::allows_end(prefix));
-    let masked: Vec<f32> =
-        row.iter().enumerate().map(|(i, &x)| if allowed(i) { x } else { f32::NEG_INFINITY }).collect();
+    let masked: Vec<f32> = row
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| if allowed(i) { x } else { f32::NEG_INFINITY })
+        .collect();
     // The model's own probabilities (temperature 1), for the printout.
     let max = masked.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = masked.iter().map(|x| (x - max).exp()).collect();
@@ -280,6 +344,14 @@ fn choose(row: &[f32], prefix: &[ActionToken], processor: &mut LogitsProcessor, 
     let index = processor.sample(&Tensor::from_vec(masked, ACTION_VOCAB, device)?)? as usize;
     let mut order: Vec<usize> = (0..ACTION_VOCAB).filter(|&i| allowed(i)).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    let top = order.iter().take(3).map(|&i| Ok((ActionToken::from_index(i)?, probs[i]))).collect::<anyhow::Result<_>>()?;
-    Ok(Step { token: ActionToken::from_index(index)?, prob: probs[index], top })
+    let top = order
+        .iter()
+        .take(3)
+        .map(|&i| Ok((ActionToken::from_index(i)?, probs[i])))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Step {
+        token: ActionToken::from_index(index)?,
+        prob: probs[index],
+        top,
+    })
 }

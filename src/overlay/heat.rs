@@ -225,8 +225,10 @@ pub fn format_value(v: f32) -> String {
 mod tests {
     use super::*;
 
+    /// A 224 px view of 14 × 14 patches, which the numbers below assume.
     fn geometry(w: u32, h: u32) -> Geometry {
-        let cfg = crate::model::Config::tiny();
+        let mut cfg = crate::model::Config::tiny();
+        cfg.image_size = 224;
         let img = image::DynamicImage::ImageRgb8(RgbImage::new(w, h));
         let (_, frame) = crate::preprocess::letterbox(&img, &cfg);
         Geometry {

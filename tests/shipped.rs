@@ -1,0 +1,85 @@
+//! The shipped model on the committed example scenes: a fast check (not an
+//! evaluation) that it grounds commands on the right object.
+
+use std::path::Path;
+
+use vla_demo::checkpoint::Source;
+use vla_demo::model::vla::Decoding;
+use vla_demo::preprocess::load_image;
+use vla_demo::scene::{Family, SceneTruth};
+use vla_demo::Pipeline;
+
+/// Every committed scene with its ground truth.
+fn scenes() -> Vec<(image::DynamicImage, SceneTruth, String)> {
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir("examples/scenes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    for json in paths {
+        let png = json.with_extension("png");
+        out.push((
+            load_image(&png).unwrap(),
+            SceneTruth::load(&json).unwrap(),
+            png.display().to_string(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_shipped_model_picks_the_named_object_in_every_example_scene() {
+    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
+    let mut images = Vec::new();
+    let mut commands = Vec::new();
+    let mut expected = Vec::new();
+    for (img, truth, name) in scenes() {
+        for c in truth.commands.iter().filter(|c| c.family == Family::Pick) {
+            images.push(img.clone());
+            commands.push(c.text.clone());
+            expected.push((name.clone(), truth.layout(), c.target));
+        }
+    }
+    assert!(
+        commands.len() >= 10,
+        "the example scenes should hold pick commands"
+    );
+    let refs: Vec<&str> = commands.iter().map(String::as_str).collect();
+    let preds = p
+        .predict(&images, &refs, &Decoding::default(), false)
+        .unwrap();
+    let mut misses = Vec::new();
+    for ((pred, (scene, layout, target)), cmd) in preds.iter().zip(&expected).zip(&commands) {
+        let w = pred.waypoints.first().expect("an action with a waypoint");
+        if layout.object_at(w.x, w.y) != Some(*target) {
+            misses.push(format!(
+                "{scene}: {cmd:?} -> ({:.3}, {:.3}), on {:?}, want {target}",
+                w.x,
+                w.y,
+                layout.object_at(w.x, w.y)
+            ));
+        }
+    }
+    assert!(
+        misses.is_empty(),
+        "{} of {} pick commands missed:\n{}",
+        misses.len(),
+        commands.len(),
+        misses.join("\n")
+    );
+}
+
+#[test]
+fn the_readme_scene_is_the_red_cup_one() {
+    let truth = SceneTruth::load(Path::new("examples/scenes/red_cup.json")).unwrap();
+    let cup = truth
+        .objects
+        .iter()
+        .find(|o| o.name_en.as_deref() == Some("the red cup"));
+    assert!(
+        cup.is_some(),
+        "red_cup.json must have an object called \"the red cup\""
+    );
+}
