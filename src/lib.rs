@@ -9,9 +9,10 @@
 //! - [`pipeline`]: all of the above behind one call.
 //!
 //! Around it: [`data`], [`train`] and [`eval`] make, fit and judge the model;
-//! [`checkpoint`] and [`device`] load it.
+//! [`checkpoint`] and [`device`] load it; [`bench`] measures it.
 
 pub mod action;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

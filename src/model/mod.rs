@@ -5,6 +5,7 @@
 //! This file holds the config and the small layers every part shares.
 
 pub mod attention;
+pub mod flash;
 pub mod fusion;
 pub mod init;
 pub mod text;
