@@ -13,8 +13,10 @@
 //! - peak memory (VmHWM from /proc/self/status: Linux only), device, dtype,
 //!   threads and the 1-minute load average, so a number says how busy the
 //!   machine was;
-//! - `--attention-sweep` ([`sweep`]) and `--train-steps N` ([`train_speed`]).
+//! - `--attention-sweep` ([`sweep`]), `--train-steps N` ([`train_speed`]) and
+//!   `--cold-start N` ([`cold`]).
 
+pub mod cold;
 pub mod flops;
 pub mod infer;
 pub mod sweep;
@@ -69,6 +71,9 @@ pub struct BenchArgs {
     /// Also time N training steps (batch of the shipped training preset).
     #[arg(long, default_value_t = 0)]
     pub train_steps: usize,
+    /// Also time N cold starts: `vla-demo --image .. --cmd ..` as fresh processes.
+    #[arg(long, default_value_t = 0)]
+    pub cold_start: usize,
     /// Skip the inference benchmark (for a sweep or training timing alone).
     #[arg(long)]
     pub skip_inference: bool,
@@ -101,6 +106,7 @@ pub struct Report {
     pub batches: Vec<infer::BatchReport>,
     pub train: Option<train_speed::TrainReport>,
     pub attention_sweep: Option<sweep::Sweep>,
+    pub cold_start: Option<cold::ColdStart>,
     /// VmHWM of this process at the end, bytes (Linux only; sweep points run in children).
     pub peak_memory_bytes: Option<u64>,
 }
@@ -153,7 +159,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let inference = !args.skip_inference;
     let per_batch = 2 * (args.warmup + args.runs) as u64;
-    let mut total = 1 + args.train_steps as u64 + if args.train_steps > 0 { 1 } else { 0 };
+    let mut total = 1
+        + args.train_steps as u64
+        + u64::from(args.train_steps > 0)
+        + u64::from(args.cold_start > 0);
     if inference {
         total += per_batch * args.batch.len() as u64;
     }
@@ -228,6 +237,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let cold_start = if args.cold_start > 0 {
+        bar.set_message("cold starts");
+        let ex = infer::examples(1, p.config().image_size)?;
+        let dir = tempfile::tempdir()?;
+        let png = dir.path().join("scene.png");
+        ex[0]
+            .image
+            .save(&png)
+            .with_context(|| format!("cannot write {}", png.display()))?;
+        let c = cold::cold_start(
+            &png,
+            &ex[0].command,
+            args.model_dir.as_deref(),
+            &args.device,
+            args.cold_start,
+        )?;
+        bar.inc(1);
+        Some(c)
+    } else {
+        None
+    };
     bar.finish_and_clear();
 
     let report = Report {
@@ -245,6 +275,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         batches,
         train,
         attention_sweep,
+        cold_start,
         peak_memory_bytes: sys::peak_rss(),
     };
     if args.json {
@@ -323,6 +354,16 @@ pub fn text(r: &Report) -> String {
     if let Some(s) = &r.attention_sweep {
         out += "\n";
         out += &sweep::table(s);
+    }
+    if let Some(c) = &r.cold_start {
+        out += &format!(
+            "\ncold start (spawn to printed action, {} runs after one untimed): median {:.0} ms, p90 {:.0} ms (target ≤ 150 ms: {})\n  {}\n",
+            c.runs,
+            c.ms.median,
+            c.ms.p90,
+            if c.target_met { "met" } else { "NOT met" },
+            c.command
+        );
     }
     out += &format!(
         "\npeak memory of this process (VmHWM, /proc/self/status, Linux only): {}\n",
