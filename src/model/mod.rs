@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod flash;
+pub mod fused;
 pub mod fusion;
 pub mod init;
 pub mod text;
