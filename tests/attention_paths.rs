@@ -109,6 +109,10 @@ fn bad_shapes_are_errors_that_name_them() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("causal"), "{e}");
+    let empty = randn(1, 2, 0, 8, 3);
+    for imp in [AttentionImpl::Naive, AttentionImpl::Tiled] {
+        assert!(attention_with(imp, &q, &empty, &empty, false).is_err());
+    }
     let k3 = randn(1, 3, 5, 8, 2);
     assert!(attention_with(AttentionImpl::Naive, &q, &k3, &k3, false).is_err());
 }
@@ -220,4 +224,28 @@ fn bench_smoke_on_a_tiny_model() {
         ..args
     };
     assert!(bench::run(&bad).is_err());
+}
+
+#[test]
+fn cpu_kernel_equals_the_candle_ops_version() {
+    use vla_demo::model::flash::{tiled_attention, BLOCK_K, BLOCK_Q};
+    // tiled_attention takes the CPU kernel for f32 on the CPU.
+    for (i, &(b, h, tq, tk, d, causal)) in [
+        (1, 4, 196, 196, 32, false),
+        (2, 2, 300, 300, 16, true),
+        (1, 3, 9, 700, 8, false),
+        (1, 1, 129, 129, 5, true),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let q = randn(b, h, tq, d, 40 + 3 * i as u64);
+        let k = randn(b, h, tk, d, 41 + 3 * i as u64);
+        let v = randn(b, h, tk, d, 42 + 3 * i as u64);
+        let kernel = tiled_attention(&q, &k, &v, causal).unwrap();
+        let ops = tiled_attention_blocks(&q, &k, &v, causal, BLOCK_Q, BLOCK_K).unwrap();
+        let naive = attention_with(AttentionImpl::Naive, &q, &k, &v, causal).unwrap();
+        assert!(max_diff(&kernel, &ops) < 1e-5, "case {i}");
+        assert!(max_diff(&kernel, &naive) < 1e-5, "case {i}");
+    }
 }

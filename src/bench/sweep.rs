@@ -5,9 +5,12 @@
 //! reports their peak attention memory two ways:
 //!
 //! - **analytic**: the bytes of the largest intermediate the path creates:
-//!   the (B, H, T, T) score matrix for the naive path, one (B, H, 256, 256)
-//!   tile for the tiled path, the (B, H, T, T, D) pair tensor for the additive
-//!   score, nothing in device memory for a fused kernel;
+//!   the (B, H, T, T) score matrix for the naive path; for the tiled path's
+//!   CPU kernel its transposed copy of the keys (B, H, D, T) (its score tiles
+//!   are 64 × 128 per thread), for the candle-ops version (`tiled_ops`, and
+//!   `tiled` off the CPU) one (B, H, 256, 256) tile; the (B, H, T, T, D) pair
+//!   tensor for the additive score; nothing in device memory for a fused
+//!   kernel;
 //! - **measured**: each point runs in a fresh child process (the binary
 //!   re-executes itself with a hidden `--sweep-point`), which resets Linux's
 //!   peak-RSS counter (`/proc/self/clear_refs`) after creating its inputs and
@@ -24,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::sys::{self, Summary};
 use crate::model::attention::{align, attend, score, ScoreFn};
-use crate::model::flash::{attention_with, AttentionImpl, BLOCK_K, BLOCK_Q};
+use crate::model::flash::{
+    attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
+};
 
 /// The sequence lengths of the sweep: 224, 384, 512, 768 and 1024 px images at 16 px patches.
 pub const DEFAULT_LENS: [usize; 5] = [196, 576, 1024, 2304, 4096];
@@ -41,6 +46,8 @@ const POINT_BUDGET_S: f64 = 3.0;
 pub enum Path {
     /// Scaled dot-product attention through one implementation.
     Impl(AttentionImpl),
+    /// The tiled algorithm written with candle ops (`tiled_attention_blocks`).
+    TiledOps,
     /// Score -> softmax -> attend with one score function (naive path).
     Score(ScoreFn),
 }
@@ -49,6 +56,7 @@ impl Path {
     pub fn name(self) -> String {
         match self {
             Path::Impl(i) => i.name().to_string(),
+            Path::TiledOps => "tiled_ops".into(),
             Path::Score(ScoreFn::Additive) => "additive".into(),
             Path::Score(ScoreFn::Dot) => "dot".into(),
             Path::Score(ScoreFn::ScaledDot) => "scaled_dot".into(),
@@ -77,14 +85,16 @@ impl PointSpec {
     }
 
     /// Bytes of the largest intermediate (batch 1), see the module docs.
-    pub fn analytic_bytes(&self) -> u64 {
+    /// `kernel`: the tiled path runs as the CPU kernel (f32 on the CPU).
+    pub fn analytic_bytes(&self, kernel: bool) -> u64 {
         let (h, t, d) = (self.heads as u64, self.seq_len as u64, self.head_dim as u64);
         let e = self.elem_bytes();
         match self.path {
             Path::Impl(AttentionImpl::Naive)
             | Path::Score(ScoreFn::Dot)
             | Path::Score(ScoreFn::ScaledDot) => h * t * t * e,
-            Path::Impl(AttentionImpl::Tiled) => {
+            Path::Impl(AttentionImpl::Tiled) if kernel => h * d * t * e,
+            Path::Impl(AttentionImpl::Tiled) | Path::TiledOps => {
                 h * t.min(BLOCK_Q as u64) * t.min(BLOCK_K as u64) * e
             }
             Path::Impl(AttentionImpl::Fused) => 0,
@@ -141,6 +151,9 @@ pub fn paths(device: &Device) -> Vec<Path> {
         .filter(|i| i.available(device))
         .map(Path::Impl)
         .collect();
+    if device.is_cpu() {
+        p.insert(2, Path::TiledOps);
+    }
     p.extend([ScoreFn::Additive, ScoreFn::Dot, ScoreFn::ScaledDot].map(Path::Score));
     p
 }
@@ -153,7 +166,7 @@ pub fn run_point(spec: &PointSpec, method: &str) -> Result<PointResult> {
         path: spec.path.name(),
         seq_len: spec.seq_len,
         ms: None,
-        analytic_bytes: spec.analytic_bytes(),
+        analytic_bytes: spec.analytic_bytes(device.is_cpu() && dtype == DType::F32),
         measured_bytes: None,
         method: method.to_string(),
         note: None,
@@ -227,6 +240,7 @@ fn inputs(t: usize, spec: &PointSpec, dtype: DType, device: &Device) -> Result<I
 fn compute(path: Path, x: &Inputs) -> Result<Tensor> {
     Ok(match path {
         Path::Impl(imp) => attention_with(imp, &x.q, &x.k, &x.v, false)?,
+        Path::TiledOps => tiled_attention_blocks(&x.q, &x.k, &x.v, false, BLOCK_Q, BLOCK_K)?,
         Path::Score(kind) => {
             let s = score(kind, &x.q, &x.k, Some(&x.v_add))?;
             attend(&align(&s, false)?, &x.v)?
@@ -255,7 +269,7 @@ fn in_process_point(spec: &PointSpec) -> PointResult {
         path: spec.path.name(),
         seq_len: spec.seq_len,
         ms: None,
-        analytic_bytes: spec.analytic_bytes(),
+        analytic_bytes: spec.analytic_bytes(spec.device == "cpu" && spec.dtype == "f32"),
         measured_bytes: None,
         method: "none".into(),
         note: Some(format!("failed: {e:#}")),
@@ -428,18 +442,14 @@ mod tests {
             device: "cpu".into(),
             dtype: "f32".into(),
         };
-        assert_eq!(
-            spec(Path::Impl(AttentionImpl::Naive)).analytic_bytes(),
-            4 * 4096 * 4096 * 4
-        );
-        assert_eq!(
-            spec(Path::Impl(AttentionImpl::Tiled)).analytic_bytes(),
-            4 * 256 * 256 * 4
-        );
-        assert!(
-            spec(Path::Impl(AttentionImpl::Tiled)).analytic_bytes() * 8
-                <= spec(Path::Impl(AttentionImpl::Naive)).analytic_bytes()
-        );
+        let naive = spec(Path::Impl(AttentionImpl::Naive)).analytic_bytes(true);
+        assert_eq!(naive, 4 * 4096 * 4096 * 4);
+        let tiled = spec(Path::Impl(AttentionImpl::Tiled));
+        // The CPU kernel's transposed keys; a 256 × 256 tile per head elsewhere.
+        assert_eq!(tiled.analytic_bytes(true), 4 * 32 * 4096 * 4);
+        assert_eq!(tiled.analytic_bytes(false), 4 * 256 * 256 * 4);
+        assert_eq!(spec(Path::TiledOps).analytic_bytes(true), 4 * 256 * 256 * 4);
+        assert!(tiled.analytic_bytes(true) * 8 <= naive);
         assert_eq!(image_side(196), Some(224));
         assert_eq!(image_side(4096), Some(1024));
         assert_eq!(image_side(200), None);

@@ -15,8 +15,10 @@
 //! When a new block raises the maximum from `m` to `m'`, the old sums are
 //! rescaled by `exp(m - m')`, so at the end `acc / l` is exactly the softmax-
 //! weighted sum of values. Only one (block_q × block_k) tile of scores is ever
-//! alive. This is the same arithmetic as FlashAttention; on a CPU it saves
-//! memory rather than time, because candle runs each tile as separate ops.
+//! alive. This is the same arithmetic as FlashAttention. Written with candle
+//! ops ([`tiled_attention_blocks`]) it saves memory but not time, because
+//! every tile becomes a dozen small ops; on the CPU, [`tiled_attention`] runs
+//! it as one kernel instead ([`super::flash_cpu`]).
 //!
 //! [`AttentionImpl`] names the three interchangeable paths and
 //! [`attention_with`] runs one: `Naive`, `Tiled`, and `Fused`, the kernels
@@ -105,7 +107,8 @@ pub fn attention_with(
     }
 }
 
-fn check_shapes(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<()> {
+/// Errors unless q is (B, H, Tq, D) and k, v are (B, H, Tk, D) (and Tq == Tk if causal).
+pub fn check_shapes(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<()> {
     let (b, h, tq, d) = q.dims4()?;
     let (kb, kh, tk, kd) = k.dims4()?;
     if (kb, kh, kd) != (b, h, d) || v.dims() != k.dims() {
@@ -114,6 +117,13 @@ fn check_shapes(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<()> 
             q.dims(),
             k.dims(),
             v.dims()
+        );
+    }
+    if [b, h, tq, tk, d].contains(&0) {
+        candle::bail!(
+            "attention over an empty tensor: q {:?}, k {:?}",
+            q.dims(),
+            k.dims()
         );
     }
     if causal && tq != tk {
@@ -134,12 +144,17 @@ pub fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Resu
     attend(&align(&scores, false)?, v)
 }
 
-/// Tiled attention with the default block sizes ([`BLOCK_Q`] × [`BLOCK_K`]).
+/// Tiled attention: the CPU kernel of [`super::flash_cpu`] for f32 on the
+/// CPU, else the candle-ops version with [`BLOCK_Q`] × [`BLOCK_K`] tiles.
 pub fn tiled_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+    if q.device().is_cpu() && q.dtype() == DType::F32 {
+        return super::flash_cpu::tiled_attention_cpu(q, k, v, causal);
+    }
     tiled_attention_blocks(q, k, v, causal, BLOCK_Q, BLOCK_K)
 }
 
-/// Tiled attention with an online softmax; see the module docs.
+/// Tiled attention with an online softmax, written with candle ops so it runs
+/// on any device and reads like the algorithm; see the module docs.
 pub fn tiled_attention_blocks(
     q: &Tensor,
     k: &Tensor,

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod flash;
+pub mod flash_cpu;
 pub mod fused;
 pub mod fusion;
 pub mod init;
