@@ -1,13 +1,15 @@
 //! Criterion micro-benchmarks of attention (`cargo bench --bench attention`):
 //! the naive path against the tiled online-softmax path (Rabe & Staats 2021;
-//! Dao et al. 2022) at growing sequence lengths, and the three score
+//! Dao et al. 2022), as the CPU kernel and as candle ops, at growing sequence lengths, and the three score
 //! functions (Bahdanau, Luong, Vaswani) through score -> softmax -> attend.
 //! Shapes are the model's: batch 1, 4 heads of 32 dims.
 
 use candle::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use vla_demo::model::attention::{align, attend, score, ScoreFn};
-use vla_demo::model::flash::{attention_with, AttentionImpl};
+use vla_demo::model::flash::{
+    attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
+};
 
 const HEADS: usize = 4;
 const DIM: usize = 32;
@@ -27,6 +29,10 @@ fn paths(c: &mut Criterion) {
                 b.iter(|| attention_with(imp, &q, &k, &v, false).unwrap())
             });
         }
+        // The same algorithm written with candle ops instead of one kernel.
+        g.bench_with_input(BenchmarkId::new("tiled_ops", t), &t, |b, _| {
+            b.iter(|| tiled_attention_blocks(&q, &k, &v, false, BLOCK_Q, BLOCK_K).unwrap())
+        });
         let imp = AttentionImpl::Tiled;
         g.bench_with_input(BenchmarkId::new("tiled_causal", t), &t, |b, _| {
             b.iter(|| attention_with(imp, &q, &k, &v, true).unwrap())

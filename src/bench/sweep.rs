@@ -30,6 +30,7 @@ use crate::model::attention::{align, attend, score, ScoreFn};
 use crate::model::flash::{
     attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
 };
+use crate::model::flash_cpu::{CPU_BLOCK_K, CPU_BLOCK_Q};
 
 /// The sequence lengths of the sweep: 224, 384, 512, 768 and 1024 px images at 16 px patches.
 pub const DEFAULT_LENS: [usize; 5] = [196, 576, 1024, 2304, 4096];
@@ -134,8 +135,12 @@ pub struct Sweep {
     pub head_dim: usize,
     pub dtype: String,
     pub device: String,
+    /// Tiles of the candle-ops version (`tiled_ops`, and `tiled` off the CPU).
     pub block_q: usize,
     pub block_k: usize,
+    /// Tiles of the CPU kernel (`tiled` on the CPU).
+    pub kernel_block_q: usize,
+    pub kernel_block_k: usize,
     pub rows: Vec<Row>,
     /// Tiled over naive peak attention memory at the longest sequence.
     pub tiled_over_naive_analytic: Option<f64>,
@@ -362,6 +367,8 @@ pub fn sweep(
         device: crate::device::describe(&device),
         block_q: BLOCK_Q,
         block_k: BLOCK_K,
+        kernel_block_q: CPU_BLOCK_Q,
+        kernel_block_k: CPU_BLOCK_K,
         rows,
         tiled_over_naive_analytic: analytic,
         tiled_over_naive_measured: measured,
@@ -382,10 +389,18 @@ fn mib(b: u64) -> String {
 /// The sweep as a plain-text table (also valid Markdown).
 pub fn table(s: &Sweep) -> String {
     let mut out = format!(
-        "attention sweep: batch 1, {} heads × {} dims, {}, {}; tiles {}×{}\n\
+        "attention sweep: batch 1, {} heads × {} dims, {}, {}\n\
+         tiled: the CPU kernel with {}×{} tiles (the candle-ops version off the CPU); tiled_ops: candle ops, {}×{} tiles\n\
          time: median ms; memory: analytic largest intermediate / measured VmHWM rise\n\n\
          | T | image | path | median ms | p90 ms | analytic | measured |\n|---|---|---|---|---|---|---|\n",
-        s.heads, s.head_dim, s.dtype, s.device, s.block_q, s.block_k
+        s.heads,
+        s.head_dim,
+        s.dtype,
+        s.device,
+        s.kernel_block_q,
+        s.kernel_block_k,
+        s.block_q,
+        s.block_k
     );
     for r in &s.rows {
         let img = r
