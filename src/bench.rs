@@ -221,19 +221,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             cfg.num_attention_heads,
             cfg.hidden_size / cfg.num_attention_heads,
         );
-        Some(sweep::sweep(
-            &args.sweep_lens,
-            h,
-            d,
-            args.runs,
-            &args.device,
-            &args.dtype,
-            args.in_process,
-            |m| {
-                bar.set_message(m.to_string());
-                bar.inc(1);
-            },
-        )?)
+        let config = sweep::SweepConfig {
+            lens: args.sweep_lens.clone(),
+            heads: h,
+            head_dim: d,
+            runs: args.runs,
+            device: args.device.clone(),
+            dtype: args.dtype.clone(),
+            in_process: args.in_process,
+        };
+        Some(sweep::sweep(&config, |m| {
+            bar.set_message(m.to_string());
+            bar.inc(1);
+        })?)
     } else {
         None
     };

@@ -205,7 +205,7 @@ pub fn run_point(spec: &PointSpec, method: &str) -> Result<PointResult> {
     let mut times = Vec::new();
     let start = Instant::now();
     while times.len() < spec.runs.max(1)
-        && (times.len() < 1 || start.elapsed().as_secs_f64() < POINT_BUDGET_S)
+        && (times.is_empty() || start.elapsed().as_secs_f64() < POINT_BUDGET_S)
     {
         let t = Instant::now();
         let out = compute(spec.path, &x)?;
@@ -315,17 +315,31 @@ pub fn image_side(t: usize) -> Option<usize> {
     (g * g == t).then_some(g * 16)
 }
 
-/// Runs the whole sweep; `tick` is called after every point.
-pub fn sweep(
-    lens: &[usize],
-    heads: usize,
-    head_dim: usize,
-    runs: usize,
-    device_name: &str,
-    dtype: &str,
-    in_process: bool,
-    mut tick: impl FnMut(&str),
-) -> Result<Sweep> {
+/// What a sweep runs.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    pub lens: Vec<usize>,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub runs: usize,
+    pub device: String,
+    pub dtype: String,
+    /// Measure memory in this process instead of a child per point.
+    pub in_process: bool,
+}
+
+/// Runs the whole sweep; `tick` is called before every point.
+pub fn sweep(c: &SweepConfig, mut tick: impl FnMut(&str)) -> Result<Sweep> {
+    let SweepConfig {
+        lens,
+        heads,
+        head_dim,
+        runs,
+        in_process,
+        ..
+    } = c;
+    let (heads, head_dim, runs, in_process) = (*heads, *head_dim, *runs, *in_process);
+    let (device_name, dtype) = (c.device.as_str(), c.dtype.as_str());
     let device = crate::device::select(device_name)?;
     let mut rows = Vec::new();
     for &t in lens {
