@@ -13,7 +13,8 @@
 //! - layer norm, `x̂ = (x − μ)·r`, `r = 1/√(σ² + ε)`, `y = x̂ ⊙ w + b`:
 //!   `dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ ⊙ x̂))` with `ĝ = g ⊙ w`;
 //!   `dw = Σ_rows g ⊙ x̂`, `db = Σ_rows g`;
-//! - GELU `y = ½x(1 + tanh u)`, `u = √(2/π)(x + 0.044715x³)`:
+//! - GELU `y = ½x(1 + tanh u)`, `u = √(2/π)(x + 0.044715x³)` (with a
+//!   vectorisable `tanh`, [`tanh_fast`]):
 //!   `dy/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)`.
 //!
 //! The functions fall back to candle's op-by-op versions off the CPU or for
@@ -121,6 +122,70 @@ const GELU_C: f32 = 0.044_715;
 struct Gelu;
 struct GeluBwd;
 
+/// `tanh` without a libm call, so a loop of it vectorises:
+/// `tanh x = 1 − 2 / (e^{2x} + 1)`, with `e^{2x}` as `2ⁿ · e^r`, n rounded by
+/// the 1.5·2²³ trick and `e^r` (|r| ≤ ln2/2) by the degree-6 polynomial of
+/// Cephes' `expf`. Absolute error below 3e-7 (tested against `f32::tanh`).
+#[inline(always)]
+pub fn tanh_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let y = (2.0 * x).clamp(-20.0, 20.0);
+    let n = (y * LOG2E + ROUND) - ROUND;
+    let r = y - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let er = p * r * r + r + 1.0;
+    let e2x = er * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    1.0 - 2.0 / (e2x + 1.0)
+}
+
+#[inline(always)]
+fn gelu_fwd(y: &mut [f32], x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = 0.5 * x * (1.0 + tanh_fast(SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x)));
+    }
+}
+
+#[inline(always)]
+fn gelu_bwd(dx: &mut [f32], x: &[f32], g: &[f32]) {
+    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+        let t = tanh_fast(SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x));
+        let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+        *dx = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+    }
+}
+
+/// The same loops compiled for AVX2, chosen at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_fwd_avx2(y: &mut [f32], x: &[f32]) {
+    gelu_fwd(y, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_bwd_avx2(dx: &mut [f32], x: &[f32], g: &[f32]) {
+    gelu_bwd(dx, x, g)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
         "fused-gelu"
@@ -132,9 +197,12 @@ impl CustomOp1 for Gelu {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x)).tanh());
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU has the features the function was compiled for.
+                    return unsafe { gelu_fwd_avx2(y, x) };
                 }
+                gelu_fwd(y, x)
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -161,11 +229,12 @@ impl CustomOp2 for GeluBwd {
         dx.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
             .for_each(|(dx, (x, g))| {
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                    let t = (SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x)).tanh();
-                    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
-                    *dx = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU has the features the function was compiled for.
+                    return unsafe { gelu_bwd_avx2(dx, x, g) };
                 }
+                gelu_bwd(dx, x, g)
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
@@ -382,6 +451,18 @@ mod tests {
         let (y2, g2) = value_and_grad(|x| candle_nn::ops::softmax(x, D::Minus1).unwrap(), &x, &r);
         assert!(max_diff(&y1, &y2) < 1e-6);
         assert!(max_diff(&g1, &g2) < 1e-5, "{}", max_diff(&g1, &g2));
+    }
+
+    #[test]
+    fn fast_tanh_matches_tanh() {
+        for i in -200_000..=200_000 {
+            let x = i as f32 / 10_000.0;
+            let (got, want) = (tanh_fast(x), x.tanh());
+            assert!((got - want).abs() < 3e-7, "tanh({x}) = {want}, got {got}");
+        }
+        assert_eq!(tanh_fast(1e30), 1.0);
+        assert_eq!(tanh_fast(-1e30), -1.0);
+        assert!(tanh_fast(f32::NAN).is_nan());
     }
 
     #[test]
