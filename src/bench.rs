@@ -91,6 +91,8 @@ pub struct Machine {
     pub device: String,
     pub dtype: String,
     pub threads: usize,
+    /// `RAYON_NUM_THREADS` as set for this run (see [`sys::pin_thread_count`]).
+    pub rayon_num_threads_env: Option<String>,
     pub cpu: Option<String>,
     pub load_average_1m_start: Option<f64>,
     pub load_average_1m_end: Option<f64>,
@@ -266,6 +268,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             device: crate::device::describe(&device),
             dtype: args.dtype.clone(),
             threads: candle::utils::get_num_threads(),
+            rayon_num_threads_env: std::env::var("RAYON_NUM_THREADS").ok(),
             cpu: sys::cpu_name(),
             load_average_1m_start: load_start,
             load_average_1m_end: sys::load_average(),
@@ -294,12 +297,12 @@ fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
 pub fn text(r: &Report) -> String {
     let m = &r.machine;
     let mut out = format!(
-        "vla-demo bench · model {} · {} · {} · {} threads · features [{}]\ncpu {} · load average {} at start, {} at end\n\
+        "vla-demo bench · model {} · {} · {} · RAYON_NUM_THREADS={} · features [{}]\ncpu {} · load average {} at start, {} at end\n\
          matmul peak: {}³ in {:.2} ms best = {:.1} GFLOP/s\n",
         r.model,
         m.device,
         m.dtype,
-        m.threads,
+        m.rayon_num_threads_env.as_deref().unwrap_or("unset"),
         m.features.join(", "),
         opt(m.cpu.clone()),
         opt(m.load_average_1m_start),
