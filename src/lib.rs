@@ -14,9 +14,10 @@
 //!   ground truth; [`demo`]: the runs the command line asks for.
 //!
 //! Around it: [`data`], [`train`] and [`eval`] make, fit and judge the model;
-//! [`checkpoint`] and [`device`] load it.
+//! [`checkpoint`] and [`device`] load it; [`bench`] measures it.
 
 pub mod action;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod demo;

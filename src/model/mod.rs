@@ -5,6 +5,9 @@
 //! This file holds the config and the small layers every part shares.
 
 pub mod attention;
+pub mod flash;
+pub mod flash_cpu;
+pub mod fused;
 pub mod fusion;
 pub mod init;
 pub mod pointer;

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""A PyTorch peer of the vla-demo model, side by side with candle.
+
+The forward pass is reimplemented here from the Rust source (src/model/*.rs),
+not converted: pre-LN blocks, scaled dot-product (or dot, or additive)
+attention, candle's tanh-approximated GELU, layer-norm eps from config.json,
+2-D sine-cosine patch positions (column half first), left-padded commands
+with position ids counted from the first real token, a causal mask that also
+hides the padding, the fusion head over [words, <boa>, actions] whose
+cross-attention keys/values are the patch states plus their position codes
+again, and greedy decoding constrained to well-formed actions.
+
+One run:
+  1. runs `vla-demo bench --json --export-reference DIR` (same checkpoint,
+     same held-out scenes, same batch sizes);
+  2. loads the same model.safetensors + config.json, feeds it the exported
+     pixels and token ids, and checks the action logits against candle's
+     (max abs diff <= 1e-4) and the greedy tokens against candle's;
+  3. times PyTorch eager on the same shapes and prints candle/torch ratios
+     (< 1.0 means candle is faster).
+
+Needs torch, numpy and safetensors (pip install torch numpy safetensors);
+it is not part of CI. See docs/BENCH.md.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+NUM_BINS = 256
+OPEN, CLOSE, END = 2 * NUM_BINS, 2 * NUM_BINS + 1, 2 * NUM_BINS + 2
+ACTION_VOCAB = END + 1
+MAX_ACTION_TOKENS = 7
+
+
+# ---------------------------------------------------------------- the model
+
+
+def linear(w, p, x):
+    return F.linear(x, w[p + ".weight"], w[p + ".bias"])
+
+
+def layer_norm(w, p, x, eps):
+    return F.layer_norm(x, (x.shape[-1],), w[p + ".weight"], w[p + ".bias"], eps)
+
+
+def gelu(x):
+    # candle's Tensor::gelu is the tanh approximation (gelu_erf is the exact one).
+    return F.gelu(x, approximate="tanh")
+
+
+def sincos_2d(grid, hidden):
+    """(grid², hidden): per patch (row-major), [sin col, cos col, sin row, cos row]."""
+    quarter = hidden // 4
+    i = torch.arange(quarter, dtype=torch.float32)
+    freq = 1.0 / torch.pow(torch.tensor(10000.0), i / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    parts = []
+    for pos in (cols.reshape(-1), rows.reshape(-1)):
+        a = pos.float()[:, None] * freq[None, :]
+        parts += [torch.sin(a), torch.cos(a)]
+    return torch.cat(parts, dim=1)
+
+
+def causal_padded_mask(lens, t):
+    """(B, 1, T, T): 0 where key j is visible to query i, -inf elsewhere."""
+    i = torch.arange(t)[:, None]
+    j = torch.arange(t)[None, :]
+    masks = []
+    for n in lens:
+        start = t - min(n, t)
+        visible = (j == i) | ((j <= i) & (j >= start))
+        masks.append(torch.where(visible, 0.0, float("-inf")))
+    return torch.stack(masks)[:, None]
+
+
+class Vla:
+    def __init__(self, cfg, weights, threads):
+        self.cfg = cfg
+        self.w = weights
+        self.c = cfg["hidden_size"]
+        self.h = cfg["num_attention_heads"]
+        self.d = self.c // self.h
+        self.eps = cfg["layer_norm_eps"]
+        self.grid = cfg["image_size"] // cfg["patch_size"]
+        if cfg["position_embedding"] == "sincos":
+            self.position = sincos_2d(self.grid, self.c)
+        else:
+            self.position = weights["vision.position_embedding"]
+        torch.set_num_threads(threads)
+
+    # attention: score -> align -> attend
+    def split(self, x):
+        b, t, _ = x.shape
+        return x.view(b, t, self.h, self.d).transpose(1, 2)  # (B, H, T, D)
+
+    def project_kv(self, p, ctx):
+        return self.split(linear(self.w, p + ".k_proj", ctx)), self.split(linear(self.w, p + ".v_proj", ctx))
+
+    def attend(self, p, x, kv, mask, score_fn="scaled_dot"):
+        b, t, c = x.shape
+        q = self.split(linear(self.w, p + ".q_proj", x))
+        k, v = kv
+        if score_fn == "additive":
+            pair = torch.tanh(q.unsqueeze(3) + k.unsqueeze(2))
+            s = (pair * self.w[p + ".score_v"].view(1, self.h, 1, 1, self.d)).sum(-1)
+        else:
+            s = q @ k.transpose(-1, -2)
+            if score_fn == "scaled_dot":
+                s = s / math.sqrt(self.d)
+        if mask is not None:
+            s = s + mask
+        a = torch.softmax(s, dim=-1)
+        out = (a @ v).transpose(1, 2).reshape(b, t, c)
+        return linear(self.w, p + ".o_proj", out), a
+
+    def block(self, p, x, mask):
+        h = layer_norm(self.w, p + ".norm1", x, self.eps)
+        x = x + self.attend(p + ".attn", h, self.project_kv(p + ".attn", h), mask)[0]
+        h = layer_norm(self.w, p + ".norm2", x, self.eps)
+        return x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
+
+    # the three parts
+    def encode_image(self, pixels):
+        b, ch, s, _ = pixels.shape
+        ps = self.cfg["patch_size"]
+        g = s // ps
+        patches = pixels.reshape(b, ch, g, ps, g, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, ch * ps * ps)
+        x = linear(self.w, "vision.patch_proj", patches) + self.position
+        for i in range(self.cfg["vision_layers"]):
+            x = self.block(f"vision.blocks.{i}", x, None)
+        return layer_norm(self.w, "vision.norm", x, self.eps)
+
+    def encode_text(self, ids, lens):
+        b, t = ids.shape
+        pos = torch.tensor([[max(j + min(n, t) - t, 0) for j in range(t)] for n in lens])
+        x = F.embedding(ids, self.w["embed_tokens.weight"]) + F.embedding(pos, self.w["text.position_embedding.weight"])
+        mask = causal_padded_mask(lens, t)
+        for i in range(self.cfg["text_layers"]):
+            x = self.block(f"text.blocks.{i}", x, mask)
+        return layer_norm(self.w, "text.norm", x, self.eps)
+
+    def image_kv(self, patches, image_index=None):
+        ctx = patches + self.position
+        kv = [self.project_kv(f"fusion.blocks.{i}.cross_attn", ctx) for i in range(self.cfg["fusion_layers"])]
+        if image_index is not None:
+            kv = [(k[image_index], v[image_index]) for k, v in kv]
+        return kv
+
+    def fusion(self, words, lens, action_ids, kv):
+        t = words.shape[1]
+        a = action_ids.shape[1]
+        actions = F.embedding(action_ids, self.w["embed_tokens.weight"]) + self.w["fusion.action_position"][:a]
+        x = torch.cat([words, actions], dim=1)
+        mask = causal_padded_mask([n + a for n in lens], t + a)
+        cross = None
+        for i, kv_i in enumerate(kv):
+            p = f"fusion.blocks.{i}"
+            h = layer_norm(self.w, p + ".norm1", x, self.eps)
+            x = x + self.attend(p + ".self_attn", h, self.project_kv(p + ".self_attn", h), mask)[0]
+            h = layer_norm(self.w, p + ".norm_cross", x, self.eps)
+            c, cross = self.attend(p + ".cross_attn", h, kv_i, None, self.cfg["cross_score_fn"])
+            x = x + c
+            h = layer_norm(self.w, p + ".norm2", x, self.eps)
+            x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
+        logits = linear(self.w, "fusion.head", layer_norm(self.w, "fusion.norm", x[:, t : t + a], self.eps))
+        return logits, cross[:, :, t]  # (B, A, V), <boa> cross-attention (B, H, N)
+
+    def forward(self, pixels, ids, lens, action_ids, image_index=None):
+        """Teacher-forced, like Vla::forward: logits (B, A, ACTION_VOCAB)."""
+        kv = self.image_kv(self.encode_image(pixels), image_index)
+        return self.fusion(self.encode_text(ids, lens), lens, action_ids, kv)
+
+    def generate(self, pixels, ids, lens):
+        """Greedy decoding constrained to well-formed actions, like Vla::generate."""
+        kv = self.image_kv(self.encode_image(pixels))
+        words = self.encode_text(ids, lens)
+        b = ids.shape[0]
+        boa, off = self.cfg["boa_token_id"], self.cfg["action_offset"]
+        seq = [[boa] for _ in range(b)]
+        steps = [[] for _ in range(b)]
+        for _ in range(MAX_ACTION_TOKENS):
+            logits, _ = self.fusion(words, lens, torch.tensor(seq), kv)
+            rows = logits[:, -1].tolist()
+            for r in range(b):
+                done = bool(steps[r]) and steps[r][-1] == END
+                if done:
+                    nxt = END
+                else:
+                    nxt = choose(rows[r], steps[r])
+                    steps[r].append(nxt)
+                seq[r].append(off + nxt)
+            if all(s and s[-1] == END for s in steps):
+                break
+        return steps
+
+
+def allowed(prefix, i):
+    n = len(prefix)
+    if n % 3 == 0:
+        if n and n + 1 >= MAX_ACTION_TOKENS:
+            ok = i == END
+        else:
+            ok = i < NUM_BINS
+        return ok or (i == END and n > 0)
+    if n % 3 == 1:
+        return NUM_BINS <= i < 2 * NUM_BINS
+    return OPEN <= i <= CLOSE
+
+
+def choose(row, prefix):
+    best, best_i = float("-inf"), 0
+    for i, x in enumerate(row):
+        if allowed(prefix, i) and x > best:
+            best, best_i = x, i
+    return best_i
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def median_ms(fn, warmup, runs):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def batch_inputs(ref, b):
+    """The first b examples, trimmed to their own longest command (as the bench does)."""
+    lens = ref["text_lens"][:b].tolist()
+    t = max(lens)
+    ids = ref["text_ids"][:b, ref["text_ids"].shape[1] - t :]
+    return ref["pixels"][:b], ids, lens, ref["action_ids"][:b]
+
+
+def train_step_fn(model, ref, scenes, per_scene):
+    """One training step shaped like `vla-demo train`'s: `scenes` images,
+    `scenes * per_scene` commands, cross-entropy on the action tokens plus the
+    <boa> attention term, backward, gradient clipping and AdamW."""
+    b = scenes * per_scene
+    pixels, ids, lens, action_ids = batch_inputs(ref, b)
+    pixels = pixels[:scenes].clone()
+    image_index = torch.arange(b) // per_scene
+    tokens = ref["tokens"][:b].reshape(-1)
+    weights = (tokens >= 0).float()
+    targets = tokens.clamp(min=0)
+    n = model.grid * model.grid
+    target_mask = (torch.arange(n)[None, :] % 7 == image_index[:, None] % 7).float()
+    params = [p.requires_grad_() for p in model.w.values()]
+    opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)
+
+    def step():
+        logits, boa = model.forward(pixels, ids, lens, action_ids, image_index)
+        logp = F.log_softmax(logits.reshape(-1, ACTION_VOCAB), dim=-1)
+        ce = -(logp.gather(1, targets[:, None])[:, 0] * weights).sum() / weights.sum()
+        mass = (boa.mean(1) * target_mask).sum(1)
+        loss = ce + 0.3 * (-(mass + 1e-6).log().mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return step, b
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=os.path.join(root, "target", "release", "vla-demo"), help="the vla-demo binary")
+    ap.add_argument("--model-dir", default=os.path.join(root, "models", "tiny"), help="checkpoint directory")
+    ap.add_argument("--batch", default="1,32", help="batch sizes, comma separated")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: candle's, from the bench JSON)")
+    ap.add_argument("--train-steps", type=int, default=0, help="also compare N training steps (batch 8 scenes x 4 commands)")
+    ap.add_argument("--tolerance", type=float, default=1e-4)
+    args = ap.parse_args()
+    batches = [int(b) for b in args.batch.split(",")]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [args.bin, "bench", "--json", "--device", "cpu", "--batch", args.batch, "--runs", str(args.runs),
+               "--warmup", str(args.warmup), "--model-dir", args.model_dir, "--export-reference", tmp]
+        if args.train_steps:
+            cmd += ["--train-steps", str(args.train_steps)]
+        print("candle:", " ".join(cmd), file=sys.stderr)
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"vla-demo bench failed ({run.returncode}):\n{run.stderr}")
+        bench = json.loads(run.stdout)
+        ref = load_file(os.path.join(tmp, "reference.safetensors"))
+
+    with open(os.path.join(args.model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    threads = args.threads or bench["machine"]["threads"]
+    model = Vla(cfg, load_file(os.path.join(args.model_dir, "model.safetensors")), threads)
+
+    # 1. Same numbers: logits of the whole exported batch, and the greedy tokens.
+    with torch.inference_mode():
+        b = ref["pixels"].shape[0]
+        logits, _ = model.forward(ref["pixels"], ref["text_ids"], ref["text_lens"].tolist(), ref["action_ids"])
+        diff = (logits - ref["logits"]).abs().max().item()
+        steps = model.generate(ref["pixels"], ref["text_ids"], ref["text_lens"].tolist())
+    want = [[x for x in row if x >= 0] for row in ref["tokens"].tolist()]
+    same_tokens = sum(s == w for s, w in zip(steps, want))
+    ok = diff <= args.tolerance and same_tokens == b
+    print(f"check on {b} held-out scenes: max |logits_torch - logits_candle| = {diff:.2e} "
+          f"(tolerance {args.tolerance:g}); greedy actions identical for {same_tokens}/{b}: {'PASS' if ok else 'FAIL'}")
+
+    # 2. Same shapes, timed.
+    m = bench["machine"]
+    print(f"\nmachine: {m['cpu']}, candle {m['device']}, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+          f"load average {m['load_average_1m_start']} -> {m['load_average_1m_end']} during the candle run, "
+          f"{os.getloadavg()[0]:.2f} now")
+    print("median ms; ratio = candle / torch (< 1: candle faster)\n")
+    print("| batch | what | candle ms | torch ms | ratio | candle items/s | torch items/s |")
+    print("|---|---|---|---|---|---|---|")
+    results = []
+    with torch.inference_mode():
+        for rep in bench["batches"]:
+            bsz = rep["batch"]
+            if bsz not in batches:
+                continue
+            pixels, ids, lens, action_ids = batch_inputs(ref, bsz)
+            assert ids.shape[1] == rep["text_len"], "padded length differs from the bench's"
+            fwd = median_ms(lambda: model.forward(pixels, ids, lens, action_ids), args.warmup, args.runs)
+            gen = median_ms(lambda: model.generate(pixels, ids, lens), args.warmup, args.runs)
+            for what, c, t in (("forward (teacher-forced)", rep["forward"]["median"], fwd),
+                               ("generate (vision+text+decode)", rep["stages"]["model"]["median"], gen)):
+                print(f"| {bsz} | {what} | {c:.2f} | {t:.2f} | {c / t:.2f} | {bsz / c * 1e3:.1f} | {bsz / t * 1e3:.1f} |")
+                results.append({"batch": bsz, "what": what, "candle_ms": c, "torch_ms": t, "ratio": c / t})
+
+    if args.train_steps and bench.get("train"):
+        tr = bench["train"]
+        step, bsz = train_step_fn(model, ref, 8, 4) if ref["pixels"].shape[0] >= 32 else (None, 0)
+        if step is None:
+            print("\ntraining comparison needs --batch to include 32")
+        else:
+            t = median_ms(step, 1, args.train_steps)
+            c_compute = tr["forward"]["median"] + tr["backward"]["median"] + tr["optimizer"]["median"]
+            print(f"\ntraining step, batch {bsz} (8 scenes x 4 commands): candle {c_compute:.0f} ms compute "
+                  f"({tr['step']['median']:.0f} ms with data), torch {t:.0f} ms; "
+                  f"candle/torch samples/s = {t / c_compute:.2f} compute only, {t / tr['step']['median']:.2f} with data "
+                  f"(target >= 0.50)")
+            results.append({"batch": bsz, "what": "train step", "candle_ms": c_compute, "torch_ms": t, "ratio": c_compute / t})
+
+    print("\n" + json.dumps({"logits_max_abs_diff": diff, "tokens_identical": same_tokens, "examples": b,
+                             "check_passed": ok, "results": results}))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
