@@ -41,6 +41,8 @@ enum Command {
     Eval(EvalCli),
     /// Walk through Score -> Align -> Attend for the first action token, with the real numbers.
     Explain(ExplainCli),
+    /// Time the model per stage, the attention paths, and training steps.
+    Bench(vla_demo::bench::BenchArgs),
 }
 
 /// Where the model comes from and where it runs.
@@ -274,6 +276,7 @@ pub fn main() -> Result<()> {
         }),
         Some(Command::Eval(a)) => run_eval(&a),
         Some(Command::Explain(a)) => run_explain(&a),
+        Some(Command::Bench(a)) => vla_demo::bench::run(&a),
         None => match &cli.run.batch {
             Some(pairs) => run_batch(&cli.run, pairs),
             None => run(&cli.run),

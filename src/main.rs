@@ -9,6 +9,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 
 fn main() -> ExitCode {
+    // candle re-reads /proc/cpuinfo on every matmul unless this is set.
+    vla_demo::bench::sys::pin_thread_count();
     match cli::main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

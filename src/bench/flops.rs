@@ -10,7 +10,9 @@
 //! - `attn(tq, tk)     = 4·tq·tk·C` (scores `q kᵀ`, then `α v`, all heads together)
 //! - `block(n)         = 4·linear(n, C, C) + attn(n, n) + linear(n, C, I) + linear(n, I, C)`
 //!   `                 = 8nC² + 4n²C + 4nCI`
-//! - vision            `= linear(N, 3P², C) + vision_layers · block(N)`
+//! - conv stem         `= Σ_l 2·H_l·W_l·C_l·9·C_{l-1}` (3×3 kernels, stride 2:
+//!   `H_l = S / 2^l`), then patches of `p = P / 2^L` on its last feature map
+//! - vision            `= stem + linear(N, C_L·p², C) + vision_layers · block(N)`
 //! - text              `= text_layers · block(T)`
 //! - fusion keys/values `= fusion_layers · 2 · linear(N, C, C)` (once per image)
 //! - one fusion pass over S = T + a positions, a of them actions:
@@ -62,11 +64,18 @@ pub fn block(cfg: &Config, n: u64) -> u64 {
     4 * linear(n, c, c) + attn(n, n, c) + linear(n, c, i) + linear(n, i, c)
 }
 
-/// The ViT over one image.
+/// The ViT over one image, its convolutional stem included.
 pub fn vision(cfg: &Config) -> u64 {
     let n = cfg.num_patches() as u64;
-    let p = cfg.patch_size as u64;
-    linear(n, 3 * p * p, cfg.hidden_size as u64) + cfg.vision_layers as u64 * block(cfg, n)
+    let (mut side, mut channels, mut stem) = (cfg.image_size as u64, 3u64, 0u64);
+    for &c in &cfg.conv_stem {
+        side /= 2;
+        stem += 2 * side * side * c as u64 * 9 * channels;
+        channels = c as u64;
+    }
+    let p = (cfg.patch_size >> cfg.conv_stem.len()) as u64;
+    stem + linear(n, channels * p * p, cfg.hidden_size as u64)
+        + cfg.vision_layers as u64 * block(cfg, n)
 }
 
 /// The causal text decoder over `t` tokens (padding included: it is computed).
