@@ -2,13 +2,17 @@
 """A PyTorch peer of the vla-demo model, side by side with candle.
 
 The forward pass is reimplemented here from the Rust source (src/model/*.rs),
-not converted: pre-LN blocks, scaled dot-product (or dot, or additive)
-attention, candle's tanh-approximated GELU, layer-norm eps from config.json,
-2-D sine-cosine patch positions (column half first), left-padded commands
-with position ids counted from the first real token, a causal mask that also
-hides the padding, the fusion head over [words, <boa>, actions] whose
-cross-attention keys/values are the patch states plus their position codes
-again, and greedy decoding constrained to well-formed actions.
+not converted: the optional convolutional stem (3x3 stride-2 convolutions +
+GELU, config `conv_stem`) before the patches are cut, pre-LN blocks, scaled
+dot-product (or dot, or additive) attention, candle's tanh-approximated GELU,
+layer-norm eps from config.json, 2-D sine-cosine patch positions (column half
+first), left-padded commands with position ids counted from the first real
+token, a causal mask that also hides the padding, the fusion head over
+[words, <boa>, actions] whose cross-attention keys/values are the patch
+states plus their position codes again, the pointer (Gaussian x/y bin logits
+around the expected patch position of the last block's cross-attention), the
+action-grammar mask added to the logits, and greedy decoding constrained to
+well-formed actions.
 
 One run:
   1. runs `vla-demo bench --json --export-reference DIR` (same checkpoint,
@@ -41,6 +45,7 @@ NUM_BINS = 256
 OPEN, CLOSE, END = 2 * NUM_BINS, 2 * NUM_BINS + 1, 2 * NUM_BINS + 2
 ACTION_VOCAB = END + 1
 MAX_ACTION_TOKENS = 7
+GRAMMAR_BLOCKED = -1e4  # pointer.rs grammar_mask: not -inf
 
 
 # ---------------------------------------------------------------- the model
@@ -72,6 +77,23 @@ def sincos_2d(grid, hidden):
     return torch.cat(parts, dim=1)
 
 
+def patch_centres(grid):
+    """(grid², 2): each patch's centre (x, y), row by row, normalised to [0, 1]."""
+    p = torch.arange(grid * grid)
+    return torch.stack([((p % grid).float() + 0.5) / grid, ((p // grid).float() + 0.5) / grid], dim=1)
+
+
+def grammar_mask(a):
+    """(a, ACTION_VOCAB): 0 where the action grammar allows token i after k action
+    tokens (row k), -1e4 elsewhere, as pointer.rs grammar_mask."""
+    m = torch.full((a, ACTION_VOCAB), GRAMMAR_BLOCKED)
+    for k in range(a):
+        for i in range(ACTION_VOCAB):
+            if allowed_after(k, i):
+                m[k, i] = 0.0
+    return m
+
+
 def causal_padded_mask(lens, t):
     """(B, 1, T, T): 0 where key j is visible to query i, -inf elsewhere."""
     i = torch.arange(t)[:, None]
@@ -93,6 +115,13 @@ class Vla:
         self.d = self.c // self.h
         self.eps = cfg["layer_norm_eps"]
         self.grid = cfg["image_size"] // cfg["patch_size"]
+        self.stem = cfg.get("conv_stem") or []  # absent in older config.json: a plain ViT
+        assert cfg["patch_size"] % (1 << len(self.stem)) == 0, "patch_size must be a multiple of the stem's downsampling"
+        self.patch = cfg["patch_size"] >> len(self.stem)  # patch side on the stem's output
+        self.patch_xy = patch_centres(self.grid)
+        self.bins = torch.arange(NUM_BINS, dtype=torch.float32) + 0.5
+        # Row k depends on k alone: one table, sliced to the action length at each call.
+        self.grammar = grammar_mask(MAX_ACTION_TOKENS)
         if cfg["position_embedding"] == "sincos":
             self.position = sincos_2d(self.grid, self.c)
         else:
@@ -132,10 +161,16 @@ class Vla:
 
     # the three parts
     def encode_image(self, pixels):
-        b, ch, s, _ = pixels.shape
-        ps = self.cfg["patch_size"]
+        x = pixels
+        for i in range(len(self.stem)):
+            # candle_nn::conv2d, Conv2dConfig { padding: 1, stride: 2, .. }: 3x3 with bias.
+            p = f"vision.stem.{i}"
+            x = gelu(F.conv2d(x, self.w[p + ".weight"], self.w[p + ".bias"], stride=2, padding=1))
+        b, ch, s, _ = x.shape
+        ps = self.patch
         g = s // ps
-        patches = pixels.reshape(b, ch, g, ps, g, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, ch * ps * ps)
+        # patchify: (B, C, S, S) -> (B, N, C·p·p), each patch flattened as (channel, row, column).
+        patches = x.reshape(b, ch, g, ps, g, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, ch * ps * ps)
         x = linear(self.w, "vision.patch_proj", patches) + self.position
         for i in range(self.cfg["vision_layers"]):
             x = self.block(f"vision.blocks.{i}", x, None)
@@ -173,8 +208,32 @@ class Vla:
             x = x + c
             h = layer_norm(self.w, p + ".norm2", x, self.eps)
             x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
-        logits = linear(self.w, "fusion.head", layer_norm(self.w, "fusion.norm", x[:, t : t + a], self.eps))
+        states = layer_norm(self.w, "fusion.norm", x[:, t : t + a], self.eps)  # (B, A, C)
+        _, pointed = self.pointer(states, cross[:, :, t : t + a])
+        logits = (linear(self.w, "fusion.head", states) + pointed) + self.grammar[:a]
         return logits, cross[:, :, t]  # (B, A, V), <boa> cross-attention (B, H, N)
+
+    def pointer(self, states, cross):
+        """pointer.rs Pointer::forward. `states` (B, A, C), `cross` (B, H, A, N): the
+        last fusion block's cross-attention at the action positions. Returns the
+        points (B, A, 2) and the logits (B, A, ACTION_VOCAB) to add to the head's."""
+        b, h, a, n = cross.shape
+        per_head = (cross @ self.patch_xy).transpose(1, 2)  # (B, A, H, 2): each head's expected position
+        beta = torch.softmax(linear(self.w, "fusion.pointer.mix", states), dim=-1).unsqueeze(2)  # (B, A, 1, H)
+        point = (beta @ per_head).squeeze(2)  # (B, A, 2)
+        point = point + torch.tanh(linear(self.w, "fusion.pointer.offset", states)) * 0.5
+        tau = self.w["fusion.pointer.log_tau"].exp()  # (1,), in bins
+        two_tau2 = tau.square() * 2.0
+
+        def axis(i):
+            d = point[:, :, i : i + 1] * NUM_BINS - self.bins.view(1, 1, NUM_BINS)  # (B, A, 256)
+            return -d.square() / two_tau2
+
+        k = torch.arange(a)
+        x = axis(0) * (k % 3 == 0).float().view(1, a, 1)  # x bins only at x positions
+        y = axis(1) * (k % 3 == 1).float().view(1, a, 1)  # y bins only at y positions
+        rest = torch.zeros(b, a, ACTION_VOCAB - 2 * NUM_BINS, dtype=x.dtype)
+        return point, torch.cat([x, y, rest], dim=2)
 
     def forward(self, pixels, ids, lens, action_ids, image_index=None):
         """Teacher-forced, like Vla::forward: logits (B, A, ACTION_VOCAB)."""
@@ -206,7 +265,11 @@ class Vla:
 
 
 def allowed(prefix, i):
-    n = len(prefix)
+    return allowed_after(len(prefix), i)
+
+
+def allowed_after(n, i):
+    """action.rs allowed_at + allows_end: may token i follow n action tokens?"""
     if n % 3 == 0:
         if n and n + 1 >= MAX_ACTION_TOKENS:
             ok = i == END
@@ -317,13 +380,24 @@ def main():
     with torch.inference_mode():
         b = ref["pixels"].shape[0]
         logits, _ = model.forward(ref["pixels"], ref["text_ids"], ref["text_lens"].tolist(), ref["action_ids"])
-        diff = (logits - ref["logits"]).abs().max().item()
         steps = model.generate(ref["pixels"], ref["text_ids"], ref["text_lens"].tolist())
+    # Tokens the grammar forbids carry -1e4 + (head + pointer). Near 1e4 one f32
+    # step is ~1e-3, so a 1e-5 difference before the mask can become a
+    # one-ulp jump after it: the headline diff is over the allowed entries,
+    # and every entry may also differ by two f32 roundings at its own size.
+    delta = (logits - ref["logits"]).abs()
+    allowed_tokens = model.grammar[: logits.shape[1]] == 0  # (A, V)
+    diff = delta[:, allowed_tokens].max().item()
+    diff_masked = delta[:, ~allowed_tokens].max().item() if (~allowed_tokens).any() else 0.0
+    slack = args.tolerance + 2 * torch.finfo(torch.float32).eps * ref["logits"].abs()
+    within = bool((delta <= slack).all())
     want = [[x for x in row if x >= 0] for row in ref["tokens"].tolist()]
     same_tokens = sum(s == w for s, w in zip(steps, want))
-    ok = diff <= args.tolerance and same_tokens == b
-    print(f"check on {b} held-out scenes: max |logits_torch - logits_candle| = {diff:.2e} "
-          f"(tolerance {args.tolerance:g}); greedy actions identical for {same_tokens}/{b}: {'PASS' if ok else 'FAIL'}")
+    ok = diff <= args.tolerance and within and same_tokens == b
+    print(f"check on {b} held-out scenes: max |logits_torch - logits_candle| = {diff:.2e} on grammar-allowed "
+          f"tokens (tolerance {args.tolerance:g}), {diff_masked:.2e} on the -1e4-masked ones (f32 step there ~1e-3), "
+          f"every entry within tolerance + 2 f32 roundings: {within}; "
+          f"greedy actions identical for {same_tokens}/{b}: {'PASS' if ok else 'FAIL'}")
 
     # 2. Same shapes, timed.
     m = bench["machine"]
@@ -362,7 +436,8 @@ def main():
                   f"(target >= 0.50)")
             results.append({"batch": bsz, "what": "train step", "candle_ms": c_compute, "torch_ms": t, "ratio": c_compute / t})
 
-    print("\n" + json.dumps({"logits_max_abs_diff": diff, "tokens_identical": same_tokens, "examples": b,
+    print("\n" + json.dumps({"logits_max_abs_diff": diff, "logits_max_abs_diff_masked": diff_masked,
+                             "tokens_identical": same_tokens, "examples": b,
                              "check_passed": ok, "results": results}))
     sys.exit(0 if ok else 1)
 
