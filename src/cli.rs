@@ -59,6 +59,9 @@ pub struct ModelArgs {
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// f32, or f16 / bf16 where the device supports them.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
 }
 
 impl ModelArgs {
@@ -66,6 +69,7 @@ impl ModelArgs {
         ModelSpec {
             source: self.source(),
             device: self.device.clone(),
+            dtype: self.dtype.clone(),
         }
     }
 
@@ -291,7 +295,7 @@ fn run_eval(a: &EvalCli) -> Result<()> {
         a.seed,
         vla_demo::data::EVAL_SEED_START
     );
-    let p = Pipeline::load(&a.model.source(), &a.model.device)?;
+    let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
     let bar = if a.json {
         indicatif::ProgressBar::hidden()
     } else {

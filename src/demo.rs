@@ -48,6 +48,7 @@ impl Sheet {
 pub struct ModelSpec {
     pub source: Source,
     pub device: String,
+    pub dtype: String,
 }
 
 /// How the figures look and what the rollout shows.
@@ -181,7 +182,7 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<Report> {
     check_command(&spec.cmd)?;
     let paths = outputs(spec)?;
     let img = preprocess::load_image(&spec.image)?;
-    let p = Pipeline::load(&model.source, &model.device)?;
+    let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
     let cfg = p.config().clone();
     let rollout_patch = match spec.figures.rollout_patch {
         Some((r, c)) if r >= cfg.grid() || c >= cfg.grid() => {
@@ -350,7 +351,7 @@ pub fn batch(
     if pairs.is_empty() {
         bail!("the batch file {} holds no pairs", pairs_path.display());
     }
-    let p = Pipeline::load(&model.source, &model.device)?;
+    let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
     let cfg = p.config().clone();
     for (line, pair, _) in &pairs {
         crate::data::encode_commands(
@@ -396,7 +397,7 @@ pub fn explain(
 ) -> Result<(Explanation, Vec<String>)> {
     check_command(cmd)?;
     let img = preprocess::load_image(image)?;
-    let p = Pipeline::load(&model.source, &model.device)?;
+    let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
     let cfg = p.config().clone();
     let pred = p
         .predict(

@@ -74,8 +74,15 @@ pub struct Timings {
 impl Pipeline {
     /// Loads a checkpoint onto a device (`auto`, `cpu`, `cuda[:N]`, `metal`).
     pub fn load(source: &Source, device: &str) -> Result<Self> {
+        Self::load_as(source, device, "f32")
+    }
+
+    /// Like [`Pipeline::load`], computing in `dtype` (`f32`, or `f16`/`bf16`
+    /// where the device supports them).
+    pub fn load_as(source: &Source, device: &str, dtype: &str) -> Result<Self> {
         let device = crate::device::select(device)?;
-        Self::load_on(source, device, DType::F32)
+        let dtype = crate::device::dtype(dtype, &device)?;
+        Self::load_on(source, device, dtype)
     }
 
     pub fn load_on(source: &Source, device: Device, dtype: DType) -> Result<Self> {
