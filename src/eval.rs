@@ -159,14 +159,12 @@ pub fn evaluate(
                             &data::first_target(&layout, &command)?,
                             cfg.grid(),
                         );
-                        examples.push((
-                            layouts.len(),
-                            Example {
-                                image: images.len(),
-                                command,
-                                target,
-                            },
-                        ));
+                        // Images and layouts are pushed together: `image` indexes both.
+                        examples.push(Example {
+                            image: images.len(),
+                            command,
+                            target,
+                        });
                     }
                 }
             }
@@ -175,22 +173,14 @@ pub fn evaluate(
         }
         if !examples.is_empty() {
             let refs: Vec<&image::RgbImage> = images.iter().collect();
-            let ex: Vec<Example> = examples
-                .iter()
-                .map(|(_, e)| Example {
-                    image: e.image,
-                    command: e.command.clone(),
-                    target: e.target.clone(),
-                })
-                .collect();
-            let batch = data::make_batch(&refs, &ex, tok, cfg, 0.0, device)?;
+            let batch = data::make_batch(&refs, &examples, tok, cfg, 0.0, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
             let cross = generated
                 .boa_cross
                 .to_dtype(candle::DType::F32)?
                 .to_vec3::<f32>()?; // (B, H, N)
-            for (b, (li, e)) in examples.iter().enumerate() {
-                let layout = &layouts[*li];
+            for (b, e) in examples.iter().enumerate() {
+                let layout = &layouts[e.image];
                 let got = generated.action(b).unwrap_or(Action { waypoints: vec![] });
                 let heads = &cross[b];
                 let n = heads[0].len();
