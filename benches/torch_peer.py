@@ -151,7 +151,7 @@ class Vla:
             s = s + mask
         a = torch.softmax(s, dim=-1)
         out = (a @ v).transpose(1, 2).reshape(b, t, c)
-        return linear(self.w, p + ".o_proj", out), a
+        return linear(self.w, p + ".o_proj", out), a, s
 
     def block(self, p, x, mask):
         h = layer_norm(self.w, p + ".norm1", x, self.eps)
@@ -204,19 +204,21 @@ class Vla:
             h = layer_norm(self.w, p + ".norm1", x, self.eps)
             x = x + self.attend(p + ".self_attn", h, self.project_kv(p + ".self_attn", h), mask)[0]
             h = layer_norm(self.w, p + ".norm_cross", x, self.eps)
-            c, cross = self.attend(p + ".cross_attn", h, kv_i, None, self.cfg["cross_score_fn"])
+            c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, None, self.cfg["cross_score_fn"])
             x = x + c
             h = layer_norm(self.w, p + ".norm2", x, self.eps)
             x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
         states = layer_norm(self.w, "fusion.norm", x[:, t : t + a], self.eps)  # (B, A, C)
-        _, pointed = self.pointer(states, cross[:, :, t : t + a])
+        _, pointed = self.pointer(states, scores[:, :, t : t + a])
         logits = (linear(self.w, "fusion.head", states) + pointed) + self.grammar[:a]
         return logits, cross[:, :, t]  # (B, A, V), <boa> cross-attention (B, H, N)
 
-    def pointer(self, states, cross):
-        """pointer.rs Pointer::forward. `states` (B, A, C), `cross` (B, H, A, N): the
-        last fusion block's cross-attention at the action positions. Returns the
-        points (B, A, 2) and the logits (B, A, ACTION_VOCAB) to add to the head's."""
+    def pointer(self, states, scores):
+        """pointer.rs Pointer::forward. `states` (B, A, C), `scores` (B, H, A, N): the
+        last fusion block's cross-attention scores at the action positions, read at
+        the learned sharpness. Returns the points (B, A, 2) and the logits
+        (B, A, ACTION_VOCAB) to add to the head's."""
+        cross = torch.softmax(scores * self.w["fusion.pointer.log_sharpness"].exp(), dim=-1)
         b, h, a, n = cross.shape
         per_head = (cross @ self.patch_xy).transpose(1, 2)  # (B, A, H, 2): each head's expected position
         beta = torch.softmax(linear(self.w, "fusion.pointer.mix", states), dim=-1).unsqueeze(2)  # (B, A, 1, H)

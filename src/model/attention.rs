@@ -70,7 +70,8 @@ pub fn score(kind: ScoreFn, q: &Tensor, k: &Tensor, v_add: Option<&Tensor>) -> R
 /// backward pass; the fused `softmax_last_dim` is faster but has none.
 pub fn align(scores: &Tensor, train: bool) -> Result<Tensor> {
     if train {
-        candle_nn::ops::softmax(scores, D::Minus1)
+        // One pass forward and back (candle's own fused softmax has no backward).
+        super::fused::softmax_last_dim(scores)
     } else {
         candle_nn::ops::softmax_last_dim(scores)
     }

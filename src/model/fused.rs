@@ -18,8 +18,9 @@
 //!   `dy/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)`.
 //!
 //! The functions fall back to candle's op-by-op versions off the CPU or for
-//! dtypes other than f32, so they can replace those everywhere. They are not
-//! wired into the model here; see docs/BENCH.md for how and what they gain.
+//! dtypes other than f32, so they can replace those everywhere. The model's
+//! training path uses all three, and GELU is used at inference too; see
+//! docs/BENCH.md for what they gain.
 
 use candle::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
@@ -39,7 +40,8 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     }
 }
 
-fn fused_here(xs: &Tensor) -> bool {
+/// Whether the fused CPU kernels apply: an f32 tensor on the CPU.
+pub fn fused_here(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 

@@ -176,25 +176,27 @@ impl FusionHead {
         let (mut self_weights, mut cross_weights) = (Vec::new(), Vec::new());
         let (mut cross_scores, mut cross_values) = (Vec::new(), Vec::new());
         let mut last_cross = None;
+        let mut last_scores = None;
         for (block, kv) in self.blocks.iter().zip(image_kv) {
             let out = block.forward(&xs, kv, &mask, train)?;
             xs = out.hidden;
             if capture {
                 self_weights.push(out.self_weights);
                 cross_weights.push(out.cross_weights.clone());
-                cross_scores.push(out.cross_scores);
+                cross_scores.push(out.cross_scores.clone());
                 cross_values.push(kv.1.clone());
             }
             last_cross = Some(out.cross_weights);
+            last_scores = Some(out.cross_scores);
         }
-        let Some(last_cross) = last_cross else {
+        let (Some(last_cross), Some(last_scores)) = (last_cross, last_scores) else {
             candle::bail!("the fusion head needs at least one block")
         };
         let boa_cross = last_cross.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
         let states = self.norm.forward(&xs.narrow(1, t, a)?, train)?; // (B, A, C)
         let (_, pointed) = self
             .pointer
-            .forward(&states, &last_cross.narrow(2, t, a)?.contiguous()?)?;
+            .forward(&states, &last_scores.narrow(2, t, a)?.contiguous()?)?;
         let grammar = grammar_mask(a, xs.device())?.to_dtype(xs.dtype())?;
         let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
         Ok(FusionOut {

@@ -5,6 +5,7 @@
 //! This file holds the config and the small layers every part shares.
 
 pub mod attention;
+pub mod conv;
 pub mod flash;
 pub mod flash_cpu;
 pub mod fused;
@@ -178,7 +179,7 @@ impl LayerNorm {
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if train {
-            candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
+            fused::layer_norm(xs, &self.weight, &self.bias, self.eps)
         } else {
             candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32)
         }
@@ -203,7 +204,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.apply(&self.fc1)?.gelu()?.apply(&self.fc2)
+        fused::gelu(&xs.apply(&self.fc1)?)?.apply(&self.fc2)
     }
 }
 

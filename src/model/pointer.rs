@@ -3,6 +3,11 @@
 //! Each head's cross-attention is a distribution over patches, so it has an
 //! expected position, `(ū_h, v̄_h) = Σ_i α_hi (u_i, v_i)` (the spatial
 //! soft-argmax of visuomotor policies, Levine, Finn et al. 2016). The pointer
+//! reads the head's own scores `e_hi` at a learned sharpness `γ ≥ 0`,
+//! `α_hi = softmax_i(γ e_hi)`: at `γ = 1` this is exactly the attention the
+//! learner sees, and a larger `γ` keeps a little stray attention on a second
+//! object (the anchor of "the cup left of the ball") from dragging the point
+//! towards it. The pointer
 //! mixes the heads with weights `β = softmax(W_β s)` chosen by the position's
 //! own state `s`, adds a small learned offset `δ = ½ tanh(W_δ s)` (a push ends
 //! beside the object, not on it), and turns the point into logits over the
@@ -26,6 +31,8 @@ pub struct Pointer {
     offset: Linear,
     /// log τ, τ in bins.
     log_tau: Tensor,
+    /// log γ, the sharpness at which the pointer reads the cross scores.
+    log_sharpness: Tensor,
     /// Patch centres, (N, 2), normalised.
     patch_xy: Tensor,
     /// Bin centres in bin units, (256,): 0.5, 1.5, ...
@@ -71,16 +78,28 @@ impl Pointer {
             mix: linear(cfg.hidden_size, cfg.num_attention_heads, vb.pp("mix"))?,
             offset: linear(cfg.hidden_size, 2, vb.pp("offset"))?,
             log_tau: vb.get_with_hints(1, "log_tau", Init::Const(32f64.ln()))?,
+            log_sharpness: match vb.get_with_hints(1, "log_sharpness", Init::Const(0.0)) {
+                Ok(t) => t,
+                // Checkpoints from before the sharpness existed read at γ = 1.
+                Err(_) if !vb.contains_tensor("log_sharpness") => {
+                    Tensor::zeros(1, vb.dtype(), &dev)?
+                }
+                Err(e) => return Err(e),
+            },
             patch_xy: patch_centres(cfg.grid(), &dev)?.to_dtype(vb.dtype())?,
             bins: Tensor::from_vec(bins, NUM_BINS, &dev)?.to_dtype(vb.dtype())?,
         })
     }
 
-    /// `states` (B, A, C): the action positions' final states; `cross`
-    /// (B, H, A, N): their last-block cross-attention. Returns the points
-    /// (B, A, 2) and logits (B, A, ACTION_VOCAB) to add to the head's.
-    pub fn forward(&self, states: &Tensor, cross: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (b, h, a, n) = cross.dims4()?;
+    /// `states` (B, A, C): the action positions' final states; `scores`
+    /// (B, H, A, N): their last-block cross-attention scores, before the
+    /// softmax. Returns the points (B, A, 2) and logits (B, A, ACTION_VOCAB)
+    /// to add to the head's.
+    pub fn forward(&self, states: &Tensor, scores: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, h, a, n) = scores.dims4()?;
+        let cross = super::fused::softmax_last_dim(
+            &scores.broadcast_mul(&self.log_sharpness.exp()?)?,
+        )?;
         // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
         let per_head = cross
             .reshape((b, h * a, n))?
@@ -106,7 +125,7 @@ impl Pointer {
         let kind: Vec<f32> = (0..a)
             .flat_map(|k| [(k % 3 == 0) as u8 as f32, (k % 3 == 1) as u8 as f32])
             .collect();
-        let kind = Tensor::from_vec(kind, (1, a, 2), cross.device())?.to_dtype(x.dtype())?;
+        let kind = Tensor::from_vec(kind, (1, a, 2), scores.device())?.to_dtype(x.dtype())?;
         let x = x.broadcast_mul(&kind.narrow(2, 0, 1)?)?;
         let y = y.broadcast_mul(&kind.narrow(2, 1, 1)?)?;
         let rest = Tensor::zeros((b, a, ACTION_VOCAB - 2 * NUM_BINS), x.dtype(), x.device())?;

@@ -13,7 +13,8 @@
 use candle::{Device, Module, Result, Tensor};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
-use super::{Block, Config, LayerNorm, PositionEmbedding};
+use super::conv::{conv2d_nhwc, ConvGeometry};
+use super::{fused, Block, Config, LayerNorm, PositionEmbedding};
 
 /// Cuts images into non-overlapping patches, row by row.
 /// (B, 3, S, S) -> (B, N, 3·P·P), each patch flattened as (channel, row, column),
@@ -26,6 +27,24 @@ pub fn patchify(pixels: &Tensor, patch: usize) -> Result<Tensor> {
         .permute((0, 2, 4, 1, 3, 5))? // (B, gh, gw, C, P, P)
         .reshape((b, gh * gw, c * patch * patch))
 }
+
+/// [`patchify`] for a channels-last image (B, S, S, C): the same patches,
+/// flattened in the same (channel, row, column) order.
+pub fn patchify_nhwc(features: &Tensor, patch: usize) -> Result<Tensor> {
+    let (b, h, w, c) = features.dims4()?;
+    let (gh, gw) = (h / patch, w / patch);
+    features
+        .reshape((b, gh, patch, gw, patch, c))? // (B, gh, P, gw, P, C)
+        .permute((0, 1, 3, 5, 2, 4))? // (B, gh, gw, C, P, P)
+        .reshape((b, gh * gw, c * patch * patch))
+}
+
+/// The stem's convolutions: 3 × 3, stride 2, padding 1 (each halves the side).
+const STEM: ConvGeometry = ConvGeometry {
+    kernel: 3,
+    stride: 2,
+    padding: 1,
+};
 
 /// Fixed 2-D sine-cosine position codes, (grid², C): the first half of the
 /// channels encodes the column, the second half the row.
@@ -63,14 +82,14 @@ impl VisionEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let n = cfg.num_patches();
         let conv = Conv2dConfig {
-            padding: 1,
-            stride: 2,
+            padding: STEM.padding,
+            stride: STEM.stride,
             ..Default::default()
         };
         let mut stem = Vec::new();
         let mut channels = 3;
         for (i, &c) in cfg.conv_stem.iter().enumerate() {
-            stem.push(conv2d(channels, c, 3, conv, vb.pp(format!("stem.{i}")))?);
+            stem.push(conv2d(channels, c, STEM.kernel, conv, vb.pp(format!("stem.{i}")))?);
             channels = c;
         }
         let patch = cfg.patch_size >> cfg.conv_stem.len();
@@ -101,6 +120,30 @@ impl VisionEncoder {
         })
     }
 
+    /// The conv stem, then the patches: (B, 3, S, S) -> (B, N, C·p·p).
+    /// On the CPU in f32 the convolutions run as im2col + one matmul on
+    /// channels-last features (`conv.rs`); elsewhere as candle's `conv2d`.
+    /// The two are the same function of the same weights (tested).
+    pub fn stem_patches(&self, pixels: &Tensor) -> Result<Tensor> {
+        if self.stem.is_empty() || !fused::fused_here(pixels) {
+            return self.stem_patches_candle(pixels);
+        }
+        let mut features = pixels.permute((0, 2, 3, 1))?; // (B, S, S, 3), a view
+        for conv in &self.stem {
+            features = fused::gelu(&conv2d_nhwc(&features, conv.weight(), conv.bias(), STEM)?)?;
+        }
+        patchify_nhwc(&features, self.patch)
+    }
+
+    /// The same as [`Self::stem_patches`], always through candle's `conv2d`.
+    pub fn stem_patches_candle(&self, pixels: &Tensor) -> Result<Tensor> {
+        let mut features = pixels.clone();
+        for conv in &self.stem {
+            features = fused::gelu(&features.apply(conv)?)?; // (B, C, S/2, S/2)
+        }
+        patchify(&features, self.patch)
+    }
+
     /// The position code of every patch, (N, C).
     pub fn position(&self) -> &Tensor {
         &self.position
@@ -114,11 +157,7 @@ impl VisionEncoder {
         capture: bool,
         train: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let mut features = pixels.clone();
-        for conv in &self.stem {
-            features = features.apply(conv)?.gelu()?; // (B, C, S/2, S/2)
-        }
-        let patches = patchify(&features, self.patch)?; // (B, N, C·p·p)
+        let patches = self.stem_patches(pixels)?; // (B, N, C·p·p)
         let mut xs = self
             .patch_proj
             .forward(&patches)?
@@ -154,6 +193,44 @@ mod tests {
         assert_eq!(&p[0][1][4..6], &[102., 103.]);
         // Patch 2 is the bottom-left block.
         assert_eq!(&p[0][2][..4], &[8., 9., 12., 13.]);
+    }
+
+    #[test]
+    fn patchify_nhwc_matches_patchify() {
+        let v: Vec<f32> = (0..2 * 5 * 8 * 8).map(|i| i as f32).collect();
+        let img = Tensor::from_vec(v, (2, 5, 8, 8), &Device::Cpu).unwrap();
+        let nchw = patchify(&img, 4).unwrap();
+        let nhwc = patchify_nhwc(&img.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap(), 4)
+            .unwrap();
+        assert_eq!(
+            nchw.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            nhwc.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_cpu_stem_matches_candle_conv2d() {
+        let cfg = Config::tiny();
+        assert!(!cfg.conv_stem.is_empty());
+        let vars = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, candle::DType::F32, &Device::Cpu);
+        let enc = VisionEncoder::new(&cfg, vb).unwrap();
+        let s = cfg.image_size;
+        let pixels = Tensor::randn(0f32, 1., (2, 3, s, s), &Device::Cpu).unwrap();
+        let ours = enc.stem_patches(&pixels).unwrap();
+        let candle = enc.stem_patches_candle(&pixels).unwrap();
+        assert_eq!(ours.dims(), &[2, cfg.num_patches(), candle.dim(2).unwrap()]);
+        let diff: f32 = (ours - candle)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
     }
 
     #[test]
