@@ -180,8 +180,9 @@ pub fn conv2d_nhwc(
     let (b, height, width, _) = x.dims4()?;
     let (c_out, c_in, k, _) = weight.dims4()?;
     let (oh, ow) = (geometry.out_size(height), geometry.out_size(width));
-    let rows = x.apply_op1(Im2Col(geometry))?; // (B, OH, OW, k·k·C_in)
-    // (C_out, C_in, k, k) -> (k, k, C_in, C_out) -> (k·k·C_in, C_out): the rows' order.
+    // Rows (B, OH, OW, k·k·C_in), and the kernel in the rows' order:
+    // (C_out, C_in, k, k) -> (k, k, C_in, C_out) -> (k·k·C_in, C_out).
+    let rows = x.apply_op1(Im2Col(geometry))?;
     let kernel = weight
         .permute((2, 3, 1, 0))?
         .contiguous()?
@@ -197,29 +198,9 @@ pub fn conv2d_nhwc(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle::{Device, Var};
+    use crate::model::fused::tests::{max_diff, randn};
+    use candle::Var;
     use candle_nn::{Conv2dConfig, Module};
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     /// Both ways of convolving, from NCHW `x`: candle's conv2d and im2col +
     /// matmul on the channels-last view. Both return NCHW.
@@ -241,11 +222,16 @@ mod tests {
 
     #[test]
     fn im2col_matches_candle_conv2d() {
+        let geo = |kernel, stride, padding| ConvGeometry {
+            kernel,
+            stride,
+            padding,
+        };
         for (g, size, c_in) in [
-            (ConvGeometry { kernel: 3, stride: 2, padding: 1 }, 16, 3),
-            (ConvGeometry { kernel: 3, stride: 2, padding: 1 }, 9, 5),
-            (ConvGeometry { kernel: 3, stride: 1, padding: 0 }, 7, 2),
-            (ConvGeometry { kernel: 1, stride: 1, padding: 0 }, 4, 4),
+            (geo(3, 2, 1), 16, 3),
+            (geo(3, 2, 1), 9, 5),
+            (geo(3, 1, 0), 7, 2),
+            (geo(1, 1, 0), 4, 4),
         ] {
             let x = randn(&[2, c_in, size, size], 1);
             let w = randn(&[6, c_in, g.kernel, g.kernel], 2);
@@ -268,12 +254,22 @@ mod tests {
         let b = Var::from_tensor(&randn(&[5], 6)).unwrap();
         let probe = randn(&[2, 5, 5, 5], 7);
         let (candle, ours) = both(&x, &w, &b, g);
-        let grads = |out: &Tensor| (out * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = |out: &Tensor| {
+            (out * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
         let (gc, go) = (grads(&candle), grads(&ours));
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
             let (a, b) = (gc.get(v).unwrap(), go.get(v).unwrap());
             assert!(max_diff(a, b) < 1e-4, "d{name}");
-            assert!(max_diff(b, &b.zeros_like().unwrap()) > 0.0, "d{name} is zero");
+            assert!(
+                max_diff(b, &b.zeros_like().unwrap()) > 0.0,
+                "d{name} is zero"
+            );
         }
     }
 }

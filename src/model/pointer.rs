@@ -97,9 +97,8 @@ impl Pointer {
     /// to add to the head's.
     pub fn forward(&self, states: &Tensor, scores: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, h, a, n) = scores.dims4()?;
-        let cross = super::fused::softmax_last_dim(
-            &scores.broadcast_mul(&self.log_sharpness.exp()?)?,
-        )?;
+        let cross =
+            super::fused::softmax_last_dim(&scores.broadcast_mul(&self.log_sharpness.exp()?)?)?;
         // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
         let per_head = cross
             .reshape((b, h * a, n))?

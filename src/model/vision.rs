@@ -89,7 +89,13 @@ impl VisionEncoder {
         let mut stem = Vec::new();
         let mut channels = 3;
         for (i, &c) in cfg.conv_stem.iter().enumerate() {
-            stem.push(conv2d(channels, c, STEM.kernel, conv, vb.pp(format!("stem.{i}")))?);
+            stem.push(conv2d(
+                channels,
+                c,
+                STEM.kernel,
+                conv,
+                vb.pp(format!("stem.{i}")),
+            )?);
             channels = c;
         }
         let patch = cfg.patch_size >> cfg.conv_stem.len();
@@ -200,8 +206,8 @@ mod tests {
         let v: Vec<f32> = (0..2 * 5 * 8 * 8).map(|i| i as f32).collect();
         let img = Tensor::from_vec(v, (2, 5, 8, 8), &Device::Cpu).unwrap();
         let nchw = patchify(&img, 4).unwrap();
-        let nhwc = patchify_nhwc(&img.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap(), 4)
-            .unwrap();
+        let nhwc =
+            patchify_nhwc(&img.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap(), 4).unwrap();
         assert_eq!(
             nchw.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             nhwc.flatten_all().unwrap().to_vec1::<f32>().unwrap()
