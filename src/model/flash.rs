@@ -296,22 +296,10 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused::tests::max_diff;
 
     fn randn(shape: (usize, usize, usize, usize)) -> Tensor {
         Tensor::randn(0f32, 1f32, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]

@@ -226,16 +226,7 @@ mod tests {
         let ours = enc.stem_patches(&pixels).unwrap();
         let candle = enc.stem_patches_candle(&pixels).unwrap();
         assert_eq!(ours.dims(), &[2, cfg.num_patches(), candle.dim(2).unwrap()]);
-        let diff: f32 = (ours - candle)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::model::fused::tests::max_diff(&ours, &candle);
         assert!(diff < 1e-4, "{diff}");
     }
 
