@@ -9,7 +9,8 @@ layer-norm eps from config.json, 2-D sine-cosine patch positions (column half
 first), left-padded commands with position ids counted from the first real
 token, a causal mask that also hides the padding, the fusion head over
 [words, <boa>, actions] whose cross-attention keys/values are the patch
-states plus their position codes again, the pointer (Gaussian x/y bin logits
+states plus their position codes again (with `cross_geometry`, plus each
+query's position terms g·(u, v, u²+v²) and the coordinates it looked at), the pointer (Gaussian x/y bin logits
 around the expected patch position of the last block's cross-attention), the
 action-grammar mask added to the logits, and greedy decoding constrained to
 well-formed actions.
@@ -119,6 +120,8 @@ class Vla:
         assert cfg["patch_size"] % (1 << len(self.stem)) == 0, "patch_size must be a multiple of the stem's downsampling"
         self.patch = cfg["patch_size"] >> len(self.stem)  # patch side on the stem's output
         self.patch_xy = patch_centres(self.grid)
+        uv = self.patch_xy * 2 - 1  # the fusion position terms' (u, v, u² + v²) per patch
+        self.phi = torch.cat([uv, (uv * uv).sum(1, keepdim=True)], dim=1)
         self.bins = torch.arange(NUM_BINS, dtype=torch.float32) + 0.5
         # Row k depends on k alone: one table, sliced to the action length at each call.
         self.grammar = grammar_mask(MAX_ACTION_TOKENS)
@@ -204,7 +207,15 @@ class Vla:
             h = layer_norm(self.w, p + ".norm1", x, self.eps)
             x = x + self.attend(p + ".self_attn", h, self.project_kv(p + ".self_attn", h), mask)[0]
             h = layer_norm(self.w, p + ".norm_cross", x, self.eps)
-            c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, None, self.cfg["cross_score_fn"])
+            if self.cfg.get("cross_geometry"):
+                # Position terms: the query asks g·φ of each patch, then hears where it looked.
+                b, s, _ = h.shape
+                g = linear(self.w, p + ".geometry.ask", h).view(b, s, self.h, 3).transpose(1, 2)
+                c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, g @ self.phi.T, self.cfg["cross_score_fn"])
+                looked = (cross @ self.phi).transpose(1, 2).reshape(b, s, 3 * self.h)
+                c = c + linear(self.w, p + ".geometry.tell", looked)
+            else:
+                c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, None, self.cfg["cross_score_fn"])
             x = x + c
             h = layer_norm(self.w, p + ".norm2", x, self.eps)
             x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))

@@ -26,7 +26,7 @@ use crate::action::{self, Action};
 use crate::data::{self, Example};
 use crate::model::vla::Decoding;
 use crate::model::Vla;
-use crate::scene::{sample_command, Family, Lang, Layout};
+use crate::scene::{sample_command, Family, Lang, Layout, Relation};
 use crate::tokens::CommandTokenizer;
 
 /// How close a push must end to the expected point, as a share of the table side.
@@ -52,6 +52,9 @@ pub struct Report {
     pub first_seed: u64,
     /// Keyed "family/lang", e.g. "pick/en".
     pub cells: BTreeMap<String, Metrics>,
+    /// Relational commands again, keyed by relation: "left_of", "next_to", ...
+    /// (both languages), to show which relation the model resolves worst.
+    pub relations: BTreeMap<String, Metrics>,
     pub overall: Metrics,
 }
 
@@ -87,11 +90,15 @@ impl Report {
             s += &row(k, m);
         }
         s += &row("**overall**", &self.overall);
+        for (k, m) in &self.relations {
+            s += &row(&format!("relational: {k}"), m);
+        }
         s
     }
 }
 
 /// Per-example outcome, before averaging.
+#[derive(Clone)]
 struct Outcome {
     success: bool,
     pointing: bool,
@@ -143,6 +150,7 @@ pub fn evaluate(
     let cfg = model.config();
     let size = cfg.image_size as f32;
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut start = first_seed;
     while start < first_seed + scenes {
         let end = (start + CHUNK).min(first_seed + scenes);
@@ -207,14 +215,21 @@ pub fn evaluate(
                     family_name(e.command.family),
                     lang_name(e.command.lang)
                 );
-                outcomes.entry(key).or_default().push(Outcome {
+                let outcome = Outcome {
                     success: succeeded(layout, &e.command, &got),
                     pointing: hit(&mean),
                     head_hits: heads.iter().map(|h| hit(h)).collect(),
                     mass: mean.iter().zip(&e.target).map(|(a, t)| a * t).sum(),
                     token_acc: right as f32 / want.len().max(got_tokens.len()) as f32,
                     pixel_error,
-                });
+                };
+                if let Some(rel) = e.command.relation {
+                    by_relation
+                        .entry(relation_name(rel).to_string())
+                        .or_default()
+                        .push(outcome.clone());
+                }
+                outcomes.entry(key).or_default().push(outcome);
             }
         }
         if let Some(bar) = bar {
@@ -227,10 +242,15 @@ pub fn evaluate(
         .map(|(k, v)| (k.clone(), average(v.iter())))
         .collect();
     let overall = average(outcomes.values().flatten());
+    let relations = by_relation
+        .iter()
+        .map(|(k, v)| (k.clone(), average(v.iter())))
+        .collect();
     Ok(Report {
         scenes,
         first_seed,
         cells,
+        relations,
         overall,
     })
 }
@@ -282,5 +302,15 @@ pub fn lang_name(l: Lang) -> &'static str {
     match l {
         Lang::En => "en",
         Lang::Ko => "ko",
+    }
+}
+
+pub fn relation_name(r: Relation) -> &'static str {
+    match r {
+        Relation::NextTo => "next_to",
+        Relation::LeftOf => "left_of",
+        Relation::RightOf => "right_of",
+        Relation::Above => "above",
+        Relation::Below => "below",
     }
 }

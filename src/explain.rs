@@ -6,7 +6,9 @@
 //! fusion block, and one head is followed (the one that looks most sharply,
 //! unless `--head` says otherwise), because the softmax happens per head.
 //!
-//! 1. **Score**: `e_i = q·k_i/√d` for every patch `i` (the captured raw scores).
+//! 1. **Score**: `e_i = q·k_i/√d` for every patch `i` (the captured raw scores;
+//!    with `cross_geometry`, plus the query's position term, see
+//!    [`crate::model::fusion::Geometry`]).
 //! 2. **Align**: `α = softmax(e)`, recomputed here with the model's own
 //!    [`align`] and checked against the weights the model used; they sum to 1.
 //! 3. **Attend**: `c = Σ α_i v_i` with the model's own [`attend`]; the patches
@@ -195,10 +197,17 @@ pub fn explain(
         head: h + 1,
         heads,
         head_choice,
-        score_fn: match cfg.cross_score_fn {
-            ScoreFn::ScaledDot => format!("scaled dot product, e = q·k/√d with d = {head_dim}"),
-            ScoreFn::Dot => "dot product, e = q·k".into(),
-            ScoreFn::Additive => "additive (Bahdanau), e = vᵀ tanh(q + k)".into(),
+        score_fn: {
+            let content = match cfg.cross_score_fn {
+                ScoreFn::ScaledDot => format!("scaled dot product, e = q·k/√d with d = {head_dim}"),
+                ScoreFn::Dot => "dot product, e = q·k".into(),
+                ScoreFn::Additive => "additive (Bahdanau), e = vᵀ tanh(q + k)".into(),
+            };
+            if cfg.cross_geometry {
+                format!("{content}, plus a position term g·(u, v, u²+v²) the query chose")
+            } else {
+                content
+            }
         },
         head_dim,
         num_patches: n,

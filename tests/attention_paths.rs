@@ -130,6 +130,7 @@ fn hand_config() -> Config {
     cfg.vision_layers = 1;
     cfg.text_layers = 1;
     cfg.fusion_layers = 1;
+    cfg.cross_geometry = false;
     cfg
 }
 
@@ -164,6 +165,12 @@ fn flop_count_matches_a_hand_count() {
     let mut stem = cfg.clone();
     stem.conv_stem = vec![4];
     assert_eq!(flops::vision(&stem), 55296 + 16384 + 4608);
+
+    // Position terms, 2 heads × 3 coordinates over S = 5 positions and N = 4
+    // patches: ask and tell 2 · 2·5·8·6 = 960; g·φ and α·φ 2 · 2·5·4·6 = 480.
+    let mut geo = cfg.clone();
+    geo.cross_geometry = true;
+    assert_eq!(flops::forward(&geo, 3, 2).fusion, fusion + 960 + 480);
 }
 
 #[test]

@@ -206,6 +206,8 @@ fn every_trainable_variable_gets_a_gradient() {
         assert!(names
             .iter()
             .any(|n| n.contains("fusion.blocks.1.cross_attn.q_proj")));
+        assert!(names.iter().any(|n| n.ends_with("geometry.ask.weight")));
+        assert!(names.iter().any(|n| n.ends_with("geometry.tell.weight")));
         if score == ScoreFn::Additive {
             assert!(names.iter().any(|n| n.ends_with("cross_attn.score_v")));
         }

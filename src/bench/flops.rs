@@ -18,7 +18,9 @@
 //! - one fusion pass over S = T + a positions, a of them actions:
 //!   `fusion_layers · (block(S) + 2·linear(S, C, C) + attn(S, N)) + linear(a, C, V)`
 //!   (a block plus the cross-attention's query and output projections and its
-//!   scores over the N patches, then the action head on the a action positions)
+//!   scores over the N patches, then the action head on the a action positions);
+//!   with `cross_geometry`, each block adds `2·linear(S, C, 3H) + 4·S·N·3H`
+//!   for its position terms (H heads, 3 coordinates each)
 //!
 //! A teacher-forced forward pass with A action positions is
 //! `vision + text + keys/values + fusion(T + A, A)`. Greedy decoding as
@@ -93,7 +95,12 @@ pub fn fusion_kv(cfg: &Config) -> u64 {
 pub fn fusion_pass(cfg: &Config, t: u64, a: u64) -> u64 {
     let (n, c) = (cfg.num_patches() as u64, cfg.hidden_size as u64);
     let s = t + a;
-    let per_block = block(cfg, s) + 2 * linear(s, c, c) + attn(s, n, c);
+    let mut per_block = block(cfg, s) + 2 * linear(s, c, c) + attn(s, n, c);
+    if cfg.cross_geometry {
+        // ask and tell projections, then g·φ and α·φ: 3 coordinates per head.
+        let h3 = 3 * cfg.num_attention_heads as u64;
+        per_block += 2 * linear(s, c, h3) + 2 * 2 * s * n * h3;
+    }
     cfg.fusion_layers as u64 * per_block + linear(a, c, ACTION_VOCAB as u64)
 }
 

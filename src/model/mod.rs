@@ -63,6 +63,11 @@ pub struct Config {
     /// Score function of the fusion cross-attention (words/actions -> patches).
     /// Self-attention always uses the scaled dot-product.
     pub cross_score_fn: ScoreFn,
+    /// Relation-aware position terms in the fusion cross-attention (see
+    /// [`fusion::Geometry`]): each query can ask for a place ("left", "near
+    /// the bowl") and learns where it looked. Off in checkpoints from before.
+    #[serde(default)]
+    pub cross_geometry: bool,
     pub vocab_size: usize,
     /// Longest command, in tokens.
     pub max_text_len: usize,
@@ -96,6 +101,7 @@ impl Config {
             fusion_layers: 2,
             position_embedding: PositionEmbedding::Sincos,
             cross_score_fn: ScoreFn::ScaledDot,
+            cross_geometry: true,
             vocab_size: 0,
             max_text_len: 32,
             action_offset: 0,
