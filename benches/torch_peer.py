@@ -201,11 +201,24 @@ class Vla:
         actions = F.embedding(action_ids, self.w["embed_tokens.weight"]) + self.w["fusion.action_position"][:a]
         x = torch.cat([words, actions], dim=1)
         mask = causal_padded_mask([n + a for n in lens], t + a)
-        cross = None
+        logits, cross, _ = self.fusion_rows(x, None, mask, kv, t, 0)
+        return logits, cross[:, :, t]  # (B, A, V), <boa> cross-attention (B, H, N)
+
+    def fusion_rows(self, x, past, mask, kv, start, first):
+        """fusion.rs FusionHead::run + read_out: the blocks over `x`, the positions
+        after the `past` ones (the self-attention KV cache, None for a whole
+        sequence); logits of x's positions from `start` on, which are action
+        positions `first`, `first + 1`, ... Returns the logits, the last block's
+        cross-attention and every block's keys and values so far."""
+        cross, caches = None, []
         for i, kv_i in enumerate(kv):
             p = f"fusion.blocks.{i}"
             h = layer_norm(self.w, p + ".norm1", x, self.eps)
-            x = x + self.attend(p + ".self_attn", h, self.project_kv(p + ".self_attn", h), mask)[0]
+            k, v = self.project_kv(p + ".self_attn", h)
+            if past is not None:
+                k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
+            caches.append((k, v))
+            x = x + self.attend(p + ".self_attn", h, (k, v), mask)[0]
             h = layer_norm(self.w, p + ".norm_cross", x, self.eps)
             if self.cfg.get("cross_geometry"):
                 # Position terms: the query asks g·φ of each patch, then hears where it looked.
@@ -219,12 +232,13 @@ class Vla:
             x = x + c
             h = layer_norm(self.w, p + ".norm2", x, self.eps)
             x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
-        states = layer_norm(self.w, "fusion.norm", x[:, t : t + a], self.eps)  # (B, A, C)
-        _, pointed = self.pointer(states, scores[:, :, t : t + a])
-        logits = (linear(self.w, "fusion.head", states) + pointed) + self.grammar[:a]
-        return logits, cross[:, :, t]  # (B, A, V), <boa> cross-attention (B, H, N)
+        a = x.shape[1] - start
+        states = layer_norm(self.w, "fusion.norm", x[:, start:], self.eps)  # (B, A, C)
+        _, pointed = self.pointer(states, scores[:, :, start:], first)
+        logits = (linear(self.w, "fusion.head", states) + pointed) + self.grammar[first : first + a]
+        return logits, cross, caches
 
-    def pointer(self, states, scores):
+    def pointer(self, states, scores, first=0):
         """pointer.rs Pointer::forward. `states` (B, A, C), `scores` (B, H, A, N): the
         last fusion block's cross-attention scores at the action positions, read at
         the learned sharpness. Returns the points (B, A, 2) and the logits
@@ -242,7 +256,7 @@ class Vla:
             d = point[:, :, i : i + 1] * NUM_BINS - self.bins.view(1, 1, NUM_BINS)  # (B, A, 256)
             return -d.square() / two_tau2
 
-        k = torch.arange(a)
+        k = torch.arange(first, first + a)
         x = axis(0) * (k % 3 == 0).float().view(1, a, 1)  # x bins only at x positions
         y = axis(1) * (k % 3 == 1).float().view(1, a, 1)  # y bins only at y positions
         rest = torch.zeros(b, a, ACTION_VOCAB - 2 * NUM_BINS, dtype=x.dtype)
@@ -254,31 +268,37 @@ class Vla:
         return self.fusion(self.encode_text(ids, lens), lens, action_ids, kv)
 
     def generate(self, pixels, ids, lens):
-        """Greedy decoding constrained to well-formed actions, like Vla::generate."""
+        """Greedy decoding constrained to well-formed actions, like Vla::generate:
+        [words, <boa>] once, then one new position per step against the cached
+        keys and values. The logits already carry the grammar mask, so the
+        argmax is the allowed token candle's decoder picks."""
         kv = self.image_kv(self.encode_image(pixels))
         words = self.encode_text(ids, lens)
-        b = ids.shape[0]
+        b, t = ids.shape
         boa, off = self.cfg["boa_token_id"], self.cfg["action_offset"]
-        seq = [[boa] for _ in range(b)]
-        steps = [[] for _ in range(b)]
-        for _ in range(MAX_ACTION_TOKENS):
-            logits, _ = self.fusion(words, lens, torch.tensor(seq), kv)
-            rows = logits[:, -1].tolist()
-            for r in range(b):
-                done = bool(steps[r]) and steps[r][-1] == END
-                if done:
-                    nxt = END
-                else:
-                    nxt = choose(rows[r], steps[r])
-                    steps[r].append(nxt)
-                seq[r].append(off + nxt)
-            if all(s and s[-1] == END for s in steps):
+        emb, pos = self.w["embed_tokens.weight"], self.w["fusion.action_position"]
+        x = torch.cat([words, F.embedding(torch.full((b, 1), boa), emb) + pos[:1]], dim=1)
+        mask = causal_padded_mask([n + 1 for n in lens], t + 1)
+        logits, _, cache = self.fusion_rows(x, None, mask, kv, t, 0)
+        starts = torch.tensor([t - min(n, t) for n in lens]).view(b, 1, 1, 1)
+        done = torch.zeros(b, dtype=torch.bool)
+        steps = torch.empty(b, 0, dtype=torch.long)
+        for k in range(MAX_ACTION_TOKENS):
+            nxt = logits[:, -1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, END), nxt)
+            steps = torch.cat([steps, nxt.view(b, 1)], dim=1)
+            done = done | (nxt == END)
+            if bool(done.all()) or k + 1 == MAX_ACTION_TOKENS:
                 break
-        return steps
-
-
-def allowed(prefix, i):
-    return allowed_after(len(prefix), i)
+            s = t + k + 2  # positions after this step's
+            x = F.embedding((nxt + off).view(b, 1), emb) + pos[k + 1 : k + 2]
+            mask = torch.where(torch.arange(s).view(1, 1, 1, s) >= starts, 0.0, float("-inf"))
+            logits, _, cache = self.fusion_rows(x, cache, mask, kv, 0, k + 1)
+        # Each command's tokens up to and including its first <eoa>.
+        out = []
+        for row in steps.tolist():
+            out.append(row[: row.index(END) + 1] if END in row else row)
+        return out
 
 
 def allowed_after(n, i):
@@ -292,14 +312,6 @@ def allowed_after(n, i):
     if n % 3 == 1:
         return NUM_BINS <= i < 2 * NUM_BINS
     return OPEN <= i <= CLOSE
-
-
-def choose(row, prefix):
-    best, best_i = float("-inf"), 0
-    for i, x in enumerate(row):
-        if allowed(prefix, i) and x > best:
-            best, best_i = x, i
-    return best_i
 
 
 # ---------------------------------------------------------------- helpers
@@ -430,8 +442,15 @@ def main():
             assert ids.shape[1] == rep["text_len"], "padded length differs from the bench's"
             fwd = median_ms(lambda: model.forward(pixels, ids, lens, action_ids), args.warmup, args.runs)
             gen = median_ms(lambda: model.generate(pixels, ids, lens), args.warmup, args.runs)
+            # The generate stages on their own, to show where the difference is.
+            vis = median_ms(lambda: model.encode_image(pixels), args.warmup, args.runs)
+            txt = median_ms(lambda: model.encode_text(ids, lens), args.warmup, args.runs)
+            st = rep["stages"]
             for what, c, t in (("forward (teacher-forced)", rep["forward"]["median"], fwd),
-                               ("generate (vision+text+decode)", rep["stages"]["model"]["median"], gen)):
+                               ("generate (vision+text+decode)", st["model"]["median"], gen),
+                               ("  of which vision", st["vision"]["median"], vis),
+                               ("  of which text", st["text"]["median"], txt),
+                               ("  of which fusion+decode", st["fusion_decode"]["median"], gen - vis - txt)):
                 print(f"| {bsz} | {what} | {c:.2f} | {t:.2f} | {c / t:.2f} | {bsz / c * 1e3:.1f} | {bsz / t * 1e3:.1f} |")
                 results.append({"batch": bsz, "what": what, "candle_ms": c, "torch_ms": t, "ratio": c / t})
 

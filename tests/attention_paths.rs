@@ -152,13 +152,18 @@ fn flop_count_matches_a_hand_count() {
     let f = flops::forward(&cfg, 3, 2);
     assert_eq!((f.vision, f.text, f.fusion), (vision, text, fusion));
     assert_eq!(f.total(), 82464);
-    // Greedy decoding of 2 tokens runs the fusion head over 1, then 2 actions.
+    // Greedy decoding of 2 tokens runs the fusion head over [words, <boa>]
+    // (S = 4), then one query for a_1 against the 5 cached positions.
     let pass1 = (4 * 2 * 4 * 64 + 4 * 16 * 8 + 2 * 2 * 4 * 8 * 16)
         + 2 * 2 * 4 * 8 * 8
         + 2 * 2 * 4 * 4 * 8
         + 2 * 8 * 515;
+    // One row: self q, k, v, o 4·2·64 = 512; its scores and sum over 5 keys
+    // 4·5·8 = 160; cross q, o 2·2·64 = 256; cross over 4 patches 4·4·8 = 128;
+    // MLP 2·2·8·16 = 512; the head on one position 2·8·515 = 8240.
+    let row = 512 + 160 + 256 + 128 + 512 + 8240;
     let g = flops::generate(&cfg, 3, 2);
-    assert_eq!(g.fusion, 1024 + pass1 + (fusion - 1024));
+    assert_eq!(g.fusion, 1024 + pass1 + row);
 
     // A one-layer stem of 4 channels: a 16×16 output map, 2·16·16·4·9·3 =
     // 55296; the patches are then 8×8 of 4 channels: 2·4·256·8 = 16384.

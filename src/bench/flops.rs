@@ -24,9 +24,12 @@
 //!
 //! A teacher-forced forward pass with A action positions is
 //! `vision + text + keys/values + fusion(T + A, A)`. Greedy decoding as
-//! [`crate::model::Vla::generate`] does it re-runs the fusion head once per
-//! step without a self-attention cache, so k steps cost
-//! `vision + text + keys/values + Σ_{a=1..k} fusion(T + a, a)`.
+//! [`crate::model::Vla::generate`] does it runs `[words, <boa>]` once, then
+//! only the newest position per step against the cached keys and values, so
+//! k steps cost `vision + text + keys/values + fusion(T + 1, 1) +
+//! Σ_{a=2..k} rows(1 query over T + a keys)`, where a row is the block's
+//! per-query terms: `6·linear(1, C, C) + attn(1, T + a) + attn(1, N) +` MLP,
+//! plus the head on that one position.
 //! The additive score function is counted like the dot product (its
 //! `vᵀ tanh(..)` is one multiply-add per element; the tanh is not counted).
 
@@ -93,13 +96,29 @@ pub fn fusion_kv(cfg: &Config) -> u64 {
 
 /// One pass of the fusion head over `t` words and `a` action positions.
 pub fn fusion_pass(cfg: &Config, t: u64, a: u64) -> u64 {
-    let (n, c) = (cfg.num_patches() as u64, cfg.hidden_size as u64);
-    let s = t + a;
-    let mut per_block = block(cfg, s) + 2 * linear(s, c, c) + attn(s, n, c);
+    fusion_rows(cfg, t + a, t + a, a)
+}
+
+/// The fusion head computing `q` new positions against `keys` positions in
+/// all (the new ones included), the action head read out at `a` of them.
+pub fn fusion_rows(cfg: &Config, q: u64, keys: u64, a: u64) -> u64 {
+    let (n, c, i) = (
+        cfg.num_patches() as u64,
+        cfg.hidden_size as u64,
+        cfg.intermediate_size as u64,
+    );
+    // Self-attention (q, k, v, o of the new rows; scores over every key), the
+    // cross-attention's q and o projections and its scores, the MLP.
+    let mut per_block = 4 * linear(q, c, c)
+        + attn(q, keys, c)
+        + 2 * linear(q, c, c)
+        + attn(q, n, c)
+        + linear(q, c, i)
+        + linear(q, i, c);
     if cfg.cross_geometry {
         // ask and tell projections, then g·φ and α·φ: 3 coordinates per head.
         let h3 = 3 * cfg.num_attention_heads as u64;
-        per_block += 2 * linear(s, c, h3) + 2 * 2 * s * n * h3;
+        per_block += 2 * linear(q, c, h3) + 2 * 2 * q * n * h3;
     }
     cfg.fusion_layers as u64 * per_block + linear(a, c, ACTION_VOCAB as u64)
 }
@@ -120,8 +139,9 @@ pub fn generate(cfg: &Config, text_len: usize, steps: usize) -> Flops {
         vision: vision(cfg),
         text: text(cfg, t),
         fusion: fusion_kv(cfg)
-            + (1..=steps as u64)
-                .map(|a| fusion_pass(cfg, t, a))
+            + if steps == 0 { 0 } else { fusion_pass(cfg, t, 1) }
+            + (2..=steps as u64)
+                .map(|a| fusion_rows(cfg, 1, t + a, 1))
                 .sum::<u64>(),
     }
 }

@@ -145,16 +145,25 @@ impl FusionBlock {
         self.cross_attn.project_kv(patches)
     }
 
+    /// `xs` (B, S_new, C) are the positions after the `past` ones, whose
+    /// self-attention keys and values (B, H, S_past, D) a decoder kept (the
+    /// KV cache; `None` for a whole sequence). `mask` (B, 1, S_new, S_past +
+    /// S_new). Also returns the keys and values of all positions so far.
     pub fn forward(
         &self,
         xs: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
         image_kv: &(Tensor, Tensor),
         mask: &Tensor,
         train: bool,
-    ) -> Result<BlockOut> {
-        let (a, self_weights) =
-            self.self_attn
-                .forward(&self.norm1.forward(xs, train)?, None, Some(mask), train)?;
+    ) -> Result<(BlockOut, (Tensor, Tensor))> {
+        let h = self.norm1.forward(xs, train)?;
+        let (k, v) = self.self_attn.project_kv(&h)?;
+        let kv = match past {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+        };
+        let (a, self_weights, _) = self.self_attn.forward_kv(&h, &kv, Some(mask), train)?;
         let xs = (xs + a)?;
         let q_in = self.norm_cross.forward(&xs, train)?;
         let (c, cross_weights, cross_scores) = match &self.geometry {
@@ -171,12 +180,13 @@ impl FusionBlock {
         };
         let xs = (xs + c)?;
         let hidden = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
-        Ok(BlockOut {
+        let out = BlockOut {
             hidden,
             self_weights,
             cross_weights,
             cross_scores,
-        })
+        };
+        Ok((out, kv))
     }
 }
 
@@ -251,44 +261,173 @@ impl FusionHead {
             candle::bail!("{a} action positions, at most {MAX_ACTION_TOKENS}");
         }
         let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
-        let mut xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
+        let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
         let total: Vec<usize> = lens.iter().map(|l| l + a).collect();
         let mask = causal_padded_mask(&total, t + a, xs.device())?.to_dtype(xs.dtype())?;
+        let run = self.run(&xs, None, image_kv, &mask, capture, train)?;
+        let (logits, _) = self.read_out(&run, t, 0, train)?;
+        let boa_cross = run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
+        Ok(FusionOut {
+            logits,
+            self_weights: run.self_weights,
+            cross_weights: run.cross_weights,
+            cross_scores: run.cross_scores,
+            cross_values: run.cross_values,
+            boa_cross,
+        })
+    }
+
+    /// The blocks over `xs`, the positions after the cached ones.
+    fn run(
+        &self,
+        xs: &Tensor,
+        past: Option<&[(Tensor, Tensor)]>,
+        image_kv: &[(Tensor, Tensor)],
+        mask: &Tensor,
+        capture: bool,
+        train: bool,
+    ) -> Result<Run> {
+        let mut xs = xs.clone();
         let (mut self_weights, mut cross_weights) = (Vec::new(), Vec::new());
         let (mut cross_scores, mut cross_values) = (Vec::new(), Vec::new());
-        let mut last_cross = None;
-        let mut last_scores = None;
-        for (block, kv) in self.blocks.iter().zip(image_kv) {
-            let out = block.forward(&xs, kv, &mask, train)?;
-            xs = out.hidden;
+        let mut kv_cache = Vec::with_capacity(self.blocks.len());
+        let mut last = None;
+        for (i, (block, kv)) in self.blocks.iter().zip(image_kv).enumerate() {
+            let (out, self_kv) = block.forward(&xs, past.map(|p| &p[i]), kv, mask, train)?;
+            xs = out.hidden.clone();
             if capture {
-                self_weights.push(out.self_weights);
+                self_weights.push(out.self_weights.clone());
                 cross_weights.push(out.cross_weights.clone());
                 cross_scores.push(out.cross_scores.clone());
                 cross_values.push(kv.1.clone());
             }
-            last_cross = Some(out.cross_weights);
-            last_scores = Some(out.cross_scores);
+            kv_cache.push(self_kv);
+            last = Some(out);
         }
-        let (Some(last_cross), Some(last_scores)) = (last_cross, last_scores) else {
+        let Some(last) = last else {
             candle::bail!("the fusion head needs at least one block")
         };
-        let boa_cross = last_cross.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
-        let states = self.norm.forward(&xs.narrow(1, t, a)?, train)?; // (B, A, C)
-        let (_, pointed) = self
-            .pointer
-            .forward(&states, &last_scores.narrow(2, t, a)?.contiguous()?)?;
-        let grammar = grammar_mask(a, xs.device())?.to_dtype(xs.dtype())?;
-        let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
-        Ok(FusionOut {
-            logits,
+        Ok(Run {
+            last,
+            kv_cache,
             self_weights,
             cross_weights,
             cross_scores,
             cross_values,
-            boa_cross,
         })
     }
+
+    /// Logits (B, A, ACTION_VOCAB) of the action positions in `run`: its
+    /// positions from `from` on, which are action positions `first..`.
+    fn read_out(&self, run: &Run, from: usize, first: usize, train: bool) -> Result<(Tensor, Tensor)> {
+        let hidden = &run.last.hidden;
+        let a = hidden.dim(1)? - from;
+        let states = self.norm.forward(&hidden.narrow(1, from, a)?, train)?; // (B, A, C)
+        let scores = run.last.cross_scores.narrow(2, from, a)?.contiguous()?;
+        let (points, pointed) = self.pointer.forward(&states, &scores, first)?;
+        let grammar = grammar_mask(first + a, hidden.device())?
+            .narrow(0, first, a)?
+            .to_dtype(hidden.dtype())?;
+        let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
+        Ok((logits, points))
+    }
+
+    /// Starts decoding: runs `[words, <boa>]` and keeps every block's
+    /// self-attention keys and values. `boa` (B, 1, C) is the embedded `<boa>`.
+    pub fn decode_start(
+        &self,
+        text: &Tensor,
+        lens: &[usize],
+        boa: &Tensor,
+        image_kv: &[(Tensor, Tensor)],
+    ) -> Result<(DecodeCache, DecodeStep)> {
+        let t = text.dim(1)?;
+        let boa = boa.broadcast_add(&self.action_position.narrow(0, 0, 1)?)?;
+        let xs = Tensor::cat(&[text, &boa], 1)?;
+        let total: Vec<usize> = lens.iter().map(|l| l + 1).collect();
+        let mask = causal_padded_mask(&total, t + 1, xs.device())?.to_dtype(xs.dtype())?;
+        let run = self.run(&xs, None, image_kv, &mask, false, false)?;
+        let (logits, _) = self.read_out(&run, t, 0, false)?;
+        let step = DecodeStep {
+            logits: logits.squeeze(1)?,
+            cross: run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
+        };
+        let cache = DecodeCache {
+            self_kv: run.kv_cache,
+            starts: lens.iter().map(|&l| t - l.min(t)).collect(),
+            len: t + 1,
+            actions: 1,
+        };
+        Ok((cache, step))
+    }
+
+    /// One more action position, `action` (B, 1, C) the embedded token just
+    /// chosen: only its row is computed, against the cached keys and values.
+    pub fn decode_step(
+        &self,
+        cache: &mut DecodeCache,
+        action: &Tensor,
+        image_kv: &[(Tensor, Tensor)],
+    ) -> Result<DecodeStep> {
+        let k = cache.actions;
+        if k >= MAX_ACTION_TOKENS {
+            candle::bail!("{} action positions, at most {MAX_ACTION_TOKENS}", k + 1);
+        }
+        let xs = action.broadcast_add(&self.action_position.narrow(0, k, 1)?)?;
+        // The new position sees every earlier real position and itself.
+        let s = cache.len + 1;
+        let mask: Vec<f32> = cache
+            .starts
+            .iter()
+            .flat_map(|&start| (0..s).map(move |j| if j >= start { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (cache.starts.len(), 1, 1, s), xs.device())?
+            .to_dtype(xs.dtype())?;
+        let run = self.run(&xs, Some(&cache.self_kv), image_kv, &mask, false, false)?;
+        let (logits, _) = self.read_out(&run, 0, k, false)?;
+        let step = DecodeStep {
+            logits: logits.squeeze(1)?,
+            cross: run.last.cross_weights.squeeze(2)?,
+        };
+        cache.self_kv = run.kv_cache;
+        cache.len = s;
+        cache.actions = k + 1;
+        Ok(step)
+    }
+}
+
+/// What [`FusionHead::run`] computed.
+struct Run {
+    /// The last block's output.
+    last: BlockOut,
+    /// Every block's self-attention keys and values, cached ones included.
+    kv_cache: Vec<(Tensor, Tensor)>,
+    self_weights: Vec<Tensor>,
+    cross_weights: Vec<Tensor>,
+    cross_scores: Vec<Tensor>,
+    cross_values: Vec<Tensor>,
+}
+
+/// A decoder's memory between steps: the fusion blocks' self-attention keys
+/// and values of every position so far (the KV cache; the image's keys and
+/// values are cached separately, once per image).
+pub struct DecodeCache {
+    /// Per block, (B, H, S, D).
+    self_kv: Vec<(Tensor, Tensor)>,
+    /// Per command, the first real (unpadded) position.
+    starts: Vec<usize>,
+    /// Positions so far, S.
+    len: usize,
+    /// Action positions so far, `<boa>` included.
+    actions: usize,
+}
+
+/// One decoding step's output for the newest position.
+pub struct DecodeStep {
+    /// (B, ACTION_VOCAB), grammar mask included.
+    pub logits: Tensor,
+    /// The last block's cross-attention of the newest position, (B, H, N).
+    pub cross: Tensor,
 }
 
 #[cfg(test)]
@@ -348,6 +487,54 @@ mod tests {
             // Every patch of the rightmost column ties for head 1's best.
             assert_eq!(argmax(&heads[1]) % grid, grid - 1);
         }
+    }
+
+    #[test]
+    fn cached_decoding_matches_the_whole_sequence() {
+        let dev = Device::Cpu;
+        let mut cfg = Config::tiny();
+        cfg.image_size = 64;
+        cfg.hidden_size = 16;
+        cfg.intermediate_size = 32;
+        let vars = VarMap::new();
+        let head = FusionHead::new(
+            &cfg,
+            crate::model::init::SeededInit::var_builder(&vars, 3, &dev),
+        )
+        .unwrap();
+        let (b, t, a, c) = (2, 5, 4, cfg.hidden_size);
+        let lens = [5, 2]; // the second command is left-padded
+        let text = Tensor::randn(0f32, 1., (b, t, c), &dev).unwrap();
+        let actions = Tensor::randn(0f32, 1., (b, a, c), &dev).unwrap();
+        let patches = Tensor::randn(0f32, 1., (b, cfg.num_patches(), c), &dev).unwrap();
+        let kv = head.image_kv(&patches).unwrap();
+        let whole = head.forward(&text, &lens, &actions, &kv, false, false).unwrap();
+
+        let (mut cache, first) = head
+            .decode_start(&text, &lens, &actions.narrow(1, 0, 1).unwrap(), &kv)
+            .unwrap();
+        let mut rows = vec![first.logits];
+        assert!(max_diff(&first.cross, &whole.boa_cross) < 1e-5);
+        for k in 1..a {
+            let step = head
+                .decode_step(&mut cache, &actions.narrow(1, k, 1).unwrap(), &kv)
+                .unwrap();
+            rows.push(step.logits);
+        }
+        for (k, row) in rows.iter().enumerate() {
+            let want = whole.logits.narrow(1, k, 1).unwrap().squeeze(1).unwrap();
+            let (got, want): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+                (row.to_vec2().unwrap(), want.to_vec2().unwrap());
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                // Tokens the grammar forbids sit near −10⁴, where one f32 step is ~1e-3.
+                let tolerance = if *w < -5e3 { 2e-3 } else { 1e-4 };
+                assert!((g - w).abs() < tolerance, "action position {k}: {g} vs {w}");
+            }
+        }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        crate::model::fused::tests::max_diff(a, b)
     }
 
     #[test]

@@ -91,11 +91,11 @@ impl Pointer {
         })
     }
 
-    /// `states` (B, A, C): the action positions' final states; `scores`
-    /// (B, H, A, N): their last-block cross-attention scores, before the
-    /// softmax. Returns the points (B, A, 2) and logits (B, A, ACTION_VOCAB)
-    /// to add to the head's.
-    pub fn forward(&self, states: &Tensor, scores: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// `states` (B, A, C): the final states of action positions
+    /// `first..first + A`; `scores` (B, H, A, N): their last-block
+    /// cross-attention scores, before the softmax. Returns the points (B, A, 2)
+    /// and logits (B, A, ACTION_VOCAB) to add to the head's.
+    pub fn forward(&self, states: &Tensor, scores: &Tensor, first: usize) -> Result<(Tensor, Tensor)> {
         let (b, h, a, n) = scores.dims4()?;
         let cross =
             super::fused::softmax_last_dim(&scores.broadcast_mul(&self.log_sharpness.exp()?)?)?;
@@ -121,7 +121,7 @@ impl Pointer {
         };
         let (x, y) = (axis(0)?, axis(1)?);
         // Only x positions get the x bins' Gaussian, only y positions the y bins'.
-        let kind: Vec<f32> = (0..a)
+        let kind: Vec<f32> = (first..first + a)
             .flat_map(|k| [(k % 3 == 0) as u8 as f32, (k % 3 == 1) as u8 as f32])
             .collect();
         let kind = Tensor::from_vec(kind, (1, a, 2), scores.device())?.to_dtype(x.dtype())?;

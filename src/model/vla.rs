@@ -252,22 +252,19 @@ impl Vla {
             .collect();
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); b];
         let mut ids: Vec<Vec<u32>> = vec![vec![self.cfg.boa_token_id]; b];
-        let mut last = None;
-        for _ in 0..MAX_ACTION_TOKENS {
-            let a = ids[0].len();
-            let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-            let action_ids = Tensor::from_vec(flat, (b, a), &device)?;
-            let actions = self.embed_tokens.forward(&action_ids)?;
-            let out =
-                self.fusion
-                    .forward(&words, &inputs.text_lens, &actions, &kv, capture, false)?;
-            // Only the newest position's logits matter: (B, ACTION_VOCAB).
-            let logits = out
-                .logits
-                .narrow(1, a - 1, 1)?
-                .squeeze(1)?
-                .to_dtype(DType::F32)?
-                .to_vec2::<f32>()?;
+        // Each step computes only the newest position, against the fusion
+        // blocks' cached keys and values of the earlier ones.
+        let boa = Tensor::from_vec(vec![self.cfg.boa_token_id; b], (b, 1), &device)?;
+        let (mut cache, mut out) = self.fusion.decode_start(
+            &words,
+            &inputs.text_lens,
+            &self.embed_tokens.forward(&boa)?,
+            &kv,
+        )?;
+        let boa_cross = out.cross.clone();
+        for k in 0..MAX_ACTION_TOKENS {
+            let logits = out.logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let mut next_ids = Vec::with_capacity(b);
             for (i, row) in logits.into_iter().enumerate() {
                 let done = steps[i].last().is_some_and(|s| s.token == ActionToken::End);
                 let next = if done {
@@ -279,33 +276,52 @@ impl Vla {
                     steps[i].push(step);
                     token
                 };
-                ids[i].push(self.action_id(next));
+                next_ids.push(self.action_id(next));
             }
-            last = Some(out);
-            if steps
+            let all_done = steps
                 .iter()
-                .all(|s| s.last().is_some_and(|s| s.token == ActionToken::End))
-            {
+                .all(|s| s.last().is_some_and(|s| s.token == ActionToken::End));
+            if all_done || k + 1 == MAX_ACTION_TOKENS {
                 break;
             }
+            for (seq, id) in ids.iter_mut().zip(&next_ids) {
+                seq.push(*id);
+            }
+            let next = Tensor::from_vec(next_ids, (b, 1), &device)?;
+            out = self
+                .fusion
+                .decode_step(&mut cache, &self.embed_tokens.forward(&next)?, &kv)?;
         }
+        // The maps: one teacher-forced pass over the positions decoded, which
+        // gives every row the cached steps computed, and the words' rows too.
+        let maps = if capture {
+            let a = ids[0].len();
+            let flat: Vec<u32> = ids.into_iter().flatten().collect();
+            let actions = self
+                .embed_tokens
+                .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
+            let last = self
+                .fusion
+                .forward(&words, &inputs.text_lens, &actions, &kv, true, false)?;
+            Some(AttentionMaps {
+                vision: vision_maps,
+                text: text_maps,
+                fusion_self: last.self_weights,
+                fusion_cross: last.cross_weights,
+                fusion_cross_scores: last.cross_scores,
+                fusion_cross_values: last.cross_values,
+                text_len: inputs.text_ids.dim(1)?,
+            })
+        } else {
+            None
+        };
         sync(&device)?;
         let t3 = Instant::now();
-        let last = last.ok_or_else(|| anyhow::anyhow!("no decoding step ran"))?;
-        let maps = capture.then(|| AttentionMaps {
-            vision: vision_maps,
-            text: text_maps,
-            fusion_self: last.self_weights.clone(),
-            fusion_cross: last.cross_weights.clone(),
-            fusion_cross_scores: last.cross_scores.clone(),
-            fusion_cross_values: last.cross_values.clone(),
-            text_len: inputs.text_ids.dim(1).unwrap_or(0),
-        });
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         Ok(Generated {
             steps,
             maps,
-            boa_cross: last.boa_cross,
+            boa_cross,
             times: StageTimes {
                 vision: ms(t0, t1),
                 text: ms(t1, t2),
