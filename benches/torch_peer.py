@@ -11,7 +11,8 @@ token, a causal mask that also hides the padding, the fusion head over
 [words, <boa>, actions] whose cross-attention keys/values are the patch
 states plus their position codes again (with `cross_geometry`, plus each
 query's position terms g·(u, v, u²+v²) and the coordinates it looked at), the pointer (Gaussian x/y bin logits
-around the expected patch position of the last block's cross-attention), the
+around the expected patch position of the last block's cross-attention, read
+within `pointer_window` patches of each head's peak when set), the
 action-grammar mask added to the logits, and greedy decoding constrained to
 well-formed actions.
 
@@ -243,7 +244,15 @@ class Vla:
         last fusion block's cross-attention scores at the action positions, read at
         the learned sharpness. Returns the points (B, A, 2) and the logits
         (B, A, ACTION_VOCAB) to add to the head's."""
-        cross = torch.softmax(scores * self.w["fusion.pointer.log_sharpness"].exp(), dim=-1)
+        read = scores * self.w["fusion.pointer.log_sharpness"].exp()
+        r = self.cfg.get("pointer_window")
+        if r is not None:
+            # pointer.rs window_mask: keep the patches within r rows and columns of each row's peak.
+            peak = scores.argmax(-1, keepdim=True)  # (B, H, A, 1)
+            idx = torch.arange(scores.shape[-1])
+            near = ((idx // self.grid - peak // self.grid).abs() <= r) & ((idx % self.grid - peak % self.grid).abs() <= r)
+            read = read + torch.where(near, 0.0, GRAMMAR_BLOCKED)
+        cross = torch.softmax(read, dim=-1)
         b, h, a, n = cross.shape
         per_head = (cross @ self.patch_xy).transpose(1, 2)  # (B, A, H, 2): each head's expected position
         beta = torch.softmax(linear(self.w, "fusion.pointer.mix", states), dim=-1).unsqueeze(2)  # (B, A, 1, H)

@@ -12,6 +12,9 @@
 //! - **attention mass**: the share of that attention on the target's patches.
 //! - **token accuracy** (position by position, greedy decoding) and the mean
 //!   waypoint **pixel error** at the model's image size.
+//!
+//! Relational commands are also reported by relation (next to, left of, ...)
+//! and language, since one relation can be much harder than the rest.
 
 use std::collections::BTreeMap;
 
@@ -52,8 +55,8 @@ pub struct Report {
     pub first_seed: u64,
     /// Keyed "family/lang", e.g. "pick/en".
     pub cells: BTreeMap<String, Metrics>,
-    /// Relational commands again, keyed by relation: "left_of", "next_to", ...
-    /// (both languages), to show which relation the model resolves worst.
+    /// Relational commands again, keyed "relation/lang": "next_to/en", ...,
+    /// to show which relation the model resolves worst.
     pub relations: BTreeMap<String, Metrics>,
     pub overall: Metrics,
 }
@@ -225,7 +228,11 @@ pub fn evaluate(
                 };
                 if let Some(rel) = e.command.relation {
                     by_relation
-                        .entry(relation_name(rel).to_string())
+                        .entry(format!(
+                            "{}/{}",
+                            relation_name(rel),
+                            lang_name(e.command.lang)
+                        ))
                         .or_default()
                         .push(outcome.clone());
                 }

@@ -89,6 +89,9 @@ pub struct Explanation {
     pub top_by_contribution: Vec<PatchLine>,
     /// Cosine between the context and the sum over the top contributors only.
     pub top_cosine: f32,
+    /// With position terms: where the head looked, `Σ α (u, v, u² + v²)`,
+    /// which the block adds to its output through a learned projection.
+    pub looked: Option<[f32; 3]>,
     /// Word × object table: rows (word, per-object mean attention per patch, table).
     pub objects: Vec<String>,
     pub word_object: Vec<(String, Vec<f32>)>,
@@ -186,6 +189,18 @@ pub fn explain(
     let dot: f32 = partial.iter().zip(&context).map(|(a, b)| a * b).sum();
     let top_cosine = dot / (norm(&partial) * norm(&context)).max(f32::MIN_POSITIVE);
     let s = &scores[h];
+    let looked = cfg.cross_geometry.then(|| {
+        let g = cfg.grid() as f32;
+        let mut sum = [0f32; 3];
+        for (i, a) in alpha_v.iter().enumerate() {
+            let u = 2.0 * ((i % cfg.grid()) as f32 + 0.5) / g - 1.0;
+            let v = 2.0 * ((i / cfg.grid()) as f32 + 0.5) / g - 1.0;
+            for (acc, x) in sum.iter_mut().zip([u, v, u * u + v * v]) {
+                *acc += a * x;
+            }
+        }
+        sum
+    });
 
     let (objects_row, word_object) = word_object_table(maps, pred, objects)?;
     let len = pred.command.ids.len();
@@ -221,6 +236,7 @@ pub fn explain(
         context_first: context.iter().take(6).copied().collect(),
         top_by_contribution: by_contrib.iter().map(|&i| line(i)).collect(),
         top_cosine,
+        looked,
         objects: objects_row,
         word_object,
         mask_tokens: pred.command.tokens.clone(),
@@ -410,6 +426,12 @@ impl Explanation {
             self.top_by_contribution.len(),
             self.top_cosine
         )?;
+        if let Some([u, v, r]) = self.looked {
+            writeln!(
+                s,
+                "  and where it looked, Σ_i α_i (u_i, v_i, u_i²+v_i²) = ({u:.3}, {v:.3}, {r:.3}) with u, v in [-1, 1], goes into the output too (the position terms)"
+            )?;
+        }
 
         if !self.word_object.is_empty() {
             writeln!(s)?;

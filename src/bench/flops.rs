@@ -139,7 +139,11 @@ pub fn generate(cfg: &Config, text_len: usize, steps: usize) -> Flops {
         vision: vision(cfg),
         text: text(cfg, t),
         fusion: fusion_kv(cfg)
-            + if steps == 0 { 0 } else { fusion_pass(cfg, t, 1) }
+            + if steps == 0 {
+                0
+            } else {
+                fusion_pass(cfg, t, 1)
+            }
             + (2..=steps as u64)
                 .map(|a| fusion_rows(cfg, 1, t + a, 1))
                 .sum::<u64>(),

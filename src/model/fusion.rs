@@ -319,7 +319,13 @@ impl FusionHead {
 
     /// Logits (B, A, ACTION_VOCAB) of the action positions in `run`: its
     /// positions from `from` on, which are action positions `first..`.
-    fn read_out(&self, run: &Run, from: usize, first: usize, train: bool) -> Result<(Tensor, Tensor)> {
+    fn read_out(
+        &self,
+        run: &Run,
+        from: usize,
+        first: usize,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let hidden = &run.last.hidden;
         let a = hidden.dim(1)? - from;
         let states = self.norm.forward(&hidden.narrow(1, from, a)?, train)?; // (B, A, C)
@@ -379,7 +385,9 @@ impl FusionHead {
         let mask: Vec<f32> = cache
             .starts
             .iter()
-            .flat_map(|&start| (0..s).map(move |j| if j >= start { 0.0 } else { f32::NEG_INFINITY }))
+            .flat_map(|&start| {
+                (0..s).map(move |j| if j >= start { 0.0 } else { f32::NEG_INFINITY })
+            })
             .collect();
         let mask = Tensor::from_vec(mask, (cache.starts.len(), 1, 1, s), xs.device())?
             .to_dtype(xs.dtype())?;
@@ -482,7 +490,13 @@ mod tests {
                 .unwrap();
             let bias = geo.ask(&q).unwrap(); // (1, 2, 1, N)
             assert_eq!(bias.dims4().unwrap(), (1, 2, 1, grid * grid));
-            let heads: Vec<Vec<f32>> = bias.squeeze(0).unwrap().squeeze(1).unwrap().to_vec2().unwrap();
+            let heads: Vec<Vec<f32>> = bias
+                .squeeze(0)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
             assert_eq!(argmax(&heads[0]), row * grid + col, "near ({col}, {row})");
             // Every patch of the rightmost column ties for head 1's best.
             assert_eq!(argmax(&heads[1]) % grid, grid - 1);
@@ -508,7 +522,9 @@ mod tests {
         let actions = Tensor::randn(0f32, 1., (b, a, c), &dev).unwrap();
         let patches = Tensor::randn(0f32, 1., (b, cfg.num_patches(), c), &dev).unwrap();
         let kv = head.image_kv(&patches).unwrap();
-        let whole = head.forward(&text, &lens, &actions, &kv, false, false).unwrap();
+        let whole = head
+            .forward(&text, &lens, &actions, &kv, false, false)
+            .unwrap();
 
         let (mut cache, first) = head
             .decode_start(&text, &lens, &actions.narrow(1, 0, 1).unwrap(), &kv)
@@ -553,7 +569,13 @@ mod tests {
         w[5] = 0.5;
         w[n + 3] = 1.0;
         let w = Tensor::from_vec(w, (1, 2, 1, n), &Device::Cpu).unwrap();
-        let out: Vec<f32> = geo.tell(&w).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let out: Vec<f32> = geo
+            .tell(&w)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let r = 0.5 * (2.0 * 0.75f32 * 0.75) + 0.5 * (2.0 * 0.25f32 * 0.25);
         let want = [-0.5, -0.5, r, 0.0];
         for (g, w) in out.iter().zip(want) {

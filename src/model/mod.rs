@@ -68,6 +68,11 @@ pub struct Config {
     /// the bowl") and learns where it looked. Off in checkpoints from before.
     #[serde(default)]
     pub cross_geometry: bool,
+    /// The pointer reads each head's attention only within this many patches
+    /// of the head's peak (a local soft-argmax; see [`pointer::Pointer`]).
+    /// `None`, as in checkpoints from before, reads the whole image.
+    #[serde(default)]
+    pub pointer_window: Option<usize>,
     pub vocab_size: usize,
     /// Longest command, in tokens.
     pub max_text_len: usize,
@@ -102,6 +107,7 @@ impl Config {
             position_embedding: PositionEmbedding::Sincos,
             cross_score_fn: ScoreFn::ScaledDot,
             cross_geometry: true,
+            pointer_window: Some(1),
             vocab_size: 0,
             max_text_len: 32,
             action_offset: 0,

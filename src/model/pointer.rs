@@ -7,7 +7,11 @@
 //! `α_hi = softmax_i(γ e_hi)`: at `γ = 1` this is exactly the attention the
 //! learner sees, and a larger `γ` keeps a little stray attention on a second
 //! object (the anchor of "the cup left of the ball") from dragging the point
-//! towards it. The pointer
+//! towards it. With a window `r` (`pointer_window`), each head is read only
+//! within `r` patches of its own peak (a local soft-argmax, as keypoint
+//! detectors read heatmaps), so attention left on a neighbouring object
+//! cannot pull the point at all: the peak decides which object, the scores
+//! around it decide where on it. The pointer
 //! mixes the heads with weights `β = softmax(W_β s)` chosen by the position's
 //! own state `s`, adds a small learned offset `δ = ½ tanh(W_δ s)` (a push ends
 //! beside the object, not on it), and turns the point into logits over the
@@ -37,6 +41,31 @@ pub struct Pointer {
     patch_xy: Tensor,
     /// Bin centres in bin units, (256,): 0.5, 1.5, ...
     bins: Tensor,
+    grid: usize,
+    window: Option<usize>,
+}
+
+/// An additive mask (B, H, A, N) that keeps, in every row of `scores`, the
+/// patches within `r` rows and columns of the row's highest score, and
+/// hides the rest with −10⁴. Which patches stay is a choice, not a function
+/// to differentiate: the scores inside the window still carry the gradient.
+pub fn window_mask(scores: &Tensor, grid: usize, r: usize) -> Result<Tensor> {
+    let n = scores.dim(D::Minus1)?;
+    let flat = scores
+        .flatten_all()?
+        .to_dtype(candle::DType::F32)?
+        .to_vec1::<f32>()?;
+    let mut mask = vec![-1e4f32; flat.len()];
+    for (row, out) in flat.chunks(n).zip(mask.chunks_mut(n)) {
+        let peak = (0..n).fold(0, |m, i| if row[i] > row[m] { i } else { m });
+        let (pr, pc) = (peak / grid, peak % grid);
+        for (i, m) in out.iter_mut().enumerate() {
+            if (i / grid).abs_diff(pr) <= r && (i % grid).abs_diff(pc) <= r {
+                *m = 0.0;
+            }
+        }
+    }
+    Tensor::from_vec(mask, scores.shape(), scores.device())?.to_dtype(scores.dtype())
 }
 
 /// Centres of a grid × grid patch layout, row by row, normalised: (N, 2).
@@ -88,6 +117,8 @@ impl Pointer {
             },
             patch_xy: patch_centres(cfg.grid(), &dev)?.to_dtype(vb.dtype())?,
             bins: Tensor::from_vec(bins, NUM_BINS, &dev)?.to_dtype(vb.dtype())?,
+            grid: cfg.grid(),
+            window: cfg.pointer_window,
         })
     }
 
@@ -95,10 +126,18 @@ impl Pointer {
     /// `first..first + A`; `scores` (B, H, A, N): their last-block
     /// cross-attention scores, before the softmax. Returns the points (B, A, 2)
     /// and logits (B, A, ACTION_VOCAB) to add to the head's.
-    pub fn forward(&self, states: &Tensor, scores: &Tensor, first: usize) -> Result<(Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        states: &Tensor,
+        scores: &Tensor,
+        first: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, h, a, n) = scores.dims4()?;
-        let cross =
-            super::fused::softmax_last_dim(&scores.broadcast_mul(&self.log_sharpness.exp()?)?)?;
+        let mut read = scores.broadcast_mul(&self.log_sharpness.exp()?)?;
+        if let Some(r) = self.window {
+            read = (read + window_mask(scores, self.grid, r)?)?;
+        }
+        let cross = super::fused::softmax_last_dim(&read)?;
         // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
         let per_head = cross
             .reshape((b, h * a, n))?
@@ -129,5 +168,32 @@ impl Pointer {
         let y = y.broadcast_mul(&kind.narrow(2, 1, 1)?)?;
         let rest = Tensor::zeros((b, a, ACTION_VOCAB - 2 * NUM_BINS), x.dtype(), x.device())?;
         Ok((point, Tensor::cat(&[x, y, rest], 2)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle::Device;
+
+    #[test]
+    fn the_window_keeps_the_patches_around_each_peak() {
+        // A 4 × 4 grid, two rows: peak at patch 5 (row 1, col 1) and at 15 (row 3, col 3).
+        let mut s = vec![0f32; 32];
+        s[5] = 3.0;
+        s[16 + 15] = 2.0;
+        s[16] = 1.5; // a lesser bump far from the second row's peak
+        let scores = Tensor::from_vec(s, (1, 1, 2, 16), &Device::Cpu).unwrap();
+        let m: Vec<f32> = window_mask(&scores, 4, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let kept =
+            |row: usize| -> Vec<usize> { (0..16).filter(|&i| m[row * 16 + i] == 0.0).collect() };
+        assert_eq!(kept(0), vec![0, 1, 2, 4, 5, 6, 8, 9, 10]);
+        assert_eq!(kept(1), vec![10, 11, 14, 15]);
+        assert!(m[16] < -1e3, "the far bump is hidden");
     }
 }

@@ -300,9 +300,9 @@ impl Vla {
             let actions = self
                 .embed_tokens
                 .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
-            let last = self
-                .fusion
-                .forward(&words, &inputs.text_lens, &actions, &kv, true, false)?;
+            let last =
+                self.fusion
+                    .forward(&words, &inputs.text_lens, &actions, &kv, true, false)?;
             Some(AttentionMaps {
                 vision: vision_maps,
                 text: text_maps,
