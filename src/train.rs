@@ -47,6 +47,10 @@ pub struct TrainConfig {
     /// Training scene seeds, `[start, end)`; must stay below the held-out range.
     pub train_seeds: [u64; 2],
     pub relational_share: f64,
+    /// Curriculum: how often an English relational command that is not
+    /// "next to" is redrawn as one (see [`data::draw_commands_with`]).
+    #[serde(default)]
+    pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
     /// Spread of the x/y bin targets, in bins (0 = plain one-hot).
     pub bin_sigma: f32,
@@ -276,10 +280,11 @@ pub fn shards_for_step(
     for s in 0..cfg.scenes_per_step {
         let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
         let layout = Layout::generate(seed);
-        for command in data::draw_commands(
+        for command in data::draw_commands_with(
             &layout,
             cfg.commands_per_scene,
             cfg.relational_share,
+            cfg.next_to_boost_en,
             &mut rng,
         ) {
             let target =
