@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::maps::{self, Positions};
 use crate::model::attention::{align, attend, causal_mask};
+use crate::model::pointer::patch_centres;
 use crate::model::{AttentionMaps, Config, ScoreFn};
 use crate::pipeline::Prediction;
 
@@ -189,18 +190,19 @@ pub fn explain(
     let dot: f32 = partial.iter().zip(&context).map(|(a, b)| a * b).sum();
     let top_cosine = dot / (norm(&partial) * norm(&context)).max(f32::MIN_POSITIVE);
     let s = &scores[h];
-    let looked = cfg.cross_geometry.then(|| {
-        let g = cfg.grid() as f32;
+    let looked = if cfg.cross_geometry {
+        let centres = patch_centres(cfg.grid(), &device)?.to_vec2::<f32>()?;
         let mut sum = [0f32; 3];
-        for (i, a) in alpha_v.iter().enumerate() {
-            let u = 2.0 * ((i % cfg.grid()) as f32 + 0.5) / g - 1.0;
-            let v = 2.0 * ((i / cfg.grid()) as f32 + 0.5) / g - 1.0;
+        for (a, xy) in alpha_v.iter().zip(&centres) {
+            let (u, v) = (2.0 * xy[0] - 1.0, 2.0 * xy[1] - 1.0);
             for (acc, x) in sum.iter_mut().zip([u, v, u * u + v * v]) {
                 *acc += a * x;
             }
         }
-        sum
-    });
+        Some(sum)
+    } else {
+        None
+    };
 
     let (objects_row, word_object) = word_object_table(maps, pred, objects)?;
     let len = pred.command.ids.len();

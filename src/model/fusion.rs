@@ -255,17 +255,9 @@ impl FusionHead {
         capture: bool,
         train: bool,
     ) -> Result<FusionOut> {
-        let (_, t, _) = text.dims3()?;
-        let a = actions.dim(1)?;
-        if a > MAX_ACTION_TOKENS {
-            candle::bail!("{a} action positions, at most {MAX_ACTION_TOKENS}");
-        }
-        let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
-        let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
-        let total: Vec<usize> = lens.iter().map(|l| l + a).collect();
-        let mask = causal_padded_mask(&total, t + a, xs.device())?.to_dtype(xs.dtype())?;
-        let run = self.run(&xs, None, image_kv, &mask, capture, train)?;
-        let (logits, _) = self.read_out(&run, t, 0, train)?;
+        let t = text.dim(1)?;
+        let run = self.run_whole(text, lens, actions, image_kv, capture, train)?;
+        let logits = self.read_out(&run, t, 0, train)?;
         let boa_cross = run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
         Ok(FusionOut {
             logits,
@@ -275,6 +267,28 @@ impl FusionHead {
             cross_values: run.cross_values,
             boa_cross,
         })
+    }
+
+    /// The blocks over the whole sequence `[words, actions]`, nothing cached.
+    fn run_whole(
+        &self,
+        text: &Tensor,
+        lens: &[usize],
+        actions: &Tensor,
+        image_kv: &[(Tensor, Tensor)],
+        capture: bool,
+        train: bool,
+    ) -> Result<Run> {
+        let t = text.dim(1)?;
+        let a = actions.dim(1)?;
+        if a > MAX_ACTION_TOKENS {
+            candle::bail!("{a} action positions, at most {MAX_ACTION_TOKENS}");
+        }
+        let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
+        let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
+        let total: Vec<usize> = lens.iter().map(|l| l + a).collect();
+        let mask = causal_padded_mask(&total, t + a, xs.device())?.to_dtype(xs.dtype())?;
+        self.run(&xs, None, image_kv, &mask, capture, train)
     }
 
     /// The blocks over `xs`, the positions after the cached ones.
@@ -319,23 +333,16 @@ impl FusionHead {
 
     /// Logits (B, A, ACTION_VOCAB) of the action positions in `run`: its
     /// positions from `from` on, which are action positions `first..`.
-    fn read_out(
-        &self,
-        run: &Run,
-        from: usize,
-        first: usize,
-        train: bool,
-    ) -> Result<(Tensor, Tensor)> {
+    fn read_out(&self, run: &Run, from: usize, first: usize, train: bool) -> Result<Tensor> {
         let hidden = &run.last.hidden;
         let a = hidden.dim(1)? - from;
         let states = self.norm.forward(&hidden.narrow(1, from, a)?, train)?; // (B, A, C)
         let scores = run.last.cross_scores.narrow(2, from, a)?.contiguous()?;
-        let (points, pointed) = self.pointer.forward(&states, &scores, first)?;
+        let (_, pointed) = self.pointer.forward(&states, &scores, first)?;
         let grammar = grammar_mask(first + a, hidden.device())?
             .narrow(0, first, a)?
             .to_dtype(hidden.dtype())?;
-        let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
-        Ok((logits, points))
+        (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)
     }
 
     /// Starts decoding: runs `[words, <boa>]` and keeps every block's
@@ -348,19 +355,14 @@ impl FusionHead {
         image_kv: &[(Tensor, Tensor)],
     ) -> Result<(DecodeCache, DecodeStep)> {
         let t = text.dim(1)?;
-        let boa = boa.broadcast_add(&self.action_position.narrow(0, 0, 1)?)?;
-        let xs = Tensor::cat(&[text, &boa], 1)?;
-        let total: Vec<usize> = lens.iter().map(|l| l + 1).collect();
-        let mask = causal_padded_mask(&total, t + 1, xs.device())?.to_dtype(xs.dtype())?;
-        let run = self.run(&xs, None, image_kv, &mask, false, false)?;
-        let (logits, _) = self.read_out(&run, t, 0, false)?;
+        let run = self.run_whole(text, lens, boa, image_kv, false, false)?;
         let step = DecodeStep {
-            logits: logits.squeeze(1)?,
+            logits: self.read_out(&run, t, 0, false)?.squeeze(1)?,
             cross: run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
         };
         let cache = DecodeCache {
             self_kv: run.kv_cache,
-            starts: lens.iter().map(|&l| t - l.min(t)).collect(),
+            lens: lens.to_vec(),
             len: t + 1,
             actions: 1,
         };
@@ -380,21 +382,16 @@ impl FusionHead {
             candle::bail!("{} action positions, at most {MAX_ACTION_TOKENS}", k + 1);
         }
         let xs = action.broadcast_add(&self.action_position.narrow(0, k, 1)?)?;
-        // The new position sees every earlier real position and itself.
+        // The new position's row of the whole sequence's mask: it sees every
+        // earlier real position and itself.
         let s = cache.len + 1;
-        let mask: Vec<f32> = cache
-            .starts
-            .iter()
-            .flat_map(|&start| {
-                (0..s).map(move |j| if j >= start { 0.0 } else { f32::NEG_INFINITY })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (cache.starts.len(), 1, 1, s), xs.device())?
+        let total: Vec<usize> = cache.lens.iter().map(|l| l + k + 1).collect();
+        let mask = causal_padded_mask(&total, s, xs.device())?
+            .narrow(2, s - 1, 1)?
             .to_dtype(xs.dtype())?;
         let run = self.run(&xs, Some(&cache.self_kv), image_kv, &mask, false, false)?;
-        let (logits, _) = self.read_out(&run, 0, k, false)?;
         let step = DecodeStep {
-            logits: logits.squeeze(1)?,
+            logits: self.read_out(&run, 0, k, false)?.squeeze(1)?,
             cross: run.last.cross_weights.squeeze(2)?,
         };
         cache.self_kv = run.kv_cache;
@@ -422,8 +419,8 @@ struct Run {
 pub struct DecodeCache {
     /// Per block, (B, H, S, D).
     self_kv: Vec<(Tensor, Tensor)>,
-    /// Per command, the first real (unpadded) position.
-    starts: Vec<usize>,
+    /// Per command, its real (unpadded) length in words.
+    lens: Vec<usize>,
     /// Positions so far, S.
     len: usize,
     /// Action positions so far, `<boa>` included.

@@ -54,6 +54,21 @@ pub struct AttentionMaps {
     pub text_len: usize,
 }
 
+impl AttentionMaps {
+    /// The maps of one pass: the encoders' and the fusion head's as captured.
+    fn of(vision: Vec<Tensor>, text: Vec<Tensor>, fusion: &FusionOut, text_len: usize) -> Self {
+        Self {
+            vision,
+            text,
+            fusion_self: fusion.self_weights.clone(),
+            fusion_cross: fusion.cross_weights.clone(),
+            fusion_cross_scores: fusion.cross_scores.clone(),
+            fusion_cross_values: fusion.cross_values.clone(),
+            text_len,
+        }
+    }
+}
+
 /// Decoding options. `temperature: None` (or 0) means greedy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decoding {
@@ -211,15 +226,7 @@ impl Vla {
         let out = self
             .fusion
             .forward(&words, &inputs.text_lens, &actions, &kv, capture, train)?;
-        let maps = AttentionMaps {
-            vision: vision_maps,
-            text: text_maps,
-            fusion_self: out.self_weights.clone(),
-            fusion_cross: out.cross_weights.clone(),
-            fusion_cross_scores: out.cross_scores.clone(),
-            fusion_cross_values: out.cross_values.clone(),
-            text_len: inputs.text_ids.dim(1)?,
-        };
+        let maps = AttentionMaps::of(vision_maps, text_maps, &out, inputs.text_ids.dim(1)?);
         Ok((out, maps))
     }
 
@@ -300,18 +307,15 @@ impl Vla {
             let actions = self
                 .embed_tokens
                 .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
-            let last =
-                self.fusion
-                    .forward(&words, &inputs.text_lens, &actions, &kv, true, false)?;
-            Some(AttentionMaps {
-                vision: vision_maps,
-                text: text_maps,
-                fusion_self: last.self_weights,
-                fusion_cross: last.cross_weights,
-                fusion_cross_scores: last.cross_scores,
-                fusion_cross_values: last.cross_values,
-                text_len: inputs.text_ids.dim(1)?,
-            })
+            let out = self
+                .fusion
+                .forward(&words, &inputs.text_lens, &actions, &kv, true, false)?;
+            Some(AttentionMaps::of(
+                vision_maps,
+                text_maps,
+                &out,
+                inputs.text_ids.dim(1)?,
+            ))
         } else {
             None
         };
