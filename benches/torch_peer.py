@@ -8,7 +8,8 @@ dot-product (or dot, or additive) attention, candle's tanh-approximated GELU,
 layer-norm eps from config.json, 2-D sine-cosine patch positions (column half
 first), left-padded commands with position ids counted from the first real
 token, a causal mask that also hides the padding, the fusion head over
-[words, <boa>, actions] whose cross-attention keys/values are the patch
+[words, <boa>, actions] (its words reading each other both ways with
+`prefix_lm`, the actions causal) whose cross-attention keys/values are the patch
 states plus their position codes again (with `cross_geometry`, plus each
 query's position terms g·(u, v, u²+v²) and the coordinates it looked at), the pointer (Gaussian x/y bin logits
 around the expected patch position of the last block's cross-attention, read
@@ -108,6 +109,25 @@ def causal_padded_mask(lens, t):
     return torch.stack(masks)[:, None]
 
 
+def fusion_mask(cfg, lens, t, a):
+    """(B, 1, T+A, T+A), attention.rs prefix_padded_mask with `prefix_lm`: the
+    real words see every real word, the actions see the real words and the
+    actions up to themselves, a padding slot sees only itself. Without it,
+    the causal mask over [words, actions]."""
+    if not cfg.get("prefix_lm"):
+        return causal_padded_mask([n + a for n in lens], t + a)
+    s = t + a
+    i = torch.arange(s)[:, None]
+    j = torch.arange(s)[None, :]
+    masks = []
+    for n in lens:
+        start = t - min(n, t)
+        real = (i >= start) & (j >= start)
+        visible = (j == i) | (real & ((j < t) | (j <= i)))
+        masks.append(torch.where(visible, 0.0, float("-inf")))
+    return torch.stack(masks)[:, None]
+
+
 class Vla:
     def __init__(self, cfg, weights, threads):
         self.cfg = cfg
@@ -201,7 +221,7 @@ class Vla:
         a = action_ids.shape[1]
         actions = F.embedding(action_ids, self.w["embed_tokens.weight"]) + self.w["fusion.action_position"][:a]
         x = torch.cat([words, actions], dim=1)
-        mask = causal_padded_mask([n + a for n in lens], t + a)
+        mask = fusion_mask(self.cfg, lens, t, a)
         logits, cross, _ = self.fusion_rows(x, None, mask, kv, t, 0)
         return logits, cross[:, :, t]  # (B, A, V), <boa> cross-attention (B, H, N)
 
@@ -287,7 +307,7 @@ class Vla:
         boa, off = self.cfg["boa_token_id"], self.cfg["action_offset"]
         emb, pos = self.w["embed_tokens.weight"], self.w["fusion.action_position"]
         x = torch.cat([words, F.embedding(torch.full((b, 1), boa), emb) + pos[:1]], dim=1)
-        mask = causal_padded_mask([n + 1 for n in lens], t + 1)
+        mask = fusion_mask(self.cfg, lens, t, 1)
         logits, _, cache = self.fusion_rows(x, None, mask, kv, t, 0)
         starts = torch.tensor([t - min(n, t) for n in lens]).view(b, 1, 1, 1)
         done = torch.zeros(b, dtype=torch.bool)

@@ -238,7 +238,19 @@ fn save_then_load_gives_identical_logits_from_a_dir_and_a_hub_cache() {
         .unwrap()
         .load(&Device::Cpu, DType::F32)
         .unwrap();
-    assert_eq!(logits(&loaded, &b), want);
+    // Loaded weights are plain tensors, so the CPU runs the fused inference
+    // kernels (src/model/dense.rs) where the trainable model ran candle's
+    // ops: the same function, summed in a different order.
+    let from_dir = logits(&loaded, &b);
+    // Relative to 1 or the logit: the grammar mask puts forbidden tokens near
+    // -1e4, where one f32 step is already ~1e-3.
+    let off = from_dir
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0f32, f32::max);
+    assert!(off < 1e-4, "loaded logits are {off} off");
+    let want = from_dir;
 
     // A Hugging Face cache laid out as hf-hub writes it:
     // models--owner--name/{refs/main, snapshots/<commit>/<files>}.

@@ -69,8 +69,9 @@ pub fn score(kind: ScoreFn, q: &Tensor, k: &Tensor, v_add: Option<&Tensor>) -> R
 /// Step 2. `train` picks the softmax made of primitive ops, which has a
 /// backward pass; the fused `softmax_last_dim` is faster but has none.
 pub fn align(scores: &Tensor, train: bool) -> Result<Tensor> {
-    if train {
-        // One pass forward and back (candle's own fused softmax has no backward).
+    if train || super::fused::fused_here(scores) {
+        // One vectorised pass, forward and back (candle's own fused softmax
+        // has no backward, and on the CPU calls libm's expf per value).
         super::fused::softmax_last_dim(scores)
     } else {
         candle_nn::ops::softmax_last_dim(scores)
@@ -106,6 +107,28 @@ pub fn causal_padded_mask(lens: &[usize], t: usize, device: &Device) -> Result<T
         }
     }
     Tensor::from_vec(mask, (lens.len(), 1, t, t), device)
+}
+
+/// A prefix-LM mask over `[words, actions]`: the `t` word positions (left
+/// padded; sequence `b` has `lens[b]` real words) see every real word, before
+/// or after them, and the `a` action positions see every real word and the
+/// actions up to themselves. The command is read both ways, the actions are
+/// still generated one at a time. A query always sees itself; a padding
+/// slot sees only itself. Shape (B, 1, T + A, T + A).
+pub fn prefix_padded_mask(lens: &[usize], t: usize, a: usize, device: &Device) -> Result<Tensor> {
+    let s = t + a;
+    let mut mask = Vec::with_capacity(lens.len() * s * s);
+    for &len in lens {
+        let start = t - len.min(t);
+        for i in 0..s {
+            for j in 0..s {
+                let real = i >= start && j >= start;
+                let visible = j == i || (real && (j < t || j <= i));
+                mask.push(if visible { 0.0 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    Tensor::from_vec(mask, (lens.len(), 1, s, s), device)
 }
 
 /// Multi-head attention with its own Q, K, V and output projections.
@@ -166,8 +189,16 @@ impl Attention {
     /// Keys and values for a context, projected and split into heads. A decoder
     /// computes these once for the image and reuses them at every step.
     pub fn project_kv(&self, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
-        let k = self.split_heads(&ctx.apply(&self.k_proj)?)?;
-        let v = self.split_heads(&ctx.apply(&self.v_proj)?)?;
+        let k = self.split_heads(&super::dense::linear(
+            ctx,
+            &self.k_proj,
+            super::dense::Act::None,
+        )?)?;
+        let v = self.split_heads(&super::dense::linear(
+            ctx,
+            &self.v_proj,
+            super::dense::Act::None,
+        )?)?;
         Ok((k, v))
     }
 
@@ -186,6 +217,24 @@ impl Attention {
         Ok((out, weights))
     }
 
+    /// Self-attention with no mask, when nobody needs the weights: at
+    /// inference one fused pass per (image, head) (`dense::self_attention`),
+    /// otherwise [`Attention::forward`]. Returns (B, T, C).
+    pub fn forward_unmapped(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        use super::dense::{self, Act};
+        let fused = !train
+            && self.score_fn == ScoreFn::ScaledDot
+            && dense::inference_here(xs, self.q_proj.weight());
+        if !fused {
+            return Ok(self.forward(xs, None, None, train)?.0);
+        }
+        let q = dense::linear(xs, &self.q_proj, Act::None)?;
+        let k = dense::linear(xs, &self.k_proj, Act::None)?;
+        let v = dense::linear(xs, &self.v_proj, Act::None)?;
+        let out = dense::self_attention(&q, &k, &v, self.num_heads)?;
+        dense::linear(&out, &self.o_proj, Act::None)
+    }
+
     /// Like [`Attention::forward`], with keys and values from
     /// [`Attention::project_kv`]; also returns the raw scores (B, H, Tq, Tk)
     /// of step 1, before the mask.
@@ -197,7 +246,11 @@ impl Attention {
         train: bool,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, c) = xs.dims3()?;
-        let q = self.split_heads(&xs.apply(&self.q_proj)?)?; // (B, H, Tq, D)
+        let q = self.split_heads(&super::dense::linear(
+            xs,
+            &self.q_proj,
+            super::dense::Act::None,
+        )?)?; // (B, H, Tq, D)
         let (k, v) = kv; // (B, H, Tk, D)
         let scores = score(self.score_fn, &q, k, self.score_v.as_ref())?; // (B, H, Tq, Tk)
         let weights = match mask {
@@ -206,7 +259,11 @@ impl Attention {
         };
         let out = attend(&weights, v)?; // (B, H, Tq, D)
         let out = out.transpose(1, 2)?.reshape((b, t, c))?; // (B, Tq, C)
-        Ok((out.apply(&self.o_proj)?, weights, scores))
+        Ok((
+            super::dense::linear(&out, &self.o_proj, super::dense::Act::None)?,
+            weights,
+            scores,
+        ))
     }
 }
 
@@ -307,5 +364,27 @@ mod tests {
         }
         // sequence 0 has one real token at column 2: row 2 sees only column 2.
         assert_eq!(&m[6..9], &[f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0]);
+    }
+
+    #[test]
+    fn prefix_mask_reads_the_words_both_ways_and_the_actions_causally() {
+        // Three word slots (one padding slot), two actions.
+        let m = prefix_padded_mask(&[2], 3, 2, &dev()).unwrap();
+        let m: Vec<Vec<bool>> = vals(m)
+            .chunks(5)
+            .map(|r| r.iter().map(|x| *x == 0.0).collect())
+            .collect();
+        let (o, x) = (true, false);
+        assert_eq!(m[0], vec![o, x, x, x, x]); // padding sees only itself
+        assert_eq!(m[1], vec![x, o, o, x, x]); // the first word sees the word after it
+        assert_eq!(m[2], vec![x, o, o, x, x]);
+        assert_eq!(m[3], vec![x, o, o, o, x]); // <boa>: every word, not a_1
+        assert_eq!(m[4], vec![x, o, o, o, o]);
+        // The action rows are the causal mask's rows.
+        let c: Vec<bool> = vals(causal_padded_mask(&[4], 5, &dev()).unwrap())
+            .iter()
+            .map(|x| *x == 0.0)
+            .collect();
+        assert_eq!(&c[15..25], &[m[3].clone(), m[4].clone()].concat()[..]);
     }
 }

@@ -57,6 +57,45 @@ struct Col2Im {
     width: usize,
 }
 
+/// The im2col rows of output row `oy` of image `bi`: `dst` (OW, k·k·C),
+/// zeroed beforehand (the taps that fall in the padding stay 0). `x` is the
+/// input from its start offset, with `strides` for (B, H, W, C).
+pub(crate) fn im2col_row(
+    x: &[f32],
+    strides: [usize; 4],
+    (h, w, c): (usize, usize, usize),
+    g: ConvGeometry,
+    bi: usize,
+    oy: usize,
+    dst: &mut [f32],
+) {
+    let [sb, sh, sw, sc] = strides;
+    let (ow, k) = (g.out_size(w), g.kernel);
+    let row = k * k * c;
+    for ky in 0..k {
+        let Some(iy) = g.input_at(oy, ky, h) else {
+            continue;
+        };
+        for ox in 0..ow {
+            for kx in 0..k {
+                let Some(ix) = g.input_at(ox, kx, w) else {
+                    continue;
+                };
+                let src = bi * sb + iy * sh + ix * sw;
+                let at = ox * row + (ky * k + kx) * c;
+                let dst = &mut dst[at..at + c];
+                if sc == 1 {
+                    dst.copy_from_slice(&x[src..src + c]);
+                } else {
+                    for (ci, d) in dst.iter_mut().enumerate() {
+                        *d = x[src + ci * sc];
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
         "im2col"
@@ -74,36 +113,14 @@ impl CustomOp1 for Im2Col {
         };
         let x = &x[l.start_offset()..];
         let g = self.0;
-        let (oh, ow, k) = (g.out_size(h), g.out_size(w), g.kernel);
-        let row = k * k * c;
+        let (oh, ow) = (g.out_size(h), g.out_size(w));
+        let row = g.kernel * g.kernel * c;
         let mut out = vec![0f32; b * oh * ow * row];
         // One chunk per output row of one image: (OW, k·k·C) values.
         out.par_chunks_mut(ow * row)
             .enumerate()
             .for_each(|(by, dst)| {
-                let (bi, oy) = (by / oh, by % oh);
-                for ky in 0..k {
-                    let Some(iy) = g.input_at(oy, ky, h) else {
-                        continue;
-                    };
-                    for ox in 0..ow {
-                        for kx in 0..k {
-                            let Some(ix) = g.input_at(ox, kx, w) else {
-                                continue;
-                            };
-                            let src = bi * sb + iy * sh + ix * sw;
-                            let at = ox * row + (ky * k + kx) * c;
-                            let dst = &mut dst[at..at + c];
-                            if sc == 1 {
-                                dst.copy_from_slice(&x[src..src + c]);
-                            } else {
-                                for (ci, d) in dst.iter_mut().enumerate() {
-                                    *d = x[src + ci * sc];
-                                }
-                            }
-                        }
-                    }
-                }
+                im2col_row(x, [sb, sh, sw, sc], (h, w, c), g, by / oh, by % oh, dst)
             });
         Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, row))))
     }

@@ -59,17 +59,19 @@ impl CustomOp1 for Softmax {
         let x = slice(s, l, self.name())?;
         let n = *l.dims().last().unwrap_or(&1);
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
+        // Whole rows per parallel chunk, about CHUNK values each.
+        let rows = (CHUNK / n.max(1)).max(1) * n.max(1);
+        out.par_chunks_mut(rows)
+            .zip(x.par_chunks(rows))
             .for_each(|(y, x)| {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = (x - max).exp();
-                    sum += *y;
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU has the features the function was compiled for.
+                    return unsafe { softmax_rows_avx2(y, x, n) };
                 }
-                let inv = 1.0 / sum;
-                y.iter_mut().for_each(|y| *y *= inv);
+                for (y, x) in y.chunks_mut(n).zip(x.chunks(n)) {
+                    softmax_row(y, x)
+                }
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -124,17 +126,18 @@ const GELU_C: f32 = 0.044_715;
 struct Gelu;
 struct GeluBwd;
 
-/// `tanh` without a libm call, so a loop of it vectorises:
-/// `tanh x = 1 − 2 / (e^{2x} + 1)`, with `e^{2x}` as `2ⁿ · e^r`, n rounded by
-/// the 1.5·2²³ trick and `e^r` (|r| ≤ ln2/2) by the degree-6 polynomial of
-/// Cephes' `expf`. Absolute error below 3e-7 (tested against `f32::tanh`).
+/// `e^x` without a libm call, so a loop of it vectorises: `2ⁿ · e^r`, with n
+/// rounded by the 1.5·2²³ trick and `e^r` (|r| ≤ ln2/2) by the degree-6
+/// polynomial of Cephes' `expf`. Relative error below 2e-7 on [-87, 20];
+/// exactly 0 below -87 (so a −∞ mask gives a weight of exactly 0), clamped
+/// at 20 above (the callers never go higher).
 #[inline(always)]
-pub fn tanh_fast(x: f32) -> f32 {
+pub fn exp_fast(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
-    let y = (2.0 * x).clamp(-20.0, 20.0);
+    let y = x.clamp(-87.0, 20.0);
     let n = (y * LOG2E + ROUND) - ROUND;
     let r = y - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
@@ -144,8 +147,75 @@ pub fn tanh_fast(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5; // Cephes: 5.0000001e-1, which is 0.5 in f32
     let er = p * r * r + r + 1.0;
-    let e2x = er * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let e = er * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// `tanh` without a libm call: `tanh x = 1 − 2 / (e^{2x} + 1)` with
+/// [`exp_fast`]. Absolute error below 3e-7 (tested against `f32::tanh`).
+#[inline(always)]
+pub fn tanh_fast(x: f32) -> f32 {
+    let e2x = exp_fast((2.0 * x).clamp(-20.0, 20.0));
     1.0 - 2.0 / (e2x + 1.0)
+}
+
+/// One row of softmax: `y = exp(x − max x) / Σ`. The max and the sum keep
+/// eight partial results each, so the compiler can vectorise them (a single
+/// running float sum has to go one value at a time).
+#[inline(always)]
+fn softmax_row(y: &mut [f32], x: &[f32]) {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    let max = chunks.remainder().iter().copied().fold(
+        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        f32::max,
+    );
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = exp_fast(x - max);
+    }
+    let mut lanes = [0f32; 8];
+    let mut chunks = y.chunks_exact(8);
+    for c in &mut chunks {
+        for (s, &v) in lanes.iter_mut().zip(c) {
+            *s += v;
+        }
+    }
+    let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    y.iter_mut().for_each(|y| *y *= inv);
+}
+
+/// Softmax in place over each row of `n` values of `xs`, on this thread.
+pub fn softmax_rows(xs: &mut [f32], n: usize) {
+    let mut row = vec![0f32; n];
+    for x in xs.chunks_mut(n) {
+        row[..x.len()].copy_from_slice(x);
+        let src = &row[..x.len()];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU has the features the function was compiled for.
+            unsafe { softmax_rows_avx2(x, src, src.len()) };
+            continue;
+        }
+        softmax_row(x, src);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_rows_avx2(y: &mut [f32], x: &[f32], n: usize) {
+    for (y, x) in y.chunks_mut(n).zip(x.chunks(n)) {
+        softmax_row(y, x)
+    }
 }
 
 #[inline(always)]
@@ -162,6 +232,30 @@ fn gelu_bwd(dx: &mut [f32], x: &[f32], g: &[f32]) {
         let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
         *dx = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
     }
+}
+
+/// GELU in place, for the inference kernels' epilogue (`dense.rs`).
+pub fn gelu_in_place(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { gelu_in_place_avx2(xs) };
+    }
+    gelu_in_place_scalar(xs)
+}
+
+#[inline(always)]
+fn gelu_in_place_scalar(xs: &mut [f32]) {
+    for x in xs.iter_mut() {
+        let v = *x;
+        *x = 0.5 * v * (1.0 + tanh_fast(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v)));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
+    gelu_in_place_scalar(xs)
 }
 
 /// The same loops compiled for AVX2, chosen at run time.
@@ -454,6 +548,22 @@ pub(crate) mod tests {
         let (y2, g2) = value_and_grad(|x| candle_nn::ops::softmax(x, D::Minus1).unwrap(), &x, &r);
         assert!(max_diff(&y1, &y2) < 1e-6);
         assert!(max_diff(&g1, &g2) < 1e-5, "{}", max_diff(&g1, &g2));
+    }
+
+    #[test]
+    fn fast_exp_matches_exp() {
+        for i in -870_000..=200_000 {
+            let x = i as f32 / 10_000.0;
+            let (got, want) = (exp_fast(x), x.exp());
+            assert!(
+                (got - want).abs() <= 2e-7 * want,
+                "exp({x}) = {want}, got {got}"
+            );
+        }
+        // A masked score gives a weight of exactly zero.
+        assert_eq!(exp_fast(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_fast(-100.0), 0.0);
+        assert!(exp_fast(f32::NAN).is_nan());
     }
 
     #[test]

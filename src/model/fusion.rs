@@ -2,7 +2,9 @@
 //!
 //! Its sequence is the command's hidden states followed by the action tokens
 //! so far, starting with `<boa>`: `[w_1 .. w_T, <boa>, a_1, .., a_k]`. Each block
-//! lets every position attend causally to the positions before it, then
+//! lets every position attend causally to the positions before it (with
+//! `prefix_lm`, the words attend to each other both ways, as in PaliGemma's
+//! prefix-LM: a word can hear what comes after it in the command), then
 //! **cross-attend** to the image patches (queries from text and action
 //! positions, keys and values from the patches), then runs an MLP. The hidden
 //! state at `<boa>` predicts `a_1`, the state at `a_1` predicts `a_2`, and so on:
@@ -20,7 +22,7 @@
 use candle::{Result, Tensor};
 use candle_nn::{linear, Init, Linear, VarBuilder};
 
-use super::attention::causal_padded_mask;
+use super::attention::{causal_padded_mask, prefix_padded_mask};
 use super::pointer::{grammar_mask, patch_centres, Pointer};
 use super::{Attention, Config, LayerNorm, Mlp, ScoreFn};
 use crate::action::{ACTION_VOCAB, MAX_ACTION_TOKENS};
@@ -198,6 +200,8 @@ pub struct FusionHead {
     norm: LayerNorm,
     head: Linear,
     pointer: Pointer,
+    /// Whether the words read each other both ways (see [`Config::prefix_lm`]).
+    prefix_lm: bool,
 }
 
 /// What the fusion head returns for one forward pass.
@@ -234,6 +238,7 @@ impl FusionHead {
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
             head: linear(cfg.hidden_size, ACTION_VOCAB, vb.pp("head"))?,
             pointer: Pointer::new(cfg, vb.pp("pointer"))?,
+            prefix_lm: cfg.prefix_lm,
         })
     }
 
@@ -286,9 +291,19 @@ impl FusionHead {
         }
         let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
         let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
-        let total: Vec<usize> = lens.iter().map(|l| l + a).collect();
-        let mask = causal_padded_mask(&total, t + a, xs.device())?.to_dtype(xs.dtype())?;
+        let mask = self.mask(lens, t, a, xs.device())?.to_dtype(xs.dtype())?;
         self.run(&xs, None, image_kv, &mask, capture, train)
+    }
+
+    /// The self-attention mask over `[words, actions]`, (B, 1, T + A, T + A):
+    /// causal, or with `prefix_lm` the words read both ways.
+    fn mask(&self, lens: &[usize], t: usize, a: usize, device: &candle::Device) -> Result<Tensor> {
+        if self.prefix_lm {
+            prefix_padded_mask(lens, t, a, device)
+        } else {
+            let total: Vec<usize> = lens.iter().map(|l| l + a).collect();
+            causal_padded_mask(&total, t + a, device)
+        }
     }
 
     /// The blocks over `xs`, the positions after the cached ones.
@@ -385,8 +400,9 @@ impl FusionHead {
         // The new position's row of the whole sequence's mask: it sees every
         // earlier real position and itself.
         let s = cache.len + 1;
-        let total: Vec<usize> = cache.lens.iter().map(|l| l + k + 1).collect();
-        let mask = causal_padded_mask(&total, s, xs.device())?
+        let t = cache.len - k;
+        let mask = self
+            .mask(&cache.lens, t, k + 1, xs.device())?
             .narrow(2, s - 1, 1)?
             .to_dtype(xs.dtype())?;
         let run = self.run(&xs, Some(&cache.self_kv), image_kv, &mask, false, false)?;
@@ -502,17 +518,59 @@ mod tests {
 
     #[test]
     fn cached_decoding_matches_the_whole_sequence() {
-        let dev = Device::Cpu;
+        for prefix_lm in [false, true] {
+            cached_decoding_matches(prefix_lm);
+        }
+    }
+
+    fn small_head(prefix_lm: bool) -> (FusionHead, Config) {
         let mut cfg = Config::tiny();
         cfg.image_size = 64;
         cfg.hidden_size = 16;
         cfg.intermediate_size = 32;
+        cfg.prefix_lm = prefix_lm;
         let vars = VarMap::new();
         let head = FusionHead::new(
             &cfg,
-            crate::model::init::SeededInit::var_builder(&vars, 3, &dev),
+            crate::model::init::SeededInit::var_builder(&vars, 3, &Device::Cpu),
         )
         .unwrap();
+        (head, cfg)
+    }
+
+    #[test]
+    fn with_prefix_lm_a_word_hears_the_words_after_it() {
+        let dev = Device::Cpu;
+        for prefix_lm in [false, true] {
+            let (head, cfg) = small_head(prefix_lm);
+            let (t, c) = (4, cfg.hidden_size);
+            let text = Tensor::randn(0f32, 1., (1, t, c), &dev).unwrap();
+            // The same command with its last word changed.
+            let last = Tensor::randn(0f32, 1., (1, 1, c), &dev).unwrap();
+            let other = Tensor::cat(&[&text.narrow(1, 0, t - 1).unwrap(), &last], 1).unwrap();
+            let boa = Tensor::randn(0f32, 1., (1, 1, c), &dev).unwrap();
+            let patches = Tensor::randn(0f32, 1., (1, cfg.num_patches(), c), &dev).unwrap();
+            let kv = head.image_kv(&patches).unwrap();
+            let first_word = |words: &Tensor| {
+                let out = head.forward(words, &[t], &boa, &kv, true, false).unwrap();
+                // The last block's cross-attention of word 1.
+                out.cross_weights[1].narrow(2, 0, 1).unwrap()
+            };
+            let moved = max_diff(&first_word(&text), &first_word(&other));
+            if prefix_lm {
+                assert!(moved > 1e-4, "word 1 did not hear the last word: {moved}");
+            } else {
+                assert!(
+                    moved < 1e-6,
+                    "the causal head let word 1 see the future: {moved}"
+                );
+            }
+        }
+    }
+
+    fn cached_decoding_matches(prefix_lm: bool) {
+        let dev = Device::Cpu;
+        let (head, cfg) = small_head(prefix_lm);
         let (b, t, a, c) = (2, 5, 4, cfg.hidden_size);
         let lens = [5, 2]; // the second command is left-padded
         let text = Tensor::randn(0f32, 1., (b, t, c), &dev).unwrap();
@@ -541,7 +599,10 @@ mod tests {
             for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
                 // Tokens the grammar forbids sit near −10⁴, where one f32 step is ~1e-3.
                 let tolerance = if *w < -5e3 { 2e-3 } else { 1e-4 };
-                assert!((g - w).abs() < tolerance, "action position {k}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() < tolerance,
+                    "prefix_lm {prefix_lm}, action position {k}: {g} vs {w}"
+                );
             }
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod dense;
 pub mod flash;
 pub mod flash_cpu;
 pub mod fused;
@@ -73,6 +74,11 @@ pub struct Config {
     /// `None`, as in checkpoints from before, reads the whole image.
     #[serde(default)]
     pub pointer_window: Option<usize>,
+    /// The fusion head reads the command both ways (a prefix-LM mask: every
+    /// word sees every word; actions stay causal). Off, as in checkpoints
+    /// from before, every fusion position attends only backwards.
+    #[serde(default)]
+    pub prefix_lm: bool,
     pub vocab_size: usize,
     /// Longest command, in tokens.
     pub max_text_len: usize,
@@ -108,6 +114,7 @@ impl Config {
             cross_score_fn: ScoreFn::ScaledDot,
             cross_geometry: true,
             pointer_window: Some(1),
+            prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,
             action_offset: 0,
@@ -216,7 +223,10 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        fused::gelu(&xs.apply(&self.fc1)?)?.apply(&self.fc2)
+        // At inference each linear is one fused pass (dense.rs); in training,
+        // candle's ops and the fused GELU, which have backward passes.
+        let hidden = dense::linear(xs, &self.fc1, dense::Act::Gelu)?;
+        dense::linear(&hidden, &self.fc2, dense::Act::None)
     }
 }
 
@@ -256,9 +266,21 @@ impl Block {
         let (a, weights) = self
             .attn
             .forward(&self.norm1.forward(xs, train)?, None, mask, train)?;
-        let xs = (xs + a)?;
-        let xs = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
-        Ok((xs, weights))
+        Ok((self.feed_forward(&(xs + a)?, train)?, weights))
+    }
+
+    /// [`Block::forward`] with no mask and no weights kept: the attention
+    /// can then run fused (see [`Attention::forward_unmapped`]).
+    pub fn forward_unmapped(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let a = self
+            .attn
+            .forward_unmapped(&self.norm1.forward(xs, train)?, train)?;
+        self.feed_forward(&(xs + a)?, train)
+    }
+
+    /// The block's second half: `x + mlp(ln(x))`.
+    fn feed_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        xs + self.norm2.forward(xs, train)?.apply(&self.mlp)?
     }
 }
 

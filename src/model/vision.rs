@@ -10,10 +10,11 @@
 //! and colour features before the patches are cut (the "hybrid" ViT of the
 //! original paper); it makes a small ViT learn from little data much faster.
 
-use candle::{Device, Module, Result, Tensor};
+use candle::{Device, Result, Tensor};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
 use super::conv::{conv2d_nhwc, ConvGeometry};
+use super::dense::{self, Act};
 use super::{fused, Block, Config, LayerNorm, PositionEmbedding};
 
 /// Cuts images into non-overlapping patches, row by row.
@@ -128,7 +129,8 @@ impl VisionEncoder {
 
     /// The conv stem, then the patches: (B, 3, S, S) -> (B, N, C·p·p).
     /// On the CPU in f32 the convolutions run as im2col + one matmul on
-    /// channels-last features (`conv.rs`); elsewhere as candle's `conv2d`.
+    /// channels-last features (`conv.rs`; at inference, tile by tile with
+    /// the bias and GELU fused in, `dense.rs`); elsewhere as candle's `conv2d`.
     /// The two are the same function of the same weights (tested).
     pub fn stem_patches(&self, pixels: &Tensor) -> Result<Tensor> {
         if self.stem.is_empty() || !fused::fused_here(pixels) {
@@ -136,7 +138,14 @@ impl VisionEncoder {
         }
         let mut features = pixels.permute((0, 2, 3, 1))?; // (B, S, S, 3), a view
         for conv in &self.stem {
-            features = fused::gelu(&conv2d_nhwc(&features, conv.weight(), conv.bias(), STEM)?)?;
+            let (w, b) = (conv.weight(), conv.bias());
+            features = match b {
+                // Not training: one pass of im2col tiles, gemm, bias and GELU.
+                Some(b) if dense::inference_here(&features, w) => {
+                    dense::conv2d_nhwc(&features, w, b, STEM, Act::Gelu)?
+                }
+                _ => fused::gelu(&conv2d_nhwc(&features, w, b, STEM)?)?,
+            };
         }
         patchify_nhwc(&features, self.patch)
     }
@@ -164,16 +173,16 @@ impl VisionEncoder {
         train: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let patches = self.stem_patches(pixels)?; // (B, N, C·p·p)
-        let mut xs = self
-            .patch_proj
-            .forward(&patches)?
-            .broadcast_add(&self.position)?;
+        let mut xs =
+            dense::linear(&patches, &self.patch_proj, Act::None)?.broadcast_add(&self.position)?;
         let mut maps = Vec::new();
         for block in &self.blocks {
-            let (next, weights) = block.forward(&xs, None, train)?;
-            xs = next;
             if capture {
+                let (next, weights) = block.forward(&xs, None, train)?;
+                xs = next;
                 maps.push(weights);
+            } else {
+                xs = block.forward_unmapped(&xs, train)?;
             }
         }
         Ok((self.norm.forward(&xs, train)?, maps))
@@ -183,6 +192,47 @@ impl VisionEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fused_inference_path_matches_the_trainable_one() {
+        use candle_nn::VarMap;
+        let dev = Device::Cpu;
+        let mut cfg = Config::tiny();
+        cfg.image_size = 64;
+        cfg.hidden_size = 32;
+        cfg.intermediate_size = 64;
+        let vars = VarMap::new();
+        let trainable = VisionEncoder::new(
+            &cfg,
+            crate::model::init::SeededInit::var_builder(&vars, 1, &dev),
+        )
+        .unwrap();
+        // The same weights as plain tensors, as a loaded checkpoint has them.
+        let frozen: std::collections::HashMap<String, Tensor> = vars
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let loaded = VisionEncoder::new(
+            &cfg,
+            VarBuilder::from_tensors(frozen, candle::DType::F32, &dev),
+        )
+        .unwrap();
+        let px = Tensor::randn(0f32, 1., (3, 3, 64, 64), &dev).unwrap();
+        let w = |e: &VisionEncoder| e.stem[0].weight().clone();
+        assert!(!dense::inference_here(&px, &w(&trainable)));
+        assert!(dense::inference_here(&px, &w(&loaded)));
+        let (want, _) = trainable.forward(&px, false, false).unwrap();
+        let (got, _) = loaded.forward(&px, false, false).unwrap();
+        let diff = crate::model::fused::tests::max_diff(&got, &want);
+        assert!(diff < 1e-4, "fused inference path is {diff} off");
+        // Capturing the maps takes the unfused attention: the same states.
+        let (mapped, maps) = loaded.forward(&px, true, false).unwrap();
+        assert_eq!(maps.len(), cfg.vision_layers);
+        assert!(crate::model::fused::tests::max_diff(&mapped, &got) < 1e-4);
+    }
 
     #[test]
     fn patchify_keeps_each_patch_together() {

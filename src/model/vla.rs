@@ -42,7 +42,8 @@ pub struct AttentionMaps {
     pub vision: Vec<Tensor>,
     /// Causal self-attention over the command: (B, H, T, T).
     pub text: Vec<Tensor>,
-    /// Fusion causal self-attention over `[words, <boa>, actions]`: (B, H, S, S).
+    /// Fusion self-attention over `[words, <boa>, actions]` (causal; with
+    /// `prefix_lm` the words see each other both ways): (B, H, S, S).
     pub fusion_self: Vec<Tensor>,
     /// Fusion cross-attention from `[words, <boa>, actions]` to patches: (B, H, S, N).
     pub fusion_cross: Vec<Tensor>,
