@@ -39,8 +39,16 @@ pub enum Act {
 /// Whether the fused inference kernels apply: f32 on the CPU, and weights
 /// that no gradient flows to (a trained `Var` tracks its ops; loaded
 /// weights do not).
+///
+/// `VLA_DEMO_KERNELS=candle` in the environment turns them off, so a
+/// benchmark can compare them with candle's own ops in the same build.
 pub fn inference_here(x: &Tensor, weight: &Tensor) -> bool {
-    fused::fused_here(x) && !weight.track_op()
+    fused::fused_here(x) && !weight.track_op() && enabled()
+}
+
+fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("VLA_DEMO_KERNELS").map_or(true, |v| v != "candle"))
 }
 
 /// `act(x Wᵀ + b)` for a candle `Linear` and any `x` (…, K): the fused

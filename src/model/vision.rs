@@ -136,6 +136,12 @@ impl VisionEncoder {
         if self.stem.is_empty() || !fused::fused_here(pixels) {
             return self.stem_patches_candle(pixels);
         }
+        patchify_nhwc(&self.stem_features(pixels)?, self.patch)
+    }
+
+    /// The conv stem on the CPU in f32: (B, 3, S, S) -> channels-last
+    /// features (B, S', S', C).
+    fn stem_features(&self, pixels: &Tensor) -> Result<Tensor> {
         let mut features = pixels.permute((0, 2, 3, 1))?; // (B, S, S, 3), a view
         for conv in &self.stem {
             let (w, b) = (conv.weight(), conv.bias());
@@ -147,7 +153,7 @@ impl VisionEncoder {
                 _ => fused::gelu(&conv2d_nhwc(&features, w, b, STEM)?)?,
             };
         }
-        patchify_nhwc(&features, self.patch)
+        Ok(features)
     }
 
     /// The same as [`Self::stem_patches`], always through candle's `conv2d`.
@@ -157,6 +163,36 @@ impl VisionEncoder {
             features = fused::gelu(&features.apply(conv)?)?; // (B, C, S/2, S/2)
         }
         patchify(&features, self.patch)
+    }
+
+    /// Pixels to the tokens the blocks read: conv stem, patches, linear
+    /// projection, plus the position codes. (B, 3, S, S) -> (B, N, C).
+    fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
+        let proj = &self.patch_proj;
+        if let Some(bias) = proj.bias() {
+            if !self.stem.is_empty() && dense::inference_here(pixels, proj.weight()) {
+                // Cutting P × P patches and projecting each is a convolution
+                // with a P × P kernel and stride P, so at inference it runs
+                // as one more pass of im2col tiles: no patchified copy of the
+                // stem's features is ever made.
+                let features = self.stem_features(pixels)?; // (B, S', S', C)
+                let (hidden, _) = proj.weight().dims2()?;
+                let c = features.dim(3)?;
+                let w = proj.weight().reshape((hidden, c, self.patch, self.patch))?;
+                let g = ConvGeometry {
+                    kernel: self.patch,
+                    stride: self.patch,
+                    padding: 0,
+                };
+                let tokens = dense::conv2d_nhwc(&features, &w, bias, g, Act::None)?;
+                let (b, gh, gw, _) = tokens.dims4()?;
+                return tokens
+                    .reshape((b, gh * gw, hidden))?
+                    .broadcast_add(&self.position);
+            }
+        }
+        let patches = self.stem_patches(pixels)?; // (B, N, C·p·p)
+        dense::linear(&patches, proj, Act::None)?.broadcast_add(&self.position)
     }
 
     /// The position code of every patch, (N, C).
@@ -172,9 +208,7 @@ impl VisionEncoder {
         capture: bool,
         train: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let patches = self.stem_patches(pixels)?; // (B, N, C·p·p)
-        let mut xs =
-            dense::linear(&patches, &self.patch_proj, Act::None)?.broadcast_add(&self.position)?;
+        let mut xs = self.embed(pixels)?;
         let mut maps = Vec::new();
         for block in &self.blocks {
             if capture {
