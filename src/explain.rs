@@ -15,8 +15,9 @@
 //!    whose `α_i v_i` are longest contribute most.
 //!
 //! Then the word × object table (the notes' "Le chat est noir" alignment
-//! table, with objects in place of French words) and the decoder's causal
-//! mask as a ○/× table.
+//! table, with objects in place of French words), the decoder's causal
+//! mask as a ○/× table, and the fusion head's mask (with `prefix_lm`, the
+//! words see each other both ways; the action tokens stay causal).
 
 use std::fmt::Write as _;
 
@@ -25,7 +26,7 @@ use candle::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::maps::{self, Positions};
-use crate::model::attention::{align, attend, causal_mask};
+use crate::model::attention::{align, attend, causal_mask, causal_padded_mask, prefix_padded_mask};
 use crate::model::pointer::patch_centres;
 use crate::model::{AttentionMaps, Config, ScoreFn};
 use crate::pipeline::Prediction;
@@ -99,6 +100,12 @@ pub struct Explanation {
     pub mask_tokens: Vec<String>,
     /// mask[q][k]: may query token q see key token k?
     pub causal_mask: Vec<Vec<bool>>,
+    /// Whether the fusion head reads the words both ways (`prefix_lm`).
+    pub prefix_lm: bool,
+    /// The fusion head's self-attention mask over the words, `<boa>` and
+    /// the first action token: `fusion_mask_tokens` label its rows and columns.
+    pub fusion_mask_tokens: Vec<String>,
+    pub fusion_mask: Vec<Vec<bool>>,
 }
 
 /// Builds the explanation from a prediction made with `capture = true`.
@@ -207,6 +214,20 @@ pub fn explain(
     let (objects_row, word_object) = word_object_table(maps, pred, objects)?;
     let len = pred.command.ids.len();
     let mask = causal_mask(len, &device)?.to_vec2::<f32>()?;
+    // [words, <boa>, a_1]: enough to show how the words and the actions differ.
+    let fusion = if cfg.prefix_lm {
+        prefix_padded_mask(&[len], len, 2, &device)?
+    } else {
+        causal_padded_mask(&[len + 2], len + 2, &device)?
+    };
+    let fusion = fusion.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
+    let mut fusion_mask_tokens = pred.command.tokens.clone();
+    fusion_mask_tokens.extend(["<boa>".to_string(), "a_1".to_string()]);
+    let visible = |m: &[Vec<f32>]| -> Vec<Vec<bool>> {
+        m.iter()
+            .map(|r| r.iter().map(|x| x.is_finite()).collect())
+            .collect()
+    };
     Ok(Explanation {
         command: command.to_string(),
         layer: last + 1,
@@ -242,10 +263,10 @@ pub fn explain(
         objects: objects_row,
         word_object,
         mask_tokens: pred.command.tokens.clone(),
-        causal_mask: mask
-            .iter()
-            .map(|r| r.iter().map(|x| x.is_finite()).collect())
-            .collect(),
+        causal_mask: visible(&mask),
+        prefix_lm: cfg.prefix_lm,
+        fusion_mask_tokens,
+        fusion_mask: visible(&fusion),
     })
 }
 
@@ -480,28 +501,46 @@ impl Explanation {
             s,
             "Causal mask of the command decoder: ○ = may attend, × = hidden (the future)"
         )?;
-        let w = self
-            .mask_tokens
-            .iter()
-            .map(|t| display_width(t))
-            .max()
-            .unwrap_or(1)
-            .max(5)
-            + 2;
-        write!(s, "  {}", pad("q \\ k", w))?;
-        for t in &self.mask_tokens {
-            write!(s, "{}", pad(t, w))?;
+        mask_table(s, &self.mask_tokens, &self.causal_mask)?;
+        writeln!(s)?;
+        if self.prefix_lm {
+            writeln!(
+                s,
+                "Mask of the fusion head's self-attention (prefix-LM): the words see each other \
+                 both ways, <boa> and the action tokens only what came before them"
+            )?;
+        } else {
+            writeln!(
+                s,
+                "Mask of the fusion head's self-attention: causal, as in the decoder"
+            )?;
+        }
+        mask_table(s, &self.fusion_mask_tokens, &self.fusion_mask)
+    }
+}
+
+/// A ○/× table: row = query token, column = key token.
+fn mask_table(s: &mut String, tokens: &[String], rows: &[Vec<bool>]) -> std::fmt::Result {
+    let w = tokens
+        .iter()
+        .map(|t| display_width(t))
+        .max()
+        .unwrap_or(1)
+        .max(5)
+        + 2;
+    write!(s, "  {}", pad("q \\ k", w))?;
+    for t in tokens {
+        write!(s, "{}", pad(t, w))?;
+    }
+    writeln!(s)?;
+    for (t, row) in tokens.iter().zip(rows) {
+        write!(s, "  {}", pad(t, w))?;
+        for &ok in row {
+            write!(s, "{}", pad(if ok { "○" } else { "×" }, w))?;
         }
         writeln!(s)?;
-        for (t, row) in self.mask_tokens.iter().zip(&self.causal_mask) {
-            write!(s, "  {}", pad(t, w))?;
-            for &ok in row {
-                write!(s, "{}", pad(if ok { "○" } else { "×" }, w))?;
-            }
-            writeln!(s)?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -314,6 +314,15 @@ fn explain_walks_the_three_steps_and_the_weights_sum_to_one() {
     );
     assert!(j["align_check"].as_f64().unwrap() < 1e-5);
     assert_eq!(j["top_by_score"].as_array().unwrap().len(), 5);
+    // The decoder's mask hides the next word; the shipped fusion head's
+    // prefix-LM mask lets the first word see the last, and <boa> not a_1.
+    let words = j["mask_tokens"].as_array().unwrap().len();
+    assert!(!j["causal_mask"][0][1].as_bool().unwrap());
+    assert!(j["prefix_lm"].as_bool().unwrap());
+    assert!(j["fusion_mask"][0][words - 1].as_bool().unwrap());
+    assert!(!j["fusion_mask"][0][words].as_bool().unwrap());
+    assert!(!j["fusion_mask"][words][words + 1].as_bool().unwrap());
+    assert!(j["fusion_mask"][words + 1][0].as_bool().unwrap());
     let sum_line = format!("sum of all {} weights = 1.0000", j["num_patches"]);
     let r = run_in(
         dir.path(),
@@ -333,6 +342,7 @@ fn explain_walks_the_three_steps_and_the_weights_sum_to_one() {
         sum_line.as_str(),
         "Word × object",
         "red cup",
+        "prefix-LM",
         "○",
         "×",
     ] {
