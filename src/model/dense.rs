@@ -170,16 +170,6 @@ fn epilogue(dst: &mut [f32], bias: &[f32], act: Act) {
     }
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle::bail!("{what}: f32 only");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle::bail!("{what}: the input must be contiguous"),
-    }
-}
-
 /// x (M, K), w (N, K), b (N) -> act(x wᵀ + b) (M, N).
 struct Dense(Act);
 
@@ -198,9 +188,9 @@ impl CustomOp3 for Dense {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (
-            f32s(s1, l1, "dense")?,
-            f32s(s2, l2, "dense")?,
-            f32s(s3, l3, "dense")?,
+            fused::slice(s1, l1, "dense")?,
+            fused::slice(s2, l2, "dense")?,
+            fused::slice(s3, l3, "dense")?,
         );
         let (m, k) = l1.shape().dims2()?;
         let (n, _) = l2.shape().dims2()?;
@@ -246,7 +236,7 @@ impl CustomOp3 for Conv {
         let &[sb, sh, sw, sc] = l1.stride() else {
             candle::bail!("conv: want four strides");
         };
-        let (wts, bias) = (f32s(s2, l2, "conv")?, f32s(s3, l3, "conv")?);
+        let (wts, bias) = (fused::slice(s2, l2, "conv")?, fused::slice(s3, l3, "conv")?);
         let g = self.geometry;
         let (oh, ow) = (g.out_size(h), g.out_size(w));
         let row = g.kernel * g.kernel * c;
@@ -339,9 +329,9 @@ impl CustomOp3 for SelfAttention {
     ) -> Result<(CpuStorage, Shape)> {
         let what = self.name();
         let (q, k, v) = (
-            f32s(s1, l1, what)?,
-            f32s(s2, l2, what)?,
-            f32s(s3, l3, what)?,
+            fused::slice(s1, l1, what)?,
+            fused::slice(s2, l2, what)?,
+            fused::slice(s3, l3, what)?,
         );
         let (b, t, c) = l1.shape().dims3()?;
         let (h, d) = (self.heads, c / self.heads);

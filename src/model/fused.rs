@@ -31,7 +31,8 @@ use rayon::prelude::*;
 /// Elements per parallel chunk of the elementwise kernels.
 const CHUNK: usize = 1 << 14;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 values of a contiguous CPU tensor, or an error naming `what`.
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         candle::bail!("{what}: the fused CPU kernels take f32 only");
     };
