@@ -129,10 +129,12 @@ const CONV_TILE_VALUES: usize = 64 * 1024;
 
 /// `dst (R, N) = lhs (R, K) · wᵀ`, `w` (N, K) row-major, on this thread.
 fn gemm_tile(dst: &mut [f32], lhs: &[f32], w: &[f32], r: usize, k: usize, n: usize) {
-    debug_assert!(dst.len() == r * n && lhs.len() == r * k && w.len() == n * k);
+    assert!(
+        dst.len() == r * n && lhs.len() == r * k && w.len() == n * k,
+        "gemm tile: sizes do not fit"
+    );
     // SAFETY: the three slices have exactly the sizes the strides walk over
-    // (checked above in debug builds and by construction at every call site),
-    // and `dst` does not alias the inputs.
+    // (asserted above), and `dst` does not alias the inputs.
     unsafe {
         gemm::gemm(
             r,
@@ -194,6 +196,13 @@ impl CustomOp3 for Dense {
         );
         let (m, k) = l1.shape().dims2()?;
         let (n, _) = l2.shape().dims2()?;
+        if w.len() != n * k || b.len() != n {
+            candle::bail!(
+                "dense: weights {:?} and bias {:?} do not fit {k} inputs",
+                l2.dims(),
+                l3.dims()
+            );
+        }
         let mut out = vec![0f32; m * n];
         let r = tile_rows(m, 16, usize::MAX); // a 16-row gemm still runs near its peak
         out.par_chunks_mut(r * n)
@@ -241,6 +250,13 @@ impl CustomOp3 for Conv {
         let (oh, ow) = (g.out_size(h), g.out_size(w));
         let row = g.kernel * g.kernel * c;
         let c_out = bias.len();
+        if wts.len() != c_out * row {
+            candle::bail!(
+                "conv: weights {:?} do not fit bias {:?}",
+                l2.dims(),
+                l3.dims()
+            );
+        }
         let mut out = vec![0f32; b * oh * ow * c_out];
         // A tile is `r` output rows (of OW pixels) of the flattened (B·OH) rows.
         // Each output row is OW im2col rows of k·k·C values.
@@ -334,6 +350,9 @@ impl CustomOp3 for SelfAttention {
             fused::slice(s3, l3, what)?,
         );
         let (b, t, c) = l1.shape().dims3()?;
+        if k.len() != q.len() || v.len() != q.len() || self.heads == 0 || c % self.heads != 0 {
+            candle::bail!("self_attention: q, k, v must all be (B, T, H·D)");
+        }
         let (h, d) = (self.heads, c / self.heads);
         let scale = 1.0 / (d as f32).sqrt();
         let mut out = vec![0f32; b * t * c];
