@@ -8,7 +8,7 @@
 //!
 //! 1. **Score**: `e_i = q·k_i/√d` for every patch `i` (the captured raw scores;
 //!    with `cross_geometry`, plus the query's position term, see
-//!    [`crate::model::fusion::Geometry`]).
+//!    [`crate::model::geometry::Geometry`]).
 //! 2. **Align**: `α = softmax(e)`, recomputed here with the model's own
 //!    [`align`] and checked against the weights the model used; they sum to 1.
 //! 3. **Attend**: `c = Σ α_i v_i` with the model's own [`attend`]; the patches

@@ -60,21 +60,10 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
         let n = *l.dims().last().unwrap_or(&1);
-        let mut out = vec![0f32; x.len()];
+        let mut out = x.to_vec();
         // Whole rows per parallel chunk, about CHUNK values each.
         let rows = (CHUNK / n.max(1)).max(1) * n.max(1);
-        out.par_chunks_mut(rows)
-            .zip(x.par_chunks(rows))
-            .for_each(|(y, x)| {
-                #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
-                    // SAFETY: the CPU has the features the function was compiled for.
-                    return unsafe { softmax_rows_avx2(y, x, n) };
-                }
-                for (y, x) in y.chunks_mut(n).zip(x.chunks(n)) {
-                    softmax_row(y, x)
-                }
-            });
+        out.par_chunks_mut(rows).for_each(|y| softmax_rows(y, n));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -165,11 +154,11 @@ pub fn tanh_fast(x: f32) -> f32 {
     1.0 - 2.0 / (e2x + 1.0)
 }
 
-/// One row of softmax: `y = exp(x − max x) / Σ`. The max and the sum keep
-/// eight partial results each, so the compiler can vectorise them (a single
-/// running float sum has to go one value at a time).
+/// One row of softmax in place: `x ← exp(x − max x) / Σ`. The max and the
+/// sum keep eight partial results each, so the compiler can vectorise them
+/// (a single running float sum has to go one value at a time).
 #[inline(always)]
-fn softmax_row(y: &mut [f32], x: &[f32]) {
+fn softmax_row(x: &mut [f32]) {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
@@ -181,11 +170,11 @@ fn softmax_row(y: &mut [f32], x: &[f32]) {
         lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
         f32::max,
     );
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = exp_fast(x - max);
+    for v in x.iter_mut() {
+        *v = exp_fast(*v - max);
     }
     let mut lanes = [0f32; 8];
-    let mut chunks = y.chunks_exact(8);
+    let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
         for (s, &v) in lanes.iter_mut().zip(c) {
             *s += v;
@@ -193,38 +182,23 @@ fn softmax_row(y: &mut [f32], x: &[f32]) {
     }
     let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
     let inv = 1.0 / sum;
-    y.iter_mut().for_each(|y| *y *= inv);
+    x.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// Softmax in place over each row of `n` values of `xs`, on this thread.
 pub fn softmax_rows(xs: &mut [f32], n: usize) {
-    let mut row = vec![0f32; n];
-    for x in xs.chunks_mut(n) {
-        row[..x.len()].copy_from_slice(x);
-        let src = &row[..x.len()];
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has the features the function was compiled for.
-            unsafe { softmax_rows_avx2(x, src, src.len()) };
-            continue;
-        }
-        softmax_row(x, src);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { softmax_rows_avx2(xs, n) };
     }
+    xs.chunks_mut(n.max(1)).for_each(softmax_row)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_rows_avx2(y: &mut [f32], x: &[f32], n: usize) {
-    for (y, x) in y.chunks_mut(n).zip(x.chunks(n)) {
-        softmax_row(y, x)
-    }
-}
-
-#[inline(always)]
-fn gelu_fwd(y: &mut [f32], x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = 0.5 * x * (1.0 + tanh_fast(SQRT_2_OVER_PI * x * (1.0 + GELU_C * x * x)));
-    }
+unsafe fn softmax_rows_avx2(xs: &mut [f32], n: usize) {
+    xs.chunks_mut(n.max(1)).for_each(softmax_row)
 }
 
 #[inline(always)]
@@ -236,7 +210,8 @@ fn gelu_bwd(dx: &mut [f32], x: &[f32], g: &[f32]) {
     }
 }
 
-/// GELU in place, for the inference kernels' epilogue (`dense.rs`).
+/// GELU in place: the fused op's forward pass, and the epilogue of the
+/// inference kernels (`dense.rs`).
 pub fn gelu_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
@@ -260,13 +235,7 @@ unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
     gelu_in_place_scalar(xs)
 }
 
-/// The same loops compiled for AVX2, chosen at run time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_fwd_avx2(y: &mut [f32], x: &[f32]) {
-    gelu_fwd(y, x)
-}
-
+/// The backward loop compiled for AVX2, chosen at run time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_bwd_avx2(dx: &mut [f32], x: &[f32], g: &[f32]) {
@@ -291,17 +260,8 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| {
-                #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
-                    // SAFETY: the CPU has the features the function was compiled for.
-                    return unsafe { gelu_fwd_avx2(y, x) };
-                }
-                gelu_fwd(y, x)
-            });
+        let mut out = x.to_vec();
+        out.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 

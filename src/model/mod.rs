@@ -11,6 +11,7 @@ pub mod flash;
 pub mod flash_cpu;
 pub mod fused;
 pub mod fusion;
+pub mod geometry;
 pub mod init;
 pub mod pointer;
 pub mod text;
@@ -65,7 +66,7 @@ pub struct Config {
     /// Self-attention always uses the scaled dot-product.
     pub cross_score_fn: ScoreFn,
     /// Relation-aware position terms in the fusion cross-attention (see
-    /// [`fusion::Geometry`]): each query can ask for a place ("left", "near
+    /// [`geometry::Geometry`]): each query can ask for a place ("left", "near
     /// the bowl") and learns where it looked. Off in checkpoints from before.
     #[serde(default)]
     pub cross_geometry: bool,
