@@ -217,6 +217,15 @@ impl Attention {
         Ok((out, weights))
     }
 
+    /// The q, k, v and output projections, in that order, and the number
+    /// of heads, for the encoder kernel: only for scaled dot-product scores.
+    pub(crate) fn scaled_dot_parts(&self) -> Option<([&Linear; 4], usize)> {
+        (self.score_fn == ScoreFn::ScaledDot).then_some((
+            [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj],
+            self.num_heads,
+        ))
+    }
+
     /// Self-attention with no mask, when nobody needs the weights: at
     /// inference one fused pass per (image, head) (`dense::self_attention`),
     /// otherwise [`Attention::forward`]. Returns (B, T, C).

@@ -125,10 +125,10 @@ fn tile_rows(m: usize, min_rows: usize, max_rows: usize) -> usize {
 
 /// im2col values per conv tile: 256 KiB, so a tile's buffer is still in
 /// the core's L2 cache when its gemm reads it.
-const CONV_TILE_VALUES: usize = 64 * 1024;
+pub(crate) const CONV_TILE_VALUES: usize = 64 * 1024;
 
 /// `dst (R, N) = lhs (R, K) · wᵀ`, `w` (N, K) row-major, on this thread.
-fn gemm_tile(dst: &mut [f32], lhs: &[f32], w: &[f32], r: usize, k: usize, n: usize) {
+pub(crate) fn gemm_tile(dst: &mut [f32], lhs: &[f32], w: &[f32], r: usize, k: usize, n: usize) {
     assert!(
         dst.len() == r * n && lhs.len() == r * k && w.len() == n * k,
         "gemm tile: sizes do not fit"
@@ -161,7 +161,7 @@ fn gemm_tile(dst: &mut [f32], lhs: &[f32], w: &[f32], r: usize, k: usize, n: usi
 }
 
 /// Adds the bias to every row of `dst` (rows of `bias.len()`), then the activation.
-fn epilogue(dst: &mut [f32], bias: &[f32], act: Act) {
+pub(crate) fn epilogue(dst: &mut [f32], bias: &[f32], act: Act) {
     for row in dst.chunks_mut(bias.len()) {
         for (y, b) in row.iter_mut().zip(bias) {
             *y += b;

@@ -129,7 +129,8 @@ pub fn exp_fast(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     let y = x.clamp(-87.0, 20.0);
-    let n = (y * LOG2E + ROUND) - ROUND;
+    let shifted = y * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = y - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -138,7 +139,12 @@ pub fn exp_fast(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5; // Cephes: 5.0000001e-1, which is 0.5 in f32
     let er = p * r * r + r + 1.0;
-    let e = er * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n as an integer, read from the bits of `shifted` (which shares
+    // ROUND's exponent) rather than by `as i32`: that cast saturates and
+    // maps NaN to 0, which compiles to a scalar check per lane and stops
+    // the loop from vectorising.
+    let k = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let e = er * f32::from_bits(k.wrapping_add(127) << 23);
     if x < -87.0 {
         0.0
     } else {
@@ -318,7 +324,7 @@ struct LayerNormBwd {
 }
 
 /// Mean and 1/√(var + ε) of one row, two-pass for accuracy.
-fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;

@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod conv;
 pub mod dense;
+pub mod encoder_kernel;
 pub mod flash;
 pub mod flash_cpu;
 pub mod fused;
@@ -197,6 +198,11 @@ impl LayerNorm {
         })
     }
 
+    /// Scale, shift and ε, for the encoder kernel.
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, self.eps)
+    }
+
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if train {
             fused::layer_norm(xs, &self.weight, &self.bias, self.eps)
@@ -268,6 +274,20 @@ impl Block {
             .attn
             .forward(&self.norm1.forward(xs, train)?, None, mask, train)?;
         Ok((self.feed_forward(&(xs + a)?, train)?, weights))
+    }
+
+    /// This block's weights, copied for the per-image encoder kernel.
+    pub(crate) fn kernel_weights(&self) -> Result<encoder_kernel::BlockWeights> {
+        let Some((projections, heads)) = self.attn.scaled_dot_parts() else {
+            candle::bail!("encoder kernel: scaled dot-product attention only");
+        };
+        encoder_kernel::BlockWeights::new(
+            self.norm1.parts(),
+            projections,
+            heads,
+            self.norm2.parts(),
+            [&self.mlp.fc1, &self.mlp.fc2],
+        )
     }
 
     /// [`Block::forward`] with no mask and no weights kept: the attention

@@ -15,6 +15,7 @@ use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
 
 use super::conv::{conv2d_nhwc, ConvGeometry};
 use super::dense::{self, Act};
+use super::encoder_kernel::{self, ConvLayer, EncoderWeights};
 use super::{fused, Block, Config, LayerNorm, PositionEmbedding};
 
 /// Cuts images into non-overlapping patches, row by row.
@@ -77,6 +78,9 @@ pub struct VisionEncoder {
     position: Tensor,
     blocks: Vec<Block>,
     norm: LayerNorm,
+    /// The blocks' weights as the per-image kernel reads them, copied on
+    /// first use (`encoder_kernel.rs`).
+    kernel: std::sync::OnceLock<std::sync::Arc<EncoderWeights>>,
 }
 
 impl VisionEncoder {
@@ -124,6 +128,7 @@ impl VisionEncoder {
             position,
             blocks,
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
+            kernel: Default::default(),
         })
     }
 
@@ -200,6 +205,53 @@ impl VisionEncoder {
         &self.position
     }
 
+    /// Whether the whole encoder can run as the per-image kernel on
+    /// `pixels`: at inference, with every layer biased (as `Vla` builds them).
+    fn kernel_applies(&self, pixels: &Tensor) -> bool {
+        let biased =
+            self.patch_proj.bias().is_some() && self.stem.iter().all(|c| c.bias().is_some());
+        biased && encoder_kernel::applies(pixels, self.patch_proj.weight())
+    }
+
+    /// The weights as the kernel reads them, copied on first use.
+    fn kernel_weights(&self) -> Result<&std::sync::Arc<EncoderWeights>> {
+        if let Some(w) = self.kernel.get() {
+            return Ok(w);
+        }
+        let conv = |w: &Tensor, b: Option<&Tensor>, g: ConvGeometry, act: Act| match b {
+            Some(b) => ConvLayer::new(w, b, g, act),
+            None => candle::bail!("encoder kernel: a layer without a bias"),
+        };
+        let stem = self
+            .stem
+            .iter()
+            .map(|c| conv(c.weight(), c.bias(), STEM, Act::Gelu))
+            .collect::<Result<_>>()?;
+        // The patch projection (C, C'·p·p) is a p × p convolution of stride p.
+        let (hidden, patch_dim) = self.patch_proj.weight().dims2()?;
+        let channels = patch_dim / (self.patch * self.patch);
+        let patch = conv(
+            &self
+                .patch_proj
+                .weight()
+                .reshape((hidden, channels, self.patch, self.patch))?,
+            self.patch_proj.bias(),
+            ConvGeometry {
+                kernel: self.patch,
+                stride: self.patch,
+                padding: 0,
+            },
+            Act::None,
+        )?;
+        let blocks = self
+            .blocks
+            .iter()
+            .map(Block::kernel_weights)
+            .collect::<Result<_>>()?;
+        let weights = EncoderWeights::new(stem, patch, &self.position, blocks, self.norm.parts())?;
+        Ok(self.kernel.get_or_init(|| std::sync::Arc::new(weights)))
+    }
+
     /// `pixels` (B, 3, S, S) -> patch tokens (B, N, C), plus each block's
     /// self-attention weights (B, H, N, N) when `capture` is set.
     pub fn forward(
@@ -208,6 +260,13 @@ impl VisionEncoder {
         capture: bool,
         train: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        if !capture && !train && self.kernel_applies(pixels) {
+            // The whole encoder, one image per task.
+            return Ok((
+                encoder_kernel::forward(pixels, self.kernel_weights()?)?,
+                vec![],
+            ));
+        }
         let mut xs = self.embed(pixels)?;
         let mut maps = Vec::new();
         for block in &self.blocks {
@@ -254,7 +313,9 @@ mod tests {
             VarBuilder::from_tensors(frozen, candle::DType::F32, &dev),
         )
         .unwrap();
-        let px = Tensor::randn(0f32, 1., (3, 3, 64, 64), &dev).unwrap();
+        // One image: on more than one thread the blocks run layer by layer
+        // (`dense.rs`), not as the per-image kernel tested below.
+        let px = Tensor::randn(0f32, 1., (1, 3, 64, 64), &dev).unwrap();
         let w = |e: &VisionEncoder| e.stem[0].weight().clone();
         assert!(!dense::inference_here(&px, &w(&trainable)));
         assert!(dense::inference_here(&px, &w(&loaded)));
@@ -266,6 +327,69 @@ mod tests {
         let (mapped, maps) = loaded.forward(&px, true, false).unwrap();
         assert_eq!(maps.len(), cfg.vision_layers);
         assert!(crate::model::fused::tests::max_diff(&mapped, &got) < 1e-4);
+    }
+
+    /// A small encoder as training has it (`Var`s) and the same weights as a
+    /// loaded checkpoint has them (plain tensors).
+    fn trainable_and_loaded(cfg: &Config) -> (VisionEncoder, VisionEncoder) {
+        use candle_nn::VarMap;
+        let dev = Device::Cpu;
+        let vars = VarMap::new();
+        let vb = crate::model::init::SeededInit::var_builder(&vars, 7, &dev);
+        let trainable = VisionEncoder::new(cfg, vb).unwrap();
+        let frozen: std::collections::HashMap<String, Tensor> = vars
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let vb = VarBuilder::from_tensors(frozen, candle::DType::F32, &dev);
+        (trainable, VisionEncoder::new(cfg, vb).unwrap())
+    }
+
+    #[test]
+    fn the_per_image_kernel_matches_the_trainable_encoder() {
+        // With the conv stem, and without it (patches cut from the pixels).
+        for stem in [vec![8, 16], vec![]] {
+            let mut cfg = Config::tiny();
+            cfg.image_size = 64;
+            cfg.hidden_size = 32;
+            cfg.intermediate_size = 48;
+            cfg.conv_stem = stem.clone();
+            let (trainable, loaded) = trainable_and_loaded(&cfg);
+            let px = Tensor::randn(0f32, 1., (3, 3, 64, 64), &Device::Cpu).unwrap();
+            let (want, _) = trainable.forward(&px, false, false).unwrap();
+            // The kernel itself, whatever the thread count would choose.
+            let got = encoder_kernel::forward(&px, loaded.kernel_weights().unwrap()).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = crate::model::fused::tests::max_diff(&got, &want);
+            assert!(diff < 1e-4, "stem {stem:?}: the kernel is {diff} off");
+            // And through `forward`, which picks it for a batch this size
+            // when there are at most 3 threads.
+            let (through, _) = loaded.forward(&px, false, false).unwrap();
+            assert!(crate::model::fused::tests::max_diff(&through, &want) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn the_per_image_kernel_is_not_used_for_training_or_maps() {
+        let mut cfg = Config::tiny();
+        cfg.image_size = 64;
+        cfg.hidden_size = 32;
+        let (trainable, loaded) = trainable_and_loaded(&cfg);
+        let px = Tensor::randn(0f32, 1., (4, 3, 64, 64), &Device::Cpu).unwrap();
+        assert!(
+            !trainable.kernel_applies(&px),
+            "a Var must keep its gradient"
+        );
+        // One image on more than one thread: the rows are split instead.
+        if rayon::current_num_threads() > 1 {
+            assert!(!loaded.kernel_applies(&px.narrow(0, 0, 1).unwrap()));
+        }
+        // Asking for the maps takes the block-by-block path.
+        let (_, maps) = loaded.forward(&px, true, false).unwrap();
+        assert_eq!(maps.len(), cfg.vision_layers);
     }
 
     #[test]

@@ -1,0 +1,536 @@
+//! The vision encoder at inference on the CPU, one image per task.
+//!
+//! `dense.rs` fuses each layer's multiply, bias and activation, but every
+//! layer is still its own pass over the whole batch. At batch 32 the first
+//! stem convolution alone writes a 26 MB tensor that the next layer reads
+//! back from memory; each encoder block writes seven batch-sized tensors
+//! (LN, Q, K, V, attention, MLP hidden, two residual sums); the threads meet
+//! at a barrier after each pass; and each tensor is a fresh allocation that
+//! has to be faulted in and zeroed.
+//!
+//! Here the loop is turned inside out. A task takes one image and runs it
+//! through the whole encoder before it moves on to the next:
+//!
+//! ```text
+//! pixels (3, S, S) ─conv, GELU─> … ─conv, GELU─> features (S', S', C')
+//!   ─patch conv (P × P, stride P)─> + position ─> x (N, C)
+//! per block:
+//!   x ─LN─> h ─gemm─> q k v (N, 3C) ─per head: q kᵀ/√D, softmax, · v─> a (N, C)
+//!   x += a Woᵀ + bo                        (the gemm adds into x: no residual pass)
+//!   x ─LN─> h ─gemm, + b1, GELU─> u (N, I) ─gemm─> x += u W2ᵀ + b2
+//! final LN ─> out (N, C)
+//! ```
+//!
+//! An image's buffers (about 2 MB at 160 px) are reused from image to image
+//! and stay in the cache, and the threads never wait for each other. It is
+//! the same arithmetic as [`super::vision::VisionEncoder::forward`]'s
+//! trainable path (tested), so it is used only where nothing needs the
+//! attention maps or a gradient, and only when the batch has at least one
+//! image per thread (a single image would leave the other cores idle;
+//! `dense.rs` splits its rows instead).
+
+use std::sync::Arc;
+
+use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_nn::Linear;
+use rayon::prelude::*;
+
+use super::conv::{im2col_row, ConvGeometry};
+use super::dense::{self, Act};
+use super::fused;
+
+/// One row-major f32 matrix, copied out of a loaded tensor.
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(candle::DType::F32)?.to_vec1()
+}
+
+/// A linear layer's weight (N, K) and bias (N), as plain vectors.
+#[derive(Debug)]
+struct Layer {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    n: usize,
+    k: usize,
+}
+
+impl Layer {
+    /// Stacks the layers' output rows: `[W₁; W₂; …]`, `[b₁; b₂; …]`.
+    fn stack(layers: &[&Linear]) -> Result<Self> {
+        let (mut w, mut b, mut n) = (Vec::new(), Vec::new(), 0);
+        let k = match layers.first() {
+            Some(l) => l.weight().dim(1)?,
+            None => candle::bail!("encoder kernel: no layers to stack"),
+        };
+        for l in layers {
+            let (ln, lk) = l.weight().dims2()?;
+            let Some(bias) = l.bias() else {
+                candle::bail!("encoder kernel: a linear layer without a bias");
+            };
+            if lk != k || bias.elem_count() != ln {
+                candle::bail!("encoder kernel: layers of different input sizes");
+            }
+            w.extend(host(l.weight())?);
+            b.extend(host(bias)?);
+            n += ln;
+        }
+        Ok(Self { w, b, n, k })
+    }
+
+    /// `dst (R, n) (+)= src (R, k) · Wᵀ + b`, on this thread, with `dst`
+    /// rows `dst_stride` apart. With `accumulate`, the result is added to
+    /// what `dst` holds (a residual connection), otherwise it replaces it.
+    fn apply(&self, dst: &mut [f32], dst_stride: usize, src: &[f32], accumulate: bool) {
+        let rows = src.len() / self.k;
+        assert!(
+            src.len() == rows * self.k
+                && dst_stride >= self.n
+                && dst.len() >= (rows.max(1) - 1) * dst_stride + self.n,
+            "encoder kernel: a gemm's operands do not fit"
+        );
+        // SAFETY: `src` is rows × k, `self.w` n × k, and `dst` holds rows
+        // rows of n values `dst_stride` apart (all asserted above); `dst`
+        // is a distinct mutable borrow, so it aliases neither input.
+        unsafe {
+            gemm::gemm(
+                rows,
+                self.n,
+                self.k,
+                dst.as_mut_ptr(),
+                1,
+                dst_stride as isize,
+                accumulate,
+                src.as_ptr(),
+                1,
+                self.k as isize,
+                self.w.as_ptr(),
+                self.k as isize, // column j of Wᵀ is row j of W
+                1,
+                if accumulate { 1.0 } else { 0.0 },
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for row in dst.chunks_mut(dst_stride).take(rows) {
+            for (y, b) in row[..self.n].iter_mut().zip(&self.b) {
+                *y += b;
+            }
+        }
+    }
+}
+
+/// A layer norm's scale and shift.
+#[derive(Debug)]
+struct Norm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn new(weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Self> {
+        Ok(Self {
+            w: host(weight)?,
+            b: host(bias)?,
+            eps: eps as f32,
+        })
+    }
+
+    /// `dst` row = LN(`src` row), row by row.
+    fn apply(&self, dst: &mut [f32], src: &[f32]) {
+        let c = self.w.len();
+        for (y, x) in dst.chunks_mut(c).zip(src.chunks(c)) {
+            let (mean, r) = fused::row_stats(x, self.eps);
+            for (((y, x), w), b) in y.iter_mut().zip(x).zip(&self.w).zip(&self.b) {
+                *y = (x - mean) * r * w + b;
+            }
+        }
+    }
+}
+
+/// One pre-LN encoder block's weights, with Q, K and V stacked into one
+/// (3C, C) projection.
+#[derive(Debug)]
+pub struct BlockWeights {
+    norm1: Norm,
+    qkv: Layer,
+    out: Layer,
+    norm2: Norm,
+    fc1: Layer,
+    fc2: Layer,
+    heads: usize,
+}
+
+impl BlockWeights {
+    /// Copies a block's loaded weights: norms as (weight, bias, ε), the
+    /// attention's q, k, v, o projections, and the MLP's two layers.
+    pub fn new(
+        norm1: (&Tensor, &Tensor, f64),
+        [q, k, v, o]: [&Linear; 4],
+        heads: usize,
+        norm2: (&Tensor, &Tensor, f64),
+        [fc1, fc2]: [&Linear; 2],
+    ) -> Result<Self> {
+        let qkv = Layer::stack(&[q, k, v])?;
+        let c = qkv.k;
+        if heads == 0 || c % heads != 0 || qkv.n != 3 * c {
+            candle::bail!("encoder kernel: {c} channels do not split into {heads} heads");
+        }
+        let (out, fc1, fc2) = (
+            Layer::stack(&[o])?,
+            Layer::stack(&[fc1])?,
+            Layer::stack(&[fc2])?,
+        );
+        if (out.k, out.n, fc1.k, fc2.k, fc2.n) != (c, c, c, fc1.n, c) {
+            candle::bail!("encoder kernel: the block's layers do not chain");
+        }
+        Ok(Self {
+            norm1: Norm::new(norm1.0, norm1.1, norm1.2)?,
+            qkv,
+            out,
+            norm2: Norm::new(norm2.0, norm2.1, norm2.2)?,
+            fc1,
+            fc2,
+            heads,
+        })
+    }
+
+    fn channels(&self) -> usize {
+        self.qkv.k
+    }
+}
+
+/// One convolution: weights (C_out, k·k·C) with each row in im2col order
+/// (kernel row, kernel column, channel), bias, geometry and activation.
+#[derive(Debug)]
+pub struct ConvLayer {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    geometry: ConvGeometry,
+    act: Act,
+    c_in: usize,
+}
+
+impl ConvLayer {
+    /// From candle's layout: weight (C_out, C, k, k), bias (C_out).
+    pub fn new(weight: &Tensor, bias: &Tensor, geometry: ConvGeometry, act: Act) -> Result<Self> {
+        let (c_out, c_in, kh, kw) = weight.dims4()?;
+        let k = geometry.kernel;
+        if (kh, kw) != (k, k) || bias.elem_count() != c_out {
+            candle::bail!(
+                "encoder kernel: conv weights {:?}, bias {:?}",
+                weight.dims(),
+                bias.dims()
+            );
+        }
+        Ok(Self {
+            w: host(&weight.permute((0, 2, 3, 1))?.contiguous()?)?,
+            b: host(bias)?,
+            geometry,
+            act,
+            c_in,
+        })
+    }
+
+    fn c_out(&self) -> usize {
+        self.b.len()
+    }
+
+    /// One image: `x` (H, W, C) read with `strides` -> `dst` (OH, OW, C_out),
+    /// im2col tiles of a few output rows in `cols`, as `dense::conv2d_nhwc`.
+    fn apply(
+        &self,
+        x: &[f32],
+        strides: [usize; 3],
+        (h, w): (usize, usize),
+        dst: &mut [f32],
+        cols: &mut [f32],
+    ) {
+        let g = self.geometry;
+        let (c, c_out) = (self.c_in, self.c_out());
+        let (oh, ow, row) = (g.out_size(h), g.out_size(w), g.kernel * g.kernel * c);
+        let [sh, sw, sc] = strides;
+        let tile = (dense::CONV_TILE_VALUES / (ow * row).max(1)).clamp(1, oh.max(1));
+        for (t, dst) in dst[..oh * ow * c_out]
+            .chunks_mut(tile * ow * c_out)
+            .enumerate()
+        {
+            let rows = dst.len() / (ow * c_out);
+            let cols = &mut cols[..rows * ow * row];
+            cols.fill(0.0); // the taps in the padding stay 0
+            for (i, cols) in cols.chunks_mut(ow * row).enumerate() {
+                im2col_row(x, [0, sh, sw, sc], (h, w, c), g, 0, t * tile + i, cols);
+            }
+            dense::gemm_tile(dst, cols, &self.w, rows * ow, row, c_out);
+            dense::epilogue(dst, &self.b, self.act);
+        }
+    }
+}
+
+/// The whole encoder: the stem's convolutions, the patch projection as a
+/// stride-P convolution, the position codes, every block, the final norm.
+#[derive(Debug)]
+pub struct EncoderWeights {
+    stem: Vec<ConvLayer>,
+    patch: ConvLayer,
+    position: Vec<f32>,
+    blocks: Vec<BlockWeights>,
+    norm: Norm,
+}
+
+impl EncoderWeights {
+    pub fn new(
+        stem: Vec<ConvLayer>,
+        patch: ConvLayer,
+        position: &Tensor,
+        blocks: Vec<BlockWeights>,
+        norm: (&Tensor, &Tensor, f64),
+    ) -> Result<Self> {
+        let norm = Norm::new(norm.0, norm.1, norm.2)?;
+        let c = norm.w.len();
+        let mut channels = 3;
+        for layer in stem.iter().chain([&patch]) {
+            if layer.c_in != channels {
+                candle::bail!(
+                    "encoder kernel: a conv of {} inputs after {channels}",
+                    layer.c_in
+                );
+            }
+            channels = layer.c_out();
+        }
+        if channels != c || blocks.iter().any(|b| b.channels() != c) {
+            candle::bail!("encoder kernel: layers of different widths");
+        }
+        Ok(Self {
+            stem,
+            patch,
+            position: host(position)?,
+            blocks,
+            norm,
+        })
+    }
+
+    /// Side of each feature map: the image, then after each stem layer.
+    fn sides(&self, image: usize) -> Vec<usize> {
+        let mut sides = vec![image];
+        for layer in &self.stem {
+            sides.push(layer.geometry.out_size(*sides.last().unwrap_or(&image)));
+        }
+        sides
+    }
+}
+
+/// Whether the kernel is worth it for `pixels` (B, 3, S, S): at least one
+/// image per thread, f32 on the CPU, and kernels on (see
+/// `dense::inference_here`; `probe_weight` is one of the encoder's).
+pub fn applies(pixels: &Tensor, probe_weight: &Tensor) -> bool {
+    dense::inference_here(pixels, probe_weight)
+        && pixels
+            .dims()
+            .first()
+            .is_some_and(|&b| b >= rayon::current_num_threads())
+}
+
+/// `pixels` (B, 3, S, S) through the whole encoder: tokens (B, N, C).
+pub fn forward(pixels: &Tensor, weights: &Arc<EncoderWeights>) -> Result<Tensor> {
+    let (_, c, h, w) = pixels.dims4()?;
+    if c != 3 || h != w {
+        candle::bail!(
+            "encoder kernel: want square RGB images, got {:?}",
+            pixels.dims()
+        );
+    }
+    let n = weights.position.len() / weights.norm.w.len();
+    let side = *weights.sides(h).last().unwrap_or(&h);
+    let grid = weights.patch.geometry.out_size(side);
+    if grid * grid != n {
+        candle::bail!("encoder kernel: {h} px images give {grid}² patches, not {n}");
+    }
+    pixels
+        .contiguous()?
+        .apply_op1_no_bwd(&EncoderOp(weights.clone()))
+}
+
+struct EncoderOp(Arc<EncoderWeights>);
+
+/// One task's buffers, reused from image to image.
+struct Scratch {
+    /// Each stem layer's output, channels-last.
+    features: Vec<Vec<f32>>,
+    /// An im2col tile.
+    cols: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    scores: Vec<f32>,
+    hidden: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(w: &EncoderWeights, side: usize, n: usize) -> Self {
+        let c = w.norm.w.len();
+        let inner = w.blocks.iter().map(|b| b.fc1.n).max().unwrap_or(0);
+        let sides = w.sides(side);
+        let one_row = w
+            .stem
+            .iter()
+            .chain([&w.patch])
+            .zip(&sides)
+            .map(|(l, &s)| {
+                let g = l.geometry;
+                g.out_size(s) * g.kernel * g.kernel * l.c_in
+            })
+            .max()
+            .unwrap_or(0);
+        Self {
+            features: w
+                .stem
+                .iter()
+                .zip(&sides[1..])
+                .map(|(l, s)| vec![0.0; s * s * l.c_out()])
+                .collect(),
+            // A tile is CONV_TILE_VALUES, or one output row where that is more.
+            cols: vec![0.0; dense::CONV_TILE_VALUES.max(one_row)],
+            h: vec![0.0; n * c],
+            qkv: vec![0.0; n * 3 * c],
+            att: vec![0.0; n * c],
+            scores: vec![0.0; n * n],
+            hidden: vec![0.0; n * inner],
+        }
+    }
+}
+
+impl EncoderOp {
+    /// One image: `px` (3, S, S) channels-first -> `x` (N, C).
+    fn image(&self, px: &[f32], side: usize, x: &mut [f32], s: &mut Scratch) {
+        let w = &self.0;
+        let n = x.len() / w.norm.w.len();
+        // The stem, then the patch projection, each reading the previous
+        // output; the pixels are read channels-first through their strides.
+        let (mut input, mut strides, mut at) = (px, [side, 1, side * side], side);
+        for (layer, out) in w.stem.iter().zip(s.features.iter_mut()) {
+            layer.apply(input, strides, (at, at), out, &mut s.cols);
+            at = layer.geometry.out_size(at);
+            (input, strides) = (out.as_slice(), [at * layer.c_out(), layer.c_out(), 1]);
+        }
+        w.patch.apply(input, strides, (at, at), x, &mut s.cols);
+        for (x, p) in x.iter_mut().zip(&w.position) {
+            *x += p;
+        }
+        for blk in &w.blocks {
+            let c = blk.channels();
+            let (heads, d) = (blk.heads, c / blk.heads);
+            // x += attention(LN(x)) Woᵀ + bo
+            blk.norm1.apply(&mut s.h, x);
+            blk.qkv.apply(&mut s.qkv, 3 * c, &s.h, false);
+            for head in 0..heads {
+                head_attention(&s.qkv, &mut s.att, &mut s.scores, n, c, head * d, d);
+            }
+            blk.out.apply(x, c, &s.att, true);
+            // x += GELU(LN(x) W1ᵀ + b1) W2ᵀ + b2
+            blk.norm2.apply(&mut s.h, x);
+            let inner = blk.fc1.n;
+            let hidden = &mut s.hidden[..n * inner];
+            blk.fc1.apply(hidden, inner, &s.h, false);
+            fused::gelu_in_place(hidden);
+            blk.fc2.apply(x, c, hidden, true);
+        }
+        s.h.copy_from_slice(x);
+        w.norm.apply(x, &s.h);
+    }
+}
+
+/// One head of self-attention for one image: from `qkv` (N, 3C), whose
+/// row holds q, k and v side by side, the head's columns `col..col + d`
+/// of each; its output goes to the same columns of `att` (N, C).
+fn head_attention(
+    qkv: &[f32],
+    att: &mut [f32],
+    scores: &mut [f32],
+    n: usize,
+    c: usize,
+    col: usize,
+    d: usize,
+) {
+    assert!(
+        qkv.len() == n * 3 * c && att.len() == n * c && scores.len() == n * n && col + d <= c,
+        "encoder kernel: attention operands do not fit"
+    );
+    let scale = 1.0 / (d as f32).sqrt();
+    // SAFETY: q, k and v of the head are the columns col.., c + col.., and
+    // 2c + col.. (d wide) of rows 3c apart in `qkv`, all inside it since
+    // col + d ≤ c; `scores` is n × n; the output is d columns of rows c
+    // apart in `att`. `scores` and `att` are distinct mutable borrows.
+    unsafe {
+        // scores (N, N) = scale · q_h (N, D) · k_hᵀ (D, N)
+        gemm::gemm(
+            n,
+            n,
+            d,
+            scores.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            qkv.as_ptr().add(col),
+            1,
+            3 * c as isize,
+            qkv.as_ptr().add(c + col),
+            3 * c as isize,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    fused::softmax_rows(scores, n);
+    unsafe {
+        // att_h (N, D) = weights (N, N) · v_h (N, D)
+        gemm::gemm(
+            n,
+            d,
+            n,
+            att.as_mut_ptr().add(col),
+            1,
+            c as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            n as isize,
+            qkv.as_ptr().add(2 * c + col),
+            1,
+            3 * c as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl CustomOp1 for EncoderOp {
+    fn name(&self) -> &'static str {
+        "vision-blocks-per-image"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let px = fused::slice(s, l, self.name())?;
+        let (b, _, side, _) = l.shape().dims4()?;
+        let c = self.0.norm.w.len();
+        let n = self.0.position.len() / c;
+        let mut out = vec![0f32; b * n * c];
+        out.par_chunks_mut(n * c)
+            .zip(px.par_chunks(3 * side * side))
+            .for_each_init(
+                || Scratch::new(&self.0, side, n),
+                |scratch, (x, px)| self.image(px, side, x, scratch),
+            );
+        Ok((CpuStorage::F32(out), Shape::from((b, n, c))))
+    }
+}
