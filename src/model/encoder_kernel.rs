@@ -186,11 +186,21 @@ impl BlockWeights {
         if (out.k, out.n, fc1.k, fc2.k, fc2.n) != (c, c, c, fc1.n, c) {
             candle::bail!("encoder kernel: the block's layers do not chain");
         }
+        let (norm1, norm2) = (
+            Norm::new(norm1.0, norm1.1, norm1.2)?,
+            Norm::new(norm2.0, norm2.1, norm2.2)?,
+        );
+        if [&norm1, &norm2]
+            .iter()
+            .any(|n| n.w.len() != c || n.b.len() != c)
+        {
+            candle::bail!("encoder kernel: layer norms not {c} wide");
+        }
         Ok(Self {
-            norm1: Norm::new(norm1.0, norm1.1, norm1.2)?,
+            norm1,
             qkv,
             out,
-            norm2: Norm::new(norm2.0, norm2.1, norm2.2)?,
+            norm2,
             fc1,
             fc2,
             heads,
@@ -290,6 +300,9 @@ impl EncoderWeights {
     ) -> Result<Self> {
         let norm = Norm::new(norm.0, norm.1, norm.2)?;
         let c = norm.w.len();
+        if norm.b.len() != c || position.elem_count() % c.max(1) != 0 {
+            candle::bail!("encoder kernel: final norm or position codes not {c} wide");
+        }
         let mut channels = 3;
         for layer in stem.iter().chain([&patch]) {
             if layer.c_in != channels {

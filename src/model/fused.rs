@@ -334,11 +334,22 @@ struct LayerNormBwd {
     eps: f32,
 }
 
-/// Mean and 1/√(var + ε) of one row, two-pass for accuracy.
+/// Mean and 1/√(var + ε) of one row, two-pass for accuracy. Each sum
+/// keeps eight partial sums, so it vectorises (see [`softmax_row`]).
 pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    fn sum8(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+        let mut lanes = [0f32; 8];
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            for (s, &v) in lanes.iter_mut().zip(c) {
+                *s += f(v);
+            }
+        }
+        lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
+    }
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum8(x, |v| v) / n;
+    let var = sum8(x, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
