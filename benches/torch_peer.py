@@ -296,13 +296,19 @@ class Vla:
         kv = self.image_kv(self.encode_image(pixels), image_index)
         return self.fusion(self.encode_text(ids, lens), lens, action_ids, kv)
 
-    def generate(self, pixels, ids, lens):
+    def generate(self, pixels, ids, lens, stages=None):
         """Greedy decoding constrained to well-formed actions, like Vla::generate:
         [words, <boa>] once, then one new position per step against the cached
         keys and values. The logits already carry the grammar mask, so the
-        argmax is the allowed token candle's decoder picks."""
-        kv = self.image_kv(self.encode_image(pixels))
+        argmax is the allowed token candle's decoder picks. With a list for
+        `stages`, appends (vision, text, fusion+decode) ms of this call, cut
+        where Vla::generate cuts its stage times."""
+        t0 = time.perf_counter()
+        patches = self.encode_image(pixels)
+        t1 = time.perf_counter()
         words = self.encode_text(ids, lens)
+        t2 = time.perf_counter()
+        kv = self.image_kv(patches)
         b, t = ids.shape
         boa, off = self.cfg["boa_token_id"], self.cfg["action_offset"]
         emb, pos = self.w["embed_tokens.weight"], self.w["fusion.action_position"]
@@ -327,6 +333,9 @@ class Vla:
         out = []
         for row in steps.tolist():
             out.append(row[: row.index(END) + 1] if END in row else row)
+        if stages is not None:
+            t3 = time.perf_counter()
+            stages.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
         return out
 
 
@@ -470,16 +479,18 @@ def main():
             pixels, ids, lens, action_ids = batch_inputs(ref, bsz)
             assert ids.shape[1] == rep["text_len"], "padded length differs from the bench's"
             fwd = median_ms(lambda: model.forward(pixels, ids, lens, action_ids), args.warmup, args.runs)
-            gen = median_ms(lambda: model.generate(pixels, ids, lens), args.warmup, args.runs)
-            # The generate stages on their own, to show where the difference is.
-            vis = median_ms(lambda: model.encode_image(pixels), args.warmup, args.runs)
-            txt = median_ms(lambda: model.encode_text(ids, lens), args.warmup, args.runs)
+            # The stages are timed inside the same generate calls, as candle
+            # times them, and each gets its own median (so, as on candle's
+            # side, the three need not add up to the total's median).
+            stages = []
+            gen = median_ms(lambda: model.generate(pixels, ids, lens, stages), args.warmup, args.runs)
+            vis, txt, dec = (statistics.median(col) for col in zip(*stages[args.warmup:]))
             st = rep["stages"]
             for what, c, t in (("forward (teacher-forced)", rep["forward"]["median"], fwd),
                                ("generate (vision+text+decode)", st["model"]["median"], gen),
                                ("  of which vision", st["vision"]["median"], vis),
                                ("  of which text", st["text"]["median"], txt),
-                               ("  of which fusion+decode", st["fusion_decode"]["median"], gen - vis - txt)):
+                               ("  of which fusion+decode", st["fusion_decode"]["median"], dec)):
                 print(f"| {bsz} | {what} | {c:.2f} | {t:.2f} | {c / t:.2f} | {bsz / c * 1e3:.1f} | {bsz / t * 1e3:.1f} |")
                 results.append({"batch": bsz, "what": what, "candle_ms": c, "torch_ms": t, "ratio": c / t})
 

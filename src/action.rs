@@ -211,7 +211,7 @@ pub fn allowed_at(prefix: &[ActionToken]) -> std::ops::Range<usize> {
 
 /// Whether `<eoa>` may come next: only after at least one whole waypoint.
 pub fn allows_end(prefix: &[ActionToken]) -> bool {
-    !prefix.is_empty() && prefix.len() % 3 == 0
+    !prefix.is_empty() && prefix.len().is_multiple_of(3)
 }
 
 #[cfg(test)]

@@ -336,11 +336,11 @@ fn a_batch_gives_the_same_actions_as_single_runs() {
     let n = b.inputs.text_lens.len();
     assert!(n >= 4);
     let index: Vec<u32> = b.inputs.image_index.as_ref().unwrap().to_vec1().unwrap();
-    for i in 0..n {
+    for (i, &image) in index.iter().enumerate().take(n) {
         let len = b.inputs.text_lens[i];
         let t = b.inputs.text_ids.dim(1).unwrap();
         let single = Inputs {
-            pixels: b.inputs.pixels.narrow(0, index[i] as usize, 1).unwrap(),
+            pixels: b.inputs.pixels.narrow(0, image as usize, 1).unwrap(),
             image_index: None,
             text_ids: b
                 .inputs

@@ -147,7 +147,7 @@ pub struct Attention {
 
 impl Attention {
     pub fn new(hidden: usize, num_heads: usize, score_fn: ScoreFn, vb: VarBuilder) -> Result<Self> {
-        if hidden % num_heads != 0 {
+        if !hidden.is_multiple_of(num_heads) {
             candle::bail!("hidden size {hidden} is not divisible by {num_heads} heads");
         }
         let head_dim = hidden / num_heads;
@@ -369,7 +369,7 @@ mod tests {
         let m = causal_padded_mask(&[1, 3], 3, &dev()).unwrap();
         let m: Vec<f32> = vals(m);
         for row in m.chunks(3) {
-            assert!(row.iter().any(|x| *x == 0.0));
+            assert!(row.contains(&0.0));
         }
         // sequence 0 has one real token at column 2: row 2 sees only column 2.
         assert_eq!(&m[6..9], &[f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0]);

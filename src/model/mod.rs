@@ -140,24 +140,26 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         let down = 1usize << self.conv_stem.len();
         anyhow::ensure!(
-            self.patch_size % down == 0,
+            self.patch_size.is_multiple_of(down),
             "config: patch_size {} is not a multiple of the conv stem's downsampling {down}",
             self.patch_size
         );
         anyhow::ensure!(
-            self.patch_size > 0 && self.image_size % self.patch_size == 0,
+            self.patch_size > 0 && self.image_size.is_multiple_of(self.patch_size),
             "config: image_size {} is not a multiple of patch_size {}",
             self.image_size,
             self.patch_size
         );
         anyhow::ensure!(
-            self.num_attention_heads > 0 && self.hidden_size % self.num_attention_heads == 0,
+            self.num_attention_heads > 0
+                && self.hidden_size.is_multiple_of(self.num_attention_heads),
             "config: hidden_size {} is not divisible by num_attention_heads {}",
             self.hidden_size,
             self.num_attention_heads
         );
         anyhow::ensure!(
-            self.position_embedding != PositionEmbedding::Sincos || self.hidden_size % 4 == 0,
+            self.position_embedding != PositionEmbedding::Sincos
+                || self.hidden_size.is_multiple_of(4),
             "config: sincos position embedding needs hidden_size divisible by 4"
         );
         anyhow::ensure!(

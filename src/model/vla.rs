@@ -71,21 +71,11 @@ impl AttentionMaps {
 }
 
 /// Decoding options. `temperature: None` (or 0) means greedy.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Decoding {
     pub temperature: Option<f64>,
     pub top_k: Option<usize>,
     pub seed: u64,
-}
-
-impl Default for Decoding {
-    fn default() -> Self {
-        Self {
-            temperature: None,
-            top_k: None,
-            seed: 0,
-        }
-    }
 }
 
 impl Decoding {
