@@ -354,67 +354,96 @@ impl CustomOp3 for SelfAttention {
             candle::bail!("self_attention: q, k, v must all be (B, T, H·D)");
         }
         let (h, d) = (self.heads, c / self.heads);
-        let scale = 1.0 / (d as f32).sqrt();
         let mut out = vec![0f32; b * t * c];
         let dst = OutPtr(out.as_mut_ptr());
         (0..b * h).into_par_iter().for_each(|task| {
             let base = (task / h) * t * c + (task % h) * d;
             let mut scores = vec![0f32; t * t];
-            // SAFETY: every pointer below walks inside its buffer: rows
-            // base + i·c + j for i < t, j < d, and base + (t-1)·c + d ≤ b·t·c.
-            // Tasks write disjoint column blocks of `out`, which outlives them.
+            // SAFETY: every pointer walks inside its buffer: rows base + i·c
+            // + j for i < t, j < d, and base + (t-1)·c + d ≤ b·t·c. Tasks
+            // write disjoint column blocks of `out`, which outlives them.
             unsafe {
-                // scores (T, T) = scale · q_h (T, D) · k_hᵀ (D, T)
-                gemm::gemm(
-                    t,
-                    t,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    t as isize,
-                    false,
+                let (q, k, v) = (
                     q.as_ptr().add(base),
-                    1,
-                    c as isize,
                     k.as_ptr().add(base),
-                    c as isize,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            fused::softmax_rows(&mut scores, t);
-            unsafe {
-                // out_h (T, D) = weights (T, T) · v_h (T, D)
-                gemm::gemm(
-                    t,
-                    d,
-                    t,
-                    dst.at(base),
-                    1,
-                    c as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    t as isize,
                     v.as_ptr().add(base),
-                    1,
-                    c as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
+                head_attention([q, k, v], c, dst.at(base), c, &mut scores, t, d);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, t, c))))
     }
+}
+
+/// One head of unmasked self-attention on this thread: `out_h = softmax(q_h
+/// k_hᵀ/√d) v_h`, with the (T, T) weights in `scores`. `qkv` points at the
+/// head's first column of q, k and v, each with rows `in_stride` apart, and
+/// `out` at its first output column, rows `out_stride` apart.
+///
+/// # Safety
+/// For each of the three inputs, `t` rows of `d` values `in_stride` apart
+/// must be readable; `t` rows of `d` values `out_stride` apart must be
+/// writable at `out` and overlap neither the inputs nor `scores`, which
+/// must hold `t·t` values.
+pub(crate) unsafe fn head_attention(
+    [q, k, v]: [*const f32; 3],
+    in_stride: usize,
+    out: *mut f32,
+    out_stride: usize,
+    scores: &mut [f32],
+    t: usize,
+    d: usize,
+) {
+    assert!(
+        scores.len() == t * t,
+        "head attention: scores must be T × T"
+    );
+    let scale = 1.0 / (d as f32).sqrt();
+    // scores (T, T) = scale · q_h (T, D) · k_hᵀ (D, T)
+    gemm::gemm(
+        t,
+        t,
+        d,
+        scores.as_mut_ptr(),
+        1,
+        t as isize,
+        false,
+        q,
+        1,
+        in_stride as isize,
+        k,
+        in_stride as isize,
+        1,
+        0.0,
+        scale,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+    fused::softmax_rows(scores, t);
+    // out_h (T, D) = weights (T, T) · v_h (T, D)
+    gemm::gemm(
+        t,
+        d,
+        t,
+        out,
+        1,
+        out_stride as isize,
+        false,
+        scores.as_ptr(),
+        1,
+        t as isize,
+        v,
+        1,
+        in_stride as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 #[cfg(test)]

@@ -473,59 +473,14 @@ fn head_attention(
         qkv.len() == n * 3 * c && att.len() == n * c && scores.len() == n * n && col + d <= c,
         "encoder kernel: attention operands do not fit"
     );
-    let scale = 1.0 / (d as f32).sqrt();
     // SAFETY: q, k and v of the head are the columns col.., c + col.., and
-    // 2c + col.. (d wide) of rows 3c apart in `qkv`, all inside it since
-    // col + d ≤ c; `scores` is n × n; the output is d columns of rows c
-    // apart in `att`. `scores` and `att` are distinct mutable borrows.
+    // 2c + col.. (d wide) of n rows 3c apart in `qkv`, all inside it since
+    // col + d ≤ c; the output is d columns of n rows c apart in `att`, a
+    // distinct mutable borrow; `scores` is n × n (all asserted above).
     unsafe {
-        // scores (N, N) = scale · q_h (N, D) · k_hᵀ (D, N)
-        gemm::gemm(
-            n,
-            n,
-            d,
-            scores.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            qkv.as_ptr().add(col),
-            1,
-            3 * c as isize,
-            qkv.as_ptr().add(c + col),
-            3 * c as isize,
-            1,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-    fused::softmax_rows(scores, n);
-    unsafe {
-        // att_h (N, D) = weights (N, N) · v_h (N, D)
-        gemm::gemm(
-            n,
-            d,
-            n,
-            att.as_mut_ptr().add(col),
-            1,
-            c as isize,
-            false,
-            scores.as_ptr(),
-            1,
-            n as isize,
-            qkv.as_ptr().add(2 * c + col),
-            1,
-            3 * c as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+        let p = qkv.as_ptr();
+        let heads = [p.add(col), p.add(c + col), p.add(2 * c + col)];
+        dense::head_attention(heads, 3 * c, att.as_mut_ptr().add(col), c, scores, n, d);
     }
 }
 

@@ -299,31 +299,12 @@ mod tests {
 
     #[test]
     fn the_fused_inference_path_matches_the_trainable_one() {
-        use candle_nn::VarMap;
         let dev = Device::Cpu;
         let mut cfg = Config::tiny();
         cfg.image_size = 64;
         cfg.hidden_size = 32;
         cfg.intermediate_size = 64;
-        let vars = VarMap::new();
-        let trainable = VisionEncoder::new(
-            &cfg,
-            crate::model::init::SeededInit::var_builder(&vars, 1, &dev),
-        )
-        .unwrap();
-        // The same weights as plain tensors, as a loaded checkpoint has them.
-        let frozen: std::collections::HashMap<String, Tensor> = vars
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect();
-        let loaded = VisionEncoder::new(
-            &cfg,
-            VarBuilder::from_tensors(frozen, candle::DType::F32, &dev),
-        )
-        .unwrap();
+        let (trainable, loaded) = trainable_and_loaded(&cfg);
         // The layer-by-layer path (`dense.rs` at inference), called directly:
         // `forward` may pick the per-image kernel, tested below.
         let px = Tensor::randn(0f32, 1., (1, 3, 64, 64), &dev).unwrap();
