@@ -3,8 +3,9 @@
 //! `dense.rs` fuses each layer's multiply, bias and activation, but every
 //! layer is still its own pass over the whole batch. At batch 32 the first
 //! stem convolution alone writes a 26 MB tensor that the next layer reads
-//! back from memory; each encoder block writes seven batch-sized tensors
-//! (LN, Q, K, V, attention, MLP hidden, two residual sums); the threads meet
+//! back from memory; each encoder block writes eleven batch-sized tensors
+//! (two LNs; Q, K, V; the attention output and its projection; the MLP's
+//! hidden layer and output; two residual sums); the threads meet
 //! at a barrier after each pass; and each tensor is a fresh allocation that
 //! has to be faulted in and zeroed.
 //!
