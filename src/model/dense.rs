@@ -127,8 +127,15 @@ fn tile_rows(m: usize, min_rows: usize, max_rows: usize) -> usize {
 /// the core's L2 cache when its gemm reads it.
 pub(crate) const CONV_TILE_VALUES: usize = 64 * 1024;
 
-/// `dst (R, N) = lhs (R, K) · wᵀ`, `w` (N, K) row-major, on this thread.
-pub(crate) fn gemm_tile(dst: &mut [f32], lhs: &[f32], w: &[f32], r: usize, k: usize, n: usize) {
+/// `dst (R, N) = lhs (R, K) · wᵀ`, `w` (N, K) row-major, on this thread;
+/// with `accumulate`, `dst += …` instead (a residual connection).
+pub(crate) fn gemm_tile(
+    dst: &mut [f32],
+    lhs: &[f32],
+    w: &[f32],
+    (r, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
     assert!(
         dst.len() == r * n && lhs.len() == r * k && w.len() == n * k,
         "gemm tile: sizes do not fit"
@@ -143,14 +150,14 @@ pub(crate) fn gemm_tile(dst: &mut [f32], lhs: &[f32], w: &[f32], r: usize, k: us
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             1,
             k as isize,
             w.as_ptr(),
             k as isize, // column j of wᵀ is row j of w
             1,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -208,7 +215,7 @@ impl CustomOp3 for Dense {
         out.par_chunks_mut(r * n)
             .zip(x.par_chunks(r * k))
             .for_each(|(dst, lhs)| {
-                gemm_tile(dst, lhs, w, lhs.len() / k, k, n);
+                gemm_tile(dst, lhs, w, (lhs.len() / k, k, n), false);
                 epilogue(dst, b, self.0);
             });
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
@@ -278,7 +285,7 @@ impl CustomOp3 for Conv {
                         cols,
                     );
                 }
-                gemm_tile(dst, &cols, wts, rows * ow, row, c_out);
+                gemm_tile(dst, &cols, wts, (rows * ow, row, c_out), false);
                 epilogue(dst, bias, self.act);
             });
         Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, c_out))))

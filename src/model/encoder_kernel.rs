@@ -77,48 +77,13 @@ impl Layer {
         Ok(Self { w, b, n, k })
     }
 
-    /// `dst (R, n) (+)= src (R, k) · Wᵀ + b`, on this thread, with `dst`
-    /// rows `dst_stride` apart. With `accumulate`, the result is added to
-    /// what `dst` holds (a residual connection), otherwise it replaces it.
-    fn apply(&self, dst: &mut [f32], dst_stride: usize, src: &[f32], accumulate: bool) {
+    /// `dst (R, n) = src (R, k) · Wᵀ + b` on this thread; with `accumulate`,
+    /// `dst +=` instead (a residual connection added inside the gemm).
+    fn apply(&self, dst: &mut [f32], src: &[f32], accumulate: bool) {
         let rows = src.len() / self.k;
-        assert!(
-            src.len() == rows * self.k
-                && dst_stride >= self.n
-                && dst.len() >= (rows.max(1) - 1) * dst_stride + self.n,
-            "encoder kernel: a gemm's operands do not fit"
-        );
-        // SAFETY: `src` is rows × k, `self.w` n × k, and `dst` holds rows
-        // rows of n values `dst_stride` apart (all asserted above); `dst`
-        // is a distinct mutable borrow, so it aliases neither input.
-        unsafe {
-            gemm::gemm(
-                rows,
-                self.n,
-                self.k,
-                dst.as_mut_ptr(),
-                1,
-                dst_stride as isize,
-                accumulate,
-                src.as_ptr(),
-                1,
-                self.k as isize,
-                self.w.as_ptr(),
-                self.k as isize, // column j of Wᵀ is row j of W
-                1,
-                if accumulate { 1.0 } else { 0.0 },
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-        for row in dst.chunks_mut(dst_stride).take(rows) {
-            for (y, b) in row[..self.n].iter_mut().zip(&self.b) {
-                *y += b;
-            }
-        }
+        let dst = &mut dst[..rows * self.n];
+        dense::gemm_tile(dst, src, &self.w, (rows, self.k, self.n), accumulate);
+        dense::epilogue(dst, &self.b, Act::None);
     }
 }
 
@@ -274,7 +239,7 @@ impl ConvLayer {
             for (i, cols) in cols.chunks_mut(ow * row).enumerate() {
                 im2col_row(x, [0, sh, sw, sc], (h, w, c), g, 0, t * tile + i, cols);
             }
-            dense::gemm_tile(dst, cols, &self.w, rows * ow, row, c_out);
+            dense::gemm_tile(dst, cols, &self.w, (rows * ow, row, c_out), false);
             dense::epilogue(dst, &self.b, self.act);
         }
     }
@@ -440,18 +405,18 @@ impl EncoderOp {
             let (heads, d) = (blk.heads, c / blk.heads);
             // x += attention(LN(x)) Woᵀ + bo
             blk.norm1.apply(&mut s.h, x);
-            blk.qkv.apply(&mut s.qkv, 3 * c, &s.h, false);
+            blk.qkv.apply(&mut s.qkv, &s.h, false);
             for head in 0..heads {
                 head_attention(&s.qkv, &mut s.att, &mut s.scores, n, c, head * d, d);
             }
-            blk.out.apply(x, c, &s.att, true);
+            blk.out.apply(x, &s.att, true);
             // x += GELU(LN(x) W1ᵀ + b1) W2ᵀ + b2
             blk.norm2.apply(&mut s.h, x);
             let inner = blk.fc1.n;
             let hidden = &mut s.hidden[..n * inner];
-            blk.fc1.apply(hidden, inner, &s.h, false);
+            blk.fc1.apply(hidden, &s.h, false);
             fused::gelu_in_place(hidden);
-            blk.fc2.apply(x, c, hidden, true);
+            blk.fc2.apply(x, hidden, true);
         }
         s.h.copy_from_slice(x);
         w.norm.apply(x, &s.h);
