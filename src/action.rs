@@ -12,6 +12,13 @@
 //!
 //! Token layout of one action:
 //! `<x_i> <y_j> <open|close>` per waypoint, then `<eoa>` (end of action).
+//!
+//! A command can also name something the picture does not hold ("the green
+//! cup" where there is none) or hold twice ("the red block" beside two red
+//! blocks). The model then answers with one outcome token instead of a
+//! waypoint, `<absent> <eoa>` or `<ambiguous> <eoa>`: attention always lands
+//! somewhere, because a softmax sums to one, so saying "not here" has to be
+//! something the model emits, not something read off the heatmap.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -27,9 +34,12 @@ pub const PUSH_DISTANCE: f32 = 0.15;
 const OPEN: usize = 2 * NUM_BINS;
 const CLOSE: usize = OPEN + 1;
 const END: usize = OPEN + 2;
+const ABSENT: usize = OPEN + 3;
+const AMBIGUOUS: usize = OPEN + 4;
 
-/// Size of the action slice of the vocabulary: x bins, y bins, open, close, end.
-pub const ACTION_VOCAB: usize = END + 1;
+/// Size of the action slice of the vocabulary: x bins, y bins, open, close,
+/// end, absent, ambiguous.
+pub const ACTION_VOCAB: usize = AMBIGUOUS + 1;
 
 /// Longest action in tokens: two waypoints of three tokens, then `<eoa>`.
 pub const MAX_ACTION_TOKENS: usize = 7;
@@ -49,10 +59,68 @@ pub struct Waypoint {
     pub gripper: Gripper,
 }
 
-/// A whole action: the waypoints in order.
+/// What the model made of the command: an action, or a refusal.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The named object is there, once: the waypoints say what to do.
+    #[default]
+    Act,
+    /// Nothing in the picture fits the name ("the green cup" with no green cup).
+    Absent,
+    /// More than one thing fits ("the red block" beside two red blocks).
+    Ambiguous,
+}
+
+impl Outcome {
+    pub fn is_act(&self) -> bool {
+        *self == Outcome::Act
+    }
+
+    /// "act", "absent" or "ambiguous", as in the JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Act => "act",
+            Outcome::Absent => "absent",
+            Outcome::Ambiguous => "ambiguous",
+        }
+    }
+
+    /// The plain-words answer a learner reads, or `None` for an action.
+    pub fn message(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Act => None,
+            Outcome::Absent => Some("not here: nothing in the picture fits that name"),
+            Outcome::Ambiguous => Some("which one? more than one object fits that name"),
+        }
+    }
+}
+
+/// A whole action: the waypoints in order, or a refusal with none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     pub waypoints: Vec<Waypoint>,
+    #[serde(default, skip_serializing_if = "Outcome::is_act")]
+    pub outcome: Outcome,
+}
+
+impl Action {
+    pub fn new(waypoints: Vec<Waypoint>) -> Self {
+        Action {
+            waypoints,
+            outcome: Outcome::Act,
+        }
+    }
+
+    /// A refusal: no waypoints.
+    pub fn refuse(outcome: Outcome) -> Self {
+        Action {
+            waypoints: Vec::new(),
+            outcome,
+        }
+    }
 }
 
 /// Where the table lies in the world: the image covers `width_m` × `height_m`
@@ -88,6 +156,8 @@ pub enum ActionToken {
     Open,
     Close,
     End,
+    Absent,
+    Ambiguous,
 }
 
 impl ActionToken {
@@ -99,6 +169,8 @@ impl ActionToken {
             ActionToken::Open => OPEN,
             ActionToken::Close => CLOSE,
             ActionToken::End => END,
+            ActionToken::Absent => ABSENT,
+            ActionToken::Ambiguous => AMBIGUOUS,
         }
     }
 
@@ -109,6 +181,8 @@ impl ActionToken {
             OPEN => ActionToken::Open,
             CLOSE => ActionToken::Close,
             END => ActionToken::End,
+            ABSENT => ActionToken::Absent,
+            AMBIGUOUS => ActionToken::Ambiguous,
             _ => bail!("action token index {index} is outside 0..{ACTION_VOCAB}"),
         })
     }
@@ -121,6 +195,8 @@ impl ActionToken {
             ActionToken::Open => "<open>".into(),
             ActionToken::Close => "<close>".into(),
             ActionToken::End => "<eoa>".into(),
+            ActionToken::Absent => "<absent>".into(),
+            ActionToken::Ambiguous => "<ambiguous>".into(),
         }
     }
 
@@ -141,8 +217,13 @@ pub fn bin_centre(bin: u8) -> f32 {
     (bin as f32 + 0.5) / NUM_BINS as f32
 }
 
-/// Action -> tokens, closed by `<eoa>`.
+/// Action -> tokens, closed by `<eoa>`; a refusal is its outcome token.
 pub fn encode(action: &Action) -> Vec<ActionToken> {
+    match action.outcome {
+        Outcome::Absent => return vec![ActionToken::Absent, ActionToken::End],
+        Outcome::Ambiguous => return vec![ActionToken::Ambiguous, ActionToken::End],
+        Outcome::Act => {}
+    }
     let mut tokens = Vec::with_capacity(action.waypoints.len() * 3 + 1);
     for w in &action.waypoints {
         tokens.push(ActionToken::X(to_bin(w.x)));
@@ -159,6 +240,17 @@ pub fn encode(action: &Action) -> Vec<ActionToken> {
 /// Tokens -> action. The tokens must be whole `x y gripper` triples followed by
 /// `<eoa>`; anything else is an error that says what was expected where.
 pub fn decode(tokens: &[ActionToken]) -> Result<Action> {
+    let refusal = match tokens.first() {
+        Some(ActionToken::Absent) => Some(Outcome::Absent),
+        Some(ActionToken::Ambiguous) => Some(Outcome::Ambiguous),
+        _ => None,
+    };
+    if let Some(outcome) = refusal {
+        if tokens.get(1) != Some(&ActionToken::End) {
+            bail!("malformed action: an outcome token must be followed by <eoa>");
+        }
+        return Ok(Action::refuse(outcome));
+    }
     let mut waypoints = Vec::new();
     let mut i = 0;
     loop {
@@ -193,25 +285,28 @@ pub fn decode(tokens: &[ActionToken]) -> Result<Action> {
         });
         i += 3;
     }
-    Ok(Action { waypoints })
+    Ok(Action::new(waypoints))
 }
 
-/// What a token is allowed to be at step `step` of an action, given the tokens
-/// so far: x, then y, then a gripper, then either `<eoa>` or the next x.
-/// Used by the decoder to keep sampled actions well formed.
-pub fn allowed_at(prefix: &[ActionToken]) -> std::ops::Range<usize> {
-    match prefix.len() % 3 {
-        0 if prefix.is_empty() => 0..NUM_BINS,
-        0 if prefix.len() + 1 >= MAX_ACTION_TOKENS => END..END + 1,
-        0 => 0..NUM_BINS, // next x, or <eoa>: see `allows_end`
-        1 => NUM_BINS..2 * NUM_BINS,
-        _ => OPEN..CLOSE + 1,
+/// Whether the token at slice index `index` may come after `prefix`: first an
+/// x or an outcome token; after an outcome token only `<eoa>`; otherwise x,
+/// then y, then a gripper, then `<eoa>` or the next x. The decoder masks
+/// everything else, so every action it emits is well formed.
+pub fn allowed(prefix: &[ActionToken], index: usize) -> bool {
+    let refused = matches!(
+        prefix.first(),
+        Some(ActionToken::Absent | ActionToken::Ambiguous)
+    );
+    if refused {
+        return prefix.len() == 1 && index == END;
     }
-}
-
-/// Whether `<eoa>` may come next: only after at least one whole waypoint.
-pub fn allows_end(prefix: &[ActionToken]) -> bool {
-    !prefix.is_empty() && prefix.len().is_multiple_of(3)
+    match prefix.len() % 3 {
+        0 if prefix.is_empty() => index < NUM_BINS || index == ABSENT || index == AMBIGUOUS,
+        0 if prefix.len() + 1 >= MAX_ACTION_TOKENS => index == END,
+        0 => index < NUM_BINS || index == END,
+        1 => (NUM_BINS..2 * NUM_BINS).contains(&index),
+        _ => index == OPEN || index == CLOSE,
+    }
 }
 
 #[cfg(test)]
@@ -245,20 +340,18 @@ mod tests {
 
     #[test]
     fn actions_round_trip_through_tokens() {
-        let a = Action {
-            waypoints: vec![
-                Waypoint {
-                    x: bin_centre(12),
-                    y: bin_centre(200),
-                    gripper: Gripper::Close,
-                },
-                Waypoint {
-                    x: bin_centre(255),
-                    y: bin_centre(0),
-                    gripper: Gripper::Open,
-                },
-            ],
-        };
+        let a = Action::new(vec![
+            Waypoint {
+                x: bin_centre(12),
+                y: bin_centre(200),
+                gripper: Gripper::Close,
+            },
+            Waypoint {
+                x: bin_centre(255),
+                y: bin_centre(0),
+                gripper: Gripper::Open,
+            },
+        ]);
         let t = encode(&a);
         assert_eq!(t.len(), 7);
         assert_eq!(t[6], ActionToken::End);
@@ -277,5 +370,21 @@ mod tests {
         .is_err());
         assert!(decode(&[ActionToken::X(3), ActionToken::Y(4), ActionToken::Open]).is_err());
         assert_eq!(decode(&[ActionToken::End]).unwrap().waypoints.len(), 0);
+        assert!(decode(&[ActionToken::Absent, ActionToken::X(1)]).is_err());
+    }
+
+    #[test]
+    fn refusals_round_trip_and_the_grammar_allows_them_first_only() {
+        for outcome in [Outcome::Absent, Outcome::Ambiguous] {
+            let t = encode(&Action::refuse(outcome));
+            assert_eq!(t.len(), 2);
+            assert_eq!(decode(&t).unwrap(), Action::refuse(outcome));
+            assert!(allowed(&[], t[0].index()));
+            assert!(allowed(&t[..1], END));
+            assert!(!allowed(&t[..1], 0));
+        }
+        let x = [ActionToken::X(3), ActionToken::Y(4), ActionToken::Close];
+        assert!(!allowed(&x, ABSENT) && !allowed(&x[..1], AMBIGUOUS));
+        assert!(allowed(&x, END) && allowed(&x, 0) && !allowed(&[], END));
     }
 }

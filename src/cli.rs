@@ -230,8 +230,12 @@ struct EvalCli {
     model: ModelArgs,
     #[arg(long, default_value_t = 1000)]
     scenes: u64,
-    #[arg(long, default_value_t = vla_demo::data::EVAL_SEED_START)]
-    seed: u64,
+    /// First scene seed (default: the split's own held-out range).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// iid, style, small, crowded, unseen-combo, counterfactual, absent, or all.
+    #[arg(long, default_value = "iid")]
+    split: String,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -289,37 +293,56 @@ pub fn main() -> Result<()> {
 }
 
 fn run_eval(a: &EvalCli) -> Result<()> {
-    anyhow::ensure!(
-        a.seed >= vla_demo::data::EVAL_SEED_START,
-        "--seed {} is inside the training range; held-out scenes start at {}",
-        a.seed,
-        vla_demo::data::EVAL_SEED_START
-    );
-    let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
-    let bar = if a.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(a.scenes)
-    };
-    let report = eval::evaluate(
-        &p.model,
-        &p.tokenizer,
-        a.seed,
-        a.scenes,
-        &p.device,
-        Some(&bar),
-    )?;
-    bar.finish_and_clear();
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "{} held-out scenes from seed {} ({})\n\n{}",
-            a.scenes,
-            a.seed,
-            p.origin,
-            report.table()
+    if let Some(seed) = a.seed {
+        anyhow::ensure!(
+            seed >= vla_demo::data::EVAL_SEED_START,
+            "--seed {seed} is inside the training range; held-out scenes start at {}",
+            vla_demo::data::EVAL_SEED_START
         );
+    }
+    let splits = match a.split.as_str() {
+        "all" => eval::Split::ALL.to_vec(),
+        name => vec![eval::Split::parse(name)?],
+    };
+    let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
+    let mut reports = Vec::new();
+    for split in splits {
+        let bar = if a.json {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(a.scenes)
+        };
+        let report = eval::evaluate(
+            &p.model,
+            &p.tokenizer,
+            split,
+            a.seed,
+            a.scenes,
+            &p.device,
+            Some(&bar),
+        )?;
+        bar.finish_and_clear();
+        if !a.json {
+            println!(
+                "split {}: {} held-out scenes from seed {} ({})\n\n{}",
+                report.split,
+                a.scenes,
+                report.first_seed,
+                p.origin,
+                report.table()
+            );
+        }
+        reports.push(report);
+    }
+    if a.json {
+        let out = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])?
+        } else {
+            serde_json::to_string_pretty(&reports)?
+        };
+        println!("{out}");
+    } else if reports.len() > 1 {
+        println!("{}", eval::bar_table(&reports));
     }
     Ok(())
 }

@@ -12,11 +12,16 @@ use anyhow::{bail, Result};
 use candle::{Device, Tensor};
 use rand::Rng;
 
-use crate::action::{self, ActionToken, ACTION_VOCAB, MAX_ACTION_TOKENS, NUM_BINS};
+use crate::action::{self, ActionToken, Outcome, ACTION_VOCAB, MAX_ACTION_TOKENS, NUM_BINS};
 use crate::model::vla::Inputs;
 use crate::model::Config;
 use crate::preprocess::to_pixels;
-use crate::scene::{sample_command, Command, Family, Lang, Layout, Object, Relation};
+use crate::scene::camera::view_of;
+use crate::scene::random::{RandomScene, RandomSpec};
+use crate::scene::{
+    sample_command, sample_refusal, Color, Command, Family, Lang, Layout, LayoutSpec, Object,
+    Relation, Shape,
+};
 use crate::tokens::CommandTokenizer;
 
 /// First held-out seed. Training draws from `0..EVAL_SEED_START`.
@@ -30,6 +35,92 @@ pub const PATCH_COVER: f32 = 0.1;
 pub fn train_seed(i: u64, range: [u64; 2]) -> u64 {
     let len = (range[1] - range[0]).max(1);
     range[0] + (i.wrapping_mul(7919) % len)
+}
+
+/// Which world a scene is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// Today's look: one renderer, square pictures at the model's size.
+    Plain,
+    /// The randomised world of [`crate::scene::random`].
+    Random,
+}
+
+/// A scene as the model sees it: its view (letterboxed to the model's size)
+/// and its layout in view coordinates, so commands, actions and target
+/// patches made from the layout are those of the picture.
+pub struct Drawn {
+    pub view: image::RgbImage,
+    pub layout: Layout,
+}
+
+/// Draws scene `seed` from `world`, with `exclude` never shown.
+pub fn draw_scene(
+    seed: u64,
+    world: World,
+    exclude: &[(Color, Shape)],
+    cfg: &Config,
+) -> Result<Drawn> {
+    match world {
+        World::Plain => {
+            let spec = LayoutSpec {
+                exclude: exclude.to_vec(),
+                ..LayoutSpec::default()
+            };
+            let layout = Layout::generate_with(seed, &spec);
+            Ok(Drawn {
+                view: layout.render(cfg.image_size as u32)?,
+                layout,
+            })
+        }
+        World::Random => {
+            let mut spec = RandomSpec::default();
+            spec.layout.exclude = exclude.to_vec();
+            let scene = RandomScene::generate(seed, &spec);
+            let viewed = view_of(scene.render()?, &scene.camera, &scene.layout, cfg);
+            Ok(Drawn {
+                view: viewed.view,
+                layout: viewed.layout,
+            })
+        }
+    }
+}
+
+/// Replaces each command, with probability `share`, by one the model should
+/// refuse (absent three times in four, else ambiguous) where the scene allows
+/// one, in the same language. Names in `exclude` are never used.
+pub fn mix_refusals(
+    layout: &Layout,
+    commands: &mut [Command],
+    share: f64,
+    exclude: &[(Color, Shape)],
+    rng: &mut impl Rng,
+) {
+    if share <= 0.0 {
+        return;
+    }
+    for c in commands.iter_mut() {
+        if rng.random_bool(share.min(1.0)) {
+            let outcome = if rng.random_bool(0.75) {
+                Outcome::Absent
+            } else {
+                Outcome::Ambiguous
+            };
+            if let Some(r) = sample_refusal(layout, outcome, c.lang, exclude, rng) {
+                *c = r;
+            }
+        }
+    }
+}
+
+/// The target patches of a command's first action: the target object's, or
+/// none for a refusal.
+pub fn command_target(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec<f32>> {
+    if !cmd.action.outcome.is_act() {
+        return Ok(vec![0.0; grid * grid]);
+    }
+    Ok(target_patches(&first_target(layout, cmd)?, grid))
 }
 
 /// Share of each patch (row by row, `grid` × `grid`) covered by `obj`,

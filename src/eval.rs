@@ -15,22 +15,30 @@
 //!
 //! Relational commands are also reported by relation (next to, left of, ...)
 //! and language, since one relation can be much harder than the rest.
+//!
+//! Every split of [`splits`] is scored the same way. Commands the model
+//! should refuse ("the green cup" with no green cup) are scored apart: the
+//! share **flagged** (any refusal) and the share flagged with the right kind
+//! (absent or ambiguous); and on the commands it should act on, the share of
+//! **false flags**.
+
+pub mod splits;
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use candle::Device;
 use indicatif::ProgressBar;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::action::{self, Action};
+use crate::action::{self, Action, Outcome as Answer};
 use crate::data::{self, Example};
 use crate::model::vla::Decoding;
 use crate::model::Vla;
-use crate::scene::{sample_command, Family, Lang, Layout, Relation};
+use crate::scene::{Family, Lang, Layout, Relation};
 use crate::tokens::CommandTokenizer;
+pub use splits::Split;
 
 /// How close a push must end to the expected point, as a share of the table side.
 pub const PUSH_TOLERANCE: f32 = 0.05;
@@ -47,10 +55,23 @@ pub struct Metrics {
     pub attention_mass: f64,
     pub token_accuracy: f64,
     pub pixel_error: f64,
+    /// Share of these (valid) commands the model refused.
+    pub false_flags: f64,
+}
+
+/// How the model answered commands it should refuse.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefusalMetrics {
+    pub n: usize,
+    /// Refused at all (absent or ambiguous).
+    pub flagged: f64,
+    /// Refused with the right kind.
+    pub right_kind: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub split: String,
     pub scenes: u64,
     pub first_seed: u64,
     /// Keyed "family/lang", e.g. "pick/en".
@@ -59,6 +80,8 @@ pub struct Report {
     /// to show which relation the model resolves worst.
     pub relations: BTreeMap<String, Metrics>,
     pub overall: Metrics,
+    /// Commands to refuse, keyed "absent/en", "ambiguous/ko", ...
+    pub refusals: BTreeMap<String, RefusalMetrics>,
 }
 
 impl Report {
@@ -76,17 +99,18 @@ impl Report {
 
     /// A Markdown table, as in the README.
     pub fn table(&self) -> String {
-        let mut s = String::from("| family/lang | n | success | pointing | best head | mass | token acc | px error |\n|---|---|---|---|---|---|---|---|\n");
+        let mut s = String::from("| family/lang | n | success | pointing | best head | mass | token acc | px error | false flags |\n|---|---|---|---|---|---|---|---|---|\n");
         let row = |name: &str, m: &Metrics| {
             format!(
-                "| {name} | {} | {:.1}% | {:.1}% | {:.1}% | {:.2} | {:.1}% | {:.1} |\n",
+                "| {name} | {} | {:.1}% | {:.1}% | {:.1}% | {:.2} | {:.1}% | {:.1} | {:.1}% |\n",
                 m.n,
                 m.success * 100.0,
                 m.pointing * 100.0,
                 m.pointing_best_head * 100.0,
                 m.attention_mass,
                 m.token_accuracy * 100.0,
-                m.pixel_error
+                m.pixel_error,
+                m.false_flags * 100.0
             )
         };
         for (k, m) in &self.cells {
@@ -96,7 +120,25 @@ impl Report {
         for (k, m) in &self.relations {
             s += &row(&format!("relational: {k}"), m);
         }
+        if !self.refusals.is_empty() {
+            s += "\n| to refuse | n | flagged | right kind |\n|---|---|---|---|\n";
+            for (k, m) in &self.refusals {
+                s += &format!(
+                    "| {k} | {} | {:.1}% | {:.1}% |\n",
+                    m.n,
+                    m.flagged * 100.0,
+                    m.right_kind * 100.0
+                );
+            }
+        }
         s
+    }
+
+    /// Share of all commands to refuse that were flagged (NaN when there were none).
+    pub fn flagged(&self) -> f64 {
+        let n: usize = self.refusals.values().map(|m| m.n).sum();
+        let hit: f64 = self.refusals.values().map(|m| m.flagged * m.n as f64).sum();
+        hit / n as f64
     }
 }
 
@@ -109,6 +151,7 @@ struct Outcome {
     mass: f32,
     token_acc: f32,
     pixel_error: Option<f32>,
+    refused: bool,
 }
 
 fn inside(layout: &Layout, id: usize, x: f32, y: f32) -> bool {
@@ -120,6 +163,9 @@ fn inside(layout: &Layout, id: usize, x: f32, y: f32) -> bool {
 
 /// Whether a predicted action does what the command asked.
 pub fn succeeded(layout: &Layout, cmd: &crate::scene::Command, got: &Action) -> bool {
+    if got.outcome != cmd.action.outcome {
+        return false;
+    }
     let want = &cmd.action.waypoints;
     let got = &got.waypoints;
     if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| g.gripper != w.gripper) {
@@ -140,47 +186,46 @@ pub fn succeeded(layout: &Layout, cmd: &crate::scene::Command, got: &Action) -> 
     }
 }
 
-/// Runs the model on `scenes` held-out scenes from `first_seed`, one command
-/// per family and language each.
+/// Runs the model on `scenes` scenes of `split` from `first_seed` (the
+/// split's own range when `None`).
 pub fn evaluate(
     model: &Vla,
     tok: &CommandTokenizer,
-    first_seed: u64,
+    split: Split,
+    first_seed: Option<u64>,
     scenes: u64,
     device: &Device,
     bar: Option<&ProgressBar>,
 ) -> Result<Report> {
     let cfg = model.config();
     let size = cfg.image_size as f32;
+    let first_seed = first_seed.unwrap_or(split.first_seed());
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut refusals: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
+    let last = first_seed.saturating_add(scenes);
     let mut start = first_seed;
-    while start < first_seed + scenes {
-        let end = (start + CHUNK).min(first_seed + scenes);
+    while start < last {
+        let end = start.saturating_add(CHUNK).min(last);
+        let drawn: Vec<_> = (start..end)
+            .into_par_iter()
+            .map(|seed| split.scene(seed, cfg))
+            .collect::<Result<Vec<_>>>()?;
         let mut layouts = Vec::new();
         let mut images = Vec::new();
         let mut examples = Vec::new();
-        for seed in start..end {
-            let layout = Layout::generate(seed);
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            for family in Family::ALL {
-                for lang in Lang::ALL {
-                    if let Some(command) = sample_command(&layout, family, lang, &mut rng) {
-                        let target = data::target_patches(
-                            &data::first_target(&layout, &command)?,
-                            cfg.grid(),
-                        );
-                        // Images and layouts are pushed together: `image` indexes both.
-                        examples.push(Example {
-                            image: images.len(),
-                            command,
-                            target,
-                        });
-                    }
-                }
+        for (d, commands) in drawn.into_iter().flatten() {
+            for command in commands {
+                let target = data::command_target(&d.layout, &command, cfg.grid())?;
+                // Images and layouts are pushed together: `image` indexes both.
+                examples.push(Example {
+                    image: images.len(),
+                    command,
+                    target,
+                });
             }
-            images.push(layout.render(cfg.image_size as u32)?);
-            layouts.push(layout);
+            images.push(d.view);
+            layouts.push(d.layout);
         }
         if !examples.is_empty() {
             let refs: Vec<&image::RgbImage> = images.iter().collect();
@@ -192,7 +237,19 @@ pub fn evaluate(
                 .to_vec3::<f32>()?; // (B, H, N)
             for (b, e) in examples.iter().enumerate() {
                 let layout = &layouts[e.image];
-                let got = generated.action(b).unwrap_or(Action { waypoints: vec![] });
+                let got = generated.action(b).unwrap_or(Action::new(vec![]));
+                let want_outcome = e.command.action.outcome;
+                if !want_outcome.is_act() {
+                    refusals
+                        .entry(format!(
+                            "{}/{}",
+                            want_outcome.name(),
+                            lang_name(e.command.lang)
+                        ))
+                        .or_default()
+                        .push((!got.outcome.is_act(), got.outcome == want_outcome));
+                    continue;
+                }
                 let heads = &cross[b];
                 let n = heads[0].len();
                 let mean: Vec<f32> = (0..n)
@@ -225,6 +282,7 @@ pub fn evaluate(
                     mass: mean.iter().zip(&e.target).map(|(a, t)| a * t).sum(),
                     token_acc: right as f32 / want.len().max(got_tokens.len()) as f32,
                     pixel_error,
+                    refused: got.outcome != Answer::Act,
                 };
                 if let Some(rel) = e.command.relation {
                     by_relation
@@ -253,13 +311,63 @@ pub fn evaluate(
         .iter()
         .map(|(k, v)| (k.clone(), average(v.iter())))
         .collect();
+    let refusals = refusals
+        .into_iter()
+        .map(|(k, v)| {
+            let n = v.len();
+            let share = |f: &dyn Fn(&(bool, bool)) -> bool| {
+                v.iter().filter(|x| f(x)).count() as f64 / n.max(1) as f64
+            };
+            let m = RefusalMetrics {
+                n,
+                flagged: share(&|x| x.0),
+                right_kind: share(&|x| x.1),
+            };
+            (k, m)
+        })
+        .collect();
     Ok(Report {
+        split: split.name().to_string(),
         scenes,
         first_seed,
         cells,
         relations,
         overall,
+        refusals,
     })
+}
+
+/// One line per split: what the generalisation bar asks of it, side by side.
+pub fn bar_table(reports: &[Report]) -> String {
+    let mut s = String::from(
+        "| split | success | worst family/lang | pointing | flagged | false flags |\n|---|---|---|---|---|---|\n",
+    );
+    let pct = |v: f64| {
+        if v.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:.1}%", v * 100.0)
+        }
+    };
+    for r in reports {
+        let worst = r
+            .cells
+            .iter()
+            .min_by(|a, b| a.1.success.total_cmp(&b.1.success))
+            .map_or("–".to_string(), |(k, m)| {
+                format!("{k} {}", pct(m.success))
+            });
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.split,
+            pct(r.overall.success),
+            worst,
+            pct(r.overall.pointing),
+            pct(r.flagged()),
+            pct(r.overall.false_flags),
+        );
+    }
+    s
 }
 
 fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
@@ -281,6 +389,7 @@ fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
         pointing_best_head: best_head,
         attention_mass: mean(&|o| o.mass as f64),
         token_accuracy: mean(&|o| o.token_acc as f64),
+        false_flags: mean(&|o| o.refused as u8 as f64),
         pixel_error: if errs.is_empty() {
             f64::NAN
         } else {

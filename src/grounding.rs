@@ -11,13 +11,18 @@
 //! scene's listed commands; otherwise the object a relation in the command
 //! picks out ("the red block next to the blue cup", "파란 컵 옆에 있는 빨간
 //! 블록"); otherwise the object whose name ("the red cup", "빨간 컵") the
-//! command mentions first; otherwise the object under the predicted first
-//! waypoint. The report says which rule found it.
+//! command mentions first. The report says which rule found it. When no
+//! object fits the name the command uses ("the green cup" with no green
+//! cup), or two do ("the red block" beside two red blocks), there is no
+//! target, and the report says what the model should have answered: "not
+//! here" or "which one?". The target is never taken from the prediction
+//! itself, which would score a run against its own answer.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::action::Outcome;
 use crate::data::{patch_coverage, target_patches};
 use crate::explain::{object_at, SceneObject};
 use crate::maps;
@@ -25,7 +30,7 @@ use crate::pipeline::Prediction;
 use crate::preprocess::Frame;
 use crate::report::{Grounding, Target};
 use crate::scene::{
-    english, korean, minimal_references, relational_references, Layout, SceneTruth,
+    english, korean, minimal_references, relational_references, Color, Layout, SceneTruth, Shape,
 };
 use crate::tokens::normalise_command;
 
@@ -104,7 +109,7 @@ fn same_command(a: &str, b: &str) -> bool {
 }
 
 /// The command's target and how it was found.
-pub fn find_target(scene: &Scene, command: &str, pred: &Prediction) -> Option<Target> {
+pub fn find_target(scene: &Scene, command: &str) -> Option<Target> {
     let named = |id: usize, found_by: &str| Target {
         id,
         name: object_name(&scene.layout, id),
@@ -137,12 +142,60 @@ pub fn find_target(scene: &Scene, command: &str, pred: &Prediction) -> Option<Ta
     if let Some((_, _, id)) = mentioned {
         return Some(named(id, "its name in the command"));
     }
-    let w = pred.waypoints.first()?;
-    let id = scene.layout.object_at(w.x, w.y)?;
-    Some(named(
-        id,
-        "the object under the predicted point (the command is not one of the scene's)",
-    ))
+    let (color, shape) = kind_named(&text)?;
+    let mut fits = scene
+        .layout
+        .objects
+        .iter()
+        .filter(|o| o.shape == shape && color.is_none_or(|c| o.color == c));
+    match (fits.next(), fits.next()) {
+        (Some(o), None) => Some(named(o.id, "the kind of object the command names")),
+        _ => None,
+    }
+}
+
+/// What the scene says the model should answer: act when the command names
+/// one object, absent when its name fits none, ambiguous when it fits two or
+/// more; `None` when the command names no kind of object this reader knows.
+pub fn expected_outcome(scene: &Scene, command: &str, target: Option<&Target>) -> Option<Outcome> {
+    if target.is_some() {
+        return Some(Outcome::Act);
+    }
+    let text = normalise_command(command).to_lowercase();
+    let (color, shape) = kind_named(&text)?;
+    let n = scene
+        .layout
+        .objects
+        .iter()
+        .filter(|o| o.shape == shape && color.is_none_or(|c| o.color == c))
+        .count();
+    Some(match n {
+        0 => Outcome::Absent,
+        1 => Outcome::Act,
+        _ => Outcome::Ambiguous,
+    })
+}
+
+/// The first kind of object a command names, with its colour if one is said
+/// just before it: "the green cup" -> (green, cup), "공을 밀어" -> (none, ball).
+/// `text` is normalised and lower-case.
+fn kind_named(text: &str) -> Option<(Option<Color>, Shape)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        let shape = Shape::ALL.into_iter().find(|s| {
+            w.trim_end_matches(|c: char| !c.is_alphanumeric()) == s.name_en()
+                || korean::shape_words(*s).iter().any(|k| w.starts_with(k))
+        });
+        let Some(shape) = shape else { continue };
+        let before = i.checked_sub(1).map(|j| words[j]);
+        let color = before.and_then(|b| {
+            Color::ALL
+                .into_iter()
+                .find(|c| b == c.name_en() || korean::color_words(*c).iter().any(|k| b == *k))
+        });
+        return Some((color, shape));
+    }
+    None
 }
 
 /// The object a relational command means, from the scene's relational
@@ -189,7 +242,7 @@ fn korean_nouns(color: Option<crate::scene::Color>, shape: crate::scene::Shape) 
 
 /// Pointing game, attention mass, and what the peak and the first waypoint lie on.
 pub fn ground(scene: &Scene, command: &str, pred: &Prediction) -> Result<Grounding> {
-    let target = find_target(scene, command, pred);
+    let target = find_target(scene, command);
     let peak = maps::argmax(&pred.boa_attention);
     let mask = match &target {
         Some(t) => scene
@@ -205,6 +258,7 @@ pub fn ground(scene: &Scene, command: &str, pred: &Prediction) -> Result<Groundi
         .map(|w| scene.layout.object_at(w.x, w.y));
     Ok(Grounding {
         truth: scene.truth_path.display().to_string(),
+        expected: expected_outcome(scene, command, target.as_ref()),
         pointing_hit: mask
             .as_ref()
             .map(|m| m.get(peak).copied().unwrap_or(0.0) > 0.5),
@@ -256,5 +310,26 @@ mod tests {
         // A plain pick names no relation.
         let layout = Layout::generate(0);
         assert_eq!(relational_target(&layout, "pick up the red cup"), None);
+    }
+
+    #[test]
+    fn the_kind_a_command_names_is_read_in_both_languages() {
+        assert_eq!(
+            kind_named("pick up the purple ball"),
+            Some((Some(Color::Purple), Shape::Ball))
+        );
+        assert_eq!(
+            kind_named("put the cup in the red bowl"),
+            Some((None, Shape::Cup))
+        );
+        assert_eq!(
+            kind_named("보라색 공을 집어"),
+            Some((Some(Color::Purple), Shape::Ball))
+        );
+        assert_eq!(
+            kind_named("큐브를 왼쪽으로 밀어"),
+            Some((None, Shape::Block))
+        );
+        assert_eq!(kind_named("hello there"), None);
     }
 }

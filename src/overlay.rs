@@ -307,8 +307,16 @@ pub fn action_text(pred: &Prediction) -> String {
 
 /// The default caption: command, action, and what the picture shows.
 pub fn caption(pred: &Prediction, cfg: &Config) -> Vec<String> {
+    let answer = match pred.outcome.message() {
+        Some(m) => format!(" ({m}: no waypoints)"),
+        None => String::new(),
+    };
     vec![
-        format!("\"{}\" → {}", pred.command.words.join(" "), action_text(pred)),
+        format!(
+            "\"{}\" → {}{answer}",
+            pred.command.words.join(" "),
+            action_text(pred)
+        ),
         format!("colour: where <boa> (the query that predicts the first action token) looked; last fusion layer, mean of {} heads", cfg.num_attention_heads),
         format!("outline: the fewest patches holding {:.0}% of the weight · rings: waypoints, filled where the gripper closes", MASS_SHARE * 100.0),
     ]

@@ -16,7 +16,7 @@ use candle::{DType, Device, Tensor};
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::action::{Gripper, Workspace};
+use crate::action::{Gripper, Outcome, Workspace};
 use crate::checkpoint::{Checkpoint, Source};
 use crate::data::encode_commands;
 use crate::model::vla::{AttentionMaps, Decoding, Inputs, StageTimes, Step};
@@ -51,6 +51,8 @@ pub struct Prediction {
     pub command: Encoded,
     pub steps: Vec<Step>,
     pub waypoints: Vec<Point>,
+    /// Act, or a refusal: the named object is absent, or more than one fits.
+    pub outcome: Outcome,
     /// Set when the tokens did not form a valid action (cannot happen with
     /// the constrained decoder, but a sampled run reports rather than panics).
     pub error: Option<String>,
@@ -152,15 +154,16 @@ impl Pipeline {
 
         let mut out = Vec::with_capacity(images.len());
         for (b, (command, (_, frame))) in encoded.into_iter().zip(boxed).enumerate() {
-            let (waypoints, error) = match generated.action(b) {
+            let (waypoints, outcome, error) = match generated.action(b) {
                 Ok(a) => (
                     a.waypoints
                         .iter()
                         .map(|w| point(&frame, cfg.workspace, w.x, w.y, w.gripper))
                         .collect(),
+                    a.outcome,
                     None,
                 ),
-                Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+                Err(e) => (Vec::new(), Outcome::Act, Some(format!("{e:#}"))),
             };
             let maps = match &generated.maps {
                 Some(m) => Some(slice_maps(m, b)?),
@@ -170,6 +173,7 @@ impl Pipeline {
                 command,
                 steps: generated.steps[b].clone(),
                 waypoints,
+                outcome,
                 error,
                 frame,
                 boa_attention: boa[b].clone(),

@@ -92,6 +92,10 @@ pub struct ActionToken {
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionInfo {
     pub tokens: Vec<ActionToken>,
+    /// "act", or a refusal: "absent" (nothing fits the name) or "ambiguous".
+    pub outcome: crate::action::Outcome,
+    /// The refusal in plain words, or `None` for an action.
+    pub message: Option<&'static str>,
     pub waypoints: Vec<Point>,
     /// Set when the tokens did not form a valid action.
     pub error: Option<String>,
@@ -121,6 +125,8 @@ pub struct AttentionInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct Grounding {
     pub truth: String,
+    /// What the scene says the answer should be: act, absent or ambiguous.
+    pub expected: Option<crate::action::Outcome>,
     pub target: Option<Target>,
     /// The peak patch is one of the target's patches (as in `vla-demo eval`).
     pub pointing_hit: Option<bool>,
@@ -216,6 +222,8 @@ pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -
                     top: s.top.iter().map(|(t, prob)| Alternative { id: action_id(*t), text: t.text(), prob: *prob }).collect(),
                 })
                 .collect(),
+            outcome: pred.outcome,
+            message: pred.outcome.message(),
             waypoints: pred.waypoints.clone(),
             error: pred.error.clone(),
         },
@@ -306,6 +314,13 @@ impl Report {
             writeln!(s, "  not a valid action: {e}")?;
         }
         writeln!(s)?;
+        if let Some(m) = a.message {
+            writeln!(
+                s,
+                "answer     {m}: the model refuses, so there are no waypoints"
+            )?;
+            writeln!(s)?;
+        }
         writeln!(
             s,
             "waypoints  #  gripper  normalised (x, y)  metric (m)        input pixels"
@@ -355,7 +370,20 @@ impl Report {
                     "  target   #{} {} (found by {})",
                     t.id, t.name, t.found_by
                 )?,
-                None => writeln!(s, "  target   none found")?,
+                None => writeln!(
+                    s,
+                    "  target   none: no single object in the scene fits the command"
+                )?,
+            }
+            if let Some(want) = g.expected {
+                let said = a.outcome;
+                let mark = if said == want { "✓" } else { "✗" };
+                writeln!(
+                    s,
+                    "  answer   the scene calls for \"{}\", the model said \"{}\" {mark}",
+                    want.name(),
+                    said.name()
+                )?;
             }
             if let Some(hit) = g.pointing_hit {
                 let mark = if hit {

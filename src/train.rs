@@ -15,8 +15,9 @@ use anyhow::{bail, Context, Result};
 use candle::{backprop::GradStore, DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, write_atomic};
@@ -24,7 +25,6 @@ use crate::data::{self, Example};
 use crate::eval;
 use crate::model::init::SeededInit;
 use crate::model::{Config, Vla};
-use crate::scene::Layout;
 use crate::tokens::CommandTokenizer;
 
 pub const TRAIN_CONFIG: &str = "train_config.json";
@@ -52,6 +52,16 @@ pub struct TrainConfig {
     #[serde(default)]
     pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
+    /// Share of scenes drawn from the randomised world (the rest are plain).
+    #[serde(default)]
+    pub random_share: f64,
+    /// Share of commands replaced by ones to refuse (absent or ambiguous).
+    #[serde(default)]
+    pub refusal_share: f64,
+    /// Keep the held-out colour × shape pairs
+    /// ([`crate::scene::random::HELD_OUT_PAIRS`]) out of every scene and command.
+    #[serde(default)]
+    pub hold_out_pairs: bool,
     /// Spread of the x/y bin targets, in bins (0 = plain one-hot).
     pub bin_sigma: f32,
     /// Data parallelism: each step's scenes are split into this many shards,
@@ -79,6 +89,15 @@ impl TrainConfig {
             );
         }
         Ok(cfg)
+    }
+
+    /// The colour × shape pairs this run must never show.
+    pub fn held_out(&self) -> Vec<(crate::scene::Color, crate::scene::Shape)> {
+        if self.hold_out_pairs {
+            crate::scene::random::HELD_OUT_PAIRS.to_vec()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Learning rate at a step: linear warm-up, then cosine decay to the minimum.
@@ -236,7 +255,12 @@ pub fn loss(
         .broadcast_div(&count)?;
     // Mean over heads of the <boa> query's weights, summed over target patches.
     let mass = (out.boa_cross.mean(1)? * &batch.target_mask)?.sum(1)?; // (B,)
-    let attention = (mass + 1e-6)?.log()?.neg()?.mean_all()?;
+                                                                       // Refusals have no target: they do not count in the grounding term.
+    let has_target = batch.target_mask.max(1)?; // (B,) 1 or 0
+    let targets = has_target.sum_all()?.maximum(1.0)?;
+    let attention = ((mass + 1e-6)?.log()?.neg()? * &has_target)?
+        .sum_all()?
+        .broadcast_div(&targets)?;
     let total = (&ce + (&attention * attention_weight)?)?;
 
     let pred = logits.argmax(D::Minus1)?;
@@ -264,6 +288,57 @@ pub fn batch_for_step(
     Ok(shards_for_step(cfg, tok, step, 1, device)?.remove(0))
 }
 
+/// The scenes and examples of step `step`: a fixed function of (seed, step).
+/// Each scene comes with its layout, so tests can read what training saw.
+pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Drawn>, Vec<Example>)> {
+    let model = &cfg.model;
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let exclude = cfg.held_out();
+    let scenes: Vec<(u64, data::World)> = (0..cfg.scenes_per_step)
+        .map(|s| {
+            let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
+            let world = if cfg.random_share > 0.0 && rng.random_bool(cfg.random_share.min(1.0)) {
+                data::World::Random
+            } else {
+                data::World::Plain
+            };
+            (seed, world)
+        })
+        .collect();
+    // Pictures are drawn in parallel; they depend on their seed alone.
+    let drawn: Vec<data::Drawn> = scenes
+        .par_iter()
+        .map(|&(seed, world)| data::draw_scene(seed, world, &exclude, model))
+        .collect::<Result<_>>()?;
+    let mut examples = Vec::new();
+    for (i, d) in drawn.iter().enumerate() {
+        let mut commands = data::draw_commands_with(
+            &d.layout,
+            cfg.commands_per_scene,
+            cfg.relational_share,
+            cfg.next_to_boost_en,
+            &mut rng,
+        );
+        data::mix_refusals(
+            &d.layout,
+            &mut commands,
+            cfg.refusal_share,
+            &exclude,
+            &mut rng,
+        );
+        for command in commands {
+            let target = data::command_target(&d.layout, &command, model.grid())?;
+            examples.push(Example {
+                image: i,
+                command,
+                target,
+            });
+        }
+    }
+    Ok((drawn, examples))
+}
+
 /// The batch of step `step`, split by scene into `shards` batches.
 pub fn shards_for_step(
     cfg: &TrainConfig,
@@ -273,30 +348,8 @@ pub fn shards_for_step(
     device: &Device,
 ) -> Result<Vec<data::Batch>> {
     let model = &cfg.model;
-    let mut rng =
-        ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut images = Vec::with_capacity(cfg.scenes_per_step);
-    let mut examples = Vec::new();
-    for s in 0..cfg.scenes_per_step {
-        let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
-        let layout = Layout::generate(seed);
-        for command in data::draw_commands_with(
-            &layout,
-            cfg.commands_per_scene,
-            cfg.relational_share,
-            cfg.next_to_boost_en,
-            &mut rng,
-        ) {
-            let target =
-                data::target_patches(&data::first_target(&layout, &command)?, model.grid());
-            examples.push(Example {
-                image: images.len(),
-                command,
-                target,
-            });
-        }
-        images.push(layout.render(model.image_size as u32)?);
-    }
+    let (drawn, examples) = scenes_for_step(cfg, step)?;
+    let images: Vec<image::RgbImage> = drawn.into_iter().map(|d| d.view).collect();
     let per = images.len().div_ceil(shards.max(1));
     let mut out = Vec::new();
     for (k, chunk) in images.chunks(per.max(1)).enumerate() {
@@ -481,7 +534,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let report = eval::evaluate(
                 &model,
                 &tok,
-                data::EVAL_SEED_START,
+                eval::Split::Iid,
+                None,
                 cfg.eval_scenes as u64,
                 &device,
                 None,

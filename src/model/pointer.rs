@@ -82,18 +82,21 @@ pub fn patch_centres(grid: usize, device: &candle::Device) -> Result<Tensor> {
 }
 
 /// The action grammar as an additive mask over the action slice for
-/// positions `0..a`: x bins first, then y bins, then a gripper, then x bins
-/// or `<eoa>`, and so on. Disallowed tokens get −10⁴ (not −∞, so that a zero
-/// target times their log-probability stays zero).
+/// positions `0..a`: x bins or an outcome token first, then y bins (or `<eoa>`
+/// after an outcome), then a gripper, then x bins or `<eoa>`, and so on; a
+/// token is allowed at position k when some well-formed prefix of length k
+/// allows it (the decoder then applies the exact rule to its own prefix).
+/// Disallowed tokens get −10⁴ (not −∞, so that a zero target times their
+/// log-probability stays zero).
 pub fn grammar_mask(a: usize, device: &candle::Device) -> Result<Tensor> {
     let mut m = vec![-1e4f32; a * ACTION_VOCAB];
     for k in 0..a {
-        let prefix = vec![ActionToken::End; k]; // only the length matters
-        for i in action::allowed_at(&prefix) {
-            m[k * ACTION_VOCAB + i] = 0.0;
-        }
-        if action::allows_end(&prefix) {
-            m[k * ACTION_VOCAB + ActionToken::End.index()] = 0.0;
+        let waypoints = vec![ActionToken::End; k]; // only the length matters
+        let refused = vec![ActionToken::Absent; k];
+        for i in 0..ACTION_VOCAB {
+            if action::allowed(&waypoints, i) || action::allowed(&refused, i) {
+                m[k * ACTION_VOCAB + i] = 0.0;
+            }
         }
     }
     Tensor::from_vec(m, (a, ACTION_VOCAB), device)

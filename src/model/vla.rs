@@ -339,9 +339,7 @@ fn choose(
     processor: &mut LogitsProcessor,
     device: &Device,
 ) -> anyhow::Result<Step> {
-    let range = action::allowed_at(prefix);
-    let end = ActionToken::End.index();
-    let allowed = |i: usize| range.contains(&i) || (i == end && action::allows_end(prefix));
+    let allowed = |i: usize| action::allowed(prefix, i);
     let masked: Vec<f32> = row
         .iter()
         .enumerate()

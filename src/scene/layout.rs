@@ -56,61 +56,123 @@ pub struct Layout {
     pub objects: Vec<Object>,
 }
 
+/// What a layout generator may draw: how many objects, how big, which
+/// colour × shape pairs never, which one always, and where.
+#[derive(Debug, Clone)]
+pub struct LayoutSpec {
+    pub min_objects: usize,
+    pub max_objects: usize,
+    /// Object sizes are scaled by a factor drawn from this range (1 = today's sizes).
+    pub size_scale: (f32, f32),
+    /// One size range for every shape (diameter or side, before `size_scale`),
+    /// instead of today's ranges per shape.
+    pub sizes: Option<(f32, f32)>,
+    /// Pairs that never appear.
+    pub exclude: Vec<(Color, Shape)>,
+    /// A pair placed first, whatever `exclude` says (for the unseen-combo split).
+    pub force: Option<(Color, Shape)>,
+    /// Where objects may stand, `[x0, y0, x1, y1]` inside the unit square
+    /// (the part of the table the picture shows), [`BORDER`] clear of its edges.
+    pub visible: [f32; 4],
+}
+
+impl Default for LayoutSpec {
+    fn default() -> Self {
+        LayoutSpec {
+            min_objects: MIN_OBJECTS,
+            max_objects: MAX_OBJECTS,
+            size_scale: (1.0, 1.0),
+            sizes: None,
+            exclude: Vec::new(),
+            force: None,
+            visible: [0.0, 0.0, 1.0, 1.0],
+        }
+    }
+}
+
 impl Layout {
     /// The layout for `seed`. It does not depend on the render size.
     pub fn generate(seed: u64) -> Layout {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let count = rng.random_range(MIN_OBJECTS..=MAX_OBJECTS);
+        Self::generate_with(seed, &LayoutSpec::default())
+    }
 
-        // What to place: a duplicate pair first, then a bowl, then anything.
+    /// The layout for `seed` under `spec`; the default spec gives [`Layout::generate`].
+    pub fn generate_with(seed: u64, spec: &LayoutSpec) -> Layout {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let count = rng.random_range(spec.min_objects..=spec.max_objects);
+        let color_for = |shape: Shape, rng: &mut ChaCha8Rng| loop {
+            let c = random_color(rng);
+            if !spec.exclude.contains(&(c, shape)) {
+                return c;
+            }
+        };
+
+        // What to place: a forced pair, a duplicate pair, then a bowl, then anything.
         let mut kinds: Vec<(Color, Shape)> = Vec::with_capacity(count);
+        kinds.extend(spec.force);
         if count >= 3 && rng.random_bool(PAIR_PROBABILITY) {
-            let kind = (
-                random_color(&mut rng),
-                [Shape::Cup, Shape::Block, Shape::Ball][rng.random_range(0..3)],
-            );
+            // Colour first, then shape: the order today's layouts were drawn in.
+            let kind = loop {
+                let color = random_color(&mut rng);
+                let shape = [Shape::Cup, Shape::Block, Shape::Ball][rng.random_range(0..3)];
+                if !spec.exclude.contains(&(color, shape)) {
+                    break (color, shape);
+                }
+            };
             kinds.extend([kind, kind]);
         }
         if kinds.len() < count && rng.random_bool(BOWL_PROBABILITY) {
-            kinds.push((random_color(&mut rng), Shape::Bowl));
+            kinds.push((color_for(Shape::Bowl, &mut rng), Shape::Bowl));
         }
         while kinds.len() < count {
             let shape = FILL_SHAPES[rng.random_range(0..FILL_SHAPES.len())];
-            kinds.push((random_color(&mut rng), shape));
+            kinds.push((color_for(shape, &mut rng), shape));
         }
 
+        let (s_lo, s_hi) = spec.size_scale;
         let mut drafts: Vec<Object> = kinds
             .into_iter()
             .map(|(color, shape)| {
-                let (lo, hi) = match shape {
+                let (lo, hi) = spec.sizes.unwrap_or(match shape {
                     Shape::Bowl => (0.15, MAX_OBJECT_SIZE),
                     _ => (MIN_OBJECT_SIZE, 0.17),
+                });
+                let scale = if s_lo < s_hi {
+                    rng.random_range(s_lo..=s_hi)
+                } else {
+                    s_lo
                 };
                 Object {
                     id: 0,
                     color,
                     shape,
                     center: [0.5, 0.5],
-                    size: round4(rng.random_range(lo..=hi)),
+                    size: round4(scale * rng.random_range(lo..=hi)),
                     angle: round4(rng.random_range(0.0..TAU)),
                     tone: round4(rng.random_range(0.9..=1.08)),
                 }
             })
             .collect();
-        // Big ones first: they are the hardest to fit.
-        drafts.sort_by(|a, b| b.extent().total_cmp(&a.extent()));
+        // Big ones first: they are the hardest to fit (the forced one stays first).
+        let forced = spec.force.is_some() as usize;
+        drafts[forced..].sort_by(|a, b| b.extent().total_cmp(&a.extent()));
 
+        let [vx0, vy0, vx1, vy1] = spec.visible;
         let mut objects: Vec<Object> = Vec::with_capacity(drafts.len());
         for mut o in drafts {
             let e = o.extent();
-            let (lo, hi) = (BORDER + e, 1.0 - BORDER - e);
+            let (xlo, xhi) = (vx0 + BORDER + e, vx1 - BORDER - e);
+            let (ylo, yhi) = (vy0 + BORDER + e, vy1 - BORDER - e);
+            if xlo > xhi || ylo > yhi {
+                continue;
+            }
             for _ in 0..PLACEMENT_TRIES {
                 let c = [
-                    round4(rng.random_range(lo..=hi)),
-                    round4(rng.random_range(lo..=hi)),
+                    round4(rng.random_range(xlo..=xhi)),
+                    round4(rng.random_range(ylo..=yhi)),
                 ];
                 // Rounding may move a centre by 5e-5: keep it inside the border.
-                if c.iter().any(|&v| v < lo || v > hi) {
+                if c[0] < xlo || c[0] > xhi || c[1] < ylo || c[1] > yhi {
                     continue;
                 }
                 let free = objects

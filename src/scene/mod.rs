@@ -5,7 +5,10 @@
 //! - [`object`]: colours, shapes and the exact geometry of one object;
 //! - [`layout`]: a seed -> 2 to 6 objects that do not overlap;
 //! - [`render`]: a layout -> pixels (table, shadows, shaded objects);
+//! - [`random`], [`camera`]: the randomised world training draws from (many
+//!   drawings, tables, lights, cameras, distractors), still exact in its masks;
 //! - [`refer`]: minimal names ("the red cup") and relations ("next to");
+//! - [`heldout_style`]: a second way of drawing the world, for evaluation only;
 //! - [`grammar`], [`english`], [`korean`]: commands and the actions they expect;
 //! - [`truth`], [`files`]: the JSON ground truth and writing both to disk;
 //! - [`cli`]: `vla-demo scene`.
@@ -13,20 +16,26 @@
 //! Everything is deterministic in the seed: the same seed gives the same
 //! layout, byte-identical PNG and JSON, and the same commands.
 
+pub mod camera;
 pub mod cli;
 pub mod english;
 pub mod files;
 pub mod grammar;
+pub mod heldout_style;
 pub mod korean;
 pub mod layout;
 pub mod object;
+pub mod random;
 pub mod refer;
 pub mod render;
 pub mod truth;
 
 pub use files::{json_path, write_scene};
-pub use grammar::{commands_for, push_end, sample_command, Command, Direction, Family, Lang};
-pub use layout::Layout;
+pub use grammar::{
+    commands_for, pick_named, push_end, sample_command, sample_refusal, Command, Direction, Family,
+    Lang, NO_TARGET,
+};
+pub use layout::{Layout, LayoutSpec};
 pub use object::{Color, Object, Shape};
 pub use refer::{
     minimal_reference, minimal_references, relational_references, Reference, Relation,

@@ -293,13 +293,13 @@ fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
-fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
+pub(crate) fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
     let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
 }
 
 /// A hash of a lattice point to `[0, 1)`.
-fn hash(seed: u32, x: i32, y: i32) -> f32 {
+pub(crate) fn hash(seed: u32, x: i32, y: i32) -> f32 {
     let mut h = seed ^ (x as u32).wrapping_mul(0x27d4_eb2d) ^ (y as u32).wrapping_mul(0x1656_67b1);
     h ^= h >> 15;
     h = h.wrapping_mul(0x2c1b_3c6d);
@@ -310,7 +310,7 @@ fn hash(seed: u32, x: i32, y: i32) -> f32 {
 }
 
 /// Smooth value noise in `[0, 1)`, one lattice cell per unit.
-fn value_noise(seed: u32, x: f32, y: f32) -> f32 {
+pub(crate) fn value_noise(seed: u32, x: f32, y: f32) -> f32 {
     let (fx, fy) = (x.floor(), y.floor());
     let (ix, iy) = (fx as i32, fy as i32);
     let (tx, ty) = (smoothstep(0.0, 1.0, x - fx), smoothstep(0.0, 1.0, y - fy));
@@ -319,7 +319,7 @@ fn value_noise(seed: u32, x: f32, y: f32) -> f32 {
     lerp(top, bottom, ty)
 }
 
-fn lerp(a: f32, b: f32, t: f32) -> f32 {
+pub(crate) fn lerp(a: f32, b: f32, t: f32) -> f32 {
     a + (b - a) * t
 }
 
