@@ -46,7 +46,8 @@ from safetensors.torch import load_file
 
 NUM_BINS = 256
 OPEN, CLOSE, END = 2 * NUM_BINS, 2 * NUM_BINS + 1, 2 * NUM_BINS + 2
-ACTION_VOCAB = END + 1
+ABSENT, AMBIGUOUS = END + 1, END + 2  # outcome tokens: "not here", "which one?"
+ACTION_VOCAB = AMBIGUOUS + 1
 MAX_ACTION_TOKENS = 7
 GRAMMAR_BLOCKED = -1e4  # pointer.rs grammar_mask: not -inf
 
@@ -318,9 +319,23 @@ class Vla:
         starts = torch.tensor([t - min(n, t) for n in lens]).view(b, 1, 1, 1)
         done = torch.zeros(b, dtype=torch.bool)
         steps = torch.empty(b, 0, dtype=torch.long)
+        refused = torch.zeros(b, dtype=torch.bool)
         for k in range(MAX_ACTION_TOKENS):
-            nxt = logits[:, -1].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, END), nxt)
+            row = logits[:, -1]
+            if k == 0:
+                # vla.rs choose: act (the x bins' total) against each refusal, then a bin.
+                p = row.softmax(-1)
+                refusal = p[:, [ABSENT, AMBIGUOUS]]
+                act = 1.0 - refusal.sum(-1)
+                best = refusal.max(-1)
+                bins = row[:, :NUM_BINS].argmax(-1)
+                nxt = torch.where(best.values > act, torch.tensor([ABSENT, AMBIGUOUS])[best.indices], bins)
+            else:
+                nxt = row.argmax(-1)
+            # After an outcome token only <eoa> may follow (action.rs allowed).
+            nxt = torch.where(done | refused, torch.full_like(nxt, END), nxt)
+            if k == 0:
+                refused = (nxt == ABSENT) | (nxt == AMBIGUOUS)
             steps = torch.cat([steps, nxt.view(b, 1)], dim=1)
             done = done | (nxt == END)
             if bool(done.all()) or k + 1 == MAX_ACTION_TOKENS:
@@ -340,15 +355,16 @@ class Vla:
 
 
 def allowed_after(n, i):
-    """action.rs allowed_at + allows_end: may token i follow n action tokens?"""
+    """pointer.rs grammar_mask: may token i follow some well-formed prefix of
+    n action tokens (waypoints, or an outcome token then <eoa>)?"""
+    if n == 0:
+        return i < NUM_BINS or i in (ABSENT, AMBIGUOUS)
     if n % 3 == 0:
-        if n and n + 1 >= MAX_ACTION_TOKENS:
-            ok = i == END
-        else:
-            ok = i < NUM_BINS
-        return ok or (i == END and n > 0)
+        if n + 1 >= MAX_ACTION_TOKENS:
+            return i == END
+        return i < NUM_BINS or i == END
     if n % 3 == 1:
-        return NUM_BINS <= i < 2 * NUM_BINS
+        return NUM_BINS <= i < 2 * NUM_BINS or (n == 1 and i == END)
     return OPEN <= i <= CLOSE
 
 

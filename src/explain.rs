@@ -106,6 +106,11 @@ pub struct Explanation {
     /// the first action token: `fusion_mask_tokens` label its rows and columns.
     pub fusion_mask_tokens: Vec<String>,
     pub fusion_mask: Vec<Vec<bool>>,
+    /// Step 4: what the first action token said: its text and probability,
+    /// and P(<absent>), P(<ambiguous>) beside it.
+    pub first_token: String,
+    pub first_prob: f32,
+    pub refusal: [f32; 2],
 }
 
 /// Builds the explanation from a prediction made with `capture = true`.
@@ -267,6 +272,12 @@ pub fn explain(
         prefix_lm: cfg.prefix_lm,
         fusion_mask_tokens,
         fusion_mask: visible(&fusion),
+        first_token: pred
+            .steps
+            .first()
+            .map_or(String::new(), |st| st.token.text()),
+        first_prob: pred.steps.first().map_or(0.0, |st| st.prob),
+        refusal: pred.steps.first().map_or([0.0; 2], |st| st.refusal),
     })
 }
 
@@ -456,6 +467,25 @@ impl Explanation {
             )?;
         }
 
+        writeln!(s)?;
+        writeln!(s, "Step 4 · Decide: is the thing named here at all?")?;
+        writeln!(
+            s,
+            "  the weights always sum to 1, so attention lands somewhere even when nothing fits; the raw scores do not: here the best is {:.3} against a mean of {:.3}",
+            self.score_max, self.score_mean
+        )?;
+        writeln!(
+            s,
+            "  so the model answers from the context, with its first action token: P(act) = Σ P(x bin) = {:.3}, P(<absent>) = {:.3}, P(<ambiguous>) = {:.3}",
+            1.0 - self.refusal[0] - self.refusal[1],
+            self.refusal[0],
+            self.refusal[1]
+        )?;
+        writeln!(
+            s,
+            "  the largest of the three wins: {} (p {:.3} for this token)",
+            self.first_token, self.first_prob
+        )?;
         if !self.word_object.is_empty() {
             writeln!(s)?;
             writeln!(s, "Word × object: mean attention per patch of each word's query on each object (fusion block {}, heads averaged)", self.layer)?;

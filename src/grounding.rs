@@ -127,6 +127,19 @@ pub fn find_target(scene: &Scene, command: &str) -> Option<Target> {
     if let Some(id) = relational_target(&scene.layout, &text) {
         return Some(named(id, "the relation in the command"));
     }
+    // The first kind of object the command names is its object ("put the
+    // ball in the bowl" is about the ball): exactly one must fit.
+    if let Some((color, shape)) = kind_named(&text) {
+        let mut fits = scene
+            .layout
+            .objects
+            .iter()
+            .filter(|o| o.shape == shape && color.is_none_or(|c| o.color == c));
+        return match (fits.next(), fits.next()) {
+            (Some(o), None) => Some(named(o.id, "the kind of object the command names")),
+            _ => None,
+        };
+    }
     let mentioned = scene
         .truth
         .objects
@@ -139,19 +152,7 @@ pub fn find_target(scene: &Scene, command: &str) -> Option<Target> {
         })
         .filter_map(|(id, n)| text.find(&n).map(|at| (at, std::cmp::Reverse(n.len()), id)))
         .min();
-    if let Some((_, _, id)) = mentioned {
-        return Some(named(id, "its name in the command"));
-    }
-    let (color, shape) = kind_named(&text)?;
-    let mut fits = scene
-        .layout
-        .objects
-        .iter()
-        .filter(|o| o.shape == shape && color.is_none_or(|c| o.color == c));
-    match (fits.next(), fits.next()) {
-        (Some(o), None) => Some(named(o.id, "the kind of object the command names")),
-        _ => None,
-    }
+    mentioned.map(|(_, _, id)| named(id, "its name in the command"))
 }
 
 /// What the scene says the model should answer: act when the command names

@@ -382,3 +382,70 @@ fn batch_runs_every_pair_in_order() {
     fails_with(&r, "line 1");
     assert!(r.stdout.is_empty());
 }
+
+/// red_cup.png holds two blue balls, a red cup, a green cup and an orange
+/// bowl: no purple ball, and "the ball" fits two objects. The model trained
+/// on the randomised world (`models/randomised`) has the outcome tokens; the
+/// shipped one never learned to refuse.
+#[test]
+fn a_refusal_is_said_in_the_printout_and_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = red_cup();
+    let model = scenes().join("../../models/randomised");
+    for cmd in ["pick up the purple ball", "보라색 공을 집어"] {
+        let base = ["--model-dir", s(&model), "--image", s(&image), "--cmd", cmd];
+        let j = json(&run_in(dir.path(), &[&base[..], &["--json"]].concat()));
+        let a = &j["action"];
+        assert_eq!(a["outcome"], "absent", "{cmd}: {a}");
+        assert!(
+            a["message"].as_str().unwrap().starts_with("not here"),
+            "{cmd}: {a}"
+        );
+        assert_eq!(a["waypoints"].as_array().unwrap().len(), 0, "{cmd}");
+        // The ground truth beside the image agrees, and names no target.
+        assert_eq!(j["grounding"]["expected"], "absent", "{cmd}");
+        assert!(j["grounding"]["target"].is_null(), "{cmd}");
+
+        let r = run_in(dir.path(), &base);
+        ok(&r);
+        assert!(
+            r.stdout.contains("answer     not here"),
+            "{cmd}:\n{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("the model said \"absent\" ✓"),
+            "{cmd}:\n{}",
+            r.stdout
+        );
+    }
+    // "The ball" fits two: the scene calls for "which one?", whatever the
+    // model says, and grounding does not score it against either ball.
+    let r = run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&image),
+            "--cmd",
+            "push the ball to the left",
+            "--json",
+        ],
+    );
+    let j = json(&r);
+    assert_eq!(j["grounding"]["expected"], "ambiguous");
+    assert!(j["grounding"]["target"].is_null());
+    assert!(j["grounding"]["pointing_hit"].is_null());
+    // A valid command acts, and the scene agrees.
+    let j = json(&run_in(
+        dir.path(),
+        &[
+            "--image",
+            s(&image),
+            "--cmd",
+            "pick up the red cup",
+            "--json",
+        ],
+    ));
+    assert_eq!(j["action"]["outcome"], "act");
+    assert_eq!(j["grounding"]["expected"], "act");
+}

@@ -186,3 +186,83 @@ fn one_per_family(layout: &Layout, rng: &mut impl Rng) -> Vec<Command> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::NO_TARGET;
+
+    #[test]
+    fn counterfactual_commands_name_every_nameable_object_in_both_languages() {
+        let cfg = Config::tiny();
+        for seed in Split::Counterfactual.first_seed()..Split::Counterfactual.first_seed() + 8 {
+            let (d, commands) = Split::Counterfactual.scene(seed, &cfg).unwrap().unwrap();
+            let named = crate::scene::minimal_references(&d.layout)
+                .iter()
+                .filter(|r| r.is_some())
+                .count();
+            assert_eq!(commands.len(), 2 * named, "seed {seed}");
+            for c in &commands {
+                let o = d.layout.object(c.target).unwrap();
+                let w = &c.action.waypoints[0];
+                assert_eq!([w.x, w.y], o.center);
+                assert_eq!(c.family, Family::Pick);
+            }
+            for lang in Lang::ALL {
+                let targets: Vec<usize> = commands
+                    .iter()
+                    .filter(|c| c.lang == lang)
+                    .map(|c| c.target)
+                    .collect();
+                let mut unique = targets.clone();
+                unique.dedup();
+                assert_eq!(unique.len(), named, "seed {seed}: {targets:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_absent_split_asks_for_refusals_in_both_languages() {
+        let cfg = Config::tiny();
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in Split::Absent.first_seed()..Split::Absent.first_seed() + 12 {
+            let (d, commands) = Split::Absent.scene(seed, &cfg).unwrap().unwrap();
+            for c in commands {
+                if c.action.outcome.is_act() {
+                    assert!(d.layout.object(c.target).is_some());
+                } else {
+                    assert_eq!(c.target, NO_TARGET);
+                    seen.insert((c.action.outcome, c.lang));
+                }
+            }
+        }
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    #[test]
+    fn unseen_combo_commands_are_about_a_held_out_pair() {
+        let cfg = Config::tiny();
+        let mut n = 0;
+        for seed in Split::UnseenCombo.first_seed()..Split::UnseenCombo.first_seed() + 10 {
+            let (d, commands) = Split::UnseenCombo.scene(seed, &cfg).unwrap().unwrap();
+            for c in commands {
+                let o = d.layout.object(c.target).unwrap();
+                assert!(HELD_OUT_PAIRS.contains(&(o.color, o.shape)));
+                n += 1;
+            }
+        }
+        assert!(n >= 20, "{n}");
+    }
+
+    #[test]
+    fn split_names_round_trip_and_seeds_are_held_out() {
+        for s in Split::ALL {
+            assert_eq!(Split::parse(s.name()).unwrap(), s);
+            assert!(s.first_seed() >= EVAL_SEED_START);
+        }
+        assert!(Split::parse("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("unseen-combo"));
+    }
+}

@@ -95,6 +95,8 @@ pub struct Step {
     pub prob: f32,
     /// The three most likely tokens at this step, best first.
     pub top: Vec<(ActionToken, f32)>,
+    /// P(`<absent>`) and P(`<ambiguous>`) at this step (0 where not allowed).
+    pub refusal: [f32; 2],
 }
 
 /// Wall time of each stage of [`Vla::generate`], in milliseconds.
@@ -333,6 +335,13 @@ fn sync(device: &Device) -> Result<()> {
 
 /// Picks the next token from one row of action logits, allowing only tokens
 /// that keep the action well formed.
+///
+/// The first token is chosen in two levels. An action's first token is one
+/// of 256 x bins, which share the probability of acting between them, while
+/// each refusal is one token: comparing tokens one by one would let a 12%
+/// `<absent>` beat a confident action spread over three neighbouring bins.
+/// So the decoder first compares P(act) = Σ P(x bin) with P(`<absent>`) and
+/// P(`<ambiguous>`), and only then picks (or samples) a bin.
 fn choose(
     row: &[f32],
     prefix: &[ActionToken],
@@ -350,7 +359,34 @@ fn choose(
     let exp: Vec<f32> = masked.iter().map(|x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     let probs: Vec<f32> = exp.iter().map(|e| e / sum).collect();
-    let index = processor.sample(&Tensor::from_vec(masked, ACTION_VOCAB, device)?)? as usize;
+    let refusal = [
+        probs[ActionToken::Absent.index()],
+        probs[ActionToken::Ambiguous.index()],
+    ];
+    let act = 1.0 - refusal[0] - refusal[1];
+    let index = if prefix.is_empty() && refusal[0].max(refusal[1]) > act {
+        if refusal[0] >= refusal[1] {
+            ActionToken::Absent.index()
+        } else {
+            ActionToken::Ambiguous.index()
+        }
+    } else {
+        // Acting: the refusals are out of the running.
+        let acting: Vec<f32> = masked
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let outcome =
+                    i == ActionToken::Absent.index() || i == ActionToken::Ambiguous.index();
+                if outcome {
+                    f32::NEG_INFINITY
+                } else {
+                    x
+                }
+            })
+            .collect();
+        processor.sample(&Tensor::from_vec(acting, ACTION_VOCAB, device)?)? as usize
+    };
     let mut order: Vec<usize> = (0..ACTION_VOCAB).filter(|&i| allowed(i)).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let top = order
@@ -362,5 +398,6 @@ fn choose(
         token: ActionToken::from_index(index)?,
         prob: probs[index],
         top,
+        refusal,
     })
 }
