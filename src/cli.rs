@@ -15,7 +15,7 @@ use vla_demo::demo::{self, FigureSpec, ModelSpec, RunSpec, Sheet};
 use vla_demo::maps::HeadFusion;
 use vla_demo::model::vla::Decoding;
 use vla_demo::overlay::{Colormap, Scale, Style, Upsample};
-use vla_demo::{eval, train, Pipeline};
+use vla_demo::{eval, limits, output, train, Pipeline};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,11 +89,11 @@ impl ModelArgs {
 /// How a prediction is decoded.
 #[derive(Args, Debug, Clone)]
 struct DecodeArgs {
-    /// Sampling temperature; leave unset for greedy decoding.
-    #[arg(long, value_parser = non_negative)]
+    /// Sampling temperature, 0 to 100; leave unset for greedy decoding.
+    #[arg(long, value_parser = temperature)]
     temperature: Option<f64>,
-    /// Sample only among the k most likely tokens (with --temperature).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Sample only among the k most likely tokens (with --temperature), 1 to 100000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_TOP_K))]
     top_k: Option<u64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -197,11 +197,11 @@ struct ExplainCli {
     cmd: String,
     #[command(flatten)]
     model: ModelArgs,
-    /// Follow this head (1-based) instead of the one with the sharpest peak.
-    #[arg(long)]
-    head: Option<usize>,
-    /// How many patches each step lists.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    /// Follow this head (1-based, up to the model's heads) instead of the one with the sharpest peak.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=limits::config::MAX_HEADS as u64))]
+    head: Option<u64>,
+    /// How many patches each step lists, 1 to 1000.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_EXPLAIN_TOP))]
     top: u64,
     /// Print the explanation as JSON.
     #[arg(long)]
@@ -217,9 +217,9 @@ struct TrainCli {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Stop after this step; the learning-rate schedule still follows the config.
-    #[arg(long)]
-    steps: Option<usize>,
+    /// Stop after this step, 1 to 10000000; the learning-rate schedule still follows the config.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_TRAIN_STEPS as u64))]
+    steps: Option<u64>,
     #[arg(long)]
     quiet: bool,
 }
@@ -228,8 +228,10 @@ struct TrainCli {
 struct EvalCli {
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, default_value_t = 1000)]
+    /// How many held-out scenes, 1 to 1000000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_EVAL_SCENES))]
     scenes: u64,
+    /// Seed of the first scene; held-out seeds start at 200000.
     #[arg(long, default_value_t = vla_demo::data::EVAL_SEED_START)]
     seed: u64,
     /// Print the report as JSON.
@@ -258,12 +260,12 @@ fn row_col(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-fn non_negative(s: &str) -> Result<f64, String> {
+fn temperature(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v >= 0.0 && v.is_finite() {
+    if (0.0..=limits::MAX_TEMPERATURE).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} must be 0 or more"))
+        Err(format!("{v} is outside 0..={}", limits::MAX_TEMPERATURE))
     }
 }
 
@@ -275,7 +277,7 @@ pub fn main() -> Result<()> {
             config: a.config,
             out: a.out,
             resume: a.resume,
-            steps: a.steps,
+            steps: a.steps.map(|s| s as usize),
             quiet: a.quiet,
         }),
         Some(Command::Eval(a)) => run_eval(&a),
@@ -295,6 +297,12 @@ fn run_eval(a: &EvalCli) -> Result<()> {
         a.seed,
         vla_demo::data::EVAL_SEED_START
     );
+    anyhow::ensure!(
+        a.seed.checked_add(a.scenes).is_some(),
+        "--seed {} plus --scenes {} goes past the largest seed",
+        a.seed,
+        a.scenes
+    );
     let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
     let bar = if a.json {
         indicatif::ProgressBar::hidden()
@@ -311,22 +319,21 @@ fn run_eval(a: &EvalCli) -> Result<()> {
     )?;
     bar.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))
     } else {
-        println!(
-            "{} held-out scenes from seed {} ({})\n\n{}",
+        output::print(&format!(
+            "{} held-out scenes from seed {} ({})\n\n{}\n",
             a.scenes,
             a.seed,
             p.origin,
             report.table()
-        );
+        ))
     }
-    Ok(())
 }
 
 fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("warning: {w}");
+        output::eprint_line(&format!("warning: {w}"));
     }
 }
 
@@ -365,40 +372,45 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
 }
 
 fn run(a: &RunArgs) -> Result<()> {
-    let rep = demo::run(&spec(a)?, &a.model.spec())?;
-    warn(&rep.warnings);
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
-    } else {
-        print!("{}", rep.text());
+    if a.overlay_dir.is_some() {
+        bail!("--overlay-dir works only with --batch; for one image use --overlay");
     }
-    Ok(())
+    let (rep, files) = demo::run(&spec(a)?, &a.model.spec())?;
+    warn(&rep.warnings);
+    let text = if a.json {
+        format!("{}\n", serde_json::to_string_pretty(&rep)?)
+    } else {
+        rep.text()
+    };
+    output::print_and_commit(&text, files)
 }
 
 fn run_batch(a: &RunArgs, pairs: &Path) -> Result<()> {
-    let reports = demo::batch(
+    let (reports, files) = demo::batch(
         pairs,
         &a.decode.decoding(),
         &a.style.style(),
         a.overlay_dir.as_deref(),
         &a.model.spec(),
     )?;
+    let mut text = String::new();
     for (line, rep) in &reports {
         for w in &rep.warnings {
-            eprintln!("warning: line {line}: {w}");
+            output::eprint_line(&format!("warning: line {line}: {w}"));
         }
-        println!("{}", serde_json::to_string(rep)?);
+        text.push_str(&serde_json::to_string(rep)?);
+        text.push('\n');
     }
-    Ok(())
+    output::print_and_commit(&text, files)
 }
 
 fn run_explain(a: &ExplainCli) -> Result<()> {
-    let (e, warnings) = demo::explain(&a.image, &a.cmd, a.head, a.top as usize, &a.model.spec())?;
+    let head = a.head.map(|h| h as usize);
+    let (e, warnings) = demo::explain(&a.image, &a.cmd, head, a.top as usize, &a.model.spec())?;
     warn(&warnings);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&e)?))
     } else {
-        print!("{}", e.text());
+        output::print(&e.text())
     }
-    Ok(())
 }

@@ -156,7 +156,7 @@ pub fn evaluate(
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut start = first_seed;
     while start < first_seed + scenes {
-        let end = (start + CHUNK).min(first_seed + scenes);
+        let end = start.saturating_add(CHUNK).min(first_seed + scenes);
         let mut layouts = Vec::new();
         let mut images = Vec::new();
         let mut examples = Vec::new();
@@ -186,6 +186,7 @@ pub fn evaluate(
             let refs: Vec<&image::RgbImage> = images.iter().collect();
             let batch = data::make_batch(&refs, &examples, tok, cfg, 0.0, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
+            crate::pipeline::check_finite_output(&generated)?;
             let cross = generated
                 .boa_cross
                 .to_dtype(candle::DType::F32)?

@@ -170,17 +170,43 @@ pub fn encode(
         arrays: arrays.iter().map(|(name, x, axes)| ArrayInfo { name: name.clone(), shape: x.dims().to_vec(), axes: axes.iter().map(|s| s.to_string()).collect() }).collect(),
     };
 
-    // candle writes npz to a path; go through a private temporary file so
-    // the final file appears whole or not at all.
-    let tmp =
-        tempfile::NamedTempFile::new().context("cannot create a temporary file for the export")?;
     let named: Vec<(&str, &Tensor)> = arrays
         .iter()
         .map(|(name, x, _)| (name.as_str(), x))
         .collect();
-    Tensor::write_npz(&named, tmp.path()).context("cannot write the npz archive")?;
-    let bytes = std::fs::read(tmp.path()).context("cannot read back the npz archive")?;
+    let bytes = npz_bytes(&named).context("cannot build the npz archive")?;
     Ok((bytes, serde_json::to_string_pretty(&manifest)?.into_bytes()))
+}
+
+/// f32 arrays as an npz archive (a zip of stored .npy files), in memory, so
+/// nothing touches the disk until the caller writes the whole file.
+pub fn npz_bytes(arrays: &[(&str, &Tensor)]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    for (name, x) in arrays {
+        let shape: Vec<String> = x.dims().iter().map(|d| d.to_string()).collect();
+        let shape = match shape.len() {
+            1 => format!("{},", shape[0]),
+            _ => shape.join(","),
+        };
+        let mut header =
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        // NPY 1.0: magic, version, header length; the data starts 64-aligned.
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+        header.push('\n');
+        zip.start_file(format!("{name}.npy"), options)?;
+        zip.write_all(b"\x93NUMPY\x01\x00")?;
+        zip.write_all(&(header.len() as u16).to_le_bytes())?;
+        zip.write_all(header.as_bytes())?;
+        let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        zip.write_all(&data)?;
+    }
+    Ok(zip.finish()?.into_inner())
 }
 
 /// Every patch's box in model and input pixels.
