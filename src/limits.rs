@@ -85,3 +85,75 @@ pub mod train {
     pub const MAX_SHARDS: usize = 64;
     pub const MAX_EVAL_SCENES: usize = 100_000;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/RELIABILITY.md states every bound; it must state these numbers.
+    #[test]
+    fn the_documented_limits_are_these() {
+        let doc = include_str!("../docs/RELIABILITY.md");
+        let mib = |b: u64| format!("{} MiB", b >> 20);
+        let expected = [
+            format!("at most {MAX_PIXELS} pixels"),
+            format!("at most {} on disk", mib(MAX_IMAGE_FILE_BYTES)),
+            format!("at most {MAX_COMMAND_BYTES} bytes"),
+            format!(
+                "at most {MAX_BATCH_PAIRS} pairs, {}, {MAX_BATCH_PIXELS} pixels",
+                mib(MAX_BATCH_FILE_BYTES)
+            ),
+            format!("| `--temperature` | 0 to {MAX_TEMPERATURE} |"),
+            format!("| `--top-k` | 1 to {MAX_TOP_K} |"),
+            format!("| `explain --top` | 1 to {MAX_EXPLAIN_TOP} |"),
+            format!("1 to {MAX_EVAL_SCENES};"),
+            format!("| `scene --count` | 1 to {MAX_SCENE_COUNT} |"),
+            format!("| 1 to {MAX_TRAIN_STEPS} |"),
+            format!("each 1 to {MAX_BENCH_BATCH}, at most {MAX_LIST_LEN} values"),
+            format!("each 1 to {MAX_SWEEP_LEN}, at most {MAX_LIST_LEN} values"),
+            format!("1 to {MAX_BENCH_RUNS} / 0 to {MAX_BENCH_RUNS}"),
+            format!("0 to {MAX_BENCH_REPEATS} |"),
+            format!("at most {} each", mib(MAX_JSON_BYTES)),
+            format!("at most {} GiB", MAX_WEIGHTS_BYTES >> 30),
+            format!("| `image_size` | 1 to {},", config::MAX_IMAGE_SIZE),
+            format!("| 1 to {} |", config::MAX_PATCHES),
+            format!("| `hidden_size` | 1 to {},", config::MAX_HIDDEN_SIZE),
+            format!("| `num_attention_heads` | 1 to {} |", config::MAX_HEADS),
+            format!(
+                "| `intermediate_size` | 1 to {} |",
+                config::MAX_INTERMEDIATE_SIZE
+            ),
+            format!("| 1 to {} each,", config::MAX_LAYERS),
+            format!(
+                "at most {} convolutions of 1 to {} channels",
+                config::MAX_STEM_LAYERS,
+                config::MAX_STEM_CHANNELS
+            ),
+            format!("at most {},", config::MAX_VOCAB_SIZE),
+            format!("| `max_text_len` | 1 to {} |", config::MAX_TEXT_LEN),
+            format!(
+                "| each {} to {} |",
+                config::MIN_IMAGE_STD,
+                config::MAX_IMAGE_STD
+            ),
+            format!(
+                "| `layer_norm_eps` | {:e} to {} |",
+                config::MIN_LAYER_NORM_EPS,
+                config::MAX_LAYER_NORM_EPS
+            ),
+            format!("at most {} m |", config::MAX_WORKSPACE_M),
+            format!("`scenes_per_step` 1 to\n{}", train::MAX_SCENES_PER_STEP),
+            format!(
+                "`commands_per_scene` 1 to {}",
+                train::MAX_COMMANDS_PER_SCENE
+            ),
+            format!("`shards` 1 to {}", train::MAX_SHARDS),
+            format!("`eval_scenes` 1 to {}", train::MAX_EVAL_SCENES),
+        ];
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|e| !doc.contains(e.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "docs/RELIABILITY.md lacks {missing:?}");
+    }
+}

@@ -507,6 +507,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let (cfg, tok) = if args.resume {
         let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG))
             .context("--resume needs a training run in --out")?;
+        cfg.model.validate()?;
         let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
         (cfg, tok)
     } else {

@@ -368,6 +368,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn run_all(bin: &Path, work: &Path, cases: &[Case]) -> (Vec<String>, f64) {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
+    let times = Mutex::new(Vec::new());
     let t0 = Instant::now();
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -377,7 +378,11 @@ pub fn run_all(bin: &Path, work: &Path, cases: &[Case]) -> (Vec<String>, f64) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(case) = cases.get(i) else { break };
-                if let Err(why) = run_case(bin, work, i, case) {
+                let result = run_case(bin, work, i, case);
+                if let Ok(o) = &result {
+                    times.lock().unwrap().push((o.seconds, case.name.clone()));
+                }
+                if let Err(why) = result {
                     let args: Vec<String> = case
                         .args
                         .iter()
@@ -398,6 +403,14 @@ pub fn run_all(bin: &Path, work: &Path, cases: &[Case]) -> (Vec<String>, f64) {
             });
         }
     });
+    let mut times = times.into_inner().unwrap();
+    times.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slow: Vec<String> = times
+        .iter()
+        .take(8)
+        .map(|(t, n)| format!("{t:.2} s {n}"))
+        .collect();
+    eprintln!("slowest cases:\n  {}", slow.join("\n  "));
     (failures.into_inner().unwrap(), t0.elapsed().as_secs_f64())
 }
 
