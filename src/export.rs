@@ -235,3 +235,34 @@ pub fn patch_boxes(g: &Geometry) -> Vec<PatchInfo> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_npz_reads_back_with_numpy_layout() {
+        let a = Tensor::arange(0f32, 24., &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3, 4))
+            .unwrap();
+        let b = Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap();
+        let bytes = npz_bytes(&[("vision/layer0", &a), ("b", &b)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.npz");
+        std::fs::write(&path, &bytes).unwrap();
+        let back = Tensor::read_npz(&path).unwrap();
+        let names: Vec<&str> = back.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["vision/layer0", "b"]);
+        assert_eq!(back[0].1.dims(), [2, 3, 4]);
+        assert_eq!(
+            back[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(back[1].1.to_vec1::<f32>().unwrap(), [1.5, -2.0]);
+        // Every array's data starts 64-byte aligned inside its .npy.
+        let at = bytes.windows(6).position(|w| w == b"\x93NUMPY").unwrap();
+        let len = u16::from_le_bytes([bytes[at + 8], bytes[at + 9]]);
+        assert_eq!((10 + len as usize) % 64, 0);
+    }
+}

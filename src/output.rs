@@ -161,6 +161,11 @@ impl Staged {
     /// Renames every file into place. If one rename fails, the files this
     /// commit already renamed are removed and the rest are discarded.
     pub fn commit(self) -> Result<()> {
+        self.commit_paths().map(drop)
+    }
+
+    /// Like [`Staged::commit`], returning the paths written.
+    fn commit_paths(self) -> Result<Vec<PathBuf>> {
         let mut guard = pending();
         let mut done: Vec<PathBuf> = Vec::with_capacity(self.files.len());
         let mut result = Ok(());
@@ -182,7 +187,7 @@ impl Staged {
         }
         drop(guard);
         drop(files.collect::<Vec<_>>()); // removes the temporaries not renamed
-        result
+        result.map(|()| done)
     }
 }
 
@@ -255,17 +260,20 @@ pub fn print(text: &str) -> Result<()> {
     }
 }
 
-/// Prints a run's text, then commits its files. If standard output fails
-/// for any reason but a closed pipe, no file is written. A closed pipe still
-/// writes the files: the run itself succeeded.
+/// Commits a run's files, then prints its text (which may name them). If
+/// the files cannot be written, nothing is printed; if standard output fails
+/// for any reason but a closed pipe, the files are removed again. A closed
+/// pipe keeps them: the run itself succeeded, only its reader left.
 pub fn print_and_commit(text: &str, files: Staged) -> Result<()> {
+    let written = files.commit_paths()?;
     match print(text) {
-        Ok(()) => files.commit(),
-        Err(e) if e.is::<ClosedStdout>() => {
-            files.commit()?;
+        Err(e) if !e.is::<ClosedStdout>() => {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
             Err(e)
         }
-        Err(e) => Err(e),
+        other => other,
     }
 }
 

@@ -646,12 +646,12 @@ fn train_steps(
     }
     bar.finish();
     if !args.quiet {
-        eprintln!(
+        crate::output::eprint_line(&format!(
             "trained {} steps in {:.1} min; checkpoint in {}",
             stop.saturating_sub(start),
             t0.elapsed().as_secs_f64() / 60.0,
             args.out.display()
-        );
+        ));
     }
     Ok(())
 }

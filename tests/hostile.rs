@@ -180,6 +180,22 @@ fn image_cases(fx: &Fixtures) -> Vec<Case> {
             );
         }
     }
+    // Images from another encoder (the fuzzers' seeds, made with Pillow):
+    // progressive and CMYK JPEG, lossy WebP, grey and RGBA PNG, QOI, ICO.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/image");
+    let mut seed_files: Vec<PathBuf> = std::fs::read_dir(&seeds)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    seed_files.sort();
+    for path in seed_files {
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        cases.push(demo(format!("seed {name} whole"), &name, CUP, Expect::Ok).file(&name, bytes.clone()));
+        cases.push(
+            demo(format!("seed {name} cut in half"), &name, CUP, Expect::Fail(leak(&name)))
+                .file(&name, bytes[..bytes.len() / 2].to_vec()),
+        );
+    }
     // The right bytes under the wrong extension: the bytes decide.
     let png = &fx.encoded[0].1;
     cases.push(demo("png named .jpg", "p.jpg", CUP, Expect::Ok).file("p.jpg", png.clone()));
@@ -593,7 +609,7 @@ fn flag_cases(fx: &Fixtures) -> Vec<Case> {
         cases.push(c);
     }
     // Overwriting the input through a symlink and through `..`.
-    let mut c = Case::new(
+    let c = Case::new(
         "overlay through a symlink to the input",
         &["--image", "in.png", "--cmd", CUP, "--overlay", "link.png"],
         Expect::Fail("refusing to overwrite"),
