@@ -30,6 +30,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::checkpoint::Source;
+use crate::output::{self, Staged};
 use crate::pipeline::Pipeline;
 
 /// The subcommand the binary runs this under; sweep points re-execute the
@@ -44,13 +45,13 @@ pub struct BenchArgs {
     /// f32, f16 or bf16 (the last two need a GPU).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Batch sizes, comma separated: (image, command) pairs per call.
+    /// Batch sizes, comma separated: (image, command) pairs per call, each 1 to 256.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub batch: Vec<usize>,
-    /// Timed runs per batch size, after the warm-up.
+    /// Timed runs per batch size, after the warm-up, 1 to 10000.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
-    /// Untimed warm-up runs per batch size.
+    /// Untimed warm-up runs per batch size, 0 to 10000.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Print one JSON object instead of tables.
@@ -62,16 +63,16 @@ pub struct BenchArgs {
     /// Also time the attention paths and score functions from 196 to 4096 patches.
     #[arg(long)]
     pub attention_sweep: bool,
-    /// Sequence lengths of the attention sweep, comma separated.
+    /// Sequence lengths of the attention sweep, comma separated, each 1 to 4096.
     #[arg(long, value_delimiter = ',', default_value = "196,576,1024,2304,4096")]
     pub sweep_lens: Vec<usize>,
     /// Measure sweep memory in this process instead of one child process per point.
     #[arg(long)]
     pub in_process: bool,
-    /// Also time N training steps (batch of the shipped training preset).
+    /// Also time N training steps (batch of the shipped training preset), 0 to 1000.
     #[arg(long, default_value_t = 0)]
     pub train_steps: usize,
-    /// Also time N cold starts: `vla-demo --image .. --cmd ..` as fresh processes.
+    /// Also time N cold starts: `vla-demo --image .. --cmd ..` as fresh processes, 0 to 1000.
     #[arg(long, default_value_t = 0)]
     pub cold_start: usize,
     /// Skip the inference benchmark (for a sweep or training timing alone).
@@ -134,22 +135,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(spec) = &args.sweep_point {
         let spec: sweep::PointSpec = serde_json::from_str(spec)
             .context("--sweep-point takes the JSON the benchmark writes")?;
-        println!(
-            "{}",
+        check_point(&spec)?;
+        return output::print(&format!(
+            "{}\n",
             serde_json::to_string(&sweep::run_point(&spec, "subprocess")?)?
-        );
-        return Ok(());
+        ));
     }
-    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
-    anyhow::ensure!(
-        args.batch.iter().all(|&b| b >= 1),
-        "--batch sizes must be at least 1 (got {:?})",
-        args.batch
-    );
-    anyhow::ensure!(
-        args.sweep_lens.iter().all(|&t| t >= 1),
-        "--sweep-lens must be positive"
-    );
+    check_args(args)?;
     let load_start = sys::load_average();
     let device = crate::device::select(&args.device)?;
     let dtype = crate::device::dtype(&args.dtype, &device)?;
@@ -158,6 +150,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => Source::Embedded,
     };
     let p = Pipeline::load_on(&source, device.clone(), dtype)?;
+    let mut files = Staged::new();
 
     let inference = !args.skip_inference;
     let per_batch = 2 * (args.warmup + args.runs) as u64;
@@ -198,7 +191,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         if let Some(dir) = &args.export_reference {
             bar.set_message("reference for torch_peer.py");
-            infer::export_reference(&p, &ex, dir)?;
+            infer::export_reference(&p, &ex, dir, &mut files)?;
         }
     } else if args.export_reference.is_some() {
         anyhow::bail!("--export-reference needs the inference benchmark; drop --skip-inference");
@@ -243,6 +236,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bar.set_message("cold starts");
         let ex = infer::examples(1, p.config().image_size)?;
         let dir = tempfile::tempdir()?;
+        output::remove_on_interrupt(dir.path());
         let png = dir.path().join("scene.png");
         ex[0]
             .image
@@ -255,6 +249,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             &args.device,
             args.cold_start,
         )?;
+        output::forget(dir.path());
         bar.inc(1);
         Some(c)
     } else {
@@ -281,11 +276,56 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         cold_start,
         peak_memory_bytes: sys::peak_rss(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let out = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
     } else {
-        print!("{}", text(&report));
-    }
+        text(&report)
+    };
+    output::print_and_commit(&out, files)
+}
+
+/// Every flag within its documented bound (`crate::limits`), before any
+/// work: a size taken on trust could ask for terabytes.
+fn check_args(args: &BenchArgs) -> Result<()> {
+    use crate::limits::*;
+    let list = |name: &str, v: &[usize], hi: usize| {
+        anyhow::ensure!(
+            !v.is_empty() && v.len() <= MAX_LIST_LEN,
+            "--{name} takes 1 to {MAX_LIST_LEN} values (got {})",
+            v.len()
+        );
+        if let Some(x) = v.iter().find(|&&x| !(1..=hi).contains(&x)) {
+            anyhow::bail!("--{name} {x} is outside 1..={hi}");
+        }
+        Ok(())
+    };
+    list("batch", &args.batch, MAX_BENCH_BATCH)?;
+    list("sweep-lens", &args.sweep_lens, MAX_SWEEP_LEN)?;
+    let within = |name: &str, v: usize, lo: usize, hi: usize| {
+        anyhow::ensure!(
+            (lo..=hi).contains(&v),
+            "--{name} {v} is outside {lo}..={hi}"
+        );
+        Ok(())
+    };
+    within("runs", args.runs, 1, MAX_BENCH_RUNS)?;
+    within("warmup", args.warmup, 0, MAX_BENCH_RUNS)?;
+    within("train-steps", args.train_steps, 0, MAX_BENCH_REPEATS)?;
+    within("cold-start", args.cold_start, 0, MAX_BENCH_REPEATS)
+}
+
+/// The hidden `--sweep-point` within the same bounds as `--sweep-lens`.
+fn check_point(spec: &sweep::PointSpec) -> Result<()> {
+    use crate::limits::{
+        config::MAX_HEADS, config::MAX_HIDDEN_SIZE, MAX_BENCH_RUNS, MAX_SWEEP_LEN,
+    };
+    anyhow::ensure!(
+        (1..=MAX_SWEEP_LEN).contains(&spec.seq_len)
+            && (1..=MAX_HEADS).contains(&spec.heads)
+            && (1..=MAX_HIDDEN_SIZE).contains(&spec.head_dim)
+            && (1..=MAX_BENCH_RUNS).contains(&spec.runs),
+        "--sweep-point is outside the bounds of --sweep-lens, --runs and the model config"
+    );
     Ok(())
 }
 

@@ -6,18 +6,23 @@
 //! Every load error names the file, and for weights the key and the shapes.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use candle::{DType, Device};
+use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::model::{Config, Vla};
+use crate::output::{Scratch, Staged};
 use crate::tokens::CommandTokenizer;
 
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const TOKENIZER: &str = "tokenizer.json";
+pub use crate::limits::{MAX_JSON_BYTES, MAX_WEIGHTS_BYTES};
 
 /// A checkpoint's three files, read but not yet turned into a model.
 pub struct Checkpoint {
@@ -85,13 +90,12 @@ impl Checkpoint {
             anyhow::bail!("model directory {} does not exist", dir.display());
         }
         let read = |name: &str| {
-            let p = dir.join(name);
-            std::fs::read(&p).with_context(|| {
-                format!(
-                    "cannot read {} (a checkpoint needs {CONFIG}, {WEIGHTS} and {TOKENIZER})",
-                    p.display()
-                )
-            })
+            let max = match name {
+                WEIGHTS => MAX_WEIGHTS_BYTES,
+                _ => MAX_JSON_BYTES,
+            };
+            crate::input::read_file(&dir.join(name), max, "checkpoint file")
+                .with_context(|| format!("a checkpoint needs {CONFIG}, {WEIGHTS} and {TOKENIZER}"))
         };
         Self::from_parts(
             &read(CONFIG)?,
@@ -131,7 +135,8 @@ impl Checkpoint {
         )
     }
 
-    fn from_parts(
+    /// A checkpoint from its three files' bytes (`origin` names it in messages).
+    pub fn from_parts(
         config: &[u8],
         tokenizer: &[u8],
         weights: Cow<'static, [u8]>,
@@ -155,52 +160,117 @@ impl Checkpoint {
         })
     }
 
-    /// Builds the model on a device, checking every tensor's name and shape.
+    /// Builds the model on a device. This is the one place a loaded model is
+    /// validated: the config's sizes are within bounds (checked when it was
+    /// read), every tensor the model needs is present with its shape, the
+    /// file holds no tensor the model does not use (a config with fewer
+    /// layers than its weights), and every weight is finite.
     pub fn load(&self, device: &Device, dtype: DType) -> Result<Vla> {
-        let vb = VarBuilder::from_slice_safetensors(&self.weights, dtype, device).with_context(
-            || {
+        let origin = &self.origin;
+        let file =
+            candle::safetensors::SliceSafetensors::new(&self.weights).with_context(|| {
                 format!(
-                    "{}/{WEIGHTS} is not a valid safetensors file (truncated or corrupt?)",
-                    self.origin
+                    "{origin}/{WEIGHTS} is not a valid safetensors file (truncated or corrupt?)"
                 )
-            },
-        )?;
-        Vla::new(&self.config, vb)
-            .with_context(|| format!("{}/{WEIGHTS} does not fit {CONFIG}", self.origin))
+            })?;
+        let names: Vec<String> = file.tensors().into_iter().map(|(n, _)| n).collect();
+        let recorder = Recorder {
+            inner: file,
+            loaded: Default::default(),
+        };
+        let loaded = recorder.loaded.clone();
+        let vb = VarBuilder::from_backend(Box::new(recorder), dtype, device.clone());
+        let model = Vla::new(&self.config, vb)
+            .with_context(|| format!("{origin}/{WEIGHTS} does not fit {CONFIG}"))?;
+        let loaded = loaded
+            .lock()
+            .map_err(|_| anyhow!("weight recorder lock poisoned"))?;
+        let unused: Vec<&String> = names.iter().filter(|n| !loaded.contains_key(*n)).collect();
+        if let Some(first) = unused.first() {
+            anyhow::bail!(
+                "{origin}/{WEIGHTS} holds {} tensor(s) the model of {CONFIG} does not use \
+                 (first: {first}); do the layer counts in {CONFIG} match the weights?",
+                unused.len()
+            );
+        }
+        for (name, t) in loaded.iter() {
+            check_finite(name, t).with_context(|| format!("{origin}/{WEIGHTS}"))?;
+        }
+        Ok(model)
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, then a rename. A reader (or a crash) sees the old file or the
-/// new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
-        format!(
-            "cannot write {}: directory {} is not writable",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file().sync_all().ok();
-    // tempfile creates 0600 files; outputs should be readable like any other.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .ok();
+/// Errors unless every value of `t` is finite (no NaN, no ±Inf).
+pub fn check_finite(name: &str, t: &candle::Tensor) -> Result<()> {
+    let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "tensor {name} holds {} at index {i}: every weight must be finite",
+            values[i]
+        );
     }
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
 }
+
+/// Reads tensors from the safetensors file and remembers each one the model
+/// asked for, so [`Checkpoint::load`] can check them all and find the rest.
+struct Recorder<'a> {
+    inner: candle::safetensors::SliceSafetensors<'a>,
+    loaded: Arc<Mutex<BTreeMap<String, candle::Tensor>>>,
+}
+
+impl Recorder<'_> {
+    fn keep(&self, name: &str, t: candle::Tensor) -> candle::Result<candle::Tensor> {
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(name.to_string(), t.clone());
+        }
+        Ok(t)
+    }
+}
+
+impl SimpleBackend for Recorder<'_> {
+    fn get(
+        &self,
+        s: candle::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle::Result<candle::Tensor> {
+        let t = self.get_unchecked(name, dtype, dev)?;
+        if t.shape() != &s {
+            return Err(candle::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: t.shape().clone(),
+            });
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle::Result<candle::Tensor> {
+        let stored = self.inner.load(name, dev)?;
+        // Integer bits read as weights would be finite nonsense.
+        if !stored.dtype().is_float() {
+            return Err(candle::Error::Msg(format!(
+                "tensor {name} is stored as {:?}; weights must be floating point",
+                stored.dtype()
+            )));
+        }
+        self.keep(name, stored.to_dtype(dtype)?)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.inner.get(name).is_ok()
+    }
+}
+
+pub use crate::output::write_atomic;
 
 /// Saves a checkpoint directory: config, tokenizer, and the variables.
 pub fn save(
@@ -210,13 +280,25 @@ pub fn save(
     vars: &VarMap,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(
+    let mut files = Staged::new();
+    stage(&mut files, dir, config, tokenizer, vars)?;
+    files.commit()
+}
+
+/// Adds a checkpoint's three files to `files` (written when they commit).
+pub fn stage(
+    files: &mut Staged,
+    dir: &Path,
+    config: &Config,
+    tokenizer: &CommandTokenizer,
+    vars: &VarMap,
+) -> Result<()> {
+    files.add(
         &dir.join(CONFIG),
         serde_json::to_string_pretty(config)?.as_bytes(),
     )?;
-    write_atomic(&dir.join(TOKENIZER), tokenizer.to_json()?.as_bytes())?;
-    write_atomic(&dir.join(WEIGHTS), &safetensors_bytes(vars)?)?;
-    Ok(())
+    files.add(&dir.join(TOKENIZER), tokenizer.to_json()?.as_bytes())?;
+    files.add(&dir.join(WEIGHTS), &safetensors_bytes(vars)?)
 }
 
 /// The variables as safetensors bytes, keys sorted.
@@ -235,7 +317,7 @@ pub fn safetensors_bytes(vars: &VarMap) -> Result<Vec<u8>> {
 /// Named tensors -> safetensors bytes, keys sorted so the bytes are reproducible.
 pub fn tensors_to_bytes(mut tensors: Vec<(String, candle::Tensor)>) -> Result<Vec<u8>> {
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let tmp = tempfile::NamedTempFile::new()?;
+    let tmp = Scratch::new().context("cannot create a temporary file for the weights")?;
     let map: std::collections::HashMap<String, candle::Tensor> = tensors.into_iter().collect();
     candle::safetensors::save(&map, tmp.path())?;
     Ok(std::fs::read(tmp.path())?)

@@ -15,7 +15,7 @@ use vla_demo::demo::{self, FigureSpec, ModelSpec, RunSpec, Sheet};
 use vla_demo::maps::HeadFusion;
 use vla_demo::model::vla::Decoding;
 use vla_demo::overlay::{Colormap, Scale, Style, Upsample};
-use vla_demo::{eval, train, Pipeline};
+use vla_demo::{eval, limits, output, train, Pipeline};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,11 +89,11 @@ impl ModelArgs {
 /// How a prediction is decoded.
 #[derive(Args, Debug, Clone)]
 struct DecodeArgs {
-    /// Sampling temperature; leave unset for greedy decoding.
-    #[arg(long, value_parser = non_negative)]
+    /// Sampling temperature, 0 to 100; leave unset for greedy decoding.
+    #[arg(long, value_parser = temperature)]
     temperature: Option<f64>,
-    /// Sample only among the k most likely tokens (with --temperature).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Sample only among the k most likely tokens (with --temperature), 1 to 100000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_TOP_K))]
     top_k: Option<u64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -197,11 +197,11 @@ struct ExplainCli {
     cmd: String,
     #[command(flatten)]
     model: ModelArgs,
-    /// Follow this head (1-based) instead of the one with the sharpest peak.
-    #[arg(long)]
-    head: Option<usize>,
-    /// How many patches each step lists.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    /// Follow this head (1-based, up to the model's heads) instead of the one with the sharpest peak.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=limits::config::MAX_HEADS as u64))]
+    head: Option<u64>,
+    /// How many patches each step lists, 1 to 1000.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_EXPLAIN_TOP))]
     top: u64,
     /// Print the explanation as JSON.
     #[arg(long)]
@@ -217,9 +217,9 @@ struct TrainCli {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Stop after this step; the learning-rate schedule still follows the config.
-    #[arg(long)]
-    steps: Option<usize>,
+    /// Stop after this step, 1 to 10000000; the learning-rate schedule still follows the config.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_TRAIN_STEPS as u64))]
+    steps: Option<u64>,
     #[arg(long)]
     quiet: bool,
 }
@@ -228,7 +228,8 @@ struct TrainCli {
 struct EvalCli {
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, default_value_t = 1000)]
+    /// How many held-out scenes, 1 to 1000000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_EVAL_SCENES))]
     scenes: u64,
     /// First scene seed (default: the split's own held-out range).
     #[arg(long)]
@@ -262,12 +263,12 @@ fn row_col(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-fn non_negative(s: &str) -> Result<f64, String> {
+fn temperature(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v >= 0.0 && v.is_finite() {
+    if (0.0..=limits::MAX_TEMPERATURE).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} must be 0 or more"))
+        Err(format!("{v} is outside 0..={}", limits::MAX_TEMPERATURE))
     }
 }
 
@@ -279,7 +280,7 @@ pub fn main() -> Result<()> {
             config: a.config,
             out: a.out,
             resume: a.resume,
-            steps: a.steps,
+            steps: a.steps.map(|s| s as usize),
             quiet: a.quiet,
         }),
         Some(Command::Eval(a)) => run_eval(&a),
@@ -304,8 +305,17 @@ fn run_eval(a: &EvalCli) -> Result<()> {
         "all" => eval::Split::ALL.to_vec(),
         name => vec![eval::Split::parse(name)?],
     };
+    for split in &splits {
+        let seed = a.seed.unwrap_or(split.first_seed());
+        anyhow::ensure!(
+            seed.checked_add(a.scenes).is_some(),
+            "--seed {seed} plus --scenes {} goes past the largest seed",
+            a.scenes
+        );
+    }
     let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
     let mut reports = Vec::new();
+    let mut text = String::new();
     for split in splits {
         let bar = if a.json {
             indicatif::ProgressBar::hidden()
@@ -322,34 +332,34 @@ fn run_eval(a: &EvalCli) -> Result<()> {
             Some(&bar),
         )?;
         bar.finish_and_clear();
-        if !a.json {
-            println!(
-                "split {}: {} held-out scenes from seed {} ({})\n\n{}",
-                report.split,
-                a.scenes,
-                report.first_seed,
-                p.origin,
-                report.table()
-            );
-        }
+        text += &format!(
+            "split {}: {} held-out scenes from seed {} ({})\n\n{}\n",
+            report.split,
+            a.scenes,
+            report.first_seed,
+            p.origin,
+            report.table()
+        );
         reports.push(report);
     }
     if a.json {
-        let out = if reports.len() == 1 {
+        let json = if reports.len() == 1 {
             serde_json::to_string_pretty(&reports[0])?
         } else {
             serde_json::to_string_pretty(&reports)?
         };
-        println!("{out}");
-    } else if reports.len() > 1 {
-        println!("{}", eval::bar_table(&reports));
+        output::print(&format!("{json}\n"))
+    } else {
+        if reports.len() > 1 {
+            text += &eval::bar_table(&reports);
+        }
+        output::print(&text)
     }
-    Ok(())
 }
 
 fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("warning: {w}");
+        output::eprint_line(&format!("warning: {w}"));
     }
 }
 
@@ -388,40 +398,45 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
 }
 
 fn run(a: &RunArgs) -> Result<()> {
-    let rep = demo::run(&spec(a)?, &a.model.spec())?;
-    warn(&rep.warnings);
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
-    } else {
-        print!("{}", rep.text());
+    if a.overlay_dir.is_some() {
+        bail!("--overlay-dir works only with --batch; for one image use --overlay");
     }
-    Ok(())
+    let (rep, files) = demo::run(&spec(a)?, &a.model.spec())?;
+    warn(&rep.warnings);
+    let text = if a.json {
+        format!("{}\n", serde_json::to_string_pretty(&rep)?)
+    } else {
+        rep.text()
+    };
+    output::print_and_commit(&text, files)
 }
 
 fn run_batch(a: &RunArgs, pairs: &Path) -> Result<()> {
-    let reports = demo::batch(
+    let (reports, files) = demo::batch(
         pairs,
         &a.decode.decoding(),
         &a.style.style(),
         a.overlay_dir.as_deref(),
         &a.model.spec(),
     )?;
+    let mut text = String::new();
     for (line, rep) in &reports {
         for w in &rep.warnings {
-            eprintln!("warning: line {line}: {w}");
+            output::eprint_line(&format!("warning: line {line}: {w}"));
         }
-        println!("{}", serde_json::to_string(rep)?);
+        text.push_str(&serde_json::to_string(rep)?);
+        text.push('\n');
     }
-    Ok(())
+    output::print_and_commit(&text, files)
 }
 
 fn run_explain(a: &ExplainCli) -> Result<()> {
-    let (e, warnings) = demo::explain(&a.image, &a.cmd, a.head, a.top as usize, &a.model.spec())?;
+    let head = a.head.map(|h| h as usize);
+    let (e, warnings) = demo::explain(&a.image, &a.cmd, head, a.top as usize, &a.model.spec())?;
     warn(&warnings);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&e)?))
     } else {
-        print!("{}", e.text());
+        output::print(&e.text())
     }
-    Ok(())
 }

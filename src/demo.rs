@@ -5,8 +5,10 @@
 //!
 //! Order of work: check the command and the output paths, read the image,
 //! load the model, predict (one forward pass), compare with the ground truth
-//! if any, draw everything in memory, then write every file atomically (and
-//! remove this run's earlier files if a later one cannot be written).
+//! if any, draw everything in memory, then stage every file (written whole
+//! to a temporary file beside its name). The caller prints the report and
+//! commits the files (`output::print_and_commit`): all of them appear, or
+//! none.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,10 +16,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 
-use crate::checkpoint::{write_atomic, Source};
+use crate::checkpoint::Source;
 use crate::explain::Explanation;
+use crate::limits::{MAX_BATCH_FILE_BYTES, MAX_BATCH_PAIRS, MAX_BATCH_PIXELS};
 use crate::maps::{self, HeadFusion};
 use crate::model::vla::Decoding;
+use crate::output::Staged;
 use crate::overlay::{self, Marker, Style};
 use crate::pipeline::{Pipeline, Prediction};
 use crate::report::{self, Figure, Output, Report};
@@ -93,12 +97,9 @@ pub fn sheet_path(overlay: &Path, sheet: Sheet) -> PathBuf {
     PathBuf::from(format!("{}.{}.png", base.display(), sheet.name()))
 }
 
-/// Refuses an empty command before anything slow happens.
+/// Refuses an empty or overlong command before anything slow happens.
 pub fn check_command(cmd: &str) -> Result<()> {
-    if crate::tokens::normalise_command(cmd).is_empty() {
-        bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
-    }
-    Ok(())
+    crate::tokens::check_command(cmd).map(drop)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -142,20 +143,6 @@ fn outputs(spec: &RunSpec) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Writes every file, or none: if one write fails, the ones this run already
-/// wrote are removed again. Each file is written atomically.
-pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
-    for (i, (path, bytes)) in files.iter().enumerate() {
-        if let Err(e) = write_atomic(path, bytes) {
-            for (done, _) in &files[..i] {
-                let _ = std::fs::remove_file(done);
-            }
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
 fn figure(path: &Path, fig: &RgbImage, w: u32, h: u32) -> Figure {
     Figure {
         path: path.display().to_string(),
@@ -176,9 +163,9 @@ fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Resu
     Ok(rep)
 }
 
-/// One prediction, its figures and its export. Returns the report; the
-/// files are written.
-pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<Report> {
+/// One prediction, its figures and its export. Returns the report and the
+/// staged files, which appear when committed.
+pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
     check_command(&spec.cmd)?;
     let paths = outputs(spec)?;
     let img = preprocess::load_image(&spec.image)?;
@@ -205,18 +192,18 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<Report> {
     let t0 = Instant::now();
     let style = spec.figures.style;
     let rgb = img.to_rgb8();
-    let mut files = Vec::new();
+    let mut files = Staged::new();
     let mut next = paths.into_iter();
     if spec.overlay.is_some() {
         let path = next.next().context("no overlay path")?;
         let fig = overlay::draw_prediction(&img, &pred, &cfg, &style)?;
         rep.overlay = Some(figure(&path, &fig, rgb.width(), rgb.height()));
-        files.push((path, overlay::png_bytes(&fig)?));
+        files.add(&path, &overlay::png_bytes(&fig)?)?;
     }
     for &sheet in &spec.sheets {
         let path = next.next().context("no sheet path")?;
         let (fig, panels) = draw_sheet(sheet, &rgb, &pred, &cfg, &spec.figures, rollout_patch)?;
-        files.push((path.clone(), overlay::png_bytes(&fig)?));
+        files.add(&path, &overlay::png_bytes(&fig)?)?;
         rep.outputs.push(Output {
             kind: sheet.name().into(),
             path: path.display().to_string(),
@@ -238,11 +225,11 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<Report> {
                 panels: Vec::new(),
             });
         }
-        files.extend([(npz, bytes), (manifest, json)]);
+        files.add(&npz, &bytes)?;
+        files.add(&manifest, &json)?;
     }
-    write_all(&files)?;
     rep.set_overlay_ms(figures_ms);
-    Ok(rep)
+    Ok((rep, files))
 }
 
 /// One contact sheet and its panel labels.
@@ -325,27 +312,38 @@ struct Pair {
 /// Many (image, command) pairs from a JSON Lines file, in one forward pass;
 /// one report per pair, in order, with its line number.
 /// Every line is checked before the model runs; an error names its line.
-/// With `overlay_dir`, each pair's overlay is written there as
-/// `NNN-<stem>.overlay.png` (NNN = line number).
+/// With `overlay_dir`, each pair's overlay is staged there as
+/// `NNN-<stem>.overlay.png` (NNN = line number). At most
+/// [`MAX_BATCH_PAIRS`] pairs and [`MAX_BATCH_PIXELS`] pixels in all.
 pub fn batch(
     pairs_path: &Path,
     decoding: &Decoding,
     style: &Style,
     overlay_dir: Option<&Path>,
     model: &ModelSpec,
-) -> Result<Vec<(usize, Report)>> {
-    let text = std::fs::read_to_string(pairs_path)
-        .with_context(|| format!("cannot read the batch file {}", pairs_path.display()))?;
+) -> Result<(Vec<(usize, Report)>, Staged)> {
+    let text = read_batch_file(pairs_path)?;
     let mut pairs = Vec::new();
+    let mut pixels = 0u64;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let at = || format!("{} line {}", pairs_path.display(), i + 1);
+        if pairs.len() == MAX_BATCH_PAIRS {
+            bail!("{}: a batch holds at most {MAX_BATCH_PAIRS} pairs", at());
+        }
         let pair: Pair = serde_json::from_str(line)
             .with_context(|| format!("{}: expected {{\"image\": PATH, \"cmd\": TEXT}}", at()))?;
         check_command(&pair.cmd).with_context(at)?;
         let img = preprocess::load_image(&pair.image).with_context(at)?;
+        pixels += img.width() as u64 * img.height() as u64;
+        if pixels > MAX_BATCH_PIXELS {
+            bail!(
+                "{}: the batch's images hold more than {MAX_BATCH_PIXELS} pixels in all",
+                at()
+            );
+        }
         pairs.push((i + 1, pair, img));
     }
     if pairs.is_empty() {
@@ -366,7 +364,7 @@ pub fn batch(
     let cmds: Vec<&str> = pairs.iter().map(|(_, pair, _)| pair.cmd.as_str()).collect();
     let preds = p.predict(&images, &cmds, decoding, false)?;
     let mut reports = Vec::with_capacity(preds.len());
-    let mut files = Vec::new();
+    let mut files = Staged::new();
     for ((line, pair, img), pred) in pairs.iter().zip(&preds) {
         let mut rep = base_report(&p, &pair.image, &pair.cmd, pred)?;
         if let Some(dir) = overlay_dir {
@@ -375,15 +373,28 @@ pub fn batch(
                 "{line:03}-{}",
                 default_overlay(&pair.image).display()
             ));
+            for (_, other, _) in &pairs {
+                let inputs = [other.image.clone(), other.image.with_extension("json")];
+                if let Some(x) = inputs.iter().find(|x| same_file(x, &path)) {
+                    bail!(
+                        "refusing to overwrite {} (an input) with an overlay; choose another --overlay-dir",
+                        x.display()
+                    );
+                }
+            }
             let fig = overlay::draw_prediction(img, pred, &cfg, style)?;
             rep.overlay = Some(figure(&path, &fig, img.width(), img.height()));
-            files.push((path, overlay::png_bytes(&fig)?));
+            files.add(&path, &overlay::png_bytes(&fig)?)?;
             rep.set_overlay_ms(t0.elapsed().as_secs_f64() * 1e3);
         }
         reports.push((*line, rep));
     }
-    write_all(&files)?;
-    Ok(reports)
+    Ok((reports, files))
+}
+
+/// The batch file as text: UTF-8, at most [`MAX_BATCH_FILE_BYTES`].
+fn read_batch_file(path: &Path) -> Result<String> {
+    crate::input::read_text(path, MAX_BATCH_FILE_BYTES, "the batch file")
 }
 
 /// `vla-demo explain`: greedy prediction with every map, then the three

@@ -231,6 +231,7 @@ pub fn evaluate(
             let refs: Vec<&image::RgbImage> = images.iter().collect();
             let batch = data::make_batch(&refs, &examples, tok, cfg, 0.0, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
+            crate::pipeline::check_finite_output(&generated)?;
             let cross = generated
                 .boa_cross
                 .to_dtype(candle::DType::F32)?

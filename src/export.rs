@@ -170,17 +170,43 @@ pub fn encode(
         arrays: arrays.iter().map(|(name, x, axes)| ArrayInfo { name: name.clone(), shape: x.dims().to_vec(), axes: axes.iter().map(|s| s.to_string()).collect() }).collect(),
     };
 
-    // candle writes npz to a path; go through a private temporary file so
-    // the final file appears whole or not at all.
-    let tmp =
-        tempfile::NamedTempFile::new().context("cannot create a temporary file for the export")?;
     let named: Vec<(&str, &Tensor)> = arrays
         .iter()
         .map(|(name, x, _)| (name.as_str(), x))
         .collect();
-    Tensor::write_npz(&named, tmp.path()).context("cannot write the npz archive")?;
-    let bytes = std::fs::read(tmp.path()).context("cannot read back the npz archive")?;
+    let bytes = npz_bytes(&named).context("cannot build the npz archive")?;
     Ok((bytes, serde_json::to_string_pretty(&manifest)?.into_bytes()))
+}
+
+/// f32 arrays as an npz archive (a zip of stored .npy files), in memory, so
+/// nothing touches the disk until the caller writes the whole file.
+pub fn npz_bytes(arrays: &[(&str, &Tensor)]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    for (name, x) in arrays {
+        let shape: Vec<String> = x.dims().iter().map(|d| d.to_string()).collect();
+        let shape = match shape.len() {
+            1 => format!("{},", shape[0]),
+            _ => shape.join(","),
+        };
+        let mut header =
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        // NPY 1.0: magic, version, header length; the data starts 64-aligned.
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+        header.push('\n');
+        zip.start_file(format!("{name}.npy"), options)?;
+        zip.write_all(b"\x93NUMPY\x01\x00")?;
+        zip.write_all(&(header.len() as u16).to_le_bytes())?;
+        zip.write_all(header.as_bytes())?;
+        let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        zip.write_all(&data)?;
+    }
+    Ok(zip.finish()?.into_inner())
 }
 
 /// Every patch's box in model and input pixels.
@@ -208,4 +234,35 @@ pub fn patch_boxes(g: &Geometry) -> Vec<PatchInfo> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_npz_reads_back_with_numpy_layout() {
+        let a = Tensor::arange(0f32, 24., &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3, 4))
+            .unwrap();
+        let b = Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap();
+        let bytes = npz_bytes(&[("vision/layer0", &a), ("b", &b)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.npz");
+        std::fs::write(&path, &bytes).unwrap();
+        let back = Tensor::read_npz(&path).unwrap();
+        let names: Vec<&str> = back.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["vision/layer0", "b"]);
+        assert_eq!(back[0].1.dims(), [2, 3, 4]);
+        assert_eq!(
+            back[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(back[1].1.to_vec1::<f32>().unwrap(), [1.5, -2.0]);
+        // Every array's data starts 64-byte aligned inside its .npy.
+        let at = bytes.windows(6).position(|w| w == b"\x93NUMPY").unwrap();
+        let len = u16::from_le_bytes([bytes[at + 8], bytes[at + 9]]);
+        assert_eq!((10 + len as usize) % 64, 0);
+    }
 }

@@ -14,7 +14,9 @@
 //!   ground truth; [`demo`]: the runs the command line asks for.
 //!
 //! Around it: [`data`], [`train`] and [`eval`] make, fit and judge the model;
-//! [`checkpoint`] and [`device`] load it; [`bench`] measures it.
+//! [`checkpoint`] and [`device`] load it; [`bench`] measures it;
+//! [`input`] reads the files a user names, [`output`] writes files and
+//! standard output, and [`limits`] bounds every input.
 
 pub mod action;
 pub mod bench;
@@ -26,8 +28,11 @@ pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod grounding;
+pub mod input;
+pub mod limits;
 pub mod maps;
 pub mod model;
+pub mod output;
 pub mod overlay;
 pub mod pipeline;
 pub mod preprocess;

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle::{DType, Device, Tensor};
 use image::DynamicImage;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::action::{Gripper, Outcome, Workspace};
 use crate::checkpoint::{Checkpoint, Source};
 use crate::data::encode_commands;
-use crate::model::vla::{AttentionMaps, Decoding, Inputs, StageTimes, Step};
+use crate::model::vla::{AttentionMaps, Decoding, Generated, Inputs, StageTimes, Step};
 use crate::model::{Config, Vla};
 use crate::preprocess::{letterbox, to_pixels, Frame};
 use crate::tokens::{CommandTokenizer, Encoded};
@@ -140,6 +140,8 @@ impl Pipeline {
             .to_dtype(DType::F32)?
             .mean(1)?
             .to_vec2::<f32>()?;
+        check_finite_output(&generated)
+            .with_context(|| format!("the model from {}", self.origin))?;
         let StageTimes {
             vision,
             text,
@@ -183,6 +185,21 @@ impl Pipeline {
         }
         Ok(out)
     }
+}
+
+/// Finite weights can still overflow (a weight of 3e38): an answer built on
+/// NaN or Inf is an error, never a "not a valid action" or a table of NaN.
+pub fn check_finite_output(g: &Generated) -> Result<()> {
+    let probs = g.steps.iter().flatten().map(|s| s.prob);
+    let boa = g
+        .boa_cross
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if !probs.chain(boa).all(f32::is_finite) {
+        bail!("the model's output is not finite (NaN or Inf): its weights are broken");
+    }
+    Ok(())
 }
 
 /// A model-frame point in every output frame.

@@ -7,16 +7,16 @@
 //! [`Frame`] remembers that mapping, so every model coordinate maps back to
 //! the input image's own pixels exactly.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle::{Device, Tensor};
-use image::{imageops::FilterType, DynamicImage, ImageReader, Limits, RgbImage};
+use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::model::Config;
 
-/// Largest image accepted, in pixels (a guard against decompression bombs).
-pub const MAX_PIXELS: u64 = 40_000_000;
+pub use crate::limits::{MAX_IMAGE_FILE_BYTES, MAX_PIXELS};
 
 /// How the input image sits inside the model's square view.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -61,47 +61,76 @@ impl Frame {
 
 /// Reads an image file with a size limit. Every failure names the file.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    if !path.exists() {
-        bail!("image {} does not exist", path.display());
+    let bytes = crate::input::read_file(path, MAX_IMAGE_FILE_BYTES, "image")?;
+    decode_image(&bytes, ImageFormat::from_path(path).ok())
+        .with_context(|| format!("image {}", path.display()))
+}
+
+/// The one image decoder: bytes -> pixels, or an error. The format comes from
+/// the bytes (`hint`, from the file name, is used only when the bytes say
+/// nothing). Images over [`MAX_PIXELS`] are refused before decoding, and a
+/// corrupt or truncated image is an error, never a partly grey picture:
+/// JPEG goes through zune-jpeg in strict mode, which the `image` crate's
+/// lenient JPEG path is not.
+pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicImage> {
+    let mut reader = ImageReader::new(Cursor::new(bytes));
+    if let Some(f) = hint {
+        reader.set_format(f);
     }
-    let mut reader = ImageReader::open(path)
-        .with_context(|| format!("cannot open image {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("cannot read image {}", path.display()))?;
-    if reader.format().is_none() {
-        bail!(
-            "{} is not an image in a format vla-demo can read (PNG, JPEG, WebP, BMP, ...)",
-            path.display()
-        );
-    }
-    let (w, h) = reader.into_dimensions().with_context(|| {
-        format!(
-            "{} is not a readable image (corrupt or truncated?)",
-            path.display()
-        )
-    })?;
-    if w as u64 * h as u64 > MAX_PIXELS {
-        bail!(
-            "image {} is {w}×{h} = {} pixels, over the limit of {MAX_PIXELS} pixels",
-            path.display(),
-            w as u64 * h as u64
-        );
+    let reader = reader.with_guessed_format()?;
+    let Some(format) = reader.format() else {
+        bail!("is not an image in a format vla-demo can read (PNG, JPEG, WebP, BMP, ...)");
+    };
+    let (w, h) = reader
+        .into_dimensions()
+        .context("is not a readable image (corrupt or truncated?)")?;
+    let pixels = w as u64 * h as u64;
+    if pixels > MAX_PIXELS {
+        bail!("is {w}×{h} = {pixels} pixels, over the limit of {MAX_PIXELS} pixels");
     }
     if w == 0 || h == 0 {
-        bail!("image {} is empty ({w}×{h})", path.display());
+        bail!("is empty ({w}×{h})");
     }
-    reader = ImageReader::open(path)?.with_guessed_format()?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(w);
-    limits.max_image_height = Some(h);
-    limits.max_alloc = Some(MAX_PIXELS * 8);
-    reader.limits(limits);
-    reader.decode().with_context(|| {
-        format!(
-            "{} could not be decoded (corrupt or truncated?)",
-            path.display()
-        )
-    })
+    let decoded = if format == ImageFormat::Jpeg {
+        decode_jpeg_strict(bytes, w, h)
+    } else {
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(w);
+        limits.max_image_height = Some(h);
+        limits.max_alloc = Some(MAX_PIXELS * 8);
+        reader.limits(limits);
+        reader.decode().map_err(anyhow::Error::from)
+    };
+    let img = decoded.context("could not be decoded (corrupt or truncated?)")?;
+    if (img.width(), img.height()) != (w, h) {
+        bail!(
+            "could not be decoded: its header says {w}×{h} but it decodes to {}×{}",
+            img.width(),
+            img.height()
+        );
+    }
+    Ok(img)
+}
+
+/// JPEG in strict mode: a truncated or corrupt stream is an error.
+fn decode_jpeg_strict(bytes: &[u8], w: u32, h: u32) -> Result<DynamicImage> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(w as usize)
+        .set_max_height(h as usize)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let rgb = decoder.decode().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (dw, dh) = decoder
+        .dimensions()
+        .context("the JPEG decoder did not report the image size")?;
+    RgbImage::from_raw(dw as u32, dh as u32, rgb)
+        .map(DynamicImage::ImageRgb8)
+        .context("the JPEG decoder returned too few pixels")
 }
 
 /// Letterboxes an image into the model's square view: returns the square RGB

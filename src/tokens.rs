@@ -23,6 +23,7 @@ use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::action::ActionToken;
+use crate::limits::MAX_COMMAND_BYTES;
 
 pub const PAD: &str = "<pad>";
 pub const UNK: &str = "<unk>";
@@ -48,6 +49,23 @@ pub struct CommandTokenizer {
     pad: u32,
     boa: u32,
     action_offset: u32,
+}
+
+/// The one check every command goes through before it is tokenised: at
+/// most [`MAX_COMMAND_BYTES`] bytes (refused before any slow work), and not
+/// empty once normalised. Returns the normalised command.
+pub fn check_command(text: &str) -> Result<String> {
+    if text.len() > MAX_COMMAND_BYTES {
+        bail!(
+            "the command is {} bytes long; commands are at most {MAX_COMMAND_BYTES} bytes",
+            text.len()
+        );
+    }
+    let t = normalise_command(text);
+    if t.is_empty() {
+        bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
+    }
+    Ok(t)
 }
 
 /// Trims a command and drops final punctuation, which the grammar never uses.
@@ -98,12 +116,14 @@ impl CommandTokenizer {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = crate::input::read_file(path, crate::limits::MAX_JSON_BYTES, "tokenizer")?;
         Self::from_bytes(&bytes).with_context(|| format!("in {}", path.display()))
     }
 
-    fn from_tokenizer(inner: Tokenizer) -> Result<Self> {
+    fn from_tokenizer(mut inner: Tokenizer) -> Result<Self> {
+        // Text that spells a special token (`<pad>`, `<boa>`, `<x_100>`) is
+        // plain text in a command, never the special id.
+        inner.set_encode_special_tokens(true);
         let id = |s: &str| {
             inner
                 .token_to_id(s)
@@ -154,15 +174,18 @@ impl CommandTokenizer {
     /// Tokenises a command. Empty commands are an error; length limits are
     /// the model's business (see `max_text_len`).
     pub fn encode(&self, text: &str) -> Result<Encoded> {
-        let text = normalise_command(text);
-        if text.is_empty() {
-            bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
-        }
+        let text = check_command(text)?;
         let enc = self
             .inner
             .encode(text.as_str(), false)
             .map_err(|e| anyhow!("tokenising {text:?}: {e}"))?;
         let ids = enc.get_ids().to_vec();
+        if let Some(&id) = ids.iter().find(|&&id| self.is_control(id)) {
+            bail!(
+                "internal: the command {text:?} was encoded with the special token {}",
+                self.id_to_token(id)
+            );
+        }
         let tokens = enc.get_tokens().to_vec();
         let word_ids: Vec<usize> = enc
             .get_word_ids()
@@ -183,6 +206,11 @@ impl CommandTokenizer {
                 unknown_words.push(word.clone());
             }
         }
+        if unknown_words.len() == words.len() {
+            bail!(
+                "none of the words of {text:?} is known to the model: say what to do, e.g. \"pick up the red cup\""
+            );
+        }
         Ok(Encoded {
             ids,
             tokens,
@@ -190,6 +218,14 @@ impl CommandTokenizer {
             words,
             unknown_words,
         })
+    }
+
+    /// `<pad>`, `<boa>` and the action tokens: ids a command never holds.
+    fn is_control(&self, id: u32) -> bool {
+        id == self.pad
+            || id == self.boa
+            || (self.action_offset..self.action_offset + ActionToken::all().count() as u32)
+                .contains(&id)
     }
 
     fn unk_id(&self) -> u32 {

@@ -20,11 +20,12 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, write_atomic};
+use crate::checkpoint;
 use crate::data::{self, Example};
 use crate::eval;
 use crate::model::init::SeededInit;
 use crate::model::{Config, Vla};
+use crate::output::Staged;
 use crate::tokens::CommandTokenizer;
 
 pub const TRAIN_CONFIG: &str = "train_config.json";
@@ -77,18 +78,72 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::input::read_text(path, crate::limits::MAX_JSON_BYTES, "training config")?;
         let cfg: TrainConfig = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid training config", path.display()))?;
-        if cfg.train_seeds[1] > data::EVAL_SEED_START || cfg.train_seeds[0] >= cfg.train_seeds[1] {
+        cfg.validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Every number within its documented bound (`crate::limits::train`),
+    /// so a run cannot divide by zero, overflow or allocate without bound.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{train::*, MAX_TRAIN_STEPS};
+        self.model.validate_sizes()?;
+        if self.train_seeds[1] > data::EVAL_SEED_START || self.train_seeds[0] >= self.train_seeds[1]
+        {
             bail!(
-                "{}: train_seeds must be a non-empty range below {}",
-                path.display(),
+                "train_seeds must be a non-empty range below {}",
                 data::EVAL_SEED_START
             );
         }
-        Ok(cfg)
+        let within = |name: &str, v: usize, lo: usize, hi: usize| {
+            anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
+            Ok(())
+        };
+        within("steps", self.steps, 1, MAX_TRAIN_STEPS)?;
+        within(
+            "scenes_per_step",
+            self.scenes_per_step,
+            1,
+            MAX_SCENES_PER_STEP,
+        )?;
+        within(
+            "commands_per_scene",
+            self.commands_per_scene,
+            1,
+            MAX_COMMANDS_PER_SCENE,
+        )?;
+        within("shards", self.shards, 1, MAX_SHARDS)?;
+        within("warmup_steps", self.warmup_steps, 0, self.steps)?;
+        within("checkpoint_every", self.checkpoint_every, 1, self.steps)?;
+        within("eval_scenes", self.eval_scenes, 1, MAX_EVAL_SCENES)?;
+        let real = |name: &str, v: f64, lo: f64, hi: f64| {
+            anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
+            Ok(())
+        };
+        real("learning_rate", self.learning_rate, 0.0, 1.0)?;
+        real(
+            "min_learning_rate",
+            self.min_learning_rate,
+            0.0,
+            self.learning_rate,
+        )?;
+        real("weight_decay", self.weight_decay, 0.0, 1.0)?;
+        real("grad_clip", self.grad_clip, 1e-6, 1e6)?;
+        real("relational_share", self.relational_share, 0.0, 1.0)?;
+        real("next_to_boost_en", self.next_to_boost_en, 0.0, 1.0)?;
+        real("random_share", self.random_share, 0.0, 1.0)?;
+        real("refusal_share", self.refusal_share, 0.0, 1.0)?;
+        real(
+            "attention_loss_weight",
+            self.attention_loss_weight,
+            0.0,
+            1e3,
+        )?;
+        real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
+        Ok(())
     }
 
     /// The colour × shape pairs this run must never show.
@@ -212,19 +267,58 @@ impl AdamW {
     }
 
     fn restore(&mut self, path: &Path) -> Result<()> {
-        let t = candle::safetensors::load(path, &Device::Cpu)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            crate::input::read_file(path, crate::limits::MAX_WEIGHTS_BYTES, "training state")
+                .context("--resume needs a training run in --out")?;
+        let t = candle::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
         let get = |k: &str| {
             t.get(k)
                 .cloned()
                 .with_context(|| format!("{} lacks {k}", path.display()))
         };
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            var.set(&get(&format!("param.{name}"))?)?;
-            self.m[i] = get(&format!("adam_m.{name}"))?;
-            self.v[i] = get(&format!("adam_v.{name}"))?;
+        // Everything is checked before anything is set: right shapes, finite.
+        let mut restored = Vec::with_capacity(self.vars.len());
+        for (name, var) in &self.vars {
+            let mut three = Vec::with_capacity(3);
+            for kind in ["param", "adam_m", "adam_v"] {
+                let key = format!("{kind}.{name}");
+                let t = get(&key)?.to_dtype(var.dtype())?;
+                anyhow::ensure!(
+                    t.shape() == var.shape(),
+                    "{}: {key} has shape {:?}, the model needs {:?}",
+                    path.display(),
+                    t.dims(),
+                    var.dims()
+                );
+                checkpoint::check_finite(&key, &t)
+                    .with_context(|| format!("{}", path.display()))?;
+                three.push(t);
+            }
+            restored.push(three);
         }
-        self.step = get("state.step")?.to_vec1::<f64>()?[0] as usize;
+        let step = get("state.step")?.flatten_all()?.to_vec1::<f64>()?;
+        let step = match step.as_slice() {
+            [s] if s.fract() == 0.0
+                && (0.0..=crate::limits::MAX_TRAIN_STEPS as f64).contains(s) =>
+            {
+                *s as usize
+            }
+            _ => bail!(
+                "{}: state.step {step:?} is not a step count (0 to {})",
+                path.display(),
+                crate::limits::MAX_TRAIN_STEPS
+            ),
+        };
+        for (i, ((_, var), three)) in self.vars.iter().zip(restored).enumerate() {
+            let [p, m, v]: [Tensor; 3] = three
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("internal: restore lost a tensor"))?;
+            var.set(&p)?;
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        self.step = step;
         Ok(())
     }
 }
@@ -468,6 +562,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let (cfg, tok) = if args.resume {
         let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG))
             .context("--resume needs a training run in --out")?;
+        cfg.model.validate()?;
         let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
         (cfg, tok)
     } else {
@@ -476,30 +571,85 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (cfg, tok)
     };
     let stop = args.steps.unwrap_or(cfg.steps).min(cfg.steps);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    write_atomic(
-        &args.out.join(TRAIN_CONFIG),
-        serde_json::to_string_pretty(&cfg)?.as_bytes(),
-    )?;
 
     let vars = VarMap::new();
     let model = init_model(&cfg, &vars, &device)?;
     let mut opt = AdamW::new(&vars)?;
+    // The log is rewritten with every checkpoint, so the two always agree.
+    let mut log = String::new();
     if args.resume {
         opt.restore(&args.out.join(STATE))?;
-    } else {
-        std::fs::write(args.out.join(LOG), b"")
-            .with_context(|| format!("cannot write {}", args.out.join(LOG).display()))?;
+        anyhow::ensure!(
+            opt.step <= cfg.steps,
+            "{}: the training state is at step {}, past the run's {} steps",
+            args.out.join(STATE).display(),
+            opt.step,
+            cfg.steps
+        );
+        anyhow::ensure!(
+            opt.step < stop,
+            "the run in {} is already at step {}; nothing to train up to step {stop}",
+            args.out.display(),
+            opt.step
+        );
+        log = std::fs::read_to_string(args.out.join(LOG)).unwrap_or_default();
     }
+    // A fresh run writes nothing until its first checkpoint; if it fails
+    // (or is interrupted) before then, the directory it made goes too.
+    let created = if args.resume {
+        None
+    } else {
+        create_out_dir(&args.out)?
+    };
+    let result = train_steps(args, &cfg, &tok, &vars, &model, &mut opt, &mut log, stop);
+    if let Some(dir) = created {
+        crate::output::forget(&dir);
+        if result.is_err() && !args.out.join(STATE).exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    result
+}
+
+/// Creates `out` and any missing parents; returns the top directory this
+/// call created (registered for removal on SIGINT/SIGTERM), if any.
+fn create_out_dir(out: &Path) -> Result<Option<PathBuf>> {
+    let mut top = None;
+    let mut p = Some(out);
+    while let Some(d) = p {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        top = Some(d.to_path_buf());
+        p = d.parent();
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    if let Some(t) = &top {
+        crate::output::remove_on_interrupt(t);
+    }
+    Ok(top)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_steps(
+    args: &TrainArgs,
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    vars: &VarMap,
+    model: &Vla,
+    opt: &mut AdamW,
+    log: &mut String,
+    stop: usize,
+) -> Result<()> {
+    let device = Device::Cpu;
     let start = opt.step;
 
     let bar = progress(stop as u64, start as u64, args.quiet);
     let t0 = Instant::now();
     let mut samples = 0usize;
     for step in start..stop {
-        let batches = shards_for_step(&cfg, &tok, step, cfg.shards, &device)?;
-        let (grads, stats) = parallel_grads(&model, &batches, cfg.attention_loss_weight)?;
+        let batches = shards_for_step(cfg, tok, step, cfg.shards, &device)?;
+        let (grads, stats) = parallel_grads(model, &batches, cfg.attention_loss_weight)?;
         let norm = opt.grad_norm(&grads)?;
         let clip = if norm > cfg.grad_clip {
             cfg.grad_clip / norm
@@ -524,16 +674,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
             "elapsed_s": t0.elapsed().as_secs_f64(),
         });
-        append_log(&args.out, &line)?;
+        append_log(log, &line);
 
         let last = step + 1 == stop;
-        if (step + 1) % cfg.checkpoint_every == 0 || last {
-            save_all(&args.out, &cfg, &tok, &vars, &opt)?;
-        }
         if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
             let report = eval::evaluate(
-                &model,
-                &tok,
+                model,
+                tok,
                 eval::Split::Iid,
                 None,
                 cfg.eval_scenes as u64,
@@ -541,20 +688,26 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 None,
             )?;
             bar.println(format!("step {}: {}", step + 1, report.summary()));
-            append_log(
-                &args.out,
-                &serde_json::json!({"step": step + 1, "eval": report}),
-            )?;
+            append_log(log, &serde_json::json!({"step": step + 1, "eval": report}));
+        }
+        if (step + 1) % cfg.checkpoint_every == 0 || last {
+            save_all(&args.out, cfg, tok, vars, opt, log).with_context(|| {
+                format!(
+                    "checkpoint at step {} not written; {} keeps the last one",
+                    step + 1,
+                    args.out.display()
+                )
+            })?;
         }
     }
     bar.finish();
     if !args.quiet {
-        eprintln!(
+        crate::output::eprint_line(&format!(
             "trained {} steps in {:.1} min; checkpoint in {}",
             stop.saturating_sub(start),
             t0.elapsed().as_secs_f64() / 60.0,
             args.out.display()
-        );
+        ));
     }
     Ok(())
 }
@@ -577,29 +730,38 @@ pub fn init_model(cfg: &TrainConfig, vars: &VarMap, device: &Device) -> Result<V
     Ok(Vla::new(&cfg.model, vb)?)
 }
 
+/// One checkpoint: the training state, the model's three files, the
+/// training config and the log, all or none. A model that is no longer
+/// finite (training diverged) is refused, so a checkpoint never holds NaN.
 fn save_all(
     out: &Path,
     cfg: &TrainConfig,
     tok: &CommandTokenizer,
     vars: &VarMap,
     opt: &AdamW,
+    log: &str,
 ) -> Result<()> {
-    // The training state is one file, so weights, moments and step always agree.
-    write_atomic(
+    for (name, var) in opt.vars() {
+        checkpoint::check_finite(name, var.as_tensor())
+            .context("training diverged: a weight is no longer finite")?;
+    }
+    let mut files = Staged::new();
+    files.add(
         &out.join(STATE),
         &checkpoint::tensors_to_bytes(opt.state()?)?,
     )?;
-    checkpoint::save(out, &cfg.model, tok, vars)
+    checkpoint::stage(&mut files, out, &cfg.model, tok, vars)?;
+    files.add(
+        &out.join(TRAIN_CONFIG),
+        serde_json::to_string_pretty(cfg)?.as_bytes(),
+    )?;
+    files.add(&out.join(LOG), log.as_bytes())?;
+    files.commit()
 }
 
-fn append_log(out: &Path, line: &serde_json::Value) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(out.join(LOG))?;
-    writeln!(f, "{line}")?;
-    Ok(())
+fn append_log(log: &mut String, line: &serde_json::Value) {
+    use std::fmt::Write;
+    let _ = writeln!(log, "{line}");
 }
 
 fn progress(len: u64, pos: u64, quiet: bool) -> ProgressBar {

@@ -366,6 +366,7 @@ fn the_same_seed_trains_the_same_weights() {
         serde_json::from_str(&std::fs::read_to_string("configs/train-tiny.json").unwrap()).unwrap();
     cfg.model = tiny(ScoreFn::ScaledDot).0;
     cfg.steps = 2;
+    cfg.warmup_steps = 1;
     cfg.scenes_per_step = 2;
     cfg.commands_per_scene = 2;
     cfg.eval_every = 0;

@@ -3,7 +3,6 @@
 //! PyTorch peer reimplements; and the reference file that peer checks
 //! itself against.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -242,7 +241,12 @@ pub fn bench_batch(
 /// benches/torch_peer.py: the examples' pixels, left-padded command ids and
 /// lengths, teacher-forcing action inputs, candle's logits for them, and the
 /// greedy tokens (-1 after `<eoa>`).
-pub fn export_reference(p: &Pipeline, ex: &[Example], dir: &Path) -> Result<()> {
+pub fn export_reference(
+    p: &Pipeline,
+    ex: &[Example],
+    dir: &Path,
+    files: &mut crate::output::Staged,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let images: Vec<DynamicImage> = ex.iter().map(|e| e.image.clone()).collect();
     let commands: Vec<&str> = ex.iter().map(|e| e.command.as_str()).collect();
@@ -266,7 +270,7 @@ pub fn export_reference(p: &Pipeline, ex: &[Example], dir: &Path) -> Result<()> 
     let f32s = |t: &Tensor| -> Result<Tensor> {
         Ok(t.to_dtype(DType::F32)?.to_device(&candle::Device::Cpu)?)
     };
-    let tensors: HashMap<String, Tensor> = [
+    let tensors: Vec<(String, Tensor)> = [
         ("pixels", f32s(&forced.inputs.pixels)?),
         ("text_ids", i64s(&forced.inputs.text_ids)?),
         (
@@ -283,17 +287,18 @@ pub fn export_reference(p: &Pipeline, ex: &[Example], dir: &Path) -> Result<()> 
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    candle::safetensors::save(&tensors, dir.join("reference.safetensors"))?;
+    files.add(
+        &dir.join("reference.safetensors"),
+        &crate::checkpoint::tensors_to_bytes(tensors)?,
+    )?;
     let meta = serde_json::json!({
         "origin": p.origin,
         "seeds": ex.iter().map(|e| e.seed).collect::<Vec<_>>(),
         "commands": commands,
         "note": "examples 0..B of a batch-B benchmark are the first B rows; trim the left padding to their longest command",
     });
-    std::fs::write(
-        dir.join("reference.json"),
-        serde_json::to_string_pretty(&meta)?,
+    files.add(
+        &dir.join("reference.json"),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
     )
-    .with_context(|| format!("cannot write {}", dir.join("reference.json").display()))?;
-    Ok(())
 }

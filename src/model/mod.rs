@@ -136,8 +136,64 @@ impl Config {
         self.grid() * self.grid()
     }
 
-    /// Checks the numbers fit together; every message names the field to fix.
+    /// Checks the numbers fit together and lie within the documented bounds
+    /// (`crate::limits::config`); every message names the field to fix.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_sizes()?;
+        let vocab = self.vocab_size;
+        anyhow::ensure!(
+            (self.action_offset as usize).saturating_add(crate::action::ACTION_VOCAB) <= vocab,
+            "config: vocab_size {vocab} must cover the {} action tokens from action_offset {}",
+            crate::action::ACTION_VOCAB,
+            self.action_offset
+        );
+        for (name, id) in [
+            ("boa_token_id", self.boa_token_id),
+            ("pad_token_id", self.pad_token_id),
+        ] {
+            anyhow::ensure!(
+                (id as usize) < vocab,
+                "config: {name} {id} is outside the vocabulary of {vocab}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The architecture's sizes and numbers alone, before the tokenizer
+    /// fills in the vocabulary (training configs are checked with this).
+    pub fn validate_sizes(&self) -> anyhow::Result<()> {
+        use crate::limits::config::*;
+        let within = |name: &str, v: usize, lo: usize, hi: usize| {
+            anyhow::ensure!(
+                (lo..=hi).contains(&v),
+                "config: {name} {v} is outside {lo}..={hi}"
+            );
+            Ok(())
+        };
+        within("image_size", self.image_size, 1, MAX_IMAGE_SIZE)?;
+        within("patch_size", self.patch_size, 1, self.image_size)?;
+        within("hidden_size", self.hidden_size, 1, MAX_HIDDEN_SIZE)?;
+        within(
+            "num_attention_heads",
+            self.num_attention_heads,
+            1,
+            MAX_HEADS,
+        )?;
+        within(
+            "intermediate_size",
+            self.intermediate_size,
+            1,
+            MAX_INTERMEDIATE_SIZE,
+        )?;
+        within("vision_layers", self.vision_layers, 1, MAX_LAYERS)?;
+        within("text_layers", self.text_layers, 1, MAX_LAYERS)?;
+        within("fusion_layers", self.fusion_layers, 1, MAX_LAYERS)?;
+        within("max_text_len", self.max_text_len, 1, MAX_TEXT_LEN)?;
+        within("vocab_size", self.vocab_size, 0, MAX_VOCAB_SIZE)?;
+        within("conv_stem length", self.conv_stem.len(), 0, MAX_STEM_LAYERS)?;
+        for &c in &self.conv_stem {
+            within("conv_stem channels", c, 1, MAX_STEM_CHANNELS)?;
+        }
         let down = 1usize << self.conv_stem.len();
         anyhow::ensure!(
             self.patch_size.is_multiple_of(down),
@@ -145,14 +201,14 @@ impl Config {
             self.patch_size
         );
         anyhow::ensure!(
-            self.patch_size > 0 && self.image_size.is_multiple_of(self.patch_size),
+            self.image_size.is_multiple_of(self.patch_size),
             "config: image_size {} is not a multiple of patch_size {}",
             self.image_size,
             self.patch_size
         );
+        within("the number of patches", self.num_patches(), 1, MAX_PATCHES)?;
         anyhow::ensure!(
-            self.num_attention_heads > 0
-                && self.hidden_size.is_multiple_of(self.num_attention_heads),
+            self.hidden_size.is_multiple_of(self.num_attention_heads),
             "config: hidden_size {} is not divisible by num_attention_heads {}",
             self.hidden_size,
             self.num_attention_heads
@@ -162,13 +218,33 @@ impl Config {
                 || self.hidden_size.is_multiple_of(4),
             "config: sincos position embedding needs hidden_size divisible by 4"
         );
+        if let Some(w) = self.pointer_window {
+            within("pointer_window", w, 0, self.grid())?;
+        }
+        for c in 0..3 {
+            let (m, sd) = (self.image_mean[c], self.image_std[c]);
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&m),
+                "config: image_mean[{c}] {m} is outside 0..=1"
+            );
+            anyhow::ensure!(
+                (MIN_IMAGE_STD..=MAX_IMAGE_STD).contains(&sd),
+                "config: image_std[{c}] {sd} is outside {MIN_IMAGE_STD}..={MAX_IMAGE_STD}"
+            );
+        }
         anyhow::ensure!(
-            self.vocab_size > self.action_offset as usize,
-            "config: vocab_size must cover the action tokens"
+            (MIN_LAYER_NORM_EPS..=MAX_LAYER_NORM_EPS).contains(&self.layer_norm_eps),
+            "config: layer_norm_eps {} is outside {MIN_LAYER_NORM_EPS}..={MAX_LAYER_NORM_EPS}",
+            self.layer_norm_eps
         );
+        let ws = self.workspace;
         anyhow::ensure!(
-            self.max_text_len > 0,
-            "config: max_text_len must be positive"
+            [ws.width_m, ws.height_m]
+                .iter()
+                .all(|&m| m > 0.0 && m <= MAX_WORKSPACE_M),
+            "config: workspace {} m × {} m: each side must be above 0 and at most {MAX_WORKSPACE_M} m",
+            ws.width_m,
+            ws.height_m
         );
         Ok(())
     }

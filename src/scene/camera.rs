@@ -241,6 +241,36 @@ pub fn view_of(picture: RgbImage, camera: &Camera, table: &Layout, cfg: &Config)
     }
 }
 
+/// Test helper: every pixel whose centre lies on no object (and is not
+/// `shaded`) is the same in `img` and in `bare` (the scene without its
+/// objects), and some pixels do lie on an object. Returns that count.
+#[cfg(test)]
+pub(crate) fn assert_masks_hold(
+    camera: &Camera,
+    layout: &Layout,
+    img: &RgbImage,
+    bare: &RgbImage,
+    shaded: impl Fn([f32; 2]) -> bool,
+) -> usize {
+    let mut inside = 0;
+    for py in 0..camera.height {
+        for px in 0..camera.width {
+            let w = camera.to_table(px as f32 + 0.5, py as f32 + 0.5);
+            if layout.object_at(w[0], w[1]).is_some() {
+                inside += 1;
+            } else if !shaded(w) {
+                assert_eq!(
+                    img.get_pixel(px, py),
+                    bare.get_pixel(px, py),
+                    "pixel ({px}, {py}) lies on no mask but changed"
+                );
+            }
+        }
+    }
+    assert!(inside > 0, "no pixel lies on an object");
+    inside
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

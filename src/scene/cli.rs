@@ -5,9 +5,11 @@
 //! vla-demo scene --count 100 --seed 0 --dir out/   # out/scene_0.png ... scene_99.json
 //! ```
 
-use super::files::{json_path, write_scene};
+use super::files::{json_path, stage_scene};
 use super::layout::Layout;
 use super::render::check_size;
+use crate::limits::MAX_SCENE_COUNT;
+use crate::output::{forget, print_and_commit, remove_on_interrupt, ClosedStdout, Staged};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,7 @@ pub struct SceneArgs {
     /// Where to write the PNG; the ground-truth JSON goes beside it, same stem.
     #[arg(long, default_value = "scene.png", conflicts_with_all = ["count", "dir"])]
     pub out: PathBuf,
-    /// Write this many scenes, seeds seed..seed+count, as scene_<seed>.png and .json.
+    /// Write this many scenes (1 to 100000), seeds seed..seed+count, as scene_<seed>.png and .json.
     #[arg(long)]
     pub count: Option<u64>,
     /// Directory for the scenes of --count (created if missing; default: current directory).
@@ -30,21 +32,33 @@ pub struct SceneArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// Write one scene to `--out`, or `--count` scenes into `--dir`.
+/// Write one scene to `--out`, or `--count` scenes into `--dir`: every
+/// file appears, or none.
 pub fn run(args: &SceneArgs) -> Result<()> {
     check_size(args.size).context("invalid --size")?;
+    let mut files = Staged::new();
     if args.count.is_none() && args.dir.is_none() {
-        write_scene(&Layout::generate(args.seed), args.size, &args.out)?;
-        println!(
-            "wrote {} and {}",
-            args.out.display(),
-            json_path(&args.out).display()
+        stage_scene(
+            &Layout::generate(args.seed),
+            args.size,
+            &args.out,
+            &mut files,
+        )?;
+        return print_and_commit(
+            &format!(
+                "wrote {} and {}\n",
+                args.out.display(),
+                json_path(&args.out).display()
+            ),
+            files,
         );
-        return Ok(());
     }
     let count = args.count.unwrap_or(1);
     if count == 0 {
         bail!("--count 0 writes nothing: give at least 1");
+    }
+    if count > MAX_SCENE_COUNT {
+        bail!("--count {count} is over the limit of {MAX_SCENE_COUNT} scenes");
     }
     let end = args.seed.checked_add(count).with_context(|| {
         format!(
@@ -53,21 +67,53 @@ pub fn run(args: &SceneArgs) -> Result<()> {
         )
     })?;
     let dir = args.dir.as_deref().unwrap_or(Path::new("."));
+    let created = create_dir(dir)?;
+    let result = (|| {
+        for seed in args.seed..end {
+            stage_scene(
+                &Layout::generate(seed),
+                args.size,
+                &dir.join(format!("scene_{seed}.png")),
+                &mut files,
+            )?;
+        }
+        print_and_commit(
+            &format!(
+                "wrote {count} scenes (seeds {}..{end}, PNG + JSON) to {}\n",
+                args.seed,
+                dir.display()
+            ),
+            files,
+        )
+    })();
+    if let Some(d) = created {
+        forget(&d);
+        if result.is_err() && !result.as_ref().is_err_and(|e| e.is::<ClosedStdout>()) {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+    result
+}
+
+/// Creates the output directory and its missing parents. Returns the top
+/// directory this call created, if any, which is removed again if the run
+/// fails or is interrupted.
+fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut top = None;
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        top = Some(d.to_path_buf());
+        p = d.parent();
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
-    for seed in args.seed..end {
-        write_scene(
-            &Layout::generate(seed),
-            args.size,
-            &dir.join(format!("scene_{seed}.png")),
-        )?;
+    if let Some(t) = &top {
+        remove_on_interrupt(t);
     }
-    println!(
-        "wrote {count} scenes (seeds {}..{end}, PNG + JSON) to {}",
-        args.seed,
-        dir.display()
-    );
-    Ok(())
+    Ok(top)
 }
 
 #[cfg(test)]
