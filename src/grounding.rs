@@ -192,7 +192,7 @@ fn kind_named(text: &str) -> Option<(Option<Color>, Shape)> {
         let color = before.and_then(|b| {
             Color::ALL
                 .into_iter()
-                .find(|c| b == c.name_en() || korean::color_words(*c).iter().any(|k| b == *k))
+                .find(|c| b == c.name_en() || korean::color_words(*c).contains(&b))
         });
         return Some((color, shape));
     }

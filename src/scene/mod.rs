@@ -5,8 +5,9 @@
 //! - [`object`]: colours, shapes and the exact geometry of one object;
 //! - [`layout`]: a seed -> 2 to 6 objects that do not overlap;
 //! - [`render`]: a layout -> pixels (table, shadows, shaded objects);
-//! - [`random`], [`camera`]: the randomised world training draws from (many
-//!   drawings, tables, lights, cameras, distractors), still exact in its masks;
+//! - [`random`], [`surroundings`], [`camera`]: the randomised world training
+//!   draws from (many drawings, tables, lights, cameras, distractors), still
+//!   exact in its masks;
 //! - [`refer`]: minimal names ("the red cup") and relations ("next to");
 //! - [`heldout_style`]: a second way of drawing the world, for evaluation only;
 //! - [`grammar`], [`english`], [`korean`]: commands and the actions they expect;
@@ -28,6 +29,7 @@ pub mod object;
 pub mod random;
 pub mod refer;
 pub mod render;
+pub mod surroundings;
 pub mod truth;
 
 pub use files::{json_path, write_scene};
