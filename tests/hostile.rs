@@ -190,7 +190,14 @@ fn image_cases(fx: &Fixtures) -> Vec<Case> {
     for path in seed_files {
         let bytes = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        cases.push(demo(format!("seed {name} whole"), &name, CUP, Expect::Ok).file(&name, bytes.clone()));
+        // The image crate reads only RGBA PNGs inside an ICO; Pillow writes
+        // RGB ones: a clean refusal is fine there.
+        let whole = if name.ends_with(".ico") {
+            Expect::Either
+        } else {
+            Expect::Ok
+        };
+        cases.push(demo(format!("seed {name} whole"), &name, CUP, whole).file(&name, bytes.clone()));
         cases.push(
             demo(format!("seed {name} cut in half"), &name, CUP, Expect::Fail(leak(&name)))
                 .file(&name, bytes[..bytes.len() / 2].to_vec()),
@@ -1440,7 +1447,8 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
         ("shards", "0", json("0")),
         ("shards", "1000", json("1000")),
         ("checkpoint_every", "0", json("0")),
-        ("warmup_steps", "past steps", json("1000")),
+        ("warmup_steps", "-1", json("-1")),
+        ("checkpoint_every", "1e8", json("100000000")),
         ("learning_rate", "-1", json("-1")),
         ("learning_rate", "1e9", json("1e9")),
         ("grad_clip", "0", json("0")),
