@@ -107,7 +107,12 @@ impl TrainConfig {
         )?;
         within("shards", self.shards, 1, MAX_SHARDS)?;
         within("warmup_steps", self.warmup_steps, 0, MAX_TRAIN_STEPS)?;
-        within("checkpoint_every", self.checkpoint_every, 1, MAX_TRAIN_STEPS)?;
+        within(
+            "checkpoint_every",
+            self.checkpoint_every,
+            1,
+            MAX_TRAIN_STEPS,
+        )?;
         within("eval_scenes", self.eval_scenes, 1, MAX_EVAL_SCENES)?;
         let real = |name: &str, v: f64, lo: f64, hi: f64| {
             anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
