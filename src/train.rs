@@ -116,8 +116,13 @@ impl TrainConfig {
             MAX_COMMANDS_PER_SCENE,
         )?;
         within("shards", self.shards, 1, MAX_SHARDS)?;
-        within("warmup_steps", self.warmup_steps, 0, self.steps)?;
-        within("checkpoint_every", self.checkpoint_every, 1, self.steps)?;
+        within("warmup_steps", self.warmup_steps, 0, MAX_TRAIN_STEPS)?;
+        within(
+            "checkpoint_every",
+            self.checkpoint_every,
+            1,
+            MAX_TRAIN_STEPS,
+        )?;
         within("eval_scenes", self.eval_scenes, 1, MAX_EVAL_SCENES)?;
         let real = |name: &str, v: f64, lo: f64, hi: f64| {
             anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
@@ -160,7 +165,7 @@ impl TrainConfig {
         if step < self.warmup_steps {
             return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
         }
-        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
         let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
         self.min_learning_rate
             + 0.5
