@@ -11,6 +11,7 @@
 //! - [`refer`]: minimal names ("the red cup") and relations ("next to");
 //! - [`heldout_style`]: a second way of drawing the world, for evaluation only;
 //! - [`grammar`], [`english`], [`korean`]: commands and the actions they expect;
+//! - [`refusal`]: commands to refuse (absent or ambiguous objects);
 //! - [`truth`], [`files`]: the JSON ground truth and writing both to disk;
 //! - [`cli`]: `vla-demo scene`.
 //!
@@ -28,14 +29,14 @@ pub mod layout;
 pub mod object;
 pub mod random;
 pub mod refer;
+pub mod refusal;
 pub mod render;
 pub mod surroundings;
 pub mod truth;
 
 pub use files::{json_path, write_scene};
 pub use grammar::{
-    commands_for, pick_named, push_end, sample_command, sample_refusal, Command, Direction, Family,
-    Lang, NO_TARGET,
+    commands_for, pick_named, push_end, sample_command, Command, Direction, Family, Lang, NO_TARGET,
 };
 pub use layout::{Layout, LayoutSpec};
 pub use object::{Color, Object, Shape};
@@ -43,5 +44,6 @@ pub use refer::{
     minimal_reference, minimal_references, relational_references, Reference, Relation,
     RelationalRef,
 };
+pub use refusal::sample_refusal;
 pub use render::{MAX_RENDER_SIZE, MIN_RENDER_SIZE};
 pub use truth::{truth, ObjectTruth, SceneTruth};
