@@ -37,16 +37,6 @@ pub struct Camera {
 }
 
 impl Camera {
-    /// The old square camera: the whole table, `size` pixels a side.
-    pub fn square(size: u32) -> Camera {
-        Camera {
-            width: size,
-            height: size,
-            scale: size as f32,
-            roll: 0.0,
-        }
-    }
-
     /// A random camera: long side log-uniform in `sides`, aspect ratio up to
     /// [`MAX_ASPECT`] either way, roll up to `max_roll`.
     pub fn random(rng: &mut impl Rng, sides: (u32, u32), max_roll: f32) -> Camera {
