@@ -1331,6 +1331,23 @@ fn eval_cases() -> Vec<Case> {
             "training range",
         ),
         ("seed 2^64", vec!["--seed", "18446744073709551616"], ""),
+        (
+            "unknown split",
+            vec!["--split", "nope", "--scenes", "1"],
+            "unknown split",
+        ),
+        (
+            "split seed overflow",
+            vec![
+                "--split",
+                "style",
+                "--seed",
+                "18446744073709551615",
+                "--scenes",
+                "2",
+            ],
+            "largest seed",
+        ),
         ("bad device", vec!["--device", "nope", "--scenes", "1"], ""),
         (
             "model-dir missing",
