@@ -206,6 +206,15 @@ struct ExplainCli {
     /// Print the explanation as JSON.
     #[arg(long)]
     json: bool,
+    /// Every deletion, knockout and insertion curve (k = 0, 1, 2, 4, …), not only the verdict.
+    #[arg(long)]
+    faithfulness: bool,
+    /// Draw the curves into this PNG.
+    #[arg(long, requires = "faithfulness")]
+    plot: Option<PathBuf>,
+    /// Seed of the random patch orders the maps are compared with.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -432,11 +441,32 @@ fn run_batch(a: &RunArgs, pairs: &Path) -> Result<()> {
 
 fn run_explain(a: &ExplainCli) -> Result<()> {
     let head = a.head.map(|h| h as usize);
-    let (e, warnings) = demo::explain(&a.image, &a.cmd, head, a.top as usize, &a.model.spec())?;
+    let probe = demo::ProbeSpec {
+        full: a.faithfulness,
+        plot: a.plot.clone(),
+        seed: a.seed,
+    };
+    let (e, probed, warnings) = demo::explain(
+        &a.image,
+        &a.cmd,
+        head,
+        a.top as usize,
+        &probe,
+        &a.model.spec(),
+    )?;
     warn(&warnings);
-    if a.json {
-        output::print(&format!("{}\n", serde_json::to_string_pretty(&e)?))
-    } else {
-        output::print(&e.text())
+    let mut files = output::Staged::new();
+    if let Some(path) = &a.plot {
+        let title = format!("\"{}\": deleting, knocking out, inserting patches", a.cmd);
+        let img = vla_demo::faithfulness::plot::draw(&probed.curves, &title)?;
+        files.add(path, &vla_demo::overlay::png_bytes(&img)?)?;
     }
+    let text = if a.json {
+        let mut v = serde_json::to_value(&e)?;
+        v["faithfulness"] = serde_json::to_value(&probed)?;
+        format!("{}\n", serde_json::to_string_pretty(&v)?)
+    } else {
+        format!("{}{}", e.text(), probed.text())
+    };
+    output::print_and_commit(&text, files)
 }

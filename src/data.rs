@@ -374,6 +374,7 @@ pub fn make_batch(
             image_index: Some(Tensor::from_vec(image_index, b, device)?),
             text_ids,
             text_lens,
+            knockout: None,
         },
         action_in: Tensor::from_vec(action_in, (b, a), device)?,
         targets: Tensor::from_vec(targets, b * a, device)?,

@@ -18,6 +18,8 @@ use image::RgbImage;
 
 use crate::checkpoint::Source;
 use crate::explain::Explanation;
+use crate::faithfulness::report::{Probed, Truth};
+use crate::faithfulness::{self, Case, Settings};
 use crate::limits::{MAX_BATCH_FILE_BYTES, MAX_BATCH_PAIRS, MAX_BATCH_PIXELS};
 use crate::maps::{self, HeadFusion};
 use crate::model::vla::Decoding;
@@ -398,15 +400,29 @@ fn read_batch_file(path: &Path) -> Result<String> {
 }
 
 /// `vla-demo explain`: greedy prediction with every map, then the three
-/// steps. Returns the explanation and any warnings.
+/// steps, then the interventions (`faithfulness.rs`): the one-line verdict,
+/// or every curve with `faithfulness`. Returns the explanation, the
+/// interventions and any warnings.
 pub fn explain(
     image: &Path,
     cmd: &str,
     head: Option<usize>,
     top: usize,
+    probe: &ProbeSpec,
     model: &ModelSpec,
-) -> Result<(Explanation, Vec<String>)> {
+) -> Result<(Explanation, Probed, Vec<String>)> {
     check_command(cmd)?;
+    if let Some(plot) = &probe.plot {
+        if !has_ext(plot, "png") {
+            bail!("--plot {} must end in .png", plot.display());
+        }
+        if same_file(plot, image) || same_file(plot, &image.with_extension("json")) {
+            bail!(
+                "refusing to overwrite {} (an input) with the plot",
+                plot.display()
+            );
+        }
+    }
     let img = preprocess::load_image(image)?;
     let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
     let cfg = p.config().clone();
@@ -423,9 +439,50 @@ pub fn explain(
         .collect::<Vec<_>>();
     let (scene, warning) = grounding::load_beside(image, &pred.frame, cfg.grid());
     warnings.extend(warning);
+    let truth = scene.as_ref().and_then(|s| {
+        let target = grounding::find_target(s, cmd)?;
+        let coverage = s
+            .objects
+            .iter()
+            .find(|o| o.id == target.id)?
+            .coverage
+            .clone();
+        let layout = &s.layout;
+        Some(Truth {
+            coverage,
+            inside: Box::new(move |x, y| {
+                layout
+                    .objects
+                    .iter()
+                    .any(|o| o.id == target.id && o.contains(x, y))
+            }),
+        })
+    });
+    let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+    let case = Case::from_inputs(&inputs)?;
+    let settings = if probe.full {
+        Settings::full(cfg.num_patches(), probe.seed)
+    } else {
+        faithfulness::report::verdict_settings(probe.seed)
+    };
+    let probed = faithfulness::report::probe(&p.model, &case, truth.as_ref(), &settings)?;
+    drop(truth);
     let objects = scene.map(|s| s.objects).unwrap_or_default();
     Ok((
         explain::explain(&pred, &cfg, cmd, &objects, head, top)?,
+        probed,
         warnings,
     ))
+}
+
+/// What `explain` runs beyond the three steps.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSpec {
+    /// Every curve (k = 0, 1, 2, 4, …; delete, knockout, insert), not only
+    /// the verdict.
+    pub full: bool,
+    /// The curves as a PNG, with `full`.
+    pub plot: Option<PathBuf>,
+    /// Seed of the random orders.
+    pub seed: u64,
 }

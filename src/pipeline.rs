@@ -102,6 +102,33 @@ impl Pipeline {
         self.model.config()
     }
 
+    /// The model's inputs for (image, command) pairs: letterboxed, normalised
+    /// pixels and left-padded token ids, with each command's tokens and each
+    /// image's frame.
+    pub fn prepare(
+        &self,
+        images: &[DynamicImage],
+        commands: &[&str],
+    ) -> Result<(Inputs, Vec<Encoded>, Vec<Frame>)> {
+        let cfg = self.config();
+        let encoded = commands
+            .iter()
+            .map(|c| self.tokenizer.encode(c))
+            .collect::<Result<Vec<_>>>()?;
+        let (text_ids, text_lens) = encode_commands(&self.tokenizer, cfg, commands, &self.device)?;
+        let (squares, frames): (Vec<_>, Vec<_>) =
+            images.iter().map(|img| letterbox(img, cfg)).unzip();
+        let refs: Vec<&image::RgbImage> = squares.iter().collect();
+        let inputs = Inputs {
+            pixels: to_pixels(&refs, cfg, &self.device)?,
+            image_index: None,
+            text_ids,
+            text_lens,
+            knockout: None,
+        };
+        Ok((inputs, encoded, frames))
+    }
+
     /// Predicts one action per (image, command) pair, as one batched forward pass.
     pub fn predict(
         &self,
@@ -119,21 +146,8 @@ impl Pipeline {
         }
         let cfg = self.config();
         let t0 = Instant::now();
-        let encoded = commands
-            .iter()
-            .map(|c| self.tokenizer.encode(c))
-            .collect::<Result<Vec<_>>>()?;
-        let (text_ids, text_lens) = encode_commands(&self.tokenizer, cfg, commands, &self.device)?;
-        let boxed: Vec<_> = images.iter().map(|img| letterbox(img, cfg)).collect();
-        let squares: Vec<&image::RgbImage> = boxed.iter().map(|(sq, _)| sq).collect();
-        let pixels = to_pixels(&squares, cfg, &self.device)?;
+        let (inputs, encoded, frames) = self.prepare(images, commands)?;
         let preprocess = t0.elapsed().as_secs_f64() * 1e3;
-        let inputs = Inputs {
-            pixels,
-            image_index: None,
-            text_ids,
-            text_lens,
-        };
         let generated = self.model.generate(&inputs, decoding, capture)?;
         let boa = generated
             .boa_cross
@@ -155,7 +169,7 @@ impl Pipeline {
         };
 
         let mut out = Vec::with_capacity(images.len());
-        for (b, (command, (_, frame))) in encoded.into_iter().zip(boxed).enumerate() {
+        for (b, (command, frame)) in encoded.into_iter().zip(frames).enumerate() {
             let (waypoints, outcome, error) = match generated.action(b) {
                 Ok(a) => (
                     a.waypoints

@@ -350,6 +350,7 @@ fn a_batch_gives_the_same_actions_as_single_runs() {
                 .narrow(1, t - len, len)
                 .unwrap(),
             text_lens: vec![len],
+            knockout: None,
         };
         let one = m.generate(&single, &Decoding::default(), false).unwrap();
         let tokens = |g: &vla_demo::model::vla::Generated, k: usize| {

@@ -129,6 +129,7 @@ pub fn forced_inputs(p: &Pipeline, ex: &[Example], preds: &[Prediction]) -> Resu
             image_index: None,
             text_ids,
             text_lens,
+            knockout: None,
         },
         action_ids,
     })

@@ -266,6 +266,7 @@ impl Attention {
             Some(mask) => align(&scores.broadcast_add(mask)?, train)?,
             None => align(&scores, train)?,
         };
+        let weights = tap::tap(weights)?;
         let out = attend(&weights, v)?; // (B, H, Tq, D)
         let out = out.transpose(1, 2)?.reshape((b, t, c))?; // (B, Tq, C)
         Ok((
@@ -273,6 +274,59 @@ impl Attention {
             weights,
             scores,
         ))
+    }
+}
+
+/// Gradient taps for the relevance maps (`relevance.rs`), which need
+/// `∇A ⊙ A` for every attention weight `A`. candle keeps the gradients of
+/// variables only, so while a tap is open on this thread each weight is
+/// multiplied by a fresh variable `O` of ones: the value is unchanged and
+/// `∂y/∂O = ∇A ⊙ A` is exactly the product wanted. No tap is open in an
+/// ordinary run, and then [`tap::tap`] returns the weights as they are.
+pub mod tap {
+    use std::cell::RefCell;
+
+    use candle::{Result, Tensor, TensorId, Var};
+
+    thread_local! {
+        static OPEN: RefCell<Option<Vec<(TensorId, Var)>>> = const { RefCell::new(None) };
+    }
+
+    /// Opens a tap on this thread; it closes when the guard drops.
+    pub fn open() -> Guard {
+        OPEN.with(|t| *t.borrow_mut() = Some(Vec::new()));
+        Guard
+    }
+
+    /// Closes the tap when dropped, even on an error.
+    pub struct Guard;
+
+    impl Guard {
+        /// Every tapped weight so far: the id of the tensor the model used
+        /// (and returned in its maps) and its variable of ones.
+        pub fn taken(&self) -> Vec<(TensorId, Var)> {
+            OPEN.with(|t| t.borrow().clone().unwrap_or_default())
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            OPEN.with(|t| *t.borrow_mut() = None);
+        }
+    }
+
+    /// `weights`, multiplied by a fresh variable of ones while a tap is open.
+    pub fn tap(weights: Tensor) -> Result<Tensor> {
+        OPEN.with(|t| {
+            let mut open = t.borrow_mut();
+            let Some(taken) = open.as_mut() else {
+                return Ok(weights);
+            };
+            let ones = Var::ones(weights.shape(), weights.dtype(), weights.device())?;
+            let tapped = weights.mul(ones.as_tensor())?;
+            taken.push((tapped.id(), ones));
+            Ok(tapped)
+        })
     }
 }
 

@@ -90,11 +90,14 @@ impl FusionBlock {
     /// self-attention keys and values (B, H, S_past, D) a decoder kept (the
     /// KV cache; `None` for a whole sequence). `mask` (B, 1, S_new, S_past +
     /// S_new). Also returns the keys and values of all positions so far.
+    /// `knockout` (B, 1, 1, N) is added to the cross-attention scores (see
+    /// [`ImageMemory::knockout`]).
     pub fn forward(
         &self,
         xs: &Tensor,
         past: Option<&(Tensor, Tensor)>,
         image_kv: &(Tensor, Tensor),
+        knockout: Option<&Tensor>,
         mask: &Tensor,
         train: bool,
     ) -> Result<(BlockOut, (Tensor, Tensor))> {
@@ -107,17 +110,27 @@ impl FusionBlock {
         let (a, self_weights, _) = self.self_attn.forward_kv(&h, &kv, Some(mask), train)?;
         let xs = (xs + a)?;
         let q_in = self.norm_cross.forward(&xs, train)?;
-        let (c, cross_weights, cross_scores) = match &self.geometry {
-            None => self.cross_attn.forward_kv(&q_in, image_kv, None, train)?,
-            Some(geo) => {
-                // The position terms join the content scores before the softmax.
-                let asked = geo.ask(&q_in)?;
-                let (c, w, content) =
-                    self.cross_attn
-                        .forward_kv(&q_in, image_kv, Some(&asked), train)?;
-                let c = (c + geo.tell(&w)?)?;
-                (c, w, (content + asked)?)
-            }
+        // The position terms and any knockout join the content scores before
+        // the softmax; the pointer reads the sum.
+        let asked = match &self.geometry {
+            Some(geo) => Some(geo.ask(&q_in)?),
+            None => None,
+        };
+        let bias = match (asked, knockout) {
+            (Some(a), Some(k)) => Some(a.broadcast_add(k)?),
+            (Some(a), None) => Some(a),
+            (None, k) => k.cloned(),
+        };
+        let (c, cross_weights, content) =
+            self.cross_attn
+                .forward_kv(&q_in, image_kv, bias.as_ref(), train)?;
+        let c = match &self.geometry {
+            Some(geo) => (c + geo.tell(&cross_weights)?)?,
+            None => c,
+        };
+        let cross_scores = match &bias {
+            Some(b) => content.broadcast_add(b)?,
+            None => content,
         };
         let xs = (xs + c)?;
         let hidden = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
@@ -183,24 +196,31 @@ impl FusionHead {
 
     /// Keys and values of the image for every block: compute once per image,
     /// reuse at every decoding step (the cross-attention KV cache).
-    pub fn image_kv(&self, patches: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
-        self.blocks.iter().map(|b| b.image_kv(patches)).collect()
+    pub fn image_kv(&self, patches: &Tensor) -> Result<ImageMemory> {
+        Ok(ImageMemory {
+            kv: self
+                .blocks
+                .iter()
+                .map(|b| b.image_kv(patches))
+                .collect::<Result<_>>()?,
+            knockout: None,
+        })
     }
 
     /// `text` (B, T, C) left-padded command states with real lengths `lens`;
-    /// `actions` (B, A, C) embedded `<boa>, a_1, ..`; `image_kv` from
+    /// `actions` (B, A, C) embedded `<boa>, a_1, ..`; `image` from
     /// [`FusionHead::image_kv`].
     pub fn forward(
         &self,
         text: &Tensor,
         lens: &[usize],
         actions: &Tensor,
-        image_kv: &[(Tensor, Tensor)],
+        image: &ImageMemory,
         capture: bool,
         train: bool,
     ) -> Result<FusionOut> {
         let t = text.dim(1)?;
-        let run = self.run_whole(text, lens, actions, image_kv, capture, train)?;
+        let run = self.run_whole(text, lens, actions, image, capture, train)?;
         let logits = self.read_out(&run, t, 0, train)?;
         let boa_cross = run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
         Ok(FusionOut {
@@ -219,7 +239,7 @@ impl FusionHead {
         text: &Tensor,
         lens: &[usize],
         actions: &Tensor,
-        image_kv: &[(Tensor, Tensor)],
+        image: &ImageMemory,
         capture: bool,
         train: bool,
     ) -> Result<Run> {
@@ -231,7 +251,7 @@ impl FusionHead {
         let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
         let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
         let mask = self.mask(lens, t, a, xs.device())?.to_dtype(xs.dtype())?;
-        self.run(&xs, None, image_kv, &mask, capture, train)
+        self.run(&xs, None, image, &mask, capture, train)
     }
 
     /// The self-attention mask over `[words, actions]`, (B, 1, T + A, T + A):
@@ -250,7 +270,7 @@ impl FusionHead {
         &self,
         xs: &Tensor,
         past: Option<&[(Tensor, Tensor)]>,
-        image_kv: &[(Tensor, Tensor)],
+        image: &ImageMemory,
         mask: &Tensor,
         capture: bool,
         train: bool,
@@ -260,8 +280,10 @@ impl FusionHead {
         let (mut cross_scores, mut cross_values) = (Vec::new(), Vec::new());
         let mut kv_cache = Vec::with_capacity(self.blocks.len());
         let mut last = None;
-        for (i, (block, kv)) in self.blocks.iter().zip(image_kv).enumerate() {
-            let (out, self_kv) = block.forward(&xs, past.map(|p| &p[i]), kv, mask, train)?;
+        let knockout = image.knockout.as_ref();
+        for (i, (block, kv)) in self.blocks.iter().zip(&image.kv).enumerate() {
+            let (out, self_kv) =
+                block.forward(&xs, past.map(|p| &p[i]), kv, knockout, mask, train)?;
             xs = out.hidden.clone();
             if capture {
                 self_weights.push(out.self_weights.clone());
@@ -306,10 +328,10 @@ impl FusionHead {
         text: &Tensor,
         lens: &[usize],
         boa: &Tensor,
-        image_kv: &[(Tensor, Tensor)],
+        image: &ImageMemory,
     ) -> Result<(DecodeCache, DecodeStep)> {
         let t = text.dim(1)?;
-        let run = self.run_whole(text, lens, boa, image_kv, false, false)?;
+        let run = self.run_whole(text, lens, boa, image, false, false)?;
         let step = DecodeStep {
             logits: self.read_out(&run, t, 0, false)?.squeeze(1)?,
             cross: run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
@@ -329,7 +351,7 @@ impl FusionHead {
         &self,
         cache: &mut DecodeCache,
         action: &Tensor,
-        image_kv: &[(Tensor, Tensor)],
+        image: &ImageMemory,
     ) -> Result<DecodeStep> {
         let k = cache.actions;
         if k >= MAX_ACTION_TOKENS {
@@ -344,7 +366,7 @@ impl FusionHead {
             .mask(&cache.lens, t, k + 1, xs.device())?
             .narrow(2, s - 1, 1)?
             .to_dtype(xs.dtype())?;
-        let run = self.run(&xs, Some(&cache.self_kv), image_kv, &mask, false, false)?;
+        let run = self.run(&xs, Some(&cache.self_kv), image, &mask, false, false)?;
         let step = DecodeStep {
             logits: self.read_out(&run, 0, k, false)?.squeeze(1)?,
             cross: run.last.cross_weights.squeeze(2)?,
@@ -354,6 +376,16 @@ impl FusionHead {
         cache.actions = k + 1;
         Ok(step)
     }
+}
+
+/// The image as the fusion head reads it.
+pub struct ImageMemory {
+    /// Per block, the patches' keys and values, (B, H, N, D).
+    pub kv: Vec<(Tensor, Tensor)>,
+    /// Added to every cross-attention score, (B, 1, 1, N): −10⁴ on patches
+    /// the head may not look at (attention knockout, `faithfulness.rs`),
+    /// 0 elsewhere. `None` in every ordinary run.
+    pub knockout: Option<Tensor>,
 }
 
 /// What [`FusionHead::run`] computed.

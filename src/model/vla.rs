@@ -15,7 +15,7 @@ use candle::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 
-use super::fusion::{FusionHead, FusionOut};
+use super::fusion::{FusionHead, FusionOut, ImageMemory};
 use super::text::TextDecoder;
 use super::vision::VisionEncoder;
 use super::{embedding, Config};
@@ -32,6 +32,9 @@ pub struct Inputs {
     pub text_ids: Tensor,
     /// Real length of each command.
     pub text_lens: Vec<usize>,
+    /// (B, N), 1 on the patches command b's fusion head may not look at
+    /// (attention knockout, see `faithfulness.rs`); `None` in an ordinary run.
+    pub knockout: Option<Tensor>,
 }
 
 /// Every attention weight of one forward pass, layer by layer. Each tensor is
@@ -181,24 +184,26 @@ impl Vla {
     }
 
     /// The fusion head's image keys and values, one pair per block, gathered
-    /// so that command b sees its own image. As in DETR, the patches' position
+    /// so that command b sees its own image, with the knockout if asked. As in DETR, the patches' position
     /// codes are added again here, so that what a query reads from a patch
     /// says plainly where that patch is: the action's x and y come from it.
-    fn image_kv(
-        &self,
-        patches: &Tensor,
-        image_index: Option<&Tensor>,
-    ) -> Result<Vec<(Tensor, Tensor)>> {
-        let kv = self
+    fn image_kv(&self, patches: &Tensor, inputs: &Inputs) -> Result<ImageMemory> {
+        let mut image = self
             .fusion
             .image_kv(&patches.broadcast_add(self.vision.position())?)?;
-        match image_index {
-            None => Ok(kv),
-            Some(idx) => kv
-                .into_iter()
-                .map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?)))
-                .collect(),
+        if let Some(idx) = &inputs.image_index {
+            for (k, v) in image.kv.iter_mut() {
+                *k = k.index_select(idx, 0)?;
+                *v = v.index_select(idx, 0)?;
+            }
         }
+        if let Some(hidden) = &inputs.knockout {
+            // A large negative score rather than −∞: a row with every patch
+            // knocked out stays a (uniform) distribution instead of NaN.
+            let (b, n) = hidden.dims2()?;
+            image.knockout = Some((hidden.to_dtype(self.dtype())? * -1e4)?.reshape((b, 1, 1, n))?);
+        }
+        Ok(image)
     }
 
     /// Teacher-forced forward pass, as in training: `action_ids` (B, A) are
@@ -211,10 +216,41 @@ impl Vla {
         capture: bool,
         train: bool,
     ) -> Result<(FusionOut, AttentionMaps)> {
-        let (patches, vision_maps) = self.encode_image(&inputs.pixels, capture, train)?;
-        let (words, text_maps) =
-            self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, train)?;
-        let kv = self.image_kv(&patches, inputs.image_index.as_ref())?;
+        let pixels = inputs.pixels.to_dtype(self.dtype())?;
+        let embedded = self.embed_tokens.forward(&inputs.text_ids)?;
+        self.forward_from(&pixels, &embedded, inputs, action_ids, capture, train)
+    }
+
+    /// [`Vla::forward`] with the graph kept from the pixels and the embedded
+    /// command on, so that every attention weight it returns has a gradient
+    /// (the relevance maps of `relevance.rs` need them). The weights
+    /// themselves stay constants.
+    pub fn forward_traced(
+        &self,
+        inputs: &Inputs,
+        action_ids: &Tensor,
+    ) -> Result<(FusionOut, AttentionMaps)> {
+        let pixels = candle::Var::from_tensor(&inputs.pixels.to_dtype(self.dtype())?)?;
+        let embedded = candle::Var::from_tensor(&self.embed_tokens.forward(&inputs.text_ids)?)?;
+        // `train`: the softmax and layer norm with backward passes.
+        self.forward_from(&pixels, &embedded, inputs, action_ids, true, true)
+    }
+
+    /// The teacher-forced pass from pixels and embedded command tokens.
+    fn forward_from(
+        &self,
+        pixels: &Tensor,
+        embedded: &Tensor,
+        inputs: &Inputs,
+        action_ids: &Tensor,
+        capture: bool,
+        train: bool,
+    ) -> Result<(FusionOut, AttentionMaps)> {
+        let (patches, vision_maps) = self.vision.forward(pixels, capture, train)?;
+        let (words, text_maps) = self
+            .text
+            .forward(embedded, &inputs.text_lens, capture, train)?;
+        let kv = self.image_kv(&patches, inputs)?;
         let actions = self.embed_tokens.forward(action_ids)?;
         let out = self
             .fusion
@@ -245,7 +281,7 @@ impl Vla {
         sync(&device)?;
         let t2 = Instant::now();
 
-        let kv = self.image_kv(&patches, inputs.image_index.as_ref())?;
+        let kv = self.image_kv(&patches, inputs)?;
         let b = inputs.text_lens.len();
         let mut processors: Vec<LogitsProcessor> = (0..b)
             .map(|_| LogitsProcessor::from_sampling(decoding.seed, decoding.sampling()))
