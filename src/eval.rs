@@ -22,6 +22,7 @@
 //! (absent or ambiguous); and on the commands it should act on, the share of
 //! **false flags**.
 
+pub mod faithfulness;
 pub mod splits;
 
 use std::collections::BTreeMap;

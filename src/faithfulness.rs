@@ -159,6 +159,26 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// What `eval --faithfulness` runs by default: k = 0, 1, 2, 4, 8, 16,
+    /// deleting and inserting, three random orders.
+    pub fn eval(seed: u64) -> Settings {
+        Settings {
+            ks: vec![0, 1, 2, 4, 8, 16],
+            interventions: vec![Intervention::Delete, Intervention::Insert],
+            random_draws: 3,
+            seed,
+        }
+    }
+
+    /// The same settings, with the random orders drawn from `seed`'s own
+    /// stream: each scene gets different random patches, reproducibly.
+    pub fn reseeded(&self, seed: u64) -> Settings {
+        Settings {
+            seed: self.seed ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ..self.clone()
+        }
+    }
+
     /// k = 0, 1, 2, 4, … up to `n` patches, all three interventions.
     pub fn full(n: usize, seed: u64) -> Self {
         let mut ks = vec![0];
@@ -209,8 +229,17 @@ pub fn saliency(model: &Vla, case: &Case, base: &Base) -> Result<Vec<(Method, Ve
     };
     let inputs = case.inputs(case.pixels.clone(), None, 1)?;
     let boa = Tensor::new(&[[model.config().boa_token_id]], model.device())?;
-    let token = base.first.first().map_or(0, |t| t.index());
-    let relevance = crate::relevance::action_map(model, &inputs, &boa, 0, token, &base.maps)?;
+    // What is explained: the first token's place at the grid's resolution
+    // (every x bin of its patch column), as the probes measure it.
+    let grid = model.config().grid();
+    let tokens: Vec<usize> = match base.first.first() {
+        Some(ActionToken::X(i)) => (0..NUM_BINS)
+            .filter(|&j| j * grid / NUM_BINS == *i as usize * grid / NUM_BINS)
+            .collect(),
+        Some(t) => vec![t.index()],
+        None => bail!("the model decoded no action"),
+    };
+    let relevance = crate::relevance::action_map(model, &inputs, &boa, 0, &tokens, &base.maps)?;
     Ok(vec![
         (Method::Attention, attention),
         (Method::Rollout, rollout),

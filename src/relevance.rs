@@ -5,7 +5,7 @@
 //!
 //! A raw attention map says where a query looked, not whether what it saw
 //! there changed the answer. The gradient says that. For every attention map
-//! `A` of one teacher-forced pass and the logit `y` of the token explained,
+//! `A` of one teacher-forced pass and the output `y` explained,
 //!
 //! ```text
 //! Ā = mean over heads of max(0, ∇A ⊙ A)        ∇A = ∂y/∂A      (eq. 5)
@@ -50,8 +50,8 @@ pub struct Weighted {
     pub fusion: Vec<(Tensor, Tensor)>,
 }
 
-/// `R_si` (S, N) for the logit of action token `token` (an index into the
-/// action slice) at action position `k`, with the action prefix `action_ids`
+/// `R_si` (S, N) for `y = log Σ p(t)` over `tokens` (indices into the action
+/// slice) at action position `k`, with the action prefix `action_ids`
 /// (1, A) (`<boa>` and the tokens decoded before it). `inputs` holds one
 /// example.
 pub fn relevance(
@@ -59,7 +59,7 @@ pub fn relevance(
     inputs: &Inputs,
     action_ids: &Tensor,
     k: usize,
-    token: usize,
+    tokens: &[usize],
 ) -> Result<Tensor> {
     if inputs.text_lens.len() != 1 {
         bail!("relevance explains one example at a time");
@@ -68,12 +68,14 @@ pub fn relevance(
     let (out, maps) = model.forward_traced(inputs, action_ids)?;
     let taken = taps.taken();
     drop(taps);
-    let y = out
-        .logits
-        .get(0)?
-        .get(k)
-        .context("no such action position")?
-        .get(token)?;
+    let row = out.logits.get(0)?.get(k).context("no such action position")?;
+    let probs = candle_nn::ops::softmax(&row, 0)?;
+    let ids = Tensor::from_vec(
+        tokens.iter().map(|&t| t as u32).collect::<Vec<_>>(),
+        tokens.len(),
+        row.device(),
+    )?;
+    let y = probs.index_select(&ids, 0)?.sum_all()?.log()?;
     let grads = y.backward()?;
     let weighted = |a: &Tensor| -> Result<Tensor> {
         let grad = taken
@@ -101,10 +103,10 @@ pub fn action_map(
     inputs: &Inputs,
     action_ids: &Tensor,
     k: usize,
-    token: usize,
+    tokens: &[usize],
     maps: &AttentionMaps,
 ) -> Result<Vec<f32>> {
-    let r = relevance(model, inputs, action_ids, k, token)?;
+    let r = relevance(model, inputs, action_ids, k, tokens)?;
     Ok(r.get(maps.text_len + k)?.to_vec1::<f32>()?)
 }
 

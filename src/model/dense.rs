@@ -36,14 +36,14 @@ pub enum Act {
     Gelu,
 }
 
-/// Whether the fused inference kernels apply: f32 on the CPU, and weights
-/// that no gradient flows to (a trained `Var` tracks its ops; loaded
-/// weights do not).
+/// Whether the fused inference kernels apply: f32 on the CPU, and neither
+/// weights nor input that a gradient flows to (a trained `Var` tracks its
+/// ops; loaded weights do not; the relevance maps trace the input).
 ///
 /// `VLA_DEMO_KERNELS=candle` in the environment turns them off, so a
 /// benchmark can compare them with candle's own ops in the same build.
 pub fn inference_here(x: &Tensor, weight: &Tensor) -> bool {
-    fused::fused_here(x) && !weight.track_op() && enabled()
+    fused::fused_here(x) && !weight.track_op() && !x.track_op() && enabled()
 }
 
 fn enabled() -> bool {
