@@ -68,7 +68,11 @@ pub fn relevance(
     let (out, maps) = model.forward_traced(inputs, action_ids)?;
     let taken = taps.taken();
     drop(taps);
-    let row = out.logits.get(0)?.get(k).context("no such action position")?;
+    let row = out
+        .logits
+        .get(0)?
+        .get(k)
+        .context("no such action position")?;
     let probs = candle_nn::ops::softmax(&row, 0)?;
     let ids = Tensor::from_vec(
         tokens.iter().map(|&t| t as u32).collect::<Vec<_>>(),
@@ -173,4 +177,56 @@ pub fn residual_normalised(r: &Tensor) -> Result<Tensor> {
         .eq(0f32)?
         .where_cond(&Tensor::ones_like(&sums)?, &sums)?;
     Ok((hat.broadcast_div(&safe)? + eye)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(rows: &[&[f32]]) -> Tensor {
+        let n = rows[0].len();
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_vec(flat, (rows.len(), n), &Device::Cpu).unwrap()
+    }
+
+    /// One ViT layer, one fusion block, two positions, two patches, worked
+    /// by hand:
+    /// R_ii = I + diag(.2, .4); R̄_ii = norm(diag(.2, .4)) + I = 2I.
+    /// R_ss = I + Ā_s = [[1.5, 0], [.25, 1.25]]; R̄_ss = [[2, 0], [.5, 1.5]].
+    /// R_si = 0 + R̄_ssᵀ Ā_c R̄_ii = [[2, .5], [0, 1.5]] · 2·[[.1, .3], [.6, 0]]
+    ///      = [[1.0, 1.2], [1.8, 0]].
+    #[test]
+    fn one_layer_by_hand() {
+        let w = Weighted {
+            vision: vec![m(&[&[0.2, 0.0], &[0.0, 0.4]])],
+            text: vec![],
+            fusion: vec![(
+                m(&[&[0.5, 0.0], &[0.25, 0.25]]),
+                m(&[&[0.1, 0.3], &[0.6, 0.0]]),
+            )],
+        };
+        let got = propagate(&w).unwrap().to_vec2::<f32>().unwrap();
+        let want = [[1.0, 1.2], [1.8, 0.0]];
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() < 1e-6, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn the_gradient_weighting_keeps_only_what_pushed_the_output_up() {
+        // Two heads, one query, two keys: ∇A ⊙ A per head, negatives cut, mean.
+        let grad = Tensor::new(&[[[[0.4f32, -0.2]], [[0.2, 0.6]]]], &Device::Cpu).unwrap();
+        let a = Tensor::zeros((1, 2, 1, 2), DType::F32, &Device::Cpu).unwrap();
+        let got = cam(&a, Some(&grad)).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(got, vec![vec![0.3, 0.3]]);
+        let none = cam(&a, None).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(none, vec![vec![0.0, 0.0]]);
+    }
+
+    #[test]
+    fn a_row_of_zeros_stays_zero_when_normalised() {
+        let r = m(&[&[1.0, 0.0], &[0.5, 1.5]]);
+        let got = residual_normalised(&r).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(got, vec![vec![1.0, 0.0], vec![0.5, 1.5]]);
+    }
 }

@@ -21,8 +21,8 @@ use serde::Serialize;
 use super::{family_name, Split};
 use crate::data;
 use crate::faithfulness::report::{probe, Truth, VERDICT_K};
-use crate::faithfulness::{Intervention, Method, Settings};
 use crate::faithfulness::Case;
+use crate::faithfulness::{Intervention, Method, Settings};
 use crate::model::Vla;
 use crate::preprocess::to_pixels;
 use crate::scene::Family;
@@ -95,7 +95,10 @@ pub fn evaluate(
             let truth = Truth {
                 coverage,
                 inside: Box::new(move |x, y| {
-                    layout.objects.iter().any(|o| o.id == id && o.contains(x, y))
+                    layout
+                        .objects
+                        .iter()
+                        .any(|o| o.id == id && o.contains(x, y))
                 }),
             };
             let (text_ids, lens) =
@@ -195,9 +198,17 @@ impl Report {
             );
         }
         for family in self.families() {
-            let get = |m: &str| self.rows.get(&format!("{family}/{m}")).map(|r| r.off_after_top_k);
+            let get = |m: &str| {
+                self.rows
+                    .get(&format!("{family}/{m}"))
+                    .map(|r| r.off_after_top_k)
+            };
             if let (Some(a), Some(r)) = (get("attention"), get("random")) {
-                let ratio = if r > 0.0 { format!("{:.1}×", a / r) } else { "∞".into() };
+                let ratio = if r > 0.0 {
+                    format!("{:.1}×", a / r)
+                } else {
+                    "∞".into()
+                };
                 s += &format!(
                     "\n{family}: deleting the top {VERDICT_K} attention patches moved the waypoint off the target in {:.1}% of runs, {VERDICT_K} random patches in {:.1}% ({ratio})",
                     100.0 * a,
@@ -209,7 +220,11 @@ impl Report {
     }
 
     fn families(&self) -> Vec<&str> {
-        let mut f: Vec<&str> = self.rows.keys().filter_map(|k| k.split_once('/').map(|x| x.0)).collect();
+        let mut f: Vec<&str> = self
+            .rows
+            .keys()
+            .filter_map(|k| k.split_once('/').map(|x| x.0))
+            .collect();
         f.dedup();
         f
     }
