@@ -151,6 +151,9 @@ struct RunArgs {
     /// How --rollout fuses the heads of a layer.
     #[arg(long, value_enum, default_value_t = HeadFusion::Mean)]
     head_fusion: HeadFusion,
+    /// What the overlay's colour shows: the attention map, its rollout, or relevance (Chefer et al. 2021).
+    #[arg(long, value_enum, default_value_t = MapMethod::Attention)]
+    method: MapMethod,
     /// Show the rollout row of one query patch, "ROW,COL", instead of the mean over all query patches.
     #[arg(long, requires = "rollout", value_parser = row_col, value_name = "ROW,COL")]
     rollout_patch: Option<(usize, usize)>,
@@ -187,6 +190,14 @@ impl StyleArgs {
             scale: self.scale,
         }
     }
+}
+
+/// The maps an overlay can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MapMethod {
+    Attention,
+    Rollout,
+    Relevance,
 }
 
 #[derive(Args, Debug)]
@@ -471,6 +482,11 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
             style: a.style.style(),
             head_fusion: a.head_fusion,
             rollout_patch: a.rollout_patch,
+            method: match a.method {
+                MapMethod::Attention => vla_demo::faithfulness::Method::Attention,
+                MapMethod::Rollout => vla_demo::faithfulness::Method::Rollout,
+                MapMethod::Relevance => vla_demo::faithfulness::Method::Relevance,
+            },
         },
     })
 }

@@ -64,6 +64,8 @@ pub struct FigureSpec {
     pub head_fusion: HeadFusion,
     /// Rollout of one query patch (row, column) instead of the mean over all.
     pub rollout_patch: Option<(usize, usize)>,
+    /// What the overlay's colour shows: attention, rollout or relevance.
+    pub method: faithfulness::Method,
 }
 
 /// One validated run.
@@ -184,7 +186,10 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
         Some((r, c)) => Some(r * cfg.grid() + c),
         None => None,
     };
-    let capture = !spec.sheets.is_empty() || spec.export.is_some();
+    let method = spec.figures.method;
+    let capture = !spec.sheets.is_empty()
+        || spec.export.is_some()
+        || method != faithfulness::Method::Attention;
     let cmd = spec.cmd.as_str();
     let pred = p
         .predict(std::slice::from_ref(&img), &[cmd], &spec.decoding, capture)?
@@ -198,7 +203,31 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
     let mut next = paths.into_iter();
     if spec.overlay.is_some() {
         let path = next.next().context("no overlay path")?;
-        let fig = overlay::draw_prediction(&img, &pred, &cfg, &style)?;
+        let fig = match method {
+            faithfulness::Method::Attention => overlay::draw_prediction(&img, &pred, &cfg, &style)?,
+            _ => {
+                let maps = pred
+                    .maps
+                    .as_ref()
+                    .context("the attention maps were not captured")?;
+                let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+                let case = Case::from_inputs(&inputs)?;
+                let first = pred.steps.first().map(|s| s.token);
+                let map = faithfulness::map_of(&p.model, &case, maps, first, method)?;
+                let what = match method {
+                    faithfulness::Method::Rollout => "colour: the <boa> attention traced back through the ViT's rollout to the input patches",
+                    _ => "colour: relevance of the first token's place (Chefer et al. 2021: attention weighted by its gradient, through every layer)",
+                };
+                overlay::draw_map(
+                    &img,
+                    &pred,
+                    &cfg,
+                    &style,
+                    &map,
+                    &overlay::caption_for(&pred, what.into()),
+                )?
+            }
+        };
         rep.overlay = Some(figure(&path, &fig, rgb.width(), rgb.height()));
         files.add(&path, &overlay::png_bytes(&fig)?)?;
     }

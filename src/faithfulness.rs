@@ -39,9 +39,10 @@ use crate::model::vla::{Decoding, Inputs};
 use crate::model::{AttentionMaps, Vla};
 
 /// How the patches are ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    #[default]
     Attention,
     Rollout,
     Relevance,
@@ -221,30 +222,51 @@ pub fn base(model: &Vla, case: &Case) -> Result<Base> {
 /// The three maps of the query that predicts the first action token, one
 /// value per patch.
 pub fn saliency(model: &Vla, case: &Case, base: &Base) -> Result<Vec<(Method, Vec<f32>)>> {
-    let last = base.maps.fusion_cross.len().saturating_sub(1);
-    let attention = maps::cross_mean(&base.maps, last, base.maps.text_len)?;
-    let rollout = match maps::rollout(&base.maps.vision, maps::HeadFusion::Mean)?.last() {
-        Some(r) => maps::through_rollout(&attention, r)?,
-        None => attention.clone(),
-    };
-    let inputs = case.inputs(case.pixels.clone(), None, 1)?;
-    let boa = Tensor::new(&[[model.config().boa_token_id]], model.device())?;
-    // What is explained: the first token's place at the grid's resolution
-    // (every x bin of its patch column), as the probes measure it.
-    let grid = model.config().grid();
-    let tokens: Vec<usize> = match base.first.first() {
-        Some(ActionToken::X(i)) => (0..NUM_BINS)
-            .filter(|&j| j * grid / NUM_BINS == *i as usize * grid / NUM_BINS)
-            .collect(),
-        Some(t) => vec![t.index()],
-        None => bail!("the model decoded no action"),
-    };
-    let relevance = crate::relevance::action_map(model, &inputs, &boa, 0, &tokens, &base.maps)?;
-    Ok(vec![
-        (Method::Attention, attention),
-        (Method::Rollout, rollout),
-        (Method::Relevance, relevance),
-    ])
+    MAP_METHODS
+        .iter()
+        .map(|&m| {
+            Ok((
+                m,
+                map_of(model, case, &base.maps, base.first.first().copied(), m)?,
+            ))
+        })
+        .collect()
+}
+
+/// One map of the `<boa>` query (which predicts the first token, `first`):
+/// the last fusion block's cross-attention (heads averaged), that traced
+/// back through the ViT's rollout, or the relevance of the first token's
+/// patch column (every x bin of it, as the probes measure it).
+pub fn map_of(
+    model: &Vla,
+    case: &Case,
+    maps: &AttentionMaps,
+    first: Option<ActionToken>,
+    method: Method,
+) -> Result<Vec<f32>> {
+    let last = maps.fusion_cross.len().saturating_sub(1);
+    let attention = maps::cross_mean(maps, last, maps.text_len)?;
+    match method {
+        Method::Attention => Ok(attention),
+        Method::Rollout => match maps::rollout(&maps.vision, maps::HeadFusion::Mean)?.last() {
+            Some(r) => maps::through_rollout(&attention, r),
+            None => Ok(attention),
+        },
+        Method::Relevance => {
+            let grid = model.config().grid();
+            let tokens: Vec<usize> = match first {
+                Some(ActionToken::X(i)) => (0..NUM_BINS)
+                    .filter(|&j| j * grid / NUM_BINS == i as usize * grid / NUM_BINS)
+                    .collect(),
+                Some(t) => vec![t.index()],
+                None => bail!("the model decoded no action"),
+            };
+            let inputs = case.inputs(case.pixels.clone(), None, 1)?;
+            let boa = Tensor::new(&[[model.config().boa_token_id]], model.device())?;
+            crate::relevance::action_map(model, &inputs, &boa, 0, &tokens, maps)
+        }
+        Method::Target | Method::Random => bail!("{} is an order, not a map", method.name()),
+    }
 }
 
 /// Patches from the highest value down.

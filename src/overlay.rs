@@ -307,6 +307,12 @@ pub fn action_text(pred: &Prediction) -> String {
 
 /// The default caption: command, action, and what the picture shows.
 pub fn caption(pred: &Prediction, cfg: &Config) -> Vec<String> {
+    let what = format!("colour: where <boa> (the query that predicts the first action token) looked; last fusion layer, mean of {} heads", cfg.num_attention_heads);
+    caption_for(pred, what)
+}
+
+/// The caption with `what` saying what the colour shows.
+pub fn caption_for(pred: &Prediction, what: String) -> Vec<String> {
     let answer = match pred.outcome.message() {
         Some(m) => format!(" ({m}: no waypoints)"),
         None => String::new(),
@@ -317,7 +323,7 @@ pub fn caption(pred: &Prediction, cfg: &Config) -> Vec<String> {
             pred.command.words.join(" "),
             action_text(pred)
         ),
-        format!("colour: where <boa> (the query that predicts the first action token) looked; last fusion layer, mean of {} heads", cfg.num_attention_heads),
+        what,
         format!("outline: the fewest patches holding {:.0}% of the weight · rings: waypoints, filled where the gripper closes", MASS_SHARE * 100.0),
     ]
 }
@@ -329,13 +335,31 @@ pub fn draw_prediction(
     cfg: &Config,
     style: &Style,
 ) -> Result<RgbImage> {
-    let rgb = img.to_rgb8();
-    overlay(
-        &rgb,
-        &geometry(pred, cfg),
+    draw_map(
+        img,
+        pred,
+        cfg,
+        style,
         &pred.boa_attention,
-        &markers(pred),
         &caption(pred, cfg),
+    )
+}
+
+/// The overlay of any map over the patches, with its waypoints and caption.
+pub fn draw_map(
+    img: &DynamicImage,
+    pred: &Prediction,
+    cfg: &Config,
+    style: &Style,
+    map: &[f32],
+    caption: &[String],
+) -> Result<RgbImage> {
+    overlay(
+        &img.to_rgb8(),
+        &geometry(pred, cfg),
+        map,
+        &markers(pred),
+        caption,
         style,
     )
 }
