@@ -231,9 +231,35 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
         rep.overlay = Some(figure(&path, &fig, rgb.width(), rgb.height()));
         files.add(&path, &overlay::png_bytes(&fig)?)?;
     }
+    let action_maps =
+        if method != faithfulness::Method::Attention && spec.sheets.contains(&Sheet::PerToken) {
+            let maps = pred
+                .maps
+                .as_ref()
+                .context("the attention maps were not captured")?;
+            let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+            let steps: Vec<_> = pred.steps.iter().map(|s| s.token).collect();
+            Some(faithfulness::action_maps(
+                &p.model,
+                &Case::from_inputs(&inputs)?,
+                maps,
+                &steps,
+                method,
+            )?)
+        } else {
+            None
+        };
     for &sheet in &spec.sheets {
         let path = next.next().context("no sheet path")?;
-        let (fig, panels) = draw_sheet(sheet, &rgb, &pred, &cfg, &spec.figures, rollout_patch)?;
+        let (fig, panels) = draw_sheet(
+            sheet,
+            &rgb,
+            &pred,
+            &cfg,
+            &spec.figures,
+            rollout_patch,
+            action_maps.as_deref(),
+        )?;
         files.add(&path, &overlay::png_bytes(&fig)?)?;
         rep.outputs.push(Output {
             kind: sheet.name().into(),
@@ -271,6 +297,7 @@ pub fn draw_sheet(
     cfg: &crate::model::Config,
     f: &FigureSpec,
     patch: Option<usize>,
+    action_maps: Option<&[Vec<f32>]>,
 ) -> Result<(RgbImage, Vec<String>)> {
     let m = pred
         .maps
@@ -288,8 +315,16 @@ pub fn draw_sheet(
             (title, maps::per_layer_panels(m)?, 4)
         }
         Sheet::PerToken => {
-            let (panels, columns) = maps::per_token_panels(m, pred)?;
-            let title = format!("\"{cmd}\": where the query of each word and each action token looked (last fusion layer, heads averaged)");
+            let (mut panels, columns) = maps::per_token_panels(m, pred)?;
+            let mut title = format!("\"{cmd}\": where the query of each word and each action token looked (last fusion layer, heads averaged)");
+            if let Some(actions) = action_maps {
+                // The action tokens' panels come last, one per token.
+                let first = panels.len().saturating_sub(actions.len());
+                for (panel, values) in panels[first..].iter_mut().zip(actions) {
+                    panel.values = values.clone();
+                }
+                title += &format!("; action tokens: {}", f.method.name());
+            }
             (title, panels, columns)
         }
         Sheet::Rollout => {

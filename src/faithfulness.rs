@@ -253,19 +253,63 @@ pub fn map_of(
             None => Ok(attention),
         },
         Method::Relevance => {
-            let grid = model.config().grid();
-            let tokens: Vec<usize> = match first {
-                Some(ActionToken::X(i)) => (0..NUM_BINS)
-                    .filter(|&j| j * grid / NUM_BINS == i as usize * grid / NUM_BINS)
-                    .collect(),
-                Some(t) => vec![t.index()],
-                None => bail!("the model decoded no action"),
+            let Some(first) = first else {
+                bail!("the model decoded no action")
             };
             let inputs = case.inputs(case.pixels.clone(), None, 1)?;
             let boa = Tensor::new(&[[model.config().boa_token_id]], model.device())?;
+            let tokens = place_tokens(first, model.config().grid());
             crate::relevance::action_map(model, &inputs, &boa, 0, &tokens, maps)
         }
         Method::Target | Method::Random => bail!("{} is an order, not a map", method.name()),
+    }
+}
+
+/// The maps of the queries that predicted each of `steps` (the decoded
+/// action tokens), by `method`: what `--per-token` draws for the action
+/// tokens when a method other than attention is asked for.
+pub fn action_maps(
+    model: &Vla,
+    case: &Case,
+    maps: &AttentionMaps,
+    steps: &[ActionToken],
+    method: Method,
+) -> Result<Vec<Vec<f32>>> {
+    let last = maps.fusion_cross.len().saturating_sub(1);
+    let rollout = maps::rollout(&maps.vision, maps::HeadFusion::Mean)?;
+    let inputs = case.inputs(case.pixels.clone(), None, 1)?;
+    let mut ids = vec![model.config().boa_token_id];
+    let mut out = Vec::with_capacity(steps.len());
+    for (k, &token) in steps.iter().enumerate() {
+        let attention = maps::cross_mean(maps, last, maps.text_len + k)?;
+        out.push(match (method, rollout.last()) {
+            (Method::Rollout, Some(r)) => maps::through_rollout(&attention, r)?,
+            (Method::Relevance, _) => {
+                let prefix = Tensor::from_vec(ids.clone(), (1, k + 1), model.device())?;
+                let tokens = place_tokens(token, model.config().grid());
+                crate::relevance::action_map(model, &inputs, &prefix, k, &tokens, maps)?
+            }
+            _ => attention,
+        });
+        ids.push(model.action_id(token));
+    }
+    Ok(out)
+}
+
+/// What a relevance map explains for token `t`: its place at the grid's
+/// resolution (every x bin of its patch column, every y bin of its patch
+/// row), or the token itself.
+fn place_tokens(t: ActionToken, grid: usize) -> Vec<usize> {
+    let patch = |bin: usize| bin * grid / NUM_BINS;
+    match t {
+        ActionToken::X(i) => (0..NUM_BINS)
+            .filter(|&j| patch(j) == patch(i as usize))
+            .collect(),
+        ActionToken::Y(i) => (0..NUM_BINS)
+            .filter(|&j| patch(j) == patch(i as usize))
+            .map(|j| NUM_BINS + j)
+            .collect(),
+        other => vec![other.index()],
     }
 }
 
@@ -540,15 +584,9 @@ fn scale(c: &mut Curve, f: f32) {
 /// patch column or row: "the same place" at the grid's resolution, not one
 /// bin of 256.
 fn same_patch(probs: &[f32], t: ActionToken, grid: usize) -> f32 {
-    let patch = |bin: usize| bin * grid / NUM_BINS;
-    let (base, bin) = match t {
-        ActionToken::X(i) => (0, i as usize),
-        ActionToken::Y(i) => (NUM_BINS, i as usize),
-        other => return probs.get(other.index()).copied().unwrap_or(0.0),
-    };
-    (0..NUM_BINS)
-        .filter(|&j| patch(j) == patch(bin))
-        .map(|j| probs[base + j])
+    place_tokens(t, grid)
+        .iter()
+        .map(|&i| probs.get(i).copied().unwrap_or(0.0))
         .sum()
 }
 
