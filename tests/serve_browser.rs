@@ -56,7 +56,7 @@ fn start_driver() -> (Driver, SocketAddr) {
     let driver = Driver(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t0 = Instant::now();
-    while client::get(addr, "/status", Duration::from_secs(2)).map(|a| a.status) != Ok(200) {
+    while client::get(addr, "/status", Duration::from_secs(2)).map(|a| a.status).ok() != Some(200) {
         assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not start");
         std::thread::sleep(Duration::from_millis(100));
     }

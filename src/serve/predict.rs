@@ -148,13 +148,13 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
     let objects = truth.map(|t| t.objects).unwrap_or_default();
     let maps = views::build(&pred, cfg.grid(), &objects).map_err(internal)?;
     let explanation = explain::explain(&pred, cfg, cmd, &objects, None, 5).map_err(internal)?;
-    let mut body = serde_json::to_value(&rep).map_err(|e| internal(e.into()))?;
+    // Through text, so every f32 prints as the CLI's `--json` prints it.
+    let json = |v: String| serde_json::from_str::<Value>(&v).map_err(|e| internal(e.into()));
+    let text = |r: serde_json::Result<String>| r.map_err(|e| internal(e.into()));
+    let mut body = json(text(serde_json::to_string(&rep))?)?;
     if let Value::Object(o) = &mut body {
-        o.insert("maps".into(), serde_json::to_value(maps).map_err(|e| internal(e.into()))?);
-        o.insert(
-            "explain".into(),
-            serde_json::to_value(explanation).map_err(|e| internal(e.into()))?,
-        );
+        o.insert("maps".into(), json(text(serde_json::to_string(&maps))?)?);
+        o.insert("explain".into(), json(text(serde_json::to_string(&explanation))?)?);
     }
     Ok(body)
 }
