@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` `/app.js` `/style.css` | the page, embedded |
+//! | `GET /` `/app.js` `/style.css` `/fonts/…` | the page, embedded |
 //! | `GET /api/health` | the model, the limits, how busy the pool is |
 //! | `GET /api/scenes` | the example scenes and the splits |
 //! | `GET /api/scene?name=…` or `?split=…&seed=…` | one scene as a PNG data URL, with its commands |
@@ -33,6 +33,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/", get(assets::index))
         .route("/app.js", get(assets::script))
         .route("/style.css", get(assets::style))
+        .route("/fonts/DejaVuSans.ttf", get(assets::dejavu))
+        .route("/fonts/NanumSquareR.ttf", get(assets::nanum))
         .route("/api/health", get(health))
         .route("/api/scenes", get(scene_list))
         .route("/api/scene", get(scene))

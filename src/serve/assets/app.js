@@ -212,7 +212,7 @@ function draw() {
     ctx.beginPath(); ctx.arc(x, y, 8, 0, 2 * Math.PI);
     ctx.fillStyle = p.gripper === "close" ? "#e3342f" : "#ffffff";
     ctx.fill(); ctx.strokeStyle = "#111"; ctx.stroke();
-    ctx.fillStyle = "#111"; ctx.font = "bold 11px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+    ctx.fillStyle = "#111"; ctx.font = "bold 11px vla-sans, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
     ctx.fillText(String(i + 1), x, y);
   });
 }
