@@ -2,7 +2,7 @@
 //! driven by chromedriver (`chromium-driver`) through fantoccini. It loads
 //! the page, types a command, waits for the action, clicks a word, checks
 //! that the heatmap on the canvas changed (pixels read back), switches the
-//! method, and checks that the browser's console logged no error. The
+//! method, steps to Align, hovers a patch, asks in Korean, and checks that the browser's console logged no error. The
 //! screenshot is kept as target/serve-screenshot.png.
 //!
 //! chromedriver missing is a failure that says how to install it, never a
@@ -126,7 +126,18 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     method.select_by_value("rollout").await.unwrap();
     let after_method = c.execute(CANVAS_HASH, vec![]).await.unwrap();
     assert_ne!(after_word, after_method, "switching the method redraws");
-    c.find(Locator::Css("button.step[data-step='2']")).await.unwrap().click().await.unwrap();
+    method.select_by_value("attention").await.unwrap();
+    c.find(Locator::Css("button.step[data-step='1']")).await.unwrap().click().await.unwrap();
+    let align = c.find(Locator::Id("steps")).await.unwrap().text().await.unwrap();
+    assert!(align.contains("Align: α = softmax(e)"), "{align}");
+
+    // Hovering a patch names its score, weight and object.
+    let hover = "const c = document.getElementById('view'); const r = c.getBoundingClientRect();
+      c.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width * 0.55, clientY: r.top + r.height * 0.26, bubbles: true }));
+      return document.getElementById('hover').textContent;";
+    let text = c.execute(hover, vec![]).await.unwrap();
+    let text = text.as_str().unwrap_or_default();
+    assert!(text.contains("raw score") && text.contains("on red cup"), "{text}");
 
     let shot = c.screenshot().await.unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -134,6 +145,12 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("serve-screenshot.png"), &shot).unwrap();
+
+    // A Korean command works the same way.
+    cmd.clear().await.unwrap();
+    cmd.send_keys("빨간 컵을 집어").await.unwrap();
+    c.find(Locator::Id("predict")).await.unwrap().click().await.unwrap();
+    c.wait().at_most(Duration::from_secs(30)).for_element(Locator::XPath("//div[@id='words']/button[contains(., '컵')]")).await.unwrap();
 
     // The console: chromedriver's log endpoint, nothing at SEVERE.
     let session = c.session_id().await.unwrap().unwrap();
