@@ -79,15 +79,15 @@ impl Scene {
             ));
         }
         let layout = truth.layout();
-    let objects = layout
-        .objects
-        .iter()
-        .map(|o| SceneObject {
-            id: o.id,
-            name: object_name(&layout, o.id),
-            coverage: patch_coverage(o, grid),
-        })
-        .collect();
+        let objects = layout
+            .objects
+            .iter()
+            .map(|o| SceneObject {
+                id: o.id,
+                name: object_name(&layout, o.id),
+                coverage: patch_coverage(o, grid),
+            })
+            .collect();
         Ok(Scene {
             truth_path,
             truth,

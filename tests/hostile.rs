@@ -1751,10 +1751,22 @@ fn serve_cases() -> Vec<Case> {
         ("port 99999", vec!["--port", "99999"], "99999"),
         ("port -1", vec!["--port", "-1"], ""),
         ("port text", vec!["--port", "http"], "http"),
-        ("host name", vec!["--host", "example.com"], "not an IP address"),
-        ("host 999.1.1.1", vec!["--host", "999.1.1.1"], "not an IP address"),
+        (
+            "host name",
+            vec!["--host", "example.com"],
+            "not an IP address",
+        ),
+        (
+            "host 999.1.1.1",
+            vec!["--host", "999.1.1.1"],
+            "not an IP address",
+        ),
         ("host empty", vec!["--host", ""], ""),
-        ("host with port", vec!["--host", "127.0.0.1:80"], "not an IP address"),
+        (
+            "host with port",
+            vec!["--host", "127.0.0.1:80"],
+            "not an IP address",
+        ),
         ("workers 0", vec!["--workers", "0"], ""),
         ("workers 65", vec!["--workers", "65"], ""),
         ("queue 1025", vec!["--queue", "1025"], ""),
@@ -1763,7 +1775,11 @@ fn serve_cases() -> Vec<Case> {
         ("upload 257 MiB", vec!["--max-upload-mib", "257"], ""),
         ("unknown flag", vec!["--root", "/"], "--root"),
         ("stray argument", vec!["index.html"], "index.html"),
-        ("missing model", vec!["--port", "0", "--model-dir", "no-such-model"], "no-such-model"),
+        (
+            "missing model",
+            vec!["--port", "0", "--model-dir", "no-such-model"],
+            "no-such-model",
+        ),
     ] {
         let mut a = vec!["serve"];
         a.extend(args);

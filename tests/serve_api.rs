@@ -45,11 +45,24 @@ fn predict(addr: SocketAddr, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -
 
 /// A refusal: the status, a JSON body naming it, and an error message.
 fn assert_refused(a: &Answer, status: u16, what: &str) {
-    assert_eq!(a.status, status, "{what}: {}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.status,
+        status,
+        "{what}: {}",
+        String::from_utf8_lossy(&a.body)
+    );
     let j = a.json().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(j["status"], status, "{what}");
-    assert!(j["error"].as_str().is_some_and(|s| !s.is_empty()), "{what}: {j}");
-    assert!(a.header("content-type").unwrap_or("").starts_with("application/json"), "{what}");
+    assert!(
+        j["error"].as_str().is_some_and(|s| !s.is_empty()),
+        "{what}: {j}"
+    );
+    assert!(
+        a.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"),
+        "{what}"
+    );
 }
 
 fn png_of(img: image::RgbImage) -> Vec<u8> {
@@ -62,24 +75,44 @@ fn png_of(img: image::RgbImage) -> Vec<u8> {
 fn every_endpoint_answers() {
     let s = start(Limits::default());
     let a = s.addr();
-    for (path, kind) in [("/", "text/html"), ("/app.js", "text/javascript"), ("/style.css", "text/css")] {
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+    ] {
         let r = client::get(a, path, T).unwrap();
         assert_eq!(r.status, 200, "{path}");
-        assert!(r.header("content-type").unwrap().starts_with(kind), "{path}");
-        assert!(r.header("content-security-policy").unwrap().contains("default-src 'self'"));
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(r
+            .header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'"));
     }
     let page = String::from_utf8(client::get(a, "/", T).unwrap().body).unwrap();
-    assert!(!page.contains("http://") && !page.contains("https://"), "the page loads nothing from elsewhere");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
 
     let h = client::get(a, "/api/health", T).unwrap().json().unwrap();
     assert_eq!(h["status"], "ok");
     assert_eq!(h["methods"], serde_json::json!(["attention", "rollout"]));
 
     let list = client::get(a, "/api/scenes", T).unwrap().json().unwrap();
-    assert!(list["scenes"].as_array().unwrap().iter().any(|s| s["name"] == "red_cup"));
+    assert!(list["scenes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "red_cup"));
     assert_eq!(list["splits"].as_array().unwrap().len(), 7);
 
-    let shipped = client::get(a, "/api/scene?name=red_cup", T).unwrap().json().unwrap();
+    let shipped = client::get(a, "/api/scene?name=red_cup", T)
+        .unwrap()
+        .json()
+        .unwrap();
     let data = shipped["image"].as_str().unwrap();
     let png = base64::engine::general_purpose::STANDARD
         .decode(data.strip_prefix("data:image/png;base64,").unwrap())
@@ -91,31 +124,74 @@ fn every_endpoint_answers() {
         let r = client::get(a, &format!("/api/scene?split={split}"), T).unwrap();
         assert_eq!(r.status, 200, "{split}");
         let j = r.json().unwrap();
-        assert_eq!((j["split"].as_str(), j["has_truth"].as_bool()), (Some(split), Some(true)));
+        assert_eq!(
+            (j["split"].as_str(), j["has_truth"].as_bool()),
+            (Some(split), Some(true))
+        );
     }
-    let again = client::get(a, "/api/scene?split=style&seed=300123", T).unwrap().body;
-    assert_eq!(again, client::get(a, "/api/scene?split=style&seed=300123", T).unwrap().body, "a seed draws the same scene");
+    let again = client::get(a, "/api/scene?split=style&seed=300123", T)
+        .unwrap()
+        .body;
+    assert_eq!(
+        again,
+        client::get(a, "/api/scene?split=style&seed=300123", T)
+            .unwrap()
+            .body,
+        "a seed draws the same scene"
+    );
 
     // Predict on a shipped scene, a drawn scene and an upload.
     let r = predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let j = r.json().unwrap();
     let m = &j["maps"];
-    let (l, h, q, g) = (m["layers"].as_u64().unwrap(), m["heads"].as_u64().unwrap(), m["queries"].as_array().unwrap().len() as u64, m["grid"].as_u64().unwrap());
-    assert_eq!(q as usize, 5 + j["action"]["tokens"].as_array().unwrap().len(), "5 words, then each action token");
+    let (l, h, q, g) = (
+        m["layers"].as_u64().unwrap(),
+        m["heads"].as_u64().unwrap(),
+        m["queries"].as_array().unwrap().len() as u64,
+        m["grid"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        q as usize,
+        5 + j["action"]["tokens"].as_array().unwrap().len(),
+        "5 words, then each action token"
+    );
     for method in m["methods"].as_array().unwrap() {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(method["data"].as_str().unwrap()).unwrap();
-        assert_eq!(bytes.len() as u64, l * h * q * g * g * 4, "{}", method["name"]);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(method["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            l * h * q * g * g * 4,
+            "{}",
+            method["name"]
+        );
     }
-    assert!(j["grounding"]["pointing_hit"].is_boolean(), "{}", j["grounding"]);
+    assert!(
+        j["grounding"]["pointing_hit"].is_boolean(),
+        "{}",
+        j["grounding"]
+    );
     assert_eq!(m["patch_objects"].as_array().unwrap().len() as u64, g * g);
     assert!(!j["explain"]["word_object"].as_array().unwrap().is_empty());
 
-    let drawn = predict(a, &[("cmd", "pick up the blue ball"), ("split", "absent"), ("seed", "800001")], &[]);
+    let drawn = predict(
+        a,
+        &[
+            ("cmd", "pick up the blue ball"),
+            ("split", "absent"),
+            ("seed", "800001"),
+        ],
+        &[],
+    );
     assert_eq!(drawn.status, 200);
     assert!(drawn.json().unwrap()["grounding"].is_object());
 
-    let up = predict(a, &[("cmd", "빨간 컵을 집어")], &[("image", &scene_png("red_cup"))]);
+    let up = predict(
+        a,
+        &[("cmd", "빨간 컵을 집어")],
+        &[("image", &scene_png("red_cup"))],
+    );
     assert_eq!(up.status, 200);
     let up = up.json().unwrap();
     assert!(up["grounding"].is_null(), "an upload has no ground truth");
@@ -154,30 +230,49 @@ fn same_action(api: &Value, cli: &Value, what: &str) {
 #[test]
 fn predict_gives_the_cli_action_for_a_shipped_scene() {
     let s = start(Limits::default());
-    for (scene, cmd) in [("red_cup", CUP), ("red_cup", "파란 공을 집어"), ("scene_200014", "pick up the green cup")] {
+    for (scene, cmd) in [
+        ("red_cup", CUP),
+        ("red_cup", "파란 공을 집어"),
+        ("scene_200014", "pick up the green cup"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_vla-demo"))
             .current_dir(std::env::temp_dir())
             .args(["--json", "--no-overlay", "--cmd", cmd, "--image"])
             .arg(root().join(format!("examples/scenes/{scene}.png")))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let api = predict(s.addr(), &[("cmd", cmd), ("scene", scene)], &[]).json().unwrap();
+        let api = predict(s.addr(), &[("cmd", cmd), ("scene", scene)], &[])
+            .json()
+            .unwrap();
         // The CLI's plain run takes the fast attention path and the server
         // captures every map on the readable one: the same tokens and
         // waypoints, probabilities equal to float rounding.
         same_action(&api["action"], &cli["action"], &format!("{scene} {cmd:?}"));
         assert_eq!(api["command_tokens"], cli["command_tokens"]);
-        assert_eq!(api["attention"]["peak_patch"], cli["attention"]["peak_patch"]);
+        assert_eq!(
+            api["attention"]["peak_patch"],
+            cli["attention"]["peak_patch"]
+        );
         let strip = |g: &Value| {
             let mut g = g.clone();
             g.as_object_mut().unwrap().remove("truth");
             g
         };
-        assert_eq!(strip(&api["grounding"]), strip(&cli["grounding"]), "{scene} {cmd:?}");
+        assert_eq!(
+            strip(&api["grounding"]),
+            strip(&cli["grounding"]),
+            "{scene} {cmd:?}"
+        );
         // An upload of the same bytes gives the same action.
-        let up = predict(s.addr(), &[("cmd", cmd)], &[("image", &scene_png(scene))]).json().unwrap();
+        let up = predict(s.addr(), &[("cmd", cmd)], &[("image", &scene_png(scene))])
+            .json()
+            .unwrap();
         same_action(&up["action"], &cli["action"], "upload");
     }
 }
@@ -235,7 +330,11 @@ fn every_bad_request_gets_a_json_4xx_and_the_server_stays_up() {
     assert_refused(&r, 413, "chunked oversized upload");
 
     assert_eq!(get("/api/health").status, 200, "still up");
-    assert_eq!(predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]).status, 200, "still predicts");
+    assert_eq!(
+        predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]).status,
+        200,
+        "still predicts"
+    );
 }
 
 #[test]
@@ -258,7 +357,10 @@ fn traversal_attempts_reach_no_file() {
         let r = client::raw(a, &format!("GET {path} HTTP/1.1\r\nHost: {a}"), b"", T).unwrap();
         assert!(r.status == 404 || r.status == 400, "{path}: {}", r.status);
         let text = String::from_utf8_lossy(&r.body);
-        assert!(!text.contains("[package]") && !text.contains("root:"), "{path}");
+        assert!(
+            !text.contains("[package]") && !text.contains("root:"),
+            "{path}"
+        );
     }
 }
 
@@ -288,7 +390,11 @@ fn a_burst_beyond_the_queue_gets_503_and_a_stalled_upload_times_out() {
     assert!(t0.elapsed() < Duration::from_secs(1), "refused at once");
     let r = client::get(a, "/api/scene?name=red_cup", T).unwrap();
     assert_eq!(r.status, 503, "scenes share the pool");
-    assert_eq!(client::get(a, "/api/health", T).unwrap().status, 200, "health is not queued");
+    assert_eq!(
+        client::get(a, "/api/health", T).unwrap().status,
+        200,
+        "health is not queued"
+    );
 
     // Each stalled upload is answered 408 when its time runs out.
     for mut st in stalled {
@@ -297,11 +403,17 @@ fn a_burst_beyond_the_queue_gets_503_and_a_stalled_upload_times_out() {
         BufReader::new(&mut st).read_line(&mut first).unwrap();
         assert!(first.contains(" 408 "), "{first:?}");
     }
-    assert_eq!(predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]).status, 200, "room again");
+    assert_eq!(
+        predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]).status,
+        200,
+        "room again"
+    );
 
     // A real burst: every answer is a result or a 503 with Retry-After.
     let answers: Vec<Answer> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..12).map(|_| sc.spawn(|| predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]))).collect();
+        let hs: Vec<_> = (0..12)
+            .map(|_| sc.spawn(|| predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[])))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(answers.iter().any(|r| r.status == 200));
@@ -324,9 +436,18 @@ fn the_binary_answers_health_within_a_second_of_start() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}"));
-    let addr: SocketAddr = url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
     assert!(addr.ip().is_loopback(), "binds loopback by default");
     let h = client::get(addr, "/api/health", T).unwrap();
     let elapsed = t0.elapsed();
@@ -346,7 +467,10 @@ fn binding_elsewhere_warns_and_a_taken_port_is_an_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: cannot listen on 127.0.0.1:"), "{err}");
+    assert!(
+        err.starts_with("error: cannot listen on 127.0.0.1:"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_vla-demo"))
@@ -356,8 +480,13 @@ fn binding_elsewhere_warns_and_a_taken_port_is_an_error() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(line.starts_with("warning: listening on 0.0.0.0, not loopback"), "{line:?}");
+    assert!(
+        line.starts_with("warning: listening on 0.0.0.0, not loopback"),
+        "{line:?}"
+    );
 }

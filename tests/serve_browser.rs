@@ -32,13 +32,20 @@ impl Drop for Driver {
 fn find(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/lib/chromium")])
+        .chain([
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/usr/lib/chromium"),
+        ])
         .flat_map(|d| names.iter().map(move |n| d.join(n)))
         .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_driver() -> (Driver, SocketAddr) {
@@ -56,8 +63,15 @@ fn start_driver() -> (Driver, SocketAddr) {
     let driver = Driver(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t0 = Instant::now();
-    while client::get(addr, "/status", Duration::from_secs(2)).map(|a| a.status).ok() != Some(200) {
-        assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+    while client::get(addr, "/status", Duration::from_secs(2))
+        .map(|a| a.status)
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (driver, addr)
@@ -75,13 +89,21 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     let (_driver, driver_addr) = start_driver();
     let server = Server::start(
         Pipeline::load(&Source::Embedded, "cpu").unwrap(),
-        &ServeConfig { addr: "127.0.0.1:0".parse().unwrap(), limits: Limits::default() },
+        &ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            limits: Limits::default(),
+        },
     )
     .unwrap();
     let profile = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         "--window-size=1500,1150",
     ]
     .iter()
@@ -93,7 +115,9 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
         options["binary"] = json!(chromium);
     }
     let caps = json!({ "goog:chromeOptions": options, "goog:loggingPrefs": { "browser": "ALL" } });
-    let Value::Object(caps) = caps else { unreachable!() };
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
     let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://{driver_addr}"))
@@ -102,14 +126,44 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
 
     c.goto(&server.url()).await.unwrap();
     // The first example scene is shown once the page has its list.
-    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::XPath("//p[@id='scene-label'][normalize-space()!='']")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//p[@id='scene-label'][normalize-space()!='']",
+        ))
+        .await
+        .unwrap();
     let cmd = c.find(Locator::Id("cmd")).await.unwrap();
     cmd.send_keys("pick up the red cup").await.unwrap();
-    c.find(Locator::Id("predict")).await.unwrap().click().await.unwrap();
-    c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("#actions .chip")).await.unwrap();
-    let actions = c.find(Locator::Id("actions")).await.unwrap().text().await.unwrap();
-    assert!(actions.contains("<x_") && actions.contains("<eoa>"), "{actions}");
-    let error = c.find(Locator::Id("error")).await.unwrap().text().await.unwrap();
+    c.find(Locator::Id("predict"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#actions .chip"))
+        .await
+        .unwrap();
+    let actions = c
+        .find(Locator::Id("actions"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        actions.contains("<x_") && actions.contains("<eoa>"),
+        "{actions}"
+    );
+    let error = c
+        .find(Locator::Id("error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(error, "", "the page reported an error");
 
     let before = c.execute(CANVAS_HASH, vec![]).await.unwrap();
@@ -118,7 +172,13 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     words[3].click().await.unwrap(); // "red"
     let after_word = c.execute(CANVAS_HASH, vec![]).await.unwrap();
     assert_ne!(before, after_word, "clicking a word redraws the heatmap");
-    let step_text = c.find(Locator::Id("steps")).await.unwrap().text().await.unwrap();
+    let step_text = c
+        .find(Locator::Id("steps"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(step_text.contains("Score: e_i"), "{step_text}");
 
     // The method menu comes from the answer; rollout draws another map.
@@ -127,8 +187,19 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     let after_method = c.execute(CANVAS_HASH, vec![]).await.unwrap();
     assert_ne!(after_word, after_method, "switching the method redraws");
     method.select_by_value("attention").await.unwrap();
-    c.find(Locator::Css("button.step[data-step='1']")).await.unwrap().click().await.unwrap();
-    let align = c.find(Locator::Id("steps")).await.unwrap().text().await.unwrap();
+    c.find(Locator::Css("button.step[data-step='1']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let align = c
+        .find(Locator::Id("steps"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(align.contains("Align: α = softmax(e)"), "{align}");
 
     // Hovering a patch names its score, weight and object.
@@ -137,7 +208,10 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
       return document.getElementById('hover').textContent;";
     let text = c.execute(hover, vec![]).await.unwrap();
     let text = text.as_str().unwrap_or_default();
-    assert!(text.contains("raw score") && text.contains("on red cup"), "{text}");
+    assert!(
+        text.contains("raw score") && text.contains("on red cup"),
+        "{text}"
+    );
 
     let shot = c.screenshot().await.unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -149,8 +223,19 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     // A Korean command works the same way.
     cmd.clear().await.unwrap();
     cmd.send_keys("빨간 컵을 집어").await.unwrap();
-    c.find(Locator::Id("predict")).await.unwrap().click().await.unwrap();
-    c.wait().at_most(Duration::from_secs(30)).for_element(Locator::XPath("//div[@id='words']/button[contains(., '컵')]")).await.unwrap();
+    c.find(Locator::Id("predict"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath(
+            "//div[@id='words']/button[contains(., '컵')]",
+        ))
+        .await
+        .unwrap();
 
     // The console: chromedriver's log endpoint, nothing at SEVERE.
     let session = c.session_id().await.unwrap().unwrap();
@@ -163,7 +248,10 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     )
     .unwrap();
     assert_eq!(log.status, 200, "{}", String::from_utf8_lossy(&log.body));
-    let entries = log.json().unwrap()["value"].as_array().cloned().unwrap_or_default();
+    let entries = log.json().unwrap()["value"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let severe: Vec<&Value> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(severe.is_empty(), "console errors: {severe:?}");
     c.close().await.unwrap();

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use axum::extract::{DefaultBodyLimit, State as Shared};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};

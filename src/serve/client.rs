@@ -53,7 +53,12 @@ pub fn raw(addr: SocketAddr, head: &str, body: &[u8], timeout: Duration) -> Resu
 
 /// A GET.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Answer> {
-    raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), &[], timeout)
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}"),
+        &[],
+        timeout,
+    )
 }
 
 /// A multipart/form-data POST: text fields, and files as (name, bytes).

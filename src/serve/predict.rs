@@ -66,7 +66,9 @@ pub async fn read_form(form: &mut Multipart, max_upload: usize) -> Result<Reques
         }
     }
     let cmd = cmd.ok_or_else(|| {
-        ApiError::bad_request("the form has no cmd field: say what to do, e.g. cmd=pick up the red cup")
+        ApiError::bad_request(
+            "the form has no cmd field: say what to do, e.g. cmd=pick up the red cup",
+        )
     })?;
     let picture = match (image, scene.is_some() || split.is_some() || seed.is_some()) {
         (Some(bytes), false) => Picture::Upload(bytes),
@@ -75,11 +77,7 @@ pub async fn read_form(form: &mut Multipart, max_upload: usize) -> Result<Reques
             split.as_deref(),
             seed.as_deref(),
         )?),
-        (Some(_), true) => {
-            return Err(ApiError::bad_request(
-                "give an image or a scene, not both",
-            ))
-        }
+        (Some(_), true) => return Err(ApiError::bad_request("give an image or a scene, not both")),
         (None, false) => {
             return Err(ApiError::bad_request(
                 "the form has no picture: add an image file, a scene name, or a split and seed",
@@ -135,7 +133,12 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
         }
     };
     let pred = p
-        .predict(std::slice::from_ref(&img), &[cmd], &Decoding::default(), true)
+        .predict(
+            std::slice::from_ref(&img),
+            &[cmd],
+            &Decoding::default(),
+            true,
+        )
         .map_err(internal)?
         .remove(0);
     let mut rep = report::build(p, &label, cmd, &pred);
@@ -154,7 +157,10 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
     let mut body = json(text(serde_json::to_string(&rep))?)?;
     if let Value::Object(o) = &mut body {
         o.insert("maps".into(), json(text(serde_json::to_string(&maps))?)?);
-        o.insert("explain".into(), json(text(serde_json::to_string(&explanation))?)?);
+        o.insert(
+            "explain".into(),
+            json(text(serde_json::to_string(&explanation))?)?,
+        );
     }
     Ok(body)
 }

@@ -28,7 +28,11 @@ macro_rules! shipped {
         Shipped {
             name: $name,
             png: include_bytes!(concat!("../../examples/scenes/", $name, ".png")),
-            truth: Some(include_str!(concat!("../../examples/scenes/", $name, ".json"))),
+            truth: Some(include_str!(concat!(
+                "../../examples/scenes/",
+                $name,
+                ".json"
+            ))),
         }
     };
 }
@@ -74,7 +78,10 @@ impl SceneRef {
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
         let seed = match seed {
             Some(s) => s.trim().parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("seed {s:?} is not a whole number from 0 to {}", u64::MAX))
+                ApiError::bad_request(format!(
+                    "seed {s:?} is not a whole number from 0 to {}",
+                    u64::MAX
+                ))
             })?,
             None => split.first_seed(),
         };
@@ -134,9 +141,9 @@ pub fn load(r: &SceneRef, cfg: &Config) -> Result<Loaded, ApiError> {
             };
             let image = image::load_from_memory(s.png).map_err(|e| internal(e.into()))?;
             let truth = match s.truth {
-                Some(json) => Some(
-                    serde_json::from_str::<SceneTruth>(json).map_err(|e| internal(e.into()))?,
-                ),
+                Some(json) => {
+                    Some(serde_json::from_str::<SceneTruth>(json).map_err(|e| internal(e.into()))?)
+                }
                 None => None,
             };
             Ok(Loaded {

@@ -121,7 +121,11 @@ fn rollout(m: &AttentionMaps, positions: &Tensor) -> Result<Tensor> {
     Ok(attention(m, positions)?.matmul(&r)?)
 }
 
-type Method = (&'static str, &'static str, fn(&AttentionMaps, &Tensor) -> Result<Tensor>);
+type Method = (
+    &'static str,
+    &'static str,
+    fn(&AttentionMaps, &Tensor) -> Result<Tensor>,
+);
 
 /// The methods, in menu order: add one here and the page shows it.
 const METHODS: [Method; 2] = [
@@ -170,7 +174,10 @@ pub fn build(pred: &Prediction, grid: usize, objects: &[SceneObject]) -> Result<
     let queries = queries(m, pred);
     let rows = m.fusion_cross.first().map_or(Ok(0), |t| t.dim(2))?;
     if let Some(q) = queries.iter().find(|q| q.position >= rows) {
-        anyhow::bail!("query {} lies outside the fusion maps ({rows} rows)", q.position);
+        anyhow::bail!(
+            "query {} lies outside the fusion maps ({rows} rows)",
+            q.position
+        );
     }
     let idx: Vec<u32> = queries.iter().map(|q| q.position as u32).collect();
     let positions = Tensor::new(idx.as_slice(), &Device::Cpu)?;
@@ -184,10 +191,22 @@ pub fn build(pred: &Prediction, grid: usize, objects: &[SceneObject]) -> Result<
     let mut value_norms = Vec::new();
     let mut context_norms = Vec::new();
     for (w, v) in m.fusion_cross.iter().zip(&values) {
-        value_norms.extend(v.sqr()?.sum(D::Minus1)?.sqrt()?.flatten_all()?.to_vec1::<f32>()?);
+        value_norms.extend(
+            v.sqr()?
+                .sum(D::Minus1)?
+                .sqrt()?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
         let w = w.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
         let c = w.index_select(&positions, 2)?.matmul(v)?; // (1, H, Q, D)
-        context_norms.extend(c.sqr()?.sum(D::Minus1)?.sqrt()?.flatten_all()?.to_vec1::<f32>()?);
+        context_norms.extend(
+            c.sqr()?
+                .sum(D::Minus1)?
+                .sqrt()?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
     }
     let scores: Vec<f32> = rows_of(&m.fusion_cross_scores, &positions)?
         .flatten_all()?
