@@ -187,6 +187,15 @@ fn every_endpoint_answers() {
     assert_eq!(drawn.status, 200);
     assert!(drawn.json().unwrap()["grounding"].is_object());
 
+    let cup = image::load_from_memory(&scene_png("red_cup")).unwrap();
+    for format in [image::ImageFormat::Jpeg, image::ImageFormat::WebP] {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(cup.to_rgb8())
+            .write_to(&mut bytes, format)
+            .unwrap();
+        let r = predict(a, &[("cmd", CUP)], &[("image", &bytes.into_inner())]);
+        assert_eq!(r.status, 200, "{format:?}: {}", String::from_utf8_lossy(&r.body));
+    }
     let up = predict(
         a,
         &[("cmd", "빨간 컵을 집어")],
