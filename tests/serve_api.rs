@@ -194,7 +194,12 @@ fn every_endpoint_answers() {
             .write_to(&mut bytes, format)
             .unwrap();
         let r = predict(a, &[("cmd", CUP)], &[("image", &bytes.into_inner())]);
-        assert_eq!(r.status, 200, "{format:?}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{format:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let up = predict(
         a,
@@ -399,11 +404,9 @@ fn a_burst_beyond_the_queue_gets_503_and_a_stalled_upload_times_out() {
     assert!(t0.elapsed() < Duration::from_secs(1), "refused at once");
     let r = client::get(a, "/api/scene?name=red_cup", T).unwrap();
     assert_eq!(r.status, 503, "scenes share the pool");
-    assert_eq!(
-        client::get(a, "/api/health", T).unwrap().status,
-        200,
-        "health is not queued"
-    );
+    let h = client::get(a, "/api/health", T).unwrap();
+    assert_eq!(h.status, 200, "health is not queued");
+    assert_eq!(h.json().unwrap()["in_use"], 2, "the two stalled uploads");
 
     // Each stalled upload is answered 408 when its time runs out.
     for mut st in stalled {

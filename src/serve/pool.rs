@@ -99,3 +99,58 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn pool(workers: usize, queue: usize, timeout_ms: u64) -> (Pool, Limits) {
+        let limits = Limits {
+            workers,
+            queue,
+            timeout: Duration::from_millis(timeout_ms),
+            ..Limits::default()
+        };
+        (Pool::new(&limits), limits)
+    }
+
+    #[test]
+    fn admission_stops_at_workers_plus_queue_and_frees_on_drop() {
+        let (p, limits) = pool(1, 2, 1000);
+        let held: Vec<Ticket> = (0..3).map(|_| p.admit().unwrap()).collect();
+        assert_eq!(p.in_use(&limits), 3);
+        let refused = p.admit().err().unwrap();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.retry_after, Some(RETRY_AFTER_S));
+        drop(held);
+        assert_eq!(p.in_use(&limits), 0);
+        assert!(p.admit().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_and_an_overrun_times_out_holding_its_place() {
+        let (p, limits) = pool(1, 0, 200);
+        let ok = p.run(p.admit().unwrap(), || Ok(41 + 1)).await.unwrap();
+        assert_eq!(ok, 42);
+        assert_eq!(p.in_use(&limits), 0);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let slow = p.run(p.admit().unwrap(), move || {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+            Ok(())
+        });
+        let e = slow.await.err().unwrap();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        // The overrunning job still holds the only place until it ends.
+        assert!(p.admit().is_err());
+        tx.send(()).unwrap();
+        let t0 = Instant::now();
+        while p.admit().is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the place was never freed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
