@@ -2,7 +2,8 @@
 //! driven by chromedriver (`chromium-driver`) through fantoccini. It loads
 //! the page, types a command, waits for the action, clicks a word, checks
 //! that the heatmap on the canvas changed (pixels read back), switches the
-//! method, steps to Align, hovers a patch, asks in Korean, and checks that the browser's console logged no error. The
+//! method, steps to Align, hovers a patch, asks in Korean, uploads a
+//! picture, and checks that the browser's console logged no error. The
 //! screenshot is kept as target/serve-screenshot.png.
 //!
 //! chromedriver missing is a failure that says how to install it, never a
@@ -236,6 +237,37 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
         ))
         .await
         .unwrap();
+
+    // An upload of a wide picture: drawn at its own aspect ratio.
+    let wide = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/scenes/shapes.png");
+    let upload = c.find(Locator::Id("upload")).await.unwrap();
+    upload.send_keys(&wide.display().to_string()).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//p[@id='scene-label'][starts-with(., 'upload')]",
+        ))
+        .await
+        .unwrap();
+    c.find(Locator::Id("predict"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#actions .chip"))
+        .await
+        .unwrap();
+    let size = c
+        .execute(
+            "const c = document.getElementById('view'); return [c.width, c.height];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(size, json!([448, 112]), "1024×256 drawn at 448×112");
 
     // The console: chromedriver's log endpoint, nothing at SEVERE.
     let session = c.session_id().await.unwrap().unwrap();
