@@ -4,7 +4,7 @@
 //! beyond the queue, the per-request timeout, the same action as the CLI,
 //! and the health check within a second of starting the binary.
 //!
-//! Run with `cargo test --release --test serve_api` (about 10 s).
+//! Run with `cargo test --release --test serve_api` (about 3 s).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

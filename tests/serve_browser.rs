@@ -7,7 +7,7 @@
 //! screenshot is kept as target/serve-screenshot.png.
 //!
 //! chromedriver missing is a failure that says how to install it, never a
-//! silent pass. Run with `cargo test --release --test serve_browser` (~5 s).
+//! silent pass. Run with `cargo test --release --test serve_browser` (~20 s).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
