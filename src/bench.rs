@@ -14,11 +14,13 @@
 //!   threads and the 1-minute load average, so a number says how busy the
 //!   machine was;
 //! - `--attention-sweep` ([`sweep`]), `--train-steps N` ([`train_speed`]) and
-//!   `--cold-start N` ([`cold`]).
+//!   `--cold-start N` ([`cold`]); `--serve-load` ([`serve_load`]) instead
+//!   load-checks `vla-demo serve`.
 
 pub mod cold;
 pub mod flops;
 pub mod infer;
+pub mod serve_load;
 pub mod sweep;
 pub mod sys;
 pub mod train_speed;
@@ -81,6 +83,15 @@ pub struct BenchArgs {
     /// Write the inputs and logits benches/torch_peer.py checks against into DIR.
     #[arg(long, value_name = "DIR")]
     pub export_reference: Option<PathBuf>,
+    /// Instead of the benchmark: load-check `serve` on loopback (--clients, --seconds).
+    #[arg(long)]
+    pub serve_load: bool,
+    /// --serve-load: concurrent clients, 1 to 64.
+    #[arg(long, default_value_t = 8, requires = "serve_load")]
+    pub clients: usize,
+    /// --serve-load: how long, in seconds, 1 to 600.
+    #[arg(long, default_value_t = 10, requires = "serve_load")]
+    pub seconds: u64,
     /// Internal: run one attention sweep point (JSON) and print its result.
     #[arg(long, hide = true)]
     pub sweep_point: Option<String>,
@@ -140,6 +151,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "{}\n",
             serde_json::to_string(&sweep::run_point(&spec, "subprocess")?)?
         ));
+    }
+    if args.serve_load {
+        let source = args.model_dir.clone().map_or(Source::Embedded, Source::Dir);
+        let r = serve_load::run(&source, &args.device, args.clients, args.seconds)?;
+        let text = match args.json {
+            true => format!("{}\n", serde_json::to_string_pretty(&r)?),
+            false => r.text(),
+        };
+        return output::print(&text);
     }
     check_args(args)?;
     let load_start = sys::load_average();

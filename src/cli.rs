@@ -17,6 +17,8 @@ use vla_demo::model::vla::Decoding;
 use vla_demo::overlay::{Colormap, Scale, Style, Upsample};
 use vla_demo::{eval, limits, output, train, Pipeline};
 
+mod serve;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "vla-demo",
@@ -43,6 +45,8 @@ enum Command {
     Explain(ExplainCli),
     /// Time the model per stage, the attention paths, and training steps.
     Bench(vla_demo::bench::BenchArgs),
+    /// Serve the attention explorer page and its JSON API (docs/SERVE.md).
+    Serve(serve::ServeCli),
 }
 
 /// Where the model comes from and where it runs.
@@ -326,6 +330,7 @@ pub fn main() -> Result<()> {
         Some(Command::Eval(a)) => run_eval(&a),
         Some(Command::Explain(a)) => run_explain(&a),
         Some(Command::Bench(a)) => vla_demo::bench::run(&a),
+        Some(Command::Serve(a)) => serve::run(&a),
         None => match &cli.run.batch {
             Some(pairs) => run_batch(&cli.run, pairs),
             None => run(&cli.run),

@@ -55,35 +55,47 @@ pub fn load_beside(image: &Path, frame: &Frame, grid: usize) -> (Option<Scene>, 
         Ok(t) => t,
         Err(e) => return (None, Some(format!("ignoring the ground truth: {e:#}"))),
     };
-    if frame.width != frame.height {
-        let msg = format!(
-            "ignoring the ground truth {}: it describes a square scene, but the image is {}×{}",
-            path.display(),
-            frame.width,
-            frame.height
-        );
-        return (None, Some(msg));
+    match Scene::new(path, truth, frame, grid) {
+        Ok(scene) => (Some(scene), None),
+        Err(msg) => (None, Some(msg)),
     }
-    let layout = truth.layout();
-    let objects = layout
-        .objects
-        .iter()
-        .map(|o| SceneObject {
-            id: o.id,
-            name: object_name(&layout, o.id),
-            coverage: patch_coverage(o, grid),
-        })
-        .collect();
-    (
-        Some(Scene {
-            truth_path: path,
+}
+
+impl Scene {
+    /// Ground truth (read from `truth_path`, or made in memory) laid onto the
+    /// patch grid; a warning instead when it cannot describe this image.
+    pub fn new(
+        truth_path: PathBuf,
+        truth: SceneTruth,
+        frame: &Frame,
+        grid: usize,
+    ) -> Result<Scene, String> {
+        if frame.width != frame.height {
+            return Err(format!(
+                "ignoring the ground truth {}: it describes a square scene, but the image is {}×{}",
+                truth_path.display(),
+                frame.width,
+                frame.height
+            ));
+        }
+        let layout = truth.layout();
+        let objects = layout
+            .objects
+            .iter()
+            .map(|o| SceneObject {
+                id: o.id,
+                name: object_name(&layout, o.id),
+                coverage: patch_coverage(o, grid),
+            })
+            .collect();
+        Ok(Scene {
+            truth_path,
             truth,
             layout,
             objects,
             grid,
-        }),
-        None,
-    )
+        })
+    }
 }
 
 /// "red cup", or "red cup #3" when the scene has two of them.

@@ -16,7 +16,8 @@
 //! Around it: [`data`], [`train`] and [`eval`] make, fit and judge the model;
 //! [`checkpoint`] and [`device`] load it; [`bench`] measures it;
 //! [`input`] reads the files a user names, [`output`] writes files and
-//! standard output, and [`limits`] bounds every input.
+//! standard output, and [`limits`] bounds every input; [`serve`] puts it
+//! all behind a web page and a JSON API.
 
 pub mod action;
 pub mod bench;
@@ -40,6 +41,7 @@ pub mod preprocess;
 pub mod relevance;
 pub mod report;
 pub mod scene;
+pub mod serve;
 pub mod tokens;
 pub mod train;
 

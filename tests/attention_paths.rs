@@ -226,6 +226,9 @@ fn bench_smoke_on_a_tiny_model() {
         cold_start: 0,
         skip_inference: false,
         export_reference: Some(reference.clone()),
+        serve_load: false,
+        clients: 8,
+        seconds: 10,
         sweep_point: None,
     };
     bench::run(&args).unwrap();

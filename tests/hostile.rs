@@ -1742,6 +1742,63 @@ fn bench_cases() -> Vec<Case> {
     cases
 }
 
+/// `serve` flags that must be refused before it listens (a server that
+/// started would never exit: the corpus's time limit would catch it), and
+/// the bounds of `bench --serve-load`.
+fn serve_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (name, args, needle) in [
+        ("port 99999", vec!["--port", "99999"], "99999"),
+        ("port -1", vec!["--port", "-1"], ""),
+        ("port text", vec!["--port", "http"], "http"),
+        (
+            "host name",
+            vec!["--host", "example.com"],
+            "not an IP address",
+        ),
+        (
+            "host 999.1.1.1",
+            vec!["--host", "999.1.1.1"],
+            "not an IP address",
+        ),
+        ("host empty", vec!["--host", ""], ""),
+        (
+            "host with port",
+            vec!["--host", "127.0.0.1:80"],
+            "not an IP address",
+        ),
+        ("workers 0", vec!["--workers", "0"], ""),
+        ("workers 65", vec!["--workers", "65"], ""),
+        ("queue 1025", vec!["--queue", "1025"], ""),
+        ("timeout 0", vec!["--timeout", "0"], ""),
+        ("upload 0 MiB", vec!["--max-upload-mib", "0"], ""),
+        ("upload 257 MiB", vec!["--max-upload-mib", "257"], ""),
+        ("unknown flag", vec!["--root", "/"], "--root"),
+        ("stray argument", vec!["index.html"], "index.html"),
+        (
+            "missing model",
+            vec!["--port", "0", "--model-dir", "no-such-model"],
+            "no-such-model",
+        ),
+    ] {
+        let mut a = vec!["serve"];
+        a.extend(args);
+        cases.push(Case::new(format!("serve {name}"), &a, Expect::Fail(needle)));
+    }
+    for (name, args) in [
+        ("clients 0", vec!["--serve-load", "--clients", "0"]),
+        ("clients 65", vec!["--serve-load", "--clients", "65"]),
+        ("seconds 0", vec!["--serve-load", "--seconds", "0"]),
+        ("seconds 601", vec!["--serve-load", "--seconds", "601"]),
+        ("clients without serve-load", vec!["--clients", "4"]),
+    ] {
+        let mut a = vec!["bench"];
+        a.extend(args);
+        cases.push(Case::new(format!("bench {name}"), &a, Expect::Fail("")));
+    }
+    cases
+}
+
 /// Standard output closed by its reader, and standard output on a full disk.
 fn stream_cases(fx: &Fixtures) -> Vec<Case> {
     let cup = s(&fx.cup);
@@ -1863,6 +1920,7 @@ fn hostile_corpus() {
     cases.extend(scene_cases());
     cases.extend(train_cases(&fx));
     cases.extend(bench_cases());
+    cases.extend(serve_cases());
     cases.extend(stream_cases(&fx));
     cases.extend(regressions());
     let before = snapshot(&fx.root);
