@@ -516,6 +516,8 @@ fn flag_cases(fx: &Fixtures) -> Vec<Case> {
     };
     let mut cases = Vec::new();
     let fail: Vec<(&str, Vec<&str>)> = vec![
+        ("method unknown", vec!["--method", "saliency"]),
+        ("method empty", vec!["--method", ""]),
         ("alpha 2", vec!["--alpha", "2"]),
         ("alpha -0.1", vec!["--alpha", "-0.1"]),
         ("alpha NaN", vec!["--alpha", "NaN"]),
@@ -1242,6 +1244,12 @@ fn explain_cases(fx: &Fixtures) -> Vec<Case> {
         ("top 0", vec!["--top", "0"], ""),
         ("top 1001", vec!["--top", "1001"], ""),
         ("top huge", vec!["--top", "99999999999999999999"], ""),
+        ("plot without faithfulness", vec!["--plot", "c.png"], ""),
+        ("plot not png", vec!["--faithfulness", "--plot", "c.jpg"], "must end in .png"),
+        ("plot over the input", vec!["--faithfulness", "--plot", leak(&cup)], "refusing to overwrite"),
+        ("plot in a missing dir", vec!["--faithfulness", "--plot", "no/such/dir/c.png"], ""),
+        ("seed text", vec!["--seed", "x"], ""),
+        ("seed -1", vec!["--seed", "-1"], ""),
     ] {
         let mut args = vec!["explain", "--image", cup.as_str(), "--cmd", CUP];
         args.extend(extra);
@@ -1315,6 +1323,13 @@ fn eval_cases() -> Vec<Case> {
         ("scenes too many", vec!["--scenes", "1000001"], ""),
         ("scenes -1", vec!["--scenes", "-1"], ""),
         ("scenes text", vec!["--scenes", "many"], ""),
+        ("ks without faithfulness", vec!["--ks", "0,4"], ""),
+        ("family without faithfulness", vec!["--family", "pick"], ""),
+        ("ks too large", vec!["--faithfulness", "--ks", "0,1025"], ""),
+        ("ks negative", vec!["--faithfulness", "--ks", "-1"], ""),
+        ("ks text", vec!["--faithfulness", "--ks", "a,b"], ""),
+        ("family unknown", vec!["--faithfulness", "--family", "dance"], ""),
+        ("faithfulness unknown split", vec!["--faithfulness", "--split", "nope"], "nope"),
         (
             "seed overflow",
             vec!["--seed", "18446744073709551615", "--scenes", "2"],
