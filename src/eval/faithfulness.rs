@@ -183,19 +183,23 @@ impl Report {
         let mut s = format!(
             "| family | method | runs | pointing | mass on target | deletion AUC ↓ | insertion AUC ↑ | off target after deleting top {VERDICT_K} |\n|---|---|---|---|---|---|---|---|\n"
         );
-        for (key, r) in &self.rows {
-            let (family, method) = key.split_once('/').unwrap_or((key, ""));
-            let maps = !matches!(method, "target" | "random");
-            let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-            s += &format!(
-                "| {family} | {method} | {} | {} | {} | {:.3} | {:.3} | {} |\n",
-                r.n,
-                if maps { pct(r.pointing) } else { "-".into() },
-                if maps { pct(r.mass) } else { "-".into() },
-                r.deletion_auc,
-                r.insertion_auc,
-                pct(r.off_after_top_k),
-            );
+        for family in self.families() {
+            for method in METHODS.map(Method::name) {
+                let Some(r) = self.rows.get(&format!("{family}/{method}")) else {
+                    continue;
+                };
+                let maps = !matches!(method, "target" | "random");
+                let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+                s += &format!(
+                    "| {family} | {method} | {} | {} | {} | {:.3} | {:.3} | {} |\n",
+                    r.n,
+                    if maps { pct(r.pointing) } else { "-".into() },
+                    if maps { pct(r.mass) } else { "-".into() },
+                    r.deletion_auc,
+                    r.insertion_auc,
+                    pct(r.off_after_top_k),
+                );
+            }
         }
         for family in self.families() {
             let get = |m: &str| {
