@@ -1245,9 +1245,21 @@ fn explain_cases(fx: &Fixtures) -> Vec<Case> {
         ("top 1001", vec!["--top", "1001"], ""),
         ("top huge", vec!["--top", "99999999999999999999"], ""),
         ("plot without faithfulness", vec!["--plot", "c.png"], ""),
-        ("plot not png", vec!["--faithfulness", "--plot", "c.jpg"], "must end in .png"),
-        ("plot over the input", vec!["--faithfulness", "--plot", leak(&cup)], "refusing to overwrite"),
-        ("plot in a missing dir", vec!["--faithfulness", "--plot", "no/such/dir/c.png"], ""),
+        (
+            "plot not png",
+            vec!["--faithfulness", "--plot", "c.jpg"],
+            "must end in .png",
+        ),
+        (
+            "plot over the input",
+            vec!["--faithfulness", "--plot", leak(&cup)],
+            "refusing to overwrite",
+        ),
+        (
+            "plot in a missing dir",
+            vec!["--faithfulness", "--plot", "no/such/dir/c.png"],
+            "",
+        ),
         ("seed text", vec!["--seed", "x"], ""),
         ("seed -1", vec!["--seed", "-1"], ""),
     ] {
@@ -1328,8 +1340,16 @@ fn eval_cases() -> Vec<Case> {
         ("ks too large", vec!["--faithfulness", "--ks", "0,1025"], ""),
         ("ks negative", vec!["--faithfulness", "--ks", "-1"], ""),
         ("ks text", vec!["--faithfulness", "--ks", "a,b"], ""),
-        ("family unknown", vec!["--faithfulness", "--family", "dance"], ""),
-        ("faithfulness unknown split", vec!["--faithfulness", "--split", "nope"], "nope"),
+        (
+            "family unknown",
+            vec!["--faithfulness", "--family", "dance"],
+            "",
+        ),
+        (
+            "faithfulness unknown split",
+            vec!["--faithfulness", "--split", "nope"],
+            "nope",
+        ),
         (
             "seed overflow",
             vec!["--seed", "18446744073709551615", "--scenes", "2"],

@@ -502,3 +502,28 @@ fn binding_elsewhere_warns_and_a_taken_port_is_an_error() {
         "{line:?}"
     );
 }
+
+#[test]
+fn a_refusal_comes_back_as_the_cli_says_it() {
+    // The randomised model refuses a purple ball on the red-cup table, as
+    // the CLI's own refusal test shows.
+    let p = Pipeline::load(&Source::Dir(root().join("models/randomised")), "cpu").unwrap();
+    let cfg = ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        limits: Limits::default(),
+    };
+    let s = Server::start(p, &cfg).unwrap();
+    for cmd in ["pick up the purple ball", "보라색 공을 집어"] {
+        let r = predict(s.addr(), &[("cmd", cmd), ("scene", "red_cup")], &[]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json().unwrap();
+        let a = &j["action"];
+        assert_eq!(a["outcome"], "absent", "{cmd}: {a}");
+        assert!(
+            a["message"].as_str().unwrap().starts_with("not here"),
+            "{cmd}: {a}"
+        );
+        assert_eq!(a["waypoints"].as_array().unwrap().len(), 0, "{cmd}");
+        assert_eq!(j["grounding"]["expected"], "absent", "{cmd}");
+    }
+}
