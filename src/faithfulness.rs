@@ -296,6 +296,44 @@ pub fn action_maps(
     Ok(out)
 }
 
+/// Relevance of every fusion position for the first action token (rows
+/// `R_si` of [`crate::relevance::relevance`], (S, N)), with row
+/// `text_len + k` replaced by action token k's own relevance for k ≥ 1:
+/// one map per clickable query, as the browser page shows them.
+pub fn relevance_rows(
+    model: &Vla,
+    case: &Case,
+    maps: &AttentionMaps,
+    steps: &[ActionToken],
+) -> Result<Tensor> {
+    let Some(&first) = steps.first() else {
+        bail!("the model decoded no action")
+    };
+    let inputs = case.inputs(case.pixels.clone(), None, 1)?;
+    // The whole decoded sequence, as the maps have it, so that every query
+    // has a row; the later positions cannot change the first token's output.
+    let mut ids = vec![model.config().boa_token_id];
+    ids.extend(steps[..steps.len() - 1].iter().map(|t| model.action_id(*t)));
+    let prefix = Tensor::from_vec(ids.clone(), (1, ids.len()), model.device())?;
+    let grid = model.config().grid();
+    let whole =
+        crate::relevance::relevance(model, &inputs, &prefix, 0, &place_tokens(first, grid))?;
+    let mut rows: Vec<Vec<f32>> = whole.to_vec2::<f32>()?;
+    let later = action_maps(model, case, maps, steps, Method::Relevance)?;
+    for (k, row) in later.into_iter().enumerate().skip(1) {
+        if let Some(r) = rows.get_mut(maps.text_len + k) {
+            *r = row;
+        }
+    }
+    let n = rows.first().map_or(0, Vec::len);
+    let s = rows.len();
+    Ok(Tensor::from_vec(
+        rows.concat(),
+        (s, n),
+        &candle::Device::Cpu,
+    )?)
+}
+
 /// What a relevance map explains for token `t`: its place at the grid's
 /// resolution (every x bin of its patch column, every y bin of its patch
 /// row), or the token itself.

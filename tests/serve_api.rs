@@ -99,7 +99,10 @@ fn every_endpoint_answers() {
 
     let h = client::get(a, "/api/health", T).unwrap().json().unwrap();
     assert_eq!(h["status"], "ok");
-    assert_eq!(h["methods"], serde_json::json!(["attention", "rollout"]));
+    assert_eq!(
+        h["methods"],
+        serde_json::json!(["attention", "rollout", "relevance"])
+    );
 
     let list = client::get(a, "/api/scenes", T).unwrap().json().unwrap();
     assert!(list["scenes"]
@@ -156,6 +159,13 @@ fn every_endpoint_answers() {
         5 + j["action"]["tokens"].as_array().unwrap().len(),
         "5 words, then each action token"
     );
+    let names: Vec<&str> = m["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["attention", "rollout", "relevance"]);
     for method in m["methods"].as_array().unwrap() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(method["data"].as_str().unwrap())

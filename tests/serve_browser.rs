@@ -187,6 +187,9 @@ async fn the_page_predicts_and_redraws_where_a_word_looked() {
     method.select_by_value("rollout").await.unwrap();
     let after_method = c.execute(CANVAS_HASH, vec![]).await.unwrap();
     assert_ne!(after_word, after_method, "switching the method redraws");
+    method.select_by_value("relevance").await.unwrap();
+    let after_relevance = c.execute(CANVAS_HASH, vec![]).await.unwrap();
+    assert_ne!(after_method, after_relevance, "relevance draws its own map");
     method.select_by_value("attention").await.unwrap();
     c.find(Locator::Css("button.step[data-step='1']"))
         .await

@@ -149,7 +149,21 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
         rep.grounding = Some(grounding::ground(t, cmd, &pred).map_err(internal)?);
     }
     let objects = truth.map(|t| t.objects).unwrap_or_default();
-    let maps = views::build(&pred, cfg.grid(), &objects).map_err(internal)?;
+    let relevance = match &pred.maps {
+        Some(m) if pred.outcome.is_act() && pred.error.is_none() => {
+            let (inputs, ..) = p
+                .prepare(std::slice::from_ref(&img), &[cmd])
+                .map_err(internal)?;
+            let case = crate::faithfulness::Case::from_inputs(&inputs).map_err(internal)?;
+            let steps: Vec<_> = pred.steps.iter().map(|s| s.token).collect();
+            Some(
+                crate::faithfulness::relevance_rows(&p.model, &case, m, &steps)
+                    .map_err(internal)?,
+            )
+        }
+        _ => None,
+    };
+    let maps = views::build(&pred, cfg.grid(), &objects, relevance.as_ref()).map_err(internal)?;
     let explanation = explain::explain(&pred, cfg, cmd, &objects, None, 5).map_err(internal)?;
     // Through text, so every f32 prints as the CLI's `--json` prints it.
     let json = |v: String| serde_json::from_str::<Value>(&v).map_err(|e| internal(e.into()));

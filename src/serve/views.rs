@@ -5,7 +5,7 @@
 //!
 //! Maps travel as base64 little-endian f32, laid out `[layer][head][query][patch]`.
 //! The page builds its method menu from [`Views::methods`], so a new method
-//! (the relevance maps of issue 12, say) is one more entry in [`methods`].
+//! is one more entry in [`methods`].
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
@@ -121,23 +121,43 @@ fn rollout(m: &AttentionMaps, positions: &Tensor) -> Result<Tensor> {
     Ok(attention(m, positions)?.matmul(&r)?)
 }
 
+/// Relevance (Chefer et al. 2021) has one map per query, not per layer and
+/// head: the same row is repeated for every layer and head.
+fn relevance(m: &AttentionMaps, positions: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+    let rows = rows
+        .context("no relevance was computed")?
+        .index_select(positions, 0)?; // (Q, N)
+    let layers = m.fusion_cross.len();
+    let heads = m.fusion_cross.first().map_or(Ok(0), |t| t.dim(1))?;
+    let (q, n) = rows.dims2()?;
+    Ok(rows
+        .unsqueeze(0)?
+        .repeat((layers * heads, 1, 1))?
+        .reshape((layers * heads * q, n))?)
+}
+
 type Method = (
     &'static str,
     &'static str,
-    fn(&AttentionMaps, &Tensor) -> Result<Tensor>,
+    fn(&AttentionMaps, &Tensor, Option<&Tensor>) -> Result<Tensor>,
 );
 
 /// The methods, in menu order: add one here and the page shows it.
-const METHODS: [Method; 2] = [
+const METHODS: [Method; 3] = [
     (
         "attention",
         "the fusion head's cross-attention weights α, as the model used them",
-        attention,
+        |m, p, _| attention(m, p),
     ),
     (
         "rollout",
         "the same weights traced back through the ViT's attention rollout (Abnar & Zuidema 2020)",
-        rollout,
+        |m, p, _| rollout(m, p),
+    ),
+    (
+        "relevance",
+        "attention weighted by its gradient through every layer (Chefer et al. 2021); one map per query, the same for every layer and head",
+        relevance,
     ),
 ];
 
@@ -147,13 +167,19 @@ pub fn method_names() -> Vec<&'static str> {
 }
 
 /// Every method's maps for the given queries.
-pub fn methods(m: &AttentionMaps, positions: &Tensor) -> Result<Vec<MethodMaps>> {
+pub fn methods(
+    m: &AttentionMaps,
+    positions: &Tensor,
+    relevance: Option<&Tensor>,
+) -> Result<Vec<MethodMaps>> {
     let layers = m.fusion_cross.len();
     let heads = m.fusion_cross.first().map_or(Ok(0), |t| t.dim(1))?;
     METHODS
         .iter()
+        // Relevance is computed only for an action (a refusal has no place to explain).
+        .filter(|(name, ..)| *name != "relevance" || relevance.is_some())
         .map(|&(name, about, f)| {
-            let data: Vec<f32> = f(m, positions)?.flatten_all()?.to_vec1()?;
+            let data: Vec<f32> = f(m, positions, relevance)?.flatten_all()?.to_vec1()?;
             Ok(MethodMaps {
                 name,
                 about,
@@ -165,8 +191,14 @@ pub fn methods(m: &AttentionMaps, positions: &Tensor) -> Result<Vec<MethodMaps>>
         .collect()
 }
 
-/// The views of one prediction made with `capture = true`.
-pub fn build(pred: &Prediction, grid: usize, objects: &[SceneObject]) -> Result<Views> {
+/// The views of one prediction made with `capture = true`; `relevance` is
+/// `faithfulness::relevance_rows` of it, (S, N).
+pub fn build(
+    pred: &Prediction,
+    grid: usize,
+    objects: &[SceneObject],
+    relevance: Option<&Tensor>,
+) -> Result<Views> {
     let m = pred
         .maps
         .as_ref()
@@ -215,7 +247,7 @@ pub fn build(pred: &Prediction, grid: usize, objects: &[SceneObject]) -> Result<
         grid,
         layers: m.fusion_cross.len(),
         heads,
-        methods: methods(m, &positions)?,
+        methods: methods(m, &positions, relevance)?,
         scores: encode_f32(&scores),
         value_norms: encode_f32(&value_norms),
         context_norms,
