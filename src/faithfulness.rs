@@ -23,8 +23,16 @@
 //! The rankings: the attention map, rollout, relevance (`relevance.rs`),
 //! the target object's true patches, and random orders averaged over draws.
 
+mod maps_of;
+mod paint;
 pub mod plot;
 pub mod report;
+mod score;
+
+pub use maps_of::{action_maps, map_of, relevance_rows, saliency};
+pub use paint::{paint, table_colour};
+use score::{add_into, scale};
+pub use score::{auc, mass_on, points_at};
 
 use anyhow::{bail, Result};
 use candle::{DType, Tensor};
@@ -33,8 +41,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::action::{ActionToken, NUM_BINS};
-use crate::maps;
+use crate::action::ActionToken;
 use crate::model::vla::{Decoding, Inputs};
 use crate::model::{AttentionMaps, Vla};
 
@@ -219,138 +226,6 @@ pub fn base(model: &Vla, case: &Case) -> Result<Base> {
     Ok(Base { first, probe, maps })
 }
 
-/// The three maps of the query that predicts the first action token, one
-/// value per patch.
-pub fn saliency(model: &Vla, case: &Case, base: &Base) -> Result<Vec<(Method, Vec<f32>)>> {
-    MAP_METHODS
-        .iter()
-        .map(|&m| {
-            Ok((
-                m,
-                map_of(model, case, &base.maps, base.first.first().copied(), m)?,
-            ))
-        })
-        .collect()
-}
-
-/// One map of the `<boa>` query (which predicts the first token, `first`):
-/// the last fusion block's cross-attention (heads averaged), that traced
-/// back through the ViT's rollout, or the relevance of the first token's
-/// patch column (every x bin of it, as the probes measure it).
-pub fn map_of(
-    model: &Vla,
-    case: &Case,
-    maps: &AttentionMaps,
-    first: Option<ActionToken>,
-    method: Method,
-) -> Result<Vec<f32>> {
-    let last = maps.fusion_cross.len().saturating_sub(1);
-    let attention = maps::cross_mean(maps, last, maps.text_len)?;
-    match method {
-        Method::Attention => Ok(attention),
-        Method::Rollout => match maps::rollout(&maps.vision, maps::HeadFusion::Mean)?.last() {
-            Some(r) => maps::through_rollout(&attention, r),
-            None => Ok(attention),
-        },
-        Method::Relevance => {
-            let Some(first) = first else {
-                bail!("the model decoded no action")
-            };
-            let inputs = case.inputs(case.pixels.clone(), None, 1)?;
-            let boa = Tensor::new(&[[model.config().boa_token_id]], model.device())?;
-            let tokens = place_tokens(first, model.config().grid());
-            crate::relevance::action_map(model, &inputs, &boa, 0, &tokens, maps)
-        }
-        Method::Target | Method::Random => bail!("{} is an order, not a map", method.name()),
-    }
-}
-
-/// The maps of the queries that predicted each of `steps` (the decoded
-/// action tokens), by `method`: what `--per-token` draws for the action
-/// tokens when a method other than attention is asked for.
-pub fn action_maps(
-    model: &Vla,
-    case: &Case,
-    maps: &AttentionMaps,
-    steps: &[ActionToken],
-    method: Method,
-) -> Result<Vec<Vec<f32>>> {
-    let last = maps.fusion_cross.len().saturating_sub(1);
-    let rollout = maps::rollout(&maps.vision, maps::HeadFusion::Mean)?;
-    let inputs = case.inputs(case.pixels.clone(), None, 1)?;
-    let mut ids = vec![model.config().boa_token_id];
-    let mut out = Vec::with_capacity(steps.len());
-    for (k, &token) in steps.iter().enumerate() {
-        let attention = maps::cross_mean(maps, last, maps.text_len + k)?;
-        out.push(match (method, rollout.last()) {
-            (Method::Rollout, Some(r)) => maps::through_rollout(&attention, r)?,
-            (Method::Relevance, _) => {
-                let prefix = Tensor::from_vec(ids.clone(), (1, k + 1), model.device())?;
-                let tokens = place_tokens(token, model.config().grid());
-                crate::relevance::action_map(model, &inputs, &prefix, k, &tokens, maps)?
-            }
-            _ => attention,
-        });
-        ids.push(model.action_id(token));
-    }
-    Ok(out)
-}
-
-/// Relevance of every fusion position for the first action token (rows
-/// `R_si` of [`crate::relevance::relevance`], (S, N)), with row
-/// `text_len + k` replaced by action token k's own relevance for k ≥ 1:
-/// one map per clickable query, as the browser page shows them.
-pub fn relevance_rows(
-    model: &Vla,
-    case: &Case,
-    maps: &AttentionMaps,
-    steps: &[ActionToken],
-) -> Result<Tensor> {
-    let Some(&first) = steps.first() else {
-        bail!("the model decoded no action")
-    };
-    let inputs = case.inputs(case.pixels.clone(), None, 1)?;
-    // The whole decoded sequence, as the maps have it, so that every query
-    // has a row; the later positions cannot change the first token's output.
-    let mut ids = vec![model.config().boa_token_id];
-    ids.extend(steps[..steps.len() - 1].iter().map(|t| model.action_id(*t)));
-    let prefix = Tensor::from_vec(ids.clone(), (1, ids.len()), model.device())?;
-    let grid = model.config().grid();
-    let whole =
-        crate::relevance::relevance(model, &inputs, &prefix, 0, &place_tokens(first, grid))?;
-    let mut rows: Vec<Vec<f32>> = whole.to_vec2::<f32>()?;
-    let later = action_maps(model, case, maps, steps, Method::Relevance)?;
-    for (k, row) in later.into_iter().enumerate().skip(1) {
-        if let Some(r) = rows.get_mut(maps.text_len + k) {
-            *r = row;
-        }
-    }
-    let n = rows.first().map_or(0, Vec::len);
-    let s = rows.len();
-    Ok(Tensor::from_vec(
-        rows.concat(),
-        (s, n),
-        &candle::Device::Cpu,
-    )?)
-}
-
-/// What a relevance map explains for token `t`: its place at the grid's
-/// resolution (every x bin of its patch column, every y bin of its patch
-/// row), or the token itself.
-fn place_tokens(t: ActionToken, grid: usize) -> Vec<usize> {
-    let patch = |bin: usize| bin * grid / NUM_BINS;
-    match t {
-        ActionToken::X(i) => (0..NUM_BINS)
-            .filter(|&j| patch(j) == patch(i as usize))
-            .collect(),
-        ActionToken::Y(i) => (0..NUM_BINS)
-            .filter(|&j| patch(j) == patch(i as usize))
-            .map(|j| NUM_BINS + j)
-            .collect(),
-        other => vec![other.index()],
-    }
-}
-
 /// Patches from the highest value down.
 pub fn ranking(values: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
@@ -501,40 +376,6 @@ fn variant(
     Ok((pixels, knockout))
 }
 
-/// The input's median colour per channel, (1, 3, 1, 1): the table's colour.
-pub fn table_colour(pixels: &Tensor) -> Result<Tensor> {
-    let (_, c, h, w) = pixels.dims4()?;
-    let flat = pixels
-        .to_dtype(DType::F32)?
-        .reshape((c, h * w))?
-        .to_vec2::<f32>()?;
-    let median: Vec<f32> = flat
-        .into_iter()
-        .map(|mut ch| {
-            ch.sort_by(f32::total_cmp);
-            ch[ch.len() / 2]
-        })
-        .collect();
-    Ok(Tensor::from_vec(median, (1, c, 1, 1), pixels.device())?)
-}
-
-/// `pixels` with every patch where `hidden` is 1 painted `colour`.
-pub fn paint(
-    pixels: &Tensor,
-    hidden: &[f32],
-    grid: usize,
-    patch: usize,
-    colour: &Tensor,
-) -> Result<Tensor> {
-    let side = grid * patch;
-    let mask: Vec<f32> = (0..side * side)
-        .map(|i| hidden[(i / side / patch) * grid + (i % side) / patch])
-        .collect();
-    let mask = Tensor::from_vec(mask, (1, 1, side, side), pixels.device())?;
-    let keep = (1.0 - &mask)?;
-    Ok((pixels.broadcast_mul(&keep)? + mask.broadcast_mul(colour)?)?)
-}
-
 /// For each input in `inputs`: the first waypoint the model decodes, and
 /// the probability it gives the original first decision `first`.
 fn probes(model: &Vla, inputs: &Inputs, first: &[ActionToken]) -> Result<Vec<Probe>> {
@@ -596,61 +437,12 @@ impl Case {
     }
 }
 
-fn add_into(sum: &mut Curve, c: &Curve) {
-    for (s, x) in sum.prob.iter_mut().zip(&c.prob) {
-        *s += x;
-    }
-    for (s, x) in sum.moved.iter_mut().zip(&c.moved) {
-        *s += x;
-    }
-    if let (Some(s), Some(x)) = (sum.on_target.as_mut(), c.on_target.as_ref()) {
-        for (s, x) in s.iter_mut().zip(x) {
-            *s += x;
-        }
-    }
-}
-
-fn scale(c: &mut Curve, f: f32) {
-    c.prob.iter_mut().for_each(|x| *x *= f);
-    c.moved.iter_mut().for_each(|x| *x *= f);
-    if let Some(on) = c.on_target.as_mut() {
-        on.iter_mut().for_each(|x| *x *= f);
-    }
-}
-
 /// The probability of `t`, or for an x or y bin, of every bin in the same
 /// patch column or row: "the same place" at the grid's resolution, not one
 /// bin of 256.
 fn same_patch(probs: &[f32], t: ActionToken, grid: usize) -> f32 {
-    place_tokens(t, grid)
+    maps_of::place_tokens(t, grid)
         .iter()
         .map(|&i| probs.get(i).copied().unwrap_or(0.0))
         .sum()
-}
-
-/// Trapezoid area under `ys` over `k / k_max`.
-pub fn auc(ks: &[usize], ys: &[f32]) -> f32 {
-    let top = ks.last().copied().unwrap_or(0).max(1) as f32;
-    ks.windows(2)
-        .zip(ys.windows(2))
-        .map(|(k, y)| (k[1] - k[0]) as f32 / top * (y[0] + y[1]) / 2.0)
-        .sum()
-}
-
-/// The share of a map's (non-negative) mass on the target.
-pub fn mass_on(map: &[f32], coverage: &[f32]) -> f32 {
-    let total: f32 = map.iter().map(|v| v.max(0.0)).sum();
-    if total <= 0.0 {
-        return 0.0;
-    }
-    map.iter()
-        .zip(coverage)
-        .map(|(v, c)| v.max(0.0) * c)
-        .sum::<f32>()
-        / total
-}
-
-/// Whether a map's peak lies on the target (the pointing game).
-pub fn points_at(map: &[f32], coverage: &[f32]) -> bool {
-    coverage.get(maps::argmax(map)).is_some_and(|&c| c > 0.5)
 }
