@@ -80,7 +80,7 @@ pub struct BenchArgs {
     /// Skip the inference benchmark (for a sweep or training timing alone).
     #[arg(long)]
     pub skip_inference: bool,
-    /// Write the inputs and logits benches/torch_peer.py checks against into DIR.
+    /// Write the inputs and logits benches/torch_peer.py checks against into DIR (an existing directory).
     #[arg(long, value_name = "DIR")]
     pub export_reference: Option<PathBuf>,
     /// Instead of the benchmark: load-check `serve` on loopback (--clients, --seconds).

@@ -1755,6 +1755,19 @@ fn bench_cases() -> Vec<Case> {
             vec!["--skip-inference", "--export-reference", "r"],
         ),
         (
+            "export-reference into a missing directory",
+            vec![
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--batch",
+                "1",
+                "--export-reference",
+                "missing/r",
+            ],
+        ),
+        (
             "export-reference under a file",
             vec![
                 "--runs",

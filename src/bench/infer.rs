@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle::{DType, Tensor};
 use image::DynamicImage;
 use rand::SeedableRng;
@@ -238,7 +238,8 @@ pub fn bench_batch(
     })
 }
 
-/// Writes `reference.safetensors` and `reference.json` into `dir` for
+/// Writes `reference.safetensors` and `reference.json` into `dir` (an
+/// existing directory) for
 /// benches/torch_peer.py: the examples' pixels, left-padded command ids and
 /// lengths, teacher-forcing action inputs, candle's logits for them, and the
 /// greedy tokens (-1 after `<eoa>`).
@@ -248,7 +249,11 @@ pub fn export_reference(
     dir: &Path,
     files: &mut crate::output::Staged,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The directory must exist: nothing, not even a directory, appears
+    // unless the whole reference is written.
+    if !dir.is_dir() {
+        anyhow::bail!("--export-reference {}: not an existing directory", dir.display());
+    }
     let images: Vec<DynamicImage> = ex.iter().map(|e| e.image.clone()).collect();
     let commands: Vec<&str> = ex.iter().map(|e| e.command.as_str()).collect();
     let preds = p.predict(&images, &commands, &Decoding::default(), false)?;
