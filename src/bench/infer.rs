@@ -252,7 +252,10 @@ pub fn export_reference(
     // The directory must exist: nothing, not even a directory, appears
     // unless the whole reference is written.
     if !dir.is_dir() {
-        anyhow::bail!("--export-reference {}: not an existing directory", dir.display());
+        anyhow::bail!(
+            "--export-reference {}: not an existing directory",
+            dir.display()
+        );
     }
     let images: Vec<DynamicImage> = ex.iter().map(|e| e.image.clone()).collect();
     let commands: Vec<&str> = ex.iter().map(|e| e.command.as_str()).collect();
