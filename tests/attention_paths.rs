@@ -211,6 +211,8 @@ fn bench_smoke_on_a_tiny_model() {
     let dir = tempfile::tempdir().unwrap();
     tiny_checkpoint(dir.path());
     let reference = dir.path().join("reference");
+    // --export-reference writes into an existing directory only.
+    std::fs::create_dir(&reference).unwrap();
     let args = BenchArgs {
         device: "cpu".into(),
         dtype: "f32".into(),
