@@ -74,6 +74,10 @@ impl Method {
 /// The methods that are maps a learner can draw.
 pub const MAP_METHODS: [Method; 3] = [Method::Attention, Method::Rollout, Method::Relevance];
 
+/// The target's share of each patch, and whether a point (model frame,
+/// normalised) lies on it.
+pub type Target<'a> = (&'a [f32], &'a dyn Fn(f32, f32) -> bool);
+
 /// How patches are taken away (or given back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -241,7 +245,7 @@ pub fn curves(
     case: &Case,
     base: &Base,
     maps: &[(Method, Vec<f32>)],
-    target: Option<(&[f32], &dyn Fn(f32, f32) -> bool)>,
+    target: Option<Target>,
     settings: &Settings,
 ) -> Result<Vec<Curve>> {
     let n = model.config().num_patches();
