@@ -32,7 +32,7 @@ mod score;
 pub use maps_of::{action_maps, map_of, relevance_rows, saliency};
 pub use paint::{paint, table_colour};
 use score::{add_into, scale};
-pub use score::{auc, mass_on, points_at};
+pub use score::{auc, mass_on, points_at, ranking};
 
 use anyhow::{bail, Result};
 use candle::{DType, Tensor};
@@ -228,13 +228,6 @@ pub fn base(model: &Vla, case: &Case) -> Result<Base> {
     };
     let probe = probes(model, &inputs, &first)?[0];
     Ok(Base { first, probe, maps })
-}
-
-/// Patches from the highest value down.
-pub fn ranking(values: &[f32]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    order
 }
 
 /// Every curve of `maps` (plus the target's and random orders) under

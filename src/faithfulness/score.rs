@@ -51,3 +51,10 @@ pub fn mass_on(map: &[f32], coverage: &[f32]) -> f32 {
 pub fn points_at(map: &[f32], coverage: &[f32]) -> bool {
     coverage.get(maps::argmax(map)).is_some_and(|&c| c > 0.5)
 }
+
+/// Patches from the highest value down.
+pub fn ranking(values: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order
+}
