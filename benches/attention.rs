@@ -7,7 +7,7 @@
 use candle::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use vla_demo::model::attention::{align, attend, score, ScoreFn};
-use vla_demo::model::flash::{
+use vla_demo::engine::long_attention::{
     attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
 };
 
@@ -56,7 +56,7 @@ fn score_functions(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(name, t), &t, |b, _| {
                 b.iter(|| {
                     let s = score(kind, &q, &k, Some(&v_add)).unwrap();
-                    attend(&align(&s, false).unwrap(), &v).unwrap()
+                    attend(&align(&s).unwrap(), &v).unwrap()
                 })
             });
         }

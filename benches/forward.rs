@@ -61,9 +61,8 @@ fn forward(c: &mut Criterion) {
     g.bench_function("forward", |b| {
         b.iter(|| {
             p.model
-                .forward(&forced.inputs, &forced.action_ids, false, false)
+                .forward(&forced.inputs, &forced.action_ids)
                 .unwrap()
-                .0
                 .logits
         })
     });

@@ -28,7 +28,7 @@ fn main() -> Result<()> {
     println!("1. One query, three keys: Score -> Align -> Attend");
     // The model's tensors are (batch, heads, queries, keys): here (1, 1, 1, 3).
     let e = Tensor::new(&[2f32, 5., 1.], &dev)?.reshape((1, 1, 1, 3))?;
-    let alpha = align(&e, false)?;
+    let alpha = align(&e)?;
     let a = row(&alpha)?;
     println!("   scores e        = {}", show(&row(&e)?));
     println!(
@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         println!(
             "   {name:<34} {}   {}",
             show(&row(&e)?),
-            show(&row(&align(&e, false)?)?)
+            show(&row(&align(&e)?)?)
         );
     }
     println!(
@@ -91,7 +91,7 @@ fn main() -> Result<()> {
     }
     // Equal scores everywhere, masked: row i spreads its weight over i + 1 words.
     let flat = Tensor::zeros((1, 1, 4, 4), candle::DType::F32, &dev)?;
-    let weights = align(&flat.broadcast_add(&mask)?, false)?;
+    let weights = align(&flat.broadcast_add(&mask)?)?;
     println!("   equal scores + mask -> softmax, row by row:");
     for (i, r) in weights
         .squeeze(0)?

@@ -109,6 +109,8 @@ pub struct Machine {
     pub load_average_1m_start: Option<f64>,
     pub load_average_1m_end: Option<f64>,
     pub features: Vec<&'static str>,
+    /// Which code the timed runs took (`engine::Path::choose`).
+    pub path: crate::engine::Path,
 }
 
 /// Everything one `vla-demo bench` run measured.
@@ -288,6 +290,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             load_average_1m_start: load_start,
             load_average_1m_end: sys::load_average(),
             features: features(),
+            path: p.model.path(false),
         },
         matmul_peak: peak,
         batches,
@@ -357,11 +360,12 @@ fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
 pub fn text(r: &Report) -> String {
     let m = &r.machine;
     let mut out = format!(
-        "vla-demo bench · model {} · {} · {} · RAYON_NUM_THREADS={} · features [{}]\ncpu {} · load average {} at start, {} at end\n\
+        "vla-demo bench · model {} · {} · {} · path {} · RAYON_NUM_THREADS={} · features [{}]\ncpu {} · load average {} at start, {} at end\n\
          matmul peak: {}³ in {:.2} ms best = {:.1} GFLOP/s\n",
         r.model,
         m.device,
         m.dtype,
+        m.path,
         m.rayon_num_threads_env.as_deref().unwrap_or("unset"),
         m.features.join(", "),
         opt(m.cpu.clone()),

@@ -174,12 +174,12 @@ impl Checkpoint {
                 )
             })?;
         let names: Vec<String> = file.tensors().into_iter().map(|(n, _)| n).collect();
-        let recorder = Recorder {
+        let tracker = LoadTracker {
             inner: file,
             loaded: Default::default(),
         };
-        let loaded = recorder.loaded.clone();
-        let vb = VarBuilder::from_backend(Box::new(recorder), dtype, device.clone());
+        let loaded = tracker.loaded.clone();
+        let vb = VarBuilder::from_backend(Box::new(tracker), dtype, device.clone());
         let model = Vla::new(&self.config, vb)
             .with_context(|| format!("{origin}/{WEIGHTS} does not fit {CONFIG}"))?;
         let loaded = loaded
@@ -196,7 +196,7 @@ impl Checkpoint {
         for (name, t) in loaded.iter() {
             check_finite(name, t).with_context(|| format!("{origin}/{WEIGHTS}"))?;
         }
-        Ok(model)
+        Ok(model.compile()?)
     }
 }
 
@@ -214,12 +214,12 @@ pub fn check_finite(name: &str, t: &candle::Tensor) -> Result<()> {
 
 /// Reads tensors from the safetensors file and remembers each one the model
 /// asked for, so [`Checkpoint::load`] can check them all and find the rest.
-struct Recorder<'a> {
+struct LoadTracker<'a> {
     inner: candle::safetensors::SliceSafetensors<'a>,
     loaded: Arc<Mutex<BTreeMap<String, candle::Tensor>>>,
 }
 
-impl Recorder<'_> {
+impl LoadTracker<'_> {
     fn keep(&self, name: &str, t: candle::Tensor) -> candle::Result<candle::Tensor> {
         if let Ok(mut m) = self.loaded.lock() {
             m.insert(name.to_string(), t.clone());
@@ -228,7 +228,7 @@ impl Recorder<'_> {
     }
 }
 
-impl SimpleBackend for Recorder<'_> {
+impl SimpleBackend for LoadTracker<'_> {
     fn get(
         &self,
         s: candle::Shape,

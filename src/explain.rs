@@ -153,7 +153,7 @@ pub fn explain(
 
     // Step 2 with the model's own softmax, checked against the weights it used.
     let e = Tensor::from_vec(scores[h].clone(), (1, 1, 1, n), &device)?;
-    let alpha = align(&e, false)?;
+    let alpha = align(&e)?;
     let alpha_v: Vec<f32> = alpha.flatten_all()?.to_vec1()?;
     let align_check = alpha_v
         .iter()

@@ -388,7 +388,7 @@ fn probes(model: &Vla, inputs: &Inputs, first: &[ActionToken]) -> Result<Vec<Pro
     );
     let a = ids.len();
     let action_in = Tensor::from_vec(ids.repeat(b), (b, a), dev)?;
-    let (out, _) = model.forward(inputs, &action_in, false, false)?;
+    let out = model.forward(inputs, &action_in)?;
     let probs =
         candle_nn::ops::softmax_last_dim(&out.logits.to_dtype(DType::F32)?)?.to_vec3::<f32>()?; // (B, A, ACTION_VOCAB)
     let grid = model.config().grid();

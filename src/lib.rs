@@ -33,6 +33,7 @@ pub mod grounding;
 pub mod input;
 pub mod limits;
 pub mod maps;
+pub mod engine;
 pub mod model;
 pub mod output;
 pub mod overlay;

@@ -12,14 +12,15 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle::{DType, Device, Tensor};
+use candle::{DType, Device};
 use image::DynamicImage;
 use serde::Serialize;
 
 use crate::action::{Gripper, Outcome, Workspace};
 use crate::checkpoint::{Checkpoint, Source};
 use crate::data::encode_commands;
-use crate::model::vla::{AttentionMaps, Decoding, Generated, Inputs, StageTimes, Step};
+use crate::model::vla::{Decoding, Generated, Inputs, StageTimes, Step};
+use crate::model::AttentionMaps;
 use crate::model::{Config, Vla};
 use crate::preprocess::{letterbox, to_pixels, Frame};
 use crate::tokens::{CommandTokenizer, Encoded};
@@ -61,6 +62,8 @@ pub struct Prediction {
     pub boa_attention: Vec<f32>,
     /// Every attention map, this example's slice, when asked for.
     pub maps: Option<AttentionMaps>,
+    /// Which code computed it (`engine::Path::choose`).
+    pub path: crate::engine::Path,
     pub times: Timings,
 }
 
@@ -182,7 +185,7 @@ impl Pipeline {
                 Err(e) => (Vec::new(), Outcome::Act, Some(format!("{e:#}"))),
             };
             let maps = match &generated.maps {
-                Some(m) => Some(slice_maps(m, b)?),
+                Some(m) => Some(m.example(b)?),
                 None => None,
             };
             out.push(Prediction {
@@ -194,6 +197,7 @@ impl Pipeline {
                 frame,
                 boa_attention: boa[b].clone(),
                 maps,
+                path: generated.path,
                 times,
             });
         }
@@ -228,20 +232,4 @@ pub fn point(frame: &Frame, ws: Workspace, u: f32, v: f32, gripper: Gripper) -> 
         pixel: [px, py],
         gripper,
     }
-}
-
-/// Example b's slice of batched attention maps (batch dimension kept, size 1).
-pub fn slice_maps(m: &AttentionMaps, b: usize) -> Result<AttentionMaps> {
-    let take = |v: &Vec<Tensor>| -> Result<Vec<Tensor>> {
-        v.iter().map(|t| Ok(t.narrow(0, b, 1)?)).collect()
-    };
-    Ok(AttentionMaps {
-        vision: take(&m.vision)?,
-        text: take(&m.text)?,
-        fusion_self: take(&m.fusion_self)?,
-        fusion_cross: take(&m.fusion_cross)?,
-        fusion_cross_scores: take(&m.fusion_cross_scores)?,
-        fusion_cross_values: take(&m.fusion_cross_values)?,
-        text_len: m.text_len,
-    })
 }

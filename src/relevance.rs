@@ -36,7 +36,6 @@
 use anyhow::{bail, Context, Result};
 use candle::{DType, Device, Tensor, D};
 
-use crate::model::attention::tap;
 use crate::model::vla::Inputs;
 use crate::model::{AttentionMaps, Vla};
 
@@ -64,10 +63,7 @@ pub fn relevance(
     if inputs.text_lens.len() != 1 {
         bail!("relevance explains one example at a time");
     }
-    let taps = tap::open();
-    let (out, maps) = model.forward_traced(inputs, action_ids)?;
-    let taken = taps.taken();
-    drop(taps);
+    let (out, maps, taken) = model.forward_traced(inputs, action_ids)?;
     let row = out
         .logits
         .get(0)?

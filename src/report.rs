@@ -67,6 +67,8 @@ pub struct ImageInfo {
 pub struct ModelInfo {
     pub origin: String,
     pub device: String,
+    /// Which code computed the answer (`engine::Path::choose`).
+    pub path: crate::engine::Path,
     pub image_size: usize,
     pub patch_size: usize,
     pub grid: usize,
@@ -206,6 +208,7 @@ pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -
         model: ModelInfo {
             origin: p.origin.clone(),
             device: crate::device::describe(&p.device),
+            path: pred.path,
             image_size: cfg.image_size,
             patch_size: cfg.patch_size,
             grid: cfg.grid(),
@@ -261,8 +264,8 @@ impl Report {
         let m = &self.model;
         writeln!(
             s,
-            "model      {} on {} ({}×{} px view, {}×{} patches of {} px, {} heads)",
-            m.origin, m.device, m.image_size, m.image_size, m.grid, m.grid, m.patch_size, m.heads
+            "model      {} on {}, {} path ({}×{} px view, {}×{} patches of {} px, {} heads)",
+            m.origin, m.device, m.path, m.image_size, m.image_size, m.grid, m.grid, m.patch_size, m.heads
         )?;
         writeln!(
             s,

@@ -342,7 +342,7 @@ pub fn loss(
     batch: &data::Batch,
     attention_weight: f64,
 ) -> Result<(Tensor, StepStats)> {
-    let (out, _) = model.forward(&batch.inputs, &batch.action_in, false, true)?;
+    let out = model.forward(&batch.inputs, &batch.action_in)?;
     let (b, a, v) = out.logits.dims3()?;
     let logits = out.logits.reshape((b * a, v))?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;

@@ -7,7 +7,7 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vla_demo::bench::{self, flops, BenchArgs};
-use vla_demo::model::flash::{attention_with, tiled_attention_blocks, AttentionImpl};
+use vla_demo::engine::long_attention::{attention_with, tiled_attention_blocks, AttentionImpl};
 use vla_demo::model::init::SeededInit;
 use vla_demo::model::{Config, Vla};
 use vla_demo::tokens::CommandTokenizer;
@@ -253,7 +253,7 @@ fn bench_smoke_on_a_tiny_model() {
 
 #[test]
 fn cpu_kernel_equals_the_candle_ops_version() {
-    use vla_demo::model::flash::{tiled_attention, BLOCK_K, BLOCK_Q};
+    use vla_demo::engine::long_attention::{tiled_attention, BLOCK_K, BLOCK_Q};
     // tiled_attention takes the CPU kernel for f32 on the CPU.
     for (i, &(b, h, tq, tk, d, causal)) in [
         (1, 4, 196, 196, 32, false),

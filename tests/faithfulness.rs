@@ -12,7 +12,7 @@ use vla_demo::checkpoint::Source;
 use vla_demo::faithfulness::{
     self, base, curves, ranking, saliency, Case, Intervention, Method, Settings,
 };
-use vla_demo::model::attention::tap;
+use vla_demo::model::record::{self, Recorder, Site};
 use vla_demo::Pipeline;
 
 fn red_cup_case() -> (Pipeline, Case) {
@@ -163,16 +163,16 @@ fn every_attention_map_gets_a_gradient_and_the_tap_closes_afterwards() {
     assert!(relevance.iter().all(|v| v.is_finite() && *v >= 0.0));
     // The relevance map's peak is on the cup, as the attention's is.
     assert_eq!(ranking(relevance)[0], ranking(&maps[0].1)[0]);
-    // A tap opened and dropped leaves ordinary runs untouched.
+    // A tapping recorder opened and finished leaves ordinary runs untouched.
+    let ones = || Tensor::ones(3, candle::DType::F32, &candle::Device::Cpu).unwrap();
+    let tap = || record::attention(Site::Text, ones(), &ones(), &ones()).unwrap();
     {
-        let t = tap::open();
-        let w =
-            tap::tap(Tensor::ones(3, candle::DType::F32, &candle::Device::Cpu).unwrap()).unwrap();
-        assert!(w.track_op());
-        assert_eq!(t.taken().len(), 1);
+        let recorder = Recorder::start_tapped();
+        assert!(tap().track_op());
+        let (maps, taps) = recorder.finish(3);
+        assert_eq!((maps.text.len(), taps.len()), (1, 1));
     }
-    let w = tap::tap(Tensor::ones(3, candle::DType::F32, &candle::Device::Cpu).unwrap()).unwrap();
-    assert!(!w.track_op(), "a closed tap still multiplied the weights");
+    assert!(!tap().track_op(), "a finished recorder still tapped the weights");
 }
 
 #[test]

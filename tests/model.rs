@@ -12,6 +12,7 @@ use vla_demo::checkpoint::{self, Checkpoint, Source};
 use vla_demo::data::{self, Example};
 use vla_demo::model::attention::causal_mask;
 use vla_demo::model::init::SeededInit;
+use vla_demo::model::record::Site;
 use vla_demo::model::vla::{Decoding, Inputs};
 use vla_demo::model::{Attention, Config, ScoreFn, Vla};
 use vla_demo::scene::Layout;
@@ -85,6 +86,7 @@ fn constant_attention(hidden: usize, heads: usize, score: ScoreFn) -> Attention 
         hidden,
         heads,
         score,
+        Site::FusionCross,
         VarBuilder::from_tensors(t, DType::F32, &dev),
     )
     .unwrap()
@@ -98,7 +100,7 @@ fn worked_example_through_the_real_attention_module() {
     let attn = constant_attention(1, 1, ScoreFn::Dot);
     let q = Tensor::new(&[[[1f32]]], &dev).unwrap(); // (B=1, Tq=1, C=1)
     let keys = Tensor::new(&[[[2f32], [5.], [1.]]], &dev).unwrap(); // (1, 3, 1)
-    let (out, w) = attn.forward(&q, Some(&keys), None, false).unwrap();
+    let (out, w) = attn.forward(&q, Some(&keys), None).unwrap();
     let w: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
     for (got, want) in w.iter().zip([0.0466, 0.9362, 0.0171]) {
         assert!((got - want).abs() < 5e-5, "{w:?}");
@@ -117,7 +119,7 @@ fn every_score_function_runs_through_the_module() {
     let xs = Tensor::new(&[[[1f32, 0., 1., 0.], [0., 2., 0., 1.]]], &dev).unwrap();
     for score in [ScoreFn::Additive, ScoreFn::Dot, ScoreFn::ScaledDot] {
         let attn = constant_attention(4, 2, score);
-        let (out, w) = attn.forward(&xs, None, None, false).unwrap();
+        let (out, w) = attn.forward(&xs, None, None).unwrap();
         assert_eq!(out.dims(), &[1, 2, 4]);
         assert_eq!(w.dims(), &[1, 2, 2, 2]);
         let sums: Vec<f32> = w
@@ -140,7 +142,7 @@ fn causal_rows_sum_to_one_and_masked_entries_are_zero() {
     let attn = constant_attention(4, 2, ScoreFn::ScaledDot);
     let xs = Tensor::randn(0f32, 1., (2, 5, 4), &dev).unwrap();
     let mask = causal_mask(5, &dev).unwrap();
-    let (_, w) = attn.forward(&xs, None, Some(&mask), false).unwrap();
+    let (_, w) = attn.forward(&xs, None, Some(&mask)).unwrap();
     let w: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
     for (r, row) in w.chunks(5).enumerate() {
         let i = r % 5;
@@ -163,7 +165,7 @@ fn changing_a_later_token_leaves_earlier_outputs_bit_identical() {
     changed[n - 2] = tok.encode("ball").unwrap().ids[0];
     let run = |ids: &[u32]| {
         let t = Tensor::from_vec(ids.to_vec(), (1, n), &Device::Cpu).unwrap();
-        let (h, _) = m.encode_text(&t, &[n], false, false).unwrap();
+        let h = m.encode_text(&t, &[n]).unwrap();
         h.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
     };
     let (a, b) = (run(&ids), run(&changed));
@@ -220,7 +222,7 @@ fn save_dir(cfg: &Config, tok: &CommandTokenizer, vars: &VarMap, dir: &Path) {
 }
 
 fn logits(m: &Vla, b: &data::Batch) -> Vec<f32> {
-    let (out, _) = m.forward(&b.inputs, &b.action_in, false, false).unwrap();
+    let out = m.forward(&b.inputs, &b.action_in).unwrap();
     out.logits.flatten_all().unwrap().to_vec1().unwrap()
 }
 

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use super::sys::{self, Summary};
 use crate::model::attention::{align, attend, score, ScoreFn};
-use crate::model::flash::{
+use crate::engine::long_attention::{
     attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
 };
-use crate::model::flash_cpu::{CPU_BLOCK_K, CPU_BLOCK_Q};
+use crate::engine::long_attention_cpu::{CPU_BLOCK_K, CPU_BLOCK_Q};
 
 /// The sequence lengths of the sweep: 224, 384, 512, 768 and 1024 px images at 16 px patches.
 pub const DEFAULT_LENS: [usize; 5] = [196, 576, 1024, 2304, 4096];
@@ -248,7 +248,7 @@ fn compute(path: Path, x: &Inputs) -> Result<Tensor> {
         Path::TiledOps => tiled_attention_blocks(&x.q, &x.k, &x.v, false, BLOCK_Q, BLOCK_K)?,
         Path::Score(kind) => {
             let s = score(kind, &x.q, &x.k, Some(&x.v_add))?;
-            attend(&align(&s, false)?, &x.v)?
+            attend(&align(&s)?, &x.v)?
         }
     })
 }

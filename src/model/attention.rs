@@ -15,6 +15,8 @@
 
 use candle::{Device, Result, Tensor, D};
 use candle_nn::{linear, Init, Linear, VarBuilder};
+
+use super::record::{self, Site};
 use serde::{Deserialize, Serialize};
 
 /// How a query and a key are compared (step 1, Score).
@@ -66,16 +68,10 @@ pub fn score(kind: ScoreFn, q: &Tensor, k: &Tensor, v_add: Option<&Tensor>) -> R
     }
 }
 
-/// Step 2. `train` picks the softmax made of primitive ops, which has a
-/// backward pass; the fused `softmax_last_dim` is faster but has none.
-pub fn align(scores: &Tensor, train: bool) -> Result<Tensor> {
-    if train || super::fused::fused_here(scores) {
-        // One vectorised pass, forward and back (candle's own fused softmax
-        // has no backward, and on the CPU calls libm's expf per value).
-        super::fused::softmax_last_dim(scores)
-    } else {
-        candle_nn::ops::softmax_last_dim(scores)
-    }
+/// Step 2: scores to weights that sum to 1 over the keys. The fused softmax
+/// has a backward pass, so training and the maps' gradients go through it.
+pub fn align(scores: &Tensor) -> Result<Tensor> {
+    crate::engine::ops::softmax_last_dim(scores)
 }
 
 /// Step 3: the weighted sum of values. `weights` (B, H, Tq, Tk), `v` (B, H, Tk, D).
@@ -131,22 +127,41 @@ pub fn prefix_padded_mask(lens: &[usize], t: usize, a: usize, device: &Device) -
     Tensor::from_vec(mask, (lens.len(), 1, s, s), device)
 }
 
+/// What one attention call computed.
+pub struct Attended {
+    /// (B, Tq, C), after the output projection.
+    pub out: Tensor,
+    /// Step 2's weights, (B, H, Tq, Tk).
+    pub weights: Tensor,
+    /// Step 1's scores with the mask (or bias) added, (B, H, Tq, Tk): what
+    /// the softmax read.
+    pub scores: Tensor,
+}
+
 /// Multi-head attention with its own Q, K, V and output projections.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) o_proj: Linear,
     /// Additive score vector, (H, D); only for [`ScoreFn::Additive`].
     score_v: Option<Tensor>,
-    num_heads: usize,
+    pub(crate) num_heads: usize,
     head_dim: usize,
     score_fn: ScoreFn,
+    /// Where in the model this attention sits, for the recorder.
+    site: Site,
 }
 
 impl Attention {
-    pub fn new(hidden: usize, num_heads: usize, score_fn: ScoreFn, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        hidden: usize,
+        num_heads: usize,
+        score_fn: ScoreFn,
+        site: Site,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         if !hidden.is_multiple_of(num_heads) {
             candle::bail!("hidden size {hidden} is not divisible by {num_heads} heads");
         }
@@ -171,6 +186,7 @@ impl Attention {
             num_heads,
             head_dim,
             score_fn,
+            site,
         })
     }
 
@@ -189,16 +205,8 @@ impl Attention {
     /// Keys and values for a context, projected and split into heads. A decoder
     /// computes these once for the image and reuses them at every step.
     pub fn project_kv(&self, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
-        let k = self.split_heads(&super::dense::linear(
-            ctx,
-            &self.k_proj,
-            super::dense::Act::None,
-        )?)?;
-        let v = self.split_heads(&super::dense::linear(
-            ctx,
-            &self.v_proj,
-            super::dense::Act::None,
-        )?)?;
+        let k = self.split_heads(&ctx.apply(&self.k_proj)?)?;
+        let v = self.split_heads(&ctx.apply(&self.v_proj)?)?;
         Ok((k, v))
     }
 
@@ -210,122 +218,34 @@ impl Attention {
         xs: &Tensor,
         ctx: Option<&Tensor>,
         mask: Option<&Tensor>,
-        train: bool,
     ) -> Result<(Tensor, Tensor)> {
         let kv = self.project_kv(ctx.unwrap_or(xs))?;
-        let (out, weights, _) = self.forward_kv(xs, &kv, mask, train)?;
-        Ok((out, weights))
-    }
-
-    /// The q, k, v and output projections, in that order, and the number
-    /// of heads, for the encoder kernel: only for scaled dot-product scores.
-    pub(crate) fn scaled_dot_parts(&self) -> Option<([&Linear; 4], usize)> {
-        (self.score_fn == ScoreFn::ScaledDot).then_some((
-            [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj],
-            self.num_heads,
-        ))
-    }
-
-    /// Self-attention with no mask, when nobody needs the weights: at
-    /// inference one fused pass per (image, head) (`dense::self_attention`),
-    /// otherwise [`Attention::forward`]. Returns (B, T, C).
-    pub fn forward_unmapped(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        use super::dense::{self, Act};
-        let fused = !train
-            && self.score_fn == ScoreFn::ScaledDot
-            && dense::inference_here(xs, self.q_proj.weight());
-        if !fused {
-            return Ok(self.forward(xs, None, None, train)?.0);
-        }
-        let q = dense::linear(xs, &self.q_proj, Act::None)?;
-        let k = dense::linear(xs, &self.k_proj, Act::None)?;
-        let v = dense::linear(xs, &self.v_proj, Act::None)?;
-        let out = dense::self_attention(&q, &k, &v, self.num_heads)?;
-        dense::linear(&out, &self.o_proj, Act::None)
+        let att = self.forward_kv(xs, &kv, mask)?;
+        Ok((att.out, att.weights))
     }
 
     /// Like [`Attention::forward`], with keys and values from
-    /// [`Attention::project_kv`]; also returns the raw scores (B, H, Tq, Tk)
-    /// of step 1, before the mask.
+    /// [`Attention::project_kv`] (cached, or the image's).
     pub fn forward_kv(
         &self,
         xs: &Tensor,
-        kv: &(Tensor, Tensor),
+        (k, v): &(Tensor, Tensor),
         mask: Option<&Tensor>,
-        train: bool,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
+    ) -> Result<Attended> {
         let (b, t, c) = xs.dims3()?;
-        let q = self.split_heads(&super::dense::linear(
-            xs,
-            &self.q_proj,
-            super::dense::Act::None,
-        )?)?; // (B, H, Tq, D)
-        let (k, v) = kv; // (B, H, Tk, D)
+        let q = self.split_heads(&xs.apply(&self.q_proj)?)?; // (B, H, Tq, D)
         let scores = score(self.score_fn, &q, k, self.score_v.as_ref())?; // (B, H, Tq, Tk)
-        let weights = match mask {
-            Some(mask) => align(&scores.broadcast_add(mask)?, train)?,
-            None => align(&scores, train)?,
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
         };
-        let weights = tap::tap(weights)?;
+        let weights = record::attention(self.site, align(&scores)?, &scores, v)?;
         let out = attend(&weights, v)?; // (B, H, Tq, D)
         let out = out.transpose(1, 2)?.reshape((b, t, c))?; // (B, Tq, C)
-        Ok((
-            super::dense::linear(&out, &self.o_proj, super::dense::Act::None)?,
+        Ok(Attended {
+            out: out.apply(&self.o_proj)?,
             weights,
             scores,
-        ))
-    }
-}
-
-/// Gradient taps for the relevance maps (`relevance.rs`), which need
-/// `∇A ⊙ A` for every attention weight `A`. candle keeps the gradients of
-/// variables only, so while a tap is open on this thread each weight is
-/// multiplied by a fresh variable `O` of ones: the value is unchanged and
-/// `∂y/∂O = ∇A ⊙ A` is exactly the product wanted. No tap is open in an
-/// ordinary run, and then [`tap::tap`] returns the weights as they are.
-pub mod tap {
-    use std::cell::RefCell;
-
-    use candle::{Result, Tensor, TensorId, Var};
-
-    thread_local! {
-        static OPEN: RefCell<Option<Vec<(TensorId, Var)>>> = const { RefCell::new(None) };
-    }
-
-    /// Opens a tap on this thread; it closes when the guard drops.
-    pub fn open() -> Guard {
-        OPEN.with(|t| *t.borrow_mut() = Some(Vec::new()));
-        Guard
-    }
-
-    /// Closes the tap when dropped, even on an error.
-    pub struct Guard;
-
-    impl Guard {
-        /// Every tapped weight so far: the id of the tensor the model used
-        /// (and returned in its maps) and its variable of ones.
-        pub fn taken(&self) -> Vec<(TensorId, Var)> {
-            OPEN.with(|t| t.borrow().clone().unwrap_or_default())
-        }
-    }
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            OPEN.with(|t| *t.borrow_mut() = None);
-        }
-    }
-
-    /// `weights`, multiplied by a fresh variable of ones while a tap is open.
-    pub fn tap(weights: Tensor) -> Result<Tensor> {
-        OPEN.with(|t| {
-            let mut open = t.borrow_mut();
-            let Some(taken) = open.as_mut() else {
-                return Ok(weights);
-            };
-            let ones = Var::ones(weights.shape(), weights.dtype(), weights.device())?;
-            let tapped = weights.mul(ones.as_tensor())?;
-            taken.push((tapped.id(), ones));
-            Ok(tapped)
         })
     }
 }
@@ -341,17 +261,10 @@ mod tests {
     #[test]
     fn worked_example_softmax_of_2_5_1() {
         let e = Tensor::new(&[[2f32, 5., 1.]], &dev()).unwrap();
-        for train in [false, true] {
-            let a: Vec<f32> = align(&e, train)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let want = [0.0466, 0.9362, 0.0171];
-            for (x, w) in a.iter().zip(want) {
-                assert!((x - w).abs() < 5e-5, "{a:?}");
-            }
+        let a: Vec<f32> = align(&e).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let want = [0.0466, 0.9362, 0.0171];
+        for (x, w) in a.iter().zip(want) {
+            assert!((x - w).abs() < 5e-5, "{a:?}");
         }
     }
 

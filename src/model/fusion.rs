@@ -19,136 +19,20 @@
 //! they show, and it hears back where it looked. That is what "the red block
 //! *next to* the bowl" needs.
 
-use candle::{Result, Tensor};
+use candle::{Module, Result, Tensor};
 use candle_nn::{linear, Init, Linear, VarBuilder};
 
 use super::attention::{causal_padded_mask, prefix_padded_mask};
-use super::geometry::Geometry;
+use super::block::{Block, BlockOut, LayerNorm, Memory};
 use super::pointer::{grammar_mask, Pointer};
-use super::{Attention, Config, LayerNorm, Mlp, ScoreFn};
+use super::Config;
 use crate::action::{ACTION_VOCAB, MAX_ACTION_TOKENS};
-
-/// Self-attention, then cross-attention to the image, then an MLP; pre-LN.
-#[derive(Debug, Clone)]
-pub struct FusionBlock {
-    norm1: LayerNorm,
-    self_attn: Attention,
-    norm_cross: LayerNorm,
-    cross_attn: Attention,
-    geometry: Option<Geometry>,
-    norm2: LayerNorm,
-    mlp: Mlp,
-}
-
-/// Outputs of one fusion block.
-pub struct BlockOut {
-    pub hidden: Tensor,
-    /// (B, H, S, S)
-    pub self_weights: Tensor,
-    /// (B, H, S, N): each text/action position over the image patches.
-    pub cross_weights: Tensor,
-    /// (B, H, S, N): the raw cross-attention scores, before the softmax
-    /// (content plus position terms, when the block has them).
-    pub cross_scores: Tensor,
-}
-
-impl FusionBlock {
-    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
-        let h = cfg.hidden_size;
-        let eps = cfg.layer_norm_eps;
-        Ok(Self {
-            norm1: LayerNorm::new(h, eps, vb.pp("norm1"))?,
-            self_attn: Attention::new(
-                h,
-                cfg.num_attention_heads,
-                ScoreFn::ScaledDot,
-                vb.pp("self_attn"),
-            )?,
-            norm_cross: LayerNorm::new(h, eps, vb.pp("norm_cross"))?,
-            cross_attn: Attention::new(
-                h,
-                cfg.num_attention_heads,
-                cfg.cross_score_fn,
-                vb.pp("cross_attn"),
-            )?,
-            geometry: if cfg.cross_geometry {
-                Some(Geometry::new(cfg, vb.pp("geometry"))?)
-            } else {
-                None
-            },
-            norm2: LayerNorm::new(h, eps, vb.pp("norm2"))?,
-            mlp: Mlp::new(h, cfg.intermediate_size, vb.pp("mlp"))?,
-        })
-    }
-
-    /// Project the image patches (B, N, C) into this block's keys and values.
-    pub fn image_kv(&self, patches: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.cross_attn.project_kv(patches)
-    }
-
-    /// `xs` (B, S_new, C) are the positions after the `past` ones, whose
-    /// self-attention keys and values (B, H, S_past, D) a decoder kept (the
-    /// KV cache; `None` for a whole sequence). `mask` (B, 1, S_new, S_past +
-    /// S_new). Also returns the keys and values of all positions so far.
-    /// `knockout` (B, 1, 1, N) is added to the cross-attention scores (see
-    /// [`ImageMemory::knockout`]).
-    pub fn forward(
-        &self,
-        xs: &Tensor,
-        past: Option<&(Tensor, Tensor)>,
-        image_kv: &(Tensor, Tensor),
-        knockout: Option<&Tensor>,
-        mask: &Tensor,
-        train: bool,
-    ) -> Result<(BlockOut, (Tensor, Tensor))> {
-        let h = self.norm1.forward(xs, train)?;
-        let (k, v) = self.self_attn.project_kv(&h)?;
-        let kv = match past {
-            None => (k, v),
-            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-        };
-        let (a, self_weights, _) = self.self_attn.forward_kv(&h, &kv, Some(mask), train)?;
-        let xs = (xs + a)?;
-        let q_in = self.norm_cross.forward(&xs, train)?;
-        // The position terms and any knockout join the content scores before
-        // the softmax; the pointer reads the sum.
-        let asked = match &self.geometry {
-            Some(geo) => Some(geo.ask(&q_in)?),
-            None => None,
-        };
-        let bias = match (asked, knockout) {
-            (Some(a), Some(k)) => Some(a.broadcast_add(k)?),
-            (Some(a), None) => Some(a),
-            (None, k) => k.cloned(),
-        };
-        let (c, cross_weights, content) =
-            self.cross_attn
-                .forward_kv(&q_in, image_kv, bias.as_ref(), train)?;
-        let c = match &self.geometry {
-            Some(geo) => (c + geo.tell(&cross_weights)?)?,
-            None => c,
-        };
-        let cross_scores = match &bias {
-            Some(b) => content.broadcast_add(b)?,
-            None => content,
-        };
-        let xs = (xs + c)?;
-        let hidden = (&xs + self.norm2.forward(&xs, train)?.apply(&self.mlp)?)?;
-        let out = BlockOut {
-            hidden,
-            self_weights,
-            cross_weights,
-            cross_scores,
-        };
-        Ok((out, kv))
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct FusionHead {
     /// Where in the action an action token sits (0 = `<boa>`).
     action_position: Tensor,
-    blocks: Vec<FusionBlock>,
+    blocks: Vec<Block>,
     norm: LayerNorm,
     head: Linear,
     pointer: Pointer,
@@ -160,22 +44,57 @@ pub struct FusionHead {
 pub struct FusionOut {
     /// Logits over the action slice at each action position: (B, A, ACTION_VOCAB).
     pub logits: Tensor,
-    /// Per block, when captured: (B, H, S, S) and (B, H, S, N), S = T + A.
-    pub self_weights: Vec<Tensor>,
-    pub cross_weights: Vec<Tensor>,
-    /// Per block, when captured: raw cross scores (B, H, S, N) and the image
-    /// values (B, H, N, D) they mix, for explaining step 1 and step 3.
-    pub cross_scores: Vec<Tensor>,
-    pub cross_values: Vec<Tensor>,
-    /// The last block's cross-attention of the `<boa>` query, (B, H, N). Always
-    /// returned: training can supervise it and evaluation scores it.
+    /// The last block's cross-attention of the `<boa>` query, (B, H, N).
+    /// Training can supervise it and evaluation scores it.
     pub boa_cross: Tensor,
+}
+
+/// The image as the fusion head reads it.
+pub struct ImageMemory {
+    /// Per block, the patches' keys and values, (B, H, N, D).
+    pub kv: Vec<(Tensor, Tensor)>,
+    /// Added to every cross-attention score, (B, 1, 1, N): −10⁴ on patches
+    /// the head may not look at (attention knockout, `faithfulness.rs`),
+    /// 0 elsewhere. `None` in every ordinary run.
+    pub knockout: Option<Tensor>,
+}
+
+/// A decoder's memory between steps: the fusion blocks' self-attention keys
+/// and values of every position so far (the KV cache; the image's keys and
+/// values are cached separately, once per image).
+pub struct DecodeCache {
+    /// Per block, (B, H, S, D).
+    self_kv: Vec<(Tensor, Tensor)>,
+    /// Per command, its real (unpadded) length in words.
+    lens: Vec<usize>,
+    /// Positions so far, S.
+    len: usize,
+    /// Action positions so far, `<boa>` included.
+    actions: usize,
+}
+
+/// One decoding step's output for the newest position.
+pub struct DecodeStep {
+    /// (B, ACTION_VOCAB), grammar mask included.
+    pub logits: Tensor,
+    /// The last block's cross-attention of the newest position, (B, H, N).
+    pub cross: Tensor,
+}
+
+/// What the blocks computed: the last block's output, its cross-attention
+/// weights and scores (B, H, S, N), and every block's self-attention keys
+/// and values.
+struct Run {
+    hidden: Tensor,
+    cross_weights: Tensor,
+    cross_scores: Tensor,
+    self_kv: Vec<(Tensor, Tensor)>,
 }
 
 impl FusionHead {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let blocks = (0..cfg.fusion_layers)
-            .map(|i| FusionBlock::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .map(|i| Block::with_cross(cfg, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<_>>()?;
         Ok(Self {
             action_position: vb.get_with_hints(
@@ -201,7 +120,7 @@ impl FusionHead {
             kv: self
                 .blocks
                 .iter()
-                .map(|b| b.image_kv(patches))
+                .map(|b| b.cross_kv(patches))
                 .collect::<Result<_>>()?,
             knockout: None,
         })
@@ -216,20 +135,12 @@ impl FusionHead {
         lens: &[usize],
         actions: &Tensor,
         image: &ImageMemory,
-        capture: bool,
-        train: bool,
     ) -> Result<FusionOut> {
         let t = text.dim(1)?;
-        let run = self.run_whole(text, lens, actions, image, capture, train)?;
-        let logits = self.read_out(&run, t, 0, train)?;
-        let boa_cross = run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?; // (B, H, N)
+        let run = self.run_whole(text, lens, actions, image)?;
         Ok(FusionOut {
-            logits,
-            self_weights: run.self_weights,
-            cross_weights: run.cross_weights,
-            cross_scores: run.cross_scores,
-            cross_values: run.cross_values,
-            boa_cross,
+            logits: self.read_out(&run, t, 0)?,
+            boa_cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?, // (B, H, N)
         })
     }
 
@@ -240,8 +151,6 @@ impl FusionHead {
         lens: &[usize],
         actions: &Tensor,
         image: &ImageMemory,
-        capture: bool,
-        train: bool,
     ) -> Result<Run> {
         let t = text.dim(1)?;
         let a = actions.dim(1)?;
@@ -251,7 +160,7 @@ impl FusionHead {
         let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
         let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
         let mask = self.mask(lens, t, a, xs.device())?.to_dtype(xs.dtype())?;
-        self.run(&xs, None, image, &mask, capture, train)
+        self.run(&xs, None, image, &mask)
     }
 
     /// The self-attention mask over `[words, actions]`, (B, 1, T + A, T + A):
@@ -272,52 +181,42 @@ impl FusionHead {
         past: Option<&[(Tensor, Tensor)]>,
         image: &ImageMemory,
         mask: &Tensor,
-        capture: bool,
-        train: bool,
     ) -> Result<Run> {
         let mut xs = xs.clone();
-        let (mut self_weights, mut cross_weights) = (Vec::new(), Vec::new());
-        let (mut cross_scores, mut cross_values) = (Vec::new(), Vec::new());
-        let mut kv_cache = Vec::with_capacity(self.blocks.len());
-        let mut last = None;
-        let knockout = image.knockout.as_ref();
+        let mut self_kv = Vec::with_capacity(self.blocks.len());
+        let mut cross = None;
         for (i, (block, kv)) in self.blocks.iter().zip(&image.kv).enumerate() {
-            let (out, self_kv) =
-                block.forward(&xs, past.map(|p| &p[i]), kv, knockout, mask, train)?;
-            xs = out.hidden.clone();
-            if capture {
-                self_weights.push(out.self_weights.clone());
-                cross_weights.push(out.cross_weights.clone());
-                cross_scores.push(out.cross_scores.clone());
-                cross_values.push(kv.1.clone());
-            }
-            kv_cache.push(self_kv);
-            last = Some(out);
+            let memory = Memory {
+                kv,
+                knockout: image.knockout.as_ref(),
+            };
+            let out: BlockOut =
+                block.forward_with(&xs, Some(mask), past.map(|p| &p[i]), Some(memory))?;
+            xs = out.hidden;
+            self_kv.push(out.self_kv);
+            cross = out.cross;
         }
-        let Some(last) = last else {
+        let Some((cross_weights, cross_scores)) = cross else {
             candle::bail!("the fusion head needs at least one block")
         };
         Ok(Run {
-            last,
-            kv_cache,
-            self_weights,
+            hidden: xs,
             cross_weights,
             cross_scores,
-            cross_values,
+            self_kv,
         })
     }
 
     /// Logits (B, A, ACTION_VOCAB) of the action positions in `run`: its
     /// positions from `from` on, which are action positions `first..`.
-    fn read_out(&self, run: &Run, from: usize, first: usize, train: bool) -> Result<Tensor> {
-        let hidden = &run.last.hidden;
-        let a = hidden.dim(1)? - from;
-        let states = self.norm.forward(&hidden.narrow(1, from, a)?, train)?; // (B, A, C)
-        let scores = run.last.cross_scores.narrow(2, from, a)?.contiguous()?;
+    fn read_out(&self, run: &Run, from: usize, first: usize) -> Result<Tensor> {
+        let a = run.hidden.dim(1)? - from;
+        let states = self.norm.forward(&run.hidden.narrow(1, from, a)?)?; // (B, A, C)
+        let scores = run.cross_scores.narrow(2, from, a)?.contiguous()?;
         let (_, pointed) = self.pointer.forward(&states, &scores, first)?;
-        let grammar = grammar_mask(first + a, hidden.device())?
+        let grammar = grammar_mask(first + a, states.device())?
             .narrow(0, first, a)?
-            .to_dtype(hidden.dtype())?;
+            .to_dtype(states.dtype())?;
         (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)
     }
 
@@ -331,13 +230,13 @@ impl FusionHead {
         image: &ImageMemory,
     ) -> Result<(DecodeCache, DecodeStep)> {
         let t = text.dim(1)?;
-        let run = self.run_whole(text, lens, boa, image, false, false)?;
+        let run = self.run_whole(text, lens, boa, image)?;
         let step = DecodeStep {
-            logits: self.read_out(&run, t, 0, false)?.squeeze(1)?,
-            cross: run.last.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
+            logits: self.read_out(&run, t, 0)?.squeeze(1)?,
+            cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
         };
         let cache = DecodeCache {
-            self_kv: run.kv_cache,
+            self_kv: run.self_kv,
             lens: lens.to_vec(),
             len: t + 1,
             actions: 1,
@@ -366,60 +265,16 @@ impl FusionHead {
             .mask(&cache.lens, t, k + 1, xs.device())?
             .narrow(2, s - 1, 1)?
             .to_dtype(xs.dtype())?;
-        let run = self.run(&xs, Some(&cache.self_kv), image, &mask, false, false)?;
+        let run = self.run(&xs, Some(&cache.self_kv), image, &mask)?;
         let step = DecodeStep {
-            logits: self.read_out(&run, 0, k, false)?.squeeze(1)?,
-            cross: run.last.cross_weights.squeeze(2)?,
+            logits: self.read_out(&run, 0, k)?.squeeze(1)?,
+            cross: run.cross_weights.squeeze(2)?,
         };
-        cache.self_kv = run.kv_cache;
+        cache.self_kv = run.self_kv;
         cache.len = s;
         cache.actions = k + 1;
         Ok(step)
     }
-}
-
-/// The image as the fusion head reads it.
-pub struct ImageMemory {
-    /// Per block, the patches' keys and values, (B, H, N, D).
-    pub kv: Vec<(Tensor, Tensor)>,
-    /// Added to every cross-attention score, (B, 1, 1, N): −10⁴ on patches
-    /// the head may not look at (attention knockout, `faithfulness.rs`),
-    /// 0 elsewhere. `None` in every ordinary run.
-    pub knockout: Option<Tensor>,
-}
-
-/// What [`FusionHead::run`] computed.
-struct Run {
-    /// The last block's output.
-    last: BlockOut,
-    /// Every block's self-attention keys and values, cached ones included.
-    kv_cache: Vec<(Tensor, Tensor)>,
-    self_weights: Vec<Tensor>,
-    cross_weights: Vec<Tensor>,
-    cross_scores: Vec<Tensor>,
-    cross_values: Vec<Tensor>,
-}
-
-/// A decoder's memory between steps: the fusion blocks' self-attention keys
-/// and values of every position so far (the KV cache; the image's keys and
-/// values are cached separately, once per image).
-pub struct DecodeCache {
-    /// Per block, (B, H, S, D).
-    self_kv: Vec<(Tensor, Tensor)>,
-    /// Per command, its real (unpadded) length in words.
-    lens: Vec<usize>,
-    /// Positions so far, S.
-    len: usize,
-    /// Action positions so far, `<boa>` included.
-    actions: usize,
-}
-
-/// One decoding step's output for the newest position.
-pub struct DecodeStep {
-    /// (B, ACTION_VOCAB), grammar mask included.
-    pub logits: Tensor,
-    /// The last block's cross-attention of the newest position, (B, H, N).
-    pub cross: Tensor,
 }
 
 #[cfg(test)]
@@ -464,9 +319,11 @@ mod tests {
             let patches = Tensor::randn(0f32, 1., (1, cfg.num_patches(), c), &dev).unwrap();
             let kv = head.image_kv(&patches).unwrap();
             let first_word = |words: &Tensor| {
-                let out = head.forward(words, &[t], &boa, &kv, true, false).unwrap();
+                let rec = crate::model::record::Recorder::start();
+                head.forward(words, &[t], &boa, &kv).unwrap();
+                let (maps, _) = rec.finish(t);
                 // The last block's cross-attention of word 1.
-                out.cross_weights[1].narrow(2, 0, 1).unwrap()
+                maps.fusion_cross[1].narrow(2, 0, 1).unwrap()
             };
             let moved = max_diff(&first_word(&text), &first_word(&other));
             if prefix_lm {
@@ -489,9 +346,7 @@ mod tests {
         let actions = Tensor::randn(0f32, 1., (b, a, c), &dev).unwrap();
         let patches = Tensor::randn(0f32, 1., (b, cfg.num_patches(), c), &dev).unwrap();
         let kv = head.image_kv(&patches).unwrap();
-        let whole = head
-            .forward(&text, &lens, &actions, &kv, false, false)
-            .unwrap();
+        let whole = head.forward(&text, &lens, &actions, &kv).unwrap();
 
         let (mut cache, first) = head
             .decode_start(&text, &lens, &actions.narrow(1, 0, 1).unwrap(), &kv)
@@ -520,6 +375,6 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        crate::model::fused::tests::max_diff(a, b)
+        crate::engine::ops::tests::max_diff(a, b)
     }
 }

@@ -140,7 +140,7 @@ impl Pointer {
         if let Some(r) = self.window {
             read = (read + window_mask(scores, self.grid, r)?)?;
         }
-        let cross = super::fused::softmax_last_dim(&read)?;
+        let cross = crate::engine::ops::softmax_last_dim(&read)?;
         // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
         let per_head = cross
             .reshape((b, h * a, n))?

@@ -11,7 +11,9 @@ use candle::{Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::attention::causal_padded_mask;
-use super::{embedding, Block, Config, LayerNorm};
+use super::block::{embedding, Block, LayerNorm};
+use super::record::Site;
+use super::Config;
 
 #[derive(Debug, Clone)]
 pub struct TextDecoder {
@@ -33,7 +35,7 @@ pub fn position_ids(lens: &[usize], t: usize, device: &Device) -> Result<Tensor>
 impl TextDecoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let blocks = (0..cfg.text_layers)
-            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .map(|i| Block::new(cfg, Site::Text, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<_>>()?;
         Ok(Self {
             position: embedding(
@@ -47,29 +49,17 @@ impl TextDecoder {
     }
 
     /// `tokens` (B, T, C) are embedded command tokens, left-padded; `lens` the
-    /// real lengths. Returns (B, T, C) and, with `capture`, each block's causal
-    /// attention weights (B, H, T, T).
-    pub fn forward(
-        &self,
-        tokens: &Tensor,
-        lens: &[usize],
-        capture: bool,
-        train: bool,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
+    /// real lengths. Returns (B, T, C).
+    pub fn forward(&self, tokens: &Tensor, lens: &[usize]) -> Result<Tensor> {
         let (_, t, _) = tokens.dims3()?;
         let pos = self
             .position
             .forward(&position_ids(lens, t, tokens.device())?)?;
         let mask = causal_padded_mask(lens, t, tokens.device())?.to_dtype(tokens.dtype())?;
         let mut xs = (tokens + pos)?;
-        let mut maps = Vec::new();
         for block in &self.blocks {
-            let (next, weights) = block.forward(&xs, Some(&mask), train)?;
-            xs = next;
-            if capture {
-                maps.push(weights);
-            }
+            xs = block.forward(&xs, Some(&mask))?;
         }
-        Ok((self.norm.forward(&xs, train)?, maps))
+        self.norm.forward(&xs)
     }
 }

@@ -15,11 +15,14 @@ use candle::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 
+use super::block::embedding;
 use super::fusion::{FusionHead, FusionOut, ImageMemory};
+use super::record::{self, AttentionMaps, Recorder};
 use super::text::TextDecoder;
 use super::vision::VisionEncoder;
-use super::{embedding, Config};
+use super::Config;
 use crate::action::{self, ActionToken, ACTION_VOCAB, MAX_ACTION_TOKENS};
+use crate::engine::{Engine, Path};
 
 /// One batch of inputs. Several commands may share an image: command `b`
 /// looks at image `image_index[b]`.
@@ -35,42 +38,6 @@ pub struct Inputs {
     /// (B, N), 1 on the patches command b's fusion head may not look at
     /// (attention knockout, see `faithfulness.rs`); `None` in an ordinary run.
     pub knockout: Option<Tensor>,
-}
-
-/// Every attention weight of one forward pass, layer by layer. Each tensor is
-/// (B, heads, queries, keys). The overlay, explain and eval code only read it.
-#[derive(Debug, Clone, Default)]
-pub struct AttentionMaps {
-    /// ViT self-attention over patches: (I, H, N, N), one entry per image.
-    pub vision: Vec<Tensor>,
-    /// Causal self-attention over the command: (B, H, T, T).
-    pub text: Vec<Tensor>,
-    /// Fusion self-attention over `[words, <boa>, actions]` (causal; with
-    /// `prefix_lm` the words see each other both ways): (B, H, S, S).
-    pub fusion_self: Vec<Tensor>,
-    /// Fusion cross-attention from `[words, <boa>, actions]` to patches: (B, H, S, N).
-    pub fusion_cross: Vec<Tensor>,
-    /// The same before the softmax (step 1's raw scores): (B, H, S, N).
-    pub fusion_cross_scores: Vec<Tensor>,
-    /// The image values each fusion block mixes (step 3): (B, H, N, D).
-    pub fusion_cross_values: Vec<Tensor>,
-    /// Padded command length T: query `T` of the fusion maps is `<boa>`.
-    pub text_len: usize,
-}
-
-impl AttentionMaps {
-    /// The maps of one pass: the encoders' and the fusion head's as captured.
-    fn of(vision: Vec<Tensor>, text: Vec<Tensor>, fusion: &FusionOut, text_len: usize) -> Self {
-        Self {
-            vision,
-            text,
-            fusion_self: fusion.self_weights.clone(),
-            fusion_cross: fusion.cross_weights.clone(),
-            fusion_cross_scores: fusion.cross_scores.clone(),
-            fusion_cross_values: fusion.cross_values.clone(),
-            text_len,
-        }
-    }
 }
 
 /// Decoding options. `temperature: None` (or 0) means greedy.
@@ -115,6 +82,8 @@ pub struct Generated {
     /// Per command, the decoded steps up to and including `<eoa>`.
     pub steps: Vec<Vec<Step>>,
     pub maps: Option<AttentionMaps>,
+    /// The path that computed it (see [`Path::choose`]).
+    pub path: Path,
     /// The last fusion block's `<boa>` cross-attention, (B, H, N).
     pub boa_cross: Tensor,
     pub times: StageTimes,
@@ -135,6 +104,8 @@ pub struct Vla {
     vision: VisionEncoder,
     text: TextDecoder,
     fusion: FusionHead,
+    /// The CPU inference engine, when [`Vla::compile`] built one.
+    engine: Option<Engine>,
 }
 
 impl Vla {
@@ -145,7 +116,23 @@ impl Vla {
             vision: VisionEncoder::new(cfg, vb.pp("vision"))?,
             text: TextDecoder::new(cfg, vb.pp("text"))?,
             fusion: FusionHead::new(cfg, vb.pp("fusion"))?,
+            engine: None,
         })
+    }
+
+    /// Compiles the CPU inference engine from the loaded weights, where it
+    /// can run (see [`Engine::compile`]). Done once, at load time.
+    pub fn compile(mut self) -> Result<Self> {
+        self.engine = Engine::compile(&self.vision, self.device(), self.dtype())?;
+        Ok(self)
+    }
+
+    /// The path a run takes: the policy, given whether it wants the maps.
+    pub fn path(&self, maps: bool) -> Path {
+        match Path::choose(self.device(), self.dtype(), maps) {
+            Path::CpuEngine if self.engine.is_none() => Path::Reference,
+            path => path,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -160,27 +147,18 @@ impl Vla {
         self.embed_tokens.embeddings().dtype()
     }
 
-    /// pixels (I, 3, S, S) -> patch tokens (I, N, C).
-    pub fn encode_image(
-        &self,
-        pixels: &Tensor,
-        capture: bool,
-        train: bool,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
-        self.vision
-            .forward(&pixels.to_dtype(self.dtype())?, capture, train)
+    /// pixels (I, 3, S, S) -> patch tokens (I, N, C), on `path`.
+    pub fn encode_image(&self, pixels: &Tensor, path: Path) -> Result<Tensor> {
+        let pixels = pixels.to_dtype(self.dtype())?;
+        match (path, &self.engine) {
+            (Path::CpuEngine, Some(engine)) => engine.encode_image(&pixels),
+            _ => self.vision.forward(&pixels),
+        }
     }
 
     /// command ids (B, T) -> word states (B, T, C).
-    pub fn encode_text(
-        &self,
-        ids: &Tensor,
-        lens: &[usize],
-        capture: bool,
-        train: bool,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
-        self.text
-            .forward(&self.embed_tokens.forward(ids)?, lens, capture, train)
+    pub fn encode_text(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        self.text.forward(&self.embed_tokens.forward(ids)?, lens)
     }
 
     /// The fusion head's image keys and values, one pair per block, gathered
@@ -206,34 +184,31 @@ impl Vla {
         Ok(image)
     }
 
-    /// Teacher-forced forward pass, as in training: `action_ids` (B, A) are
-    /// `<boa>, a_1, .., a_{A-1}` as vocabulary ids; the logits at position k
-    /// predict action token k.
-    pub fn forward(
-        &self,
-        inputs: &Inputs,
-        action_ids: &Tensor,
-        capture: bool,
-        train: bool,
-    ) -> Result<(FusionOut, AttentionMaps)> {
+    /// Teacher-forced forward pass of the reference model, as in training:
+    /// `action_ids` (B, A) are `<boa>, a_1, .., a_{A-1}` as vocabulary ids;
+    /// the logits at position k predict action token k. A [`Recorder`] open
+    /// around it keeps every attention weight.
+    pub fn forward(&self, inputs: &Inputs, action_ids: &Tensor) -> Result<FusionOut> {
         let pixels = inputs.pixels.to_dtype(self.dtype())?;
         let embedded = self.embed_tokens.forward(&inputs.text_ids)?;
-        self.forward_from(&pixels, &embedded, inputs, action_ids, capture, train)
+        self.forward_from(&pixels, &embedded, inputs, action_ids)
     }
 
     /// [`Vla::forward`] with the graph kept from the pixels and the embedded
-    /// command on, so that every attention weight it returns has a gradient
-    /// (the relevance maps of `relevance.rs` need them). The weights
+    /// command on, and every attention weight recorded and tapped (the
+    /// relevance maps of `relevance.rs` need their gradients). The weights
     /// themselves stay constants.
     pub fn forward_traced(
         &self,
         inputs: &Inputs,
         action_ids: &Tensor,
-    ) -> Result<(FusionOut, AttentionMaps)> {
+    ) -> Result<(FusionOut, AttentionMaps, Vec<(candle::TensorId, candle::Var)>)> {
         let pixels = candle::Var::from_tensor(&inputs.pixels.to_dtype(self.dtype())?)?;
         let embedded = candle::Var::from_tensor(&self.embed_tokens.forward(&inputs.text_ids)?)?;
-        // `train`: the softmax and layer norm with backward passes.
-        self.forward_from(&pixels, &embedded, inputs, action_ids, true, true)
+        let recorder = Recorder::start_tapped();
+        let out = self.forward_from(&pixels, &embedded, inputs, action_ids)?;
+        let (maps, taps) = recorder.finish(inputs.text_ids.dim(1)?);
+        Ok((out, maps, taps))
     }
 
     /// The teacher-forced pass from pixels and embedded command tokens.
@@ -243,20 +218,13 @@ impl Vla {
         embedded: &Tensor,
         inputs: &Inputs,
         action_ids: &Tensor,
-        capture: bool,
-        train: bool,
-    ) -> Result<(FusionOut, AttentionMaps)> {
-        let (patches, vision_maps) = self.vision.forward(pixels, capture, train)?;
-        let (words, text_maps) = self
-            .text
-            .forward(embedded, &inputs.text_lens, capture, train)?;
+    ) -> Result<FusionOut> {
+        let patches = self.vision.forward(pixels)?;
+        let words = self.text.forward(embedded, &inputs.text_lens)?;
         let kv = self.image_kv(&patches, inputs)?;
         let actions = self.embed_tokens.forward(action_ids)?;
-        let out = self
-            .fusion
-            .forward(&words, &inputs.text_lens, &actions, &kv, capture, train)?;
-        let maps = AttentionMaps::of(vision_maps, text_maps, &out, inputs.text_ids.dim(1)?);
-        Ok((out, maps))
+        self.fusion
+            .forward(&words, &inputs.text_lens, &actions, &kv)
     }
 
     /// Vocabulary id of an action token.
@@ -264,20 +232,22 @@ impl Vla {
         self.cfg.action_offset + t.index() as u32
     }
 
-    /// Decodes an action for every command in the batch.
+    /// Decodes an action for every command in the batch; with `maps`, also
+    /// returns every attention weight (and runs the reference path).
     pub fn generate(
         &self,
         inputs: &Inputs,
         decoding: &Decoding,
-        capture: bool,
+        maps: bool,
     ) -> anyhow::Result<Generated> {
         let device = self.device().clone();
+        let path = self.path(maps);
+        let recorder = maps.then(Recorder::start);
         let t0 = Instant::now();
-        let (patches, vision_maps) = self.encode_image(&inputs.pixels, capture, false)?;
+        let patches = self.encode_image(&inputs.pixels, path)?;
         sync(&device)?;
         let t1 = Instant::now();
-        let (words, text_maps) =
-            self.encode_text(&inputs.text_ids, &inputs.text_lens, capture, false)?;
+        let words = self.encode_text(&inputs.text_ids, &inputs.text_lens)?;
         sync(&device)?;
         let t2 = Instant::now();
 
@@ -289,14 +259,12 @@ impl Vla {
         let mut steps: Vec<Vec<Step>> = vec![Vec::new(); b];
         let mut ids: Vec<Vec<u32>> = vec![vec![self.cfg.boa_token_id]; b];
         // Each step computes only the newest position, against the fusion
-        // blocks' cached keys and values of the earlier ones.
+        // blocks' cached keys and values of the earlier ones. The steps are
+        // not recorded: the maps come from one pass at the end.
         let boa = Tensor::from_vec(vec![self.cfg.boa_token_id; b], (b, 1), &device)?;
-        let (mut cache, mut out) = self.fusion.decode_start(
-            &words,
-            &inputs.text_lens,
-            &self.embed_tokens.forward(&boa)?,
-            &kv,
-        )?;
+        let boa = self.embed_tokens.forward(&boa)?;
+        let (mut cache, mut out) =
+            record::paused(|| self.fusion.decode_start(&words, &inputs.text_lens, &boa, &kv))?;
         let boa_cross = out.cross.clone();
         for k in 0..MAX_ACTION_TOKENS {
             let logits = out.logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
@@ -323,30 +291,23 @@ impl Vla {
             for (seq, id) in ids.iter_mut().zip(&next_ids) {
                 seq.push(*id);
             }
-            let next = Tensor::from_vec(next_ids, (b, 1), &device)?;
-            out = self
-                .fusion
-                .decode_step(&mut cache, &self.embed_tokens.forward(&next)?, &kv)?;
+            let next = self.embed_tokens.forward(&Tensor::from_vec(next_ids, (b, 1), &device)?)?;
+            out = record::paused(|| self.fusion.decode_step(&mut cache, &next, &kv))?;
         }
         // The maps: one teacher-forced pass over the positions decoded, which
         // gives every row the cached steps computed, and the words' rows too.
-        let maps = if capture {
-            let a = ids[0].len();
-            let flat: Vec<u32> = ids.into_iter().flatten().collect();
-            let actions = self
-                .embed_tokens
-                .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
-            let out = self
-                .fusion
-                .forward(&words, &inputs.text_lens, &actions, &kv, true, false)?;
-            Some(AttentionMaps::of(
-                vision_maps,
-                text_maps,
-                &out,
-                inputs.text_ids.dim(1)?,
-            ))
-        } else {
-            None
+        let maps = match recorder {
+            Some(recorder) => {
+                let a = ids[0].len();
+                let flat: Vec<u32> = ids.into_iter().flatten().collect();
+                let actions = self
+                    .embed_tokens
+                    .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
+                self.fusion
+                    .forward(&words, &inputs.text_lens, &actions, &kv)?;
+                Some(recorder.finish(inputs.text_ids.dim(1)?).0)
+            }
+            None => None,
         };
         sync(&device)?;
         let t3 = Instant::now();
@@ -354,6 +315,7 @@ impl Vla {
         Ok(Generated {
             steps,
             maps,
+            path,
             boa_cross,
             times: StageTimes {
                 vision: ms(t0, t1),

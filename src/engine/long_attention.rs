@@ -18,7 +18,7 @@
 //! alive. This is the same arithmetic as FlashAttention. Written with candle
 //! ops ([`tiled_attention_blocks`]) it saves memory but not time, because
 //! every tile becomes a dozen small ops; on the CPU, [`tiled_attention`] runs
-//! it as one kernel instead ([`super::flash_cpu`]).
+//! it as one kernel instead ([`super::long_attention_cpu`]).
 //!
 //! [`AttentionImpl`] names the three interchangeable paths and
 //! [`attention_with`] runs one: `Naive`, `Tiled`, and `Fused`, the kernels
@@ -28,7 +28,7 @@
 use candle::{DType, Device, Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::attention::{align, attend, causal_mask, score, ScoreFn};
+use crate::model::attention::{align, attend, causal_mask, score, ScoreFn};
 
 /// Queries per tile of the tiled path.
 pub const BLOCK_Q: usize = 256;
@@ -141,14 +141,14 @@ pub fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Resu
     } else {
         scores
     };
-    attend(&align(&scores, false)?, v)
+    attend(&align(&scores)?, v)
 }
 
-/// Tiled attention: the CPU kernel of [`super::flash_cpu`] for f32 on the
+/// Tiled attention: the CPU kernel of [`super::long_attention_cpu`] for f32 on the
 /// CPU, else the candle-ops version with [`BLOCK_Q`] × [`BLOCK_K`] tiles.
 pub fn tiled_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
     if q.device().is_cpu() && q.dtype() == DType::F32 {
-        return super::flash_cpu::tiled_attention_cpu(q, k, v, causal);
+        return super::long_attention_cpu::tiled_attention_cpu(q, k, v, causal);
     }
     tiled_attention_blocks(q, k, v, causal, BLOCK_Q, BLOCK_K)
 }
@@ -296,7 +296,7 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::tests::max_diff;
+    use crate::engine::ops::tests::max_diff;
 
     fn randn(shape: (usize, usize, usize, usize)) -> Tensor {
         Tensor::randn(0f32, 1f32, shape, &Device::Cpu).unwrap()

@@ -1,4 +1,6 @@
-//! The conv stem's convolutions on the CPU as im2col + one matrix multiply.
+//! The vision encoder's convolutions (the stem, and the patch embedding as a
+//! stride-P convolution) on the CPU as im2col + one matrix multiply, with a
+//! backward pass for training.
 //!
 //! A convolution with a k × k kernel is a matrix multiply in disguise: copy
 //! the k·k·C input values under each output pixel into one row ("im2col"),
@@ -17,7 +19,7 @@
 //! scatter-add ("col2im"). Activations stay channels-last (NHWC) between the
 //! stem's layers. The weights keep candle's `(C_out, C_in, k, k)` layout, so
 //! checkpoints are the same either way; off the CPU, or for dtypes other
-//! than f32, the stem uses candle's `conv2d`.
+//! than f32, [`conv2d_nhwc`] uses candle's `conv2d`.
 
 use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -194,6 +196,16 @@ pub fn conv2d_nhwc(
     bias: Option<&Tensor>,
     geometry: ConvGeometry,
 ) -> Result<Tensor> {
+    if !super::ops::fused_here(x) {
+        // Off the CPU: candle's conv2d, on an NCHW view and back.
+        let nchw = x.permute((0, 3, 1, 2))?.contiguous()?;
+        let out = nchw.conv2d(weight, geometry.padding, geometry.stride, 1, 1)?;
+        let out = match bias {
+            Some(b) => out.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+            None => out,
+        };
+        return out.permute((0, 2, 3, 1))?.contiguous();
+    }
     let (b, height, width, _) = x.dims4()?;
     let (c_out, c_in, k, _) = weight.dims4()?;
     let (oh, ow) = (geometry.out_size(height), geometry.out_size(width));
@@ -215,7 +227,7 @@ pub fn conv2d_nhwc(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::tests::{max_diff, randn};
+    use crate::engine::ops::tests::{max_diff, randn};
     use candle::Var;
     use candle_nn::{Conv2dConfig, Module};
 

@@ -1,7 +1,7 @@
 //! The vision encoder at inference on the CPU, one image per task.
 //!
-//! `dense.rs` fuses each layer's multiply, bias and activation, but every
-//! layer is still its own pass over the whole batch. At batch 32 the first
+//! Run layer by layer, every layer is its own pass over the whole batch. At
+//! batch 32 the first
 //! stem convolution alone writes a 26 MB tensor that the next layer reads
 //! back from memory; each encoder block writes eleven batch-sized tensors
 //! (two LNs; Q, K, V; the attention output and its projection; the MLP's
@@ -24,11 +24,9 @@
 //!
 //! An image's buffers (about 2 MB at 160 px) are reused from image to image
 //! and stay in the cache, and the threads never wait for each other. It is
-//! the same arithmetic as [`super::vision::VisionEncoder::forward`]'s
-//! trainable path (tested), so it is used only where nothing needs the
-//! attention maps or a gradient, and only when the batch has images for at
-//! least half the threads (see [`applies`]; with fewer, `dense.rs` splits
-//! each layer's rows across the threads instead).
+//! the same arithmetic as the reference [`VisionEncoder::forward`] (tested
+//! below), so it is used only where nothing needs the attention maps or a
+//! gradient (`Path::CpuEngine`). A batch keeps min(B, threads) threads busy.
 
 use std::sync::Arc;
 
@@ -36,9 +34,12 @@ use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
-use super::conv::{im2col_row, ConvGeometry};
-use super::dense::{self, Act};
-use super::fused;
+use super::gemm::{self, Act};
+use super::im2col::{im2col_row, ConvGeometry};
+use super::simd;
+use crate::model::block::{Block, LayerNorm};
+use crate::model::vision::{Conv, VisionEncoder};
+use crate::model::ScoreFn;
 
 /// One row-major f32 matrix, copied out of a loaded tensor.
 fn host(t: &Tensor) -> Result<Vec<f32>> {
@@ -82,8 +83,8 @@ impl Layer {
     fn apply(&self, dst: &mut [f32], src: &[f32], accumulate: bool) {
         let rows = src.len() / self.k;
         let dst = &mut dst[..rows * self.n];
-        dense::gemm_tile(dst, src, &self.w, (rows, self.k, self.n), accumulate);
-        dense::epilogue(dst, &self.b, Act::None);
+        gemm::gemm_tile(dst, src, &self.w, (rows, self.k, self.n), accumulate);
+        gemm::epilogue(dst, &self.b, Act::None);
     }
 }
 
@@ -96,11 +97,11 @@ struct Norm {
 }
 
 impl Norm {
-    fn new(weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Self> {
+    fn new(norm: &LayerNorm) -> Result<Self> {
         Ok(Self {
-            w: host(weight)?,
-            b: host(bias)?,
-            eps: eps as f32,
+            w: host(&norm.weight)?,
+            b: host(&norm.bias)?,
+            eps: norm.eps as f32,
         })
     }
 
@@ -108,7 +109,7 @@ impl Norm {
     fn apply(&self, dst: &mut [f32], src: &[f32]) {
         let c = self.w.len();
         for (y, x) in dst.chunks_mut(c).zip(src.chunks(c)) {
-            let (mean, r) = fused::row_stats(x, self.eps);
+            let (mean, r) = simd::row_stats(x, self.eps);
             for (((y, x), w), b) in y.iter_mut().zip(x).zip(&self.w).zip(&self.b) {
                 *y = (x - mean) * r * w + b;
             }
@@ -119,7 +120,7 @@ impl Norm {
 /// One pre-LN encoder block's weights, with Q, K and V stacked into one
 /// (3C, C) projection.
 #[derive(Debug)]
-pub struct BlockWeights {
+struct BlockWeights {
     norm1: Norm,
     qkv: Layer,
     out: Layer,
@@ -130,15 +131,16 @@ pub struct BlockWeights {
 }
 
 impl BlockWeights {
-    /// Copies a block's loaded weights: norms as (weight, bias, ε), the
-    /// attention's q, k, v, o projections, and the MLP's two layers.
-    pub fn new(
-        norm1: (&Tensor, &Tensor, f64),
-        [q, k, v, o]: [&Linear; 4],
-        heads: usize,
-        norm2: (&Tensor, &Tensor, f64),
-        [fc1, fc2]: [&Linear; 2],
-    ) -> Result<Self> {
+    /// Copies a block's loaded weights, with Q, K and V stacked.
+    fn compile(block: &Block) -> Result<Self> {
+        let attn = &block.attn;
+        if attn.score_fn() != ScoreFn::ScaledDot {
+            candle::bail!("encoder kernel: scaled dot-product attention only");
+        }
+        let (q, k, v, o) = (&attn.q_proj, &attn.k_proj, &attn.v_proj, &attn.o_proj);
+        let (fc1, fc2) = (&block.mlp.fc1, &block.mlp.fc2);
+        let heads = attn.num_heads;
+        let [norm1, norm2] = block.norms();
         let qkv = Layer::stack(&[q, k, v])?;
         let c = qkv.k;
         if heads == 0 || c % heads != 0 || qkv.n != 3 * c {
@@ -152,10 +154,7 @@ impl BlockWeights {
         if (out.k, out.n, fc1.k, fc2.k, fc2.n) != (c, c, c, fc1.n, c) {
             candle::bail!("encoder kernel: the block's layers do not chain");
         }
-        let (norm1, norm2) = (
-            Norm::new(norm1.0, norm1.1, norm1.2)?,
-            Norm::new(norm2.0, norm2.1, norm2.2)?,
-        );
+        let (norm1, norm2) = (Norm::new(norm1)?, Norm::new(norm2)?);
         if [&norm1, &norm2]
             .iter()
             .any(|n| n.w.len() != c || n.b.len() != c)
@@ -181,7 +180,7 @@ impl BlockWeights {
 /// One convolution: weights (C_out, k·k·C) with each row in im2col order
 /// (kernel row, kernel column, channel), bias, geometry and activation.
 #[derive(Debug)]
-pub struct ConvLayer {
+struct ConvLayer {
     w: Vec<f32>,
     b: Vec<f32>,
     geometry: ConvGeometry,
@@ -191,7 +190,8 @@ pub struct ConvLayer {
 
 impl ConvLayer {
     /// From candle's layout: weight (C_out, C, k, k), bias (C_out).
-    pub fn new(weight: &Tensor, bias: &Tensor, geometry: ConvGeometry, act: Act) -> Result<Self> {
+    fn new(conv: &Conv, act: Act) -> Result<Self> {
+        let (weight, bias, geometry) = (&conv.weight, &conv.bias, conv.geometry);
         let (c_out, c_in, kh, kw) = weight.dims4()?;
         let k = geometry.kernel;
         if (kh, kw) != (k, k) || bias.elem_count() != c_out {
@@ -215,7 +215,7 @@ impl ConvLayer {
     }
 
     /// One image: `x` (H, W, C) read with `strides` -> `dst` (OH, OW, C_out),
-    /// im2col tiles of a few output rows in `cols`, as `dense::conv2d_nhwc`.
+    /// im2col tiles of a few output rows in `cols`.
     fn apply(
         &self,
         x: &[f32],
@@ -228,7 +228,7 @@ impl ConvLayer {
         let (c, c_out) = (self.c_in, self.c_out());
         let (oh, ow, row) = (g.out_size(h), g.out_size(w), g.kernel * g.kernel * c);
         let [sh, sw, sc] = strides;
-        let tile = (dense::CONV_TILE_VALUES / (ow * row).max(1)).clamp(1, oh.max(1));
+        let tile = (gemm::CONV_TILE_VALUES / (ow * row).max(1)).clamp(1, oh.max(1));
         for (t, dst) in dst[..oh * ow * c_out]
             .chunks_mut(tile * ow * c_out)
             .enumerate()
@@ -239,8 +239,8 @@ impl ConvLayer {
             for (i, cols) in cols.chunks_mut(ow * row).enumerate() {
                 im2col_row(x, [0, sh, sw, sc], (h, w, c), g, 0, t * tile + i, cols);
             }
-            dense::gemm_tile(dst, cols, &self.w, (rows * ow, row, c_out), false);
-            dense::epilogue(dst, &self.b, self.act);
+            gemm::gemm_tile(dst, cols, &self.w, (rows * ow, row, c_out), false);
+            gemm::epilogue(dst, &self.b, self.act);
         }
     }
 }
@@ -257,14 +257,21 @@ pub struct EncoderWeights {
 }
 
 impl EncoderWeights {
-    pub fn new(
-        stem: Vec<ConvLayer>,
-        patch: ConvLayer,
-        position: &Tensor,
-        blocks: Vec<BlockWeights>,
-        norm: (&Tensor, &Tensor, f64),
-    ) -> Result<Self> {
-        let norm = Norm::new(norm.0, norm.1, norm.2)?;
+    /// Copies a loaded encoder's weights into the kernel's layout.
+    pub fn compile(encoder: &VisionEncoder) -> Result<Self> {
+        let stem = encoder
+            .stem
+            .iter()
+            .map(|c| ConvLayer::new(c, Act::Gelu))
+            .collect::<Result<Vec<_>>>()?;
+        let patch = ConvLayer::new(&encoder.patch_embed, Act::None)?;
+        let blocks = encoder
+            .blocks
+            .iter()
+            .map(BlockWeights::compile)
+            .collect::<Result<Vec<_>>>()?;
+        let position = &encoder.position;
+        let norm = Norm::new(&encoder.norm)?;
         let c = norm.w.len();
         if norm.b.len() != c || !position.elem_count().is_multiple_of(c.max(1)) {
             candle::bail!("encoder kernel: final norm or position codes not {c} wide");
@@ -299,19 +306,6 @@ impl EncoderWeights {
         }
         sides
     }
-}
-
-/// Whether the kernel is worth it for `pixels` (B, 3, S, S): f32 on the
-/// CPU, kernels on (see `dense::inference_here`; `probe_weight` is one of
-/// the encoder's), and images for at least half the threads. The kernel
-/// keeps only min(B, threads) threads busy, but the layer-by-layer path
-/// takes about twice as long per image (measured on 2 cores: one image in
-/// 6.4–6.5 ms on one thread here, 6.6–7.7 ms split over both threads), so
-/// it wins until more than half the threads would sit idle.
-pub fn applies(pixels: &Tensor, probe_weight: &Tensor) -> bool {
-    let threads = rayon::current_num_threads();
-    dense::inference_here(pixels, probe_weight)
-        && pixels.dims().first().is_some_and(|&b| 2 * b >= threads)
 }
 
 /// `pixels` (B, 3, S, S) through the whole encoder: tokens (B, N, C).
@@ -373,7 +367,7 @@ impl Scratch {
                 .map(|(l, s)| vec![0.0; s * s * l.c_out()])
                 .collect(),
             // A tile is CONV_TILE_VALUES, or one output row where that is more.
-            cols: vec![0.0; dense::CONV_TILE_VALUES.max(one_row)],
+            cols: vec![0.0; gemm::CONV_TILE_VALUES.max(one_row)],
             h: vec![0.0; n * c],
             qkv: vec![0.0; n * 3 * c],
             att: vec![0.0; n * c],
@@ -415,7 +409,7 @@ impl EncoderOp {
             let inner = blk.fc1.n;
             let hidden = &mut s.hidden[..n * inner];
             blk.fc1.apply(hidden, &s.h, false);
-            fused::gelu_in_place(hidden);
+            simd::gelu_in_place(hidden);
             blk.fc2.apply(x, hidden, true);
         }
         s.h.copy_from_slice(x);
@@ -446,7 +440,7 @@ fn head_attention(
     unsafe {
         let p = qkv.as_ptr();
         let heads = [p.add(col), p.add(c + col), p.add(2 * c + col)];
-        dense::head_attention(heads, 3 * c, att.as_mut_ptr().add(col), c, scores, n, d);
+        gemm::head_attention(heads, 3 * c, att.as_mut_ptr().add(col), c, scores, n, d);
     }
 }
 
@@ -456,7 +450,7 @@ impl CustomOp1 for EncoderOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let px = fused::slice(s, l, self.name())?;
+        let px = simd::slice(s, l, self.name())?;
         let (b, _, side, _) = l.shape().dims4()?;
         let c = self.0.norm.w.len();
         let n = self.0.position.len() / c;
@@ -468,5 +462,34 @@ impl CustomOp1 for EncoderOp {
                 |scratch, (x, px)| self.image(px, side, x, scratch),
             );
         Ok((CpuStorage::F32(out), Shape::from((b, n, c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ops::tests::max_diff;
+    use crate::model::Config;
+    use candle::Device;
+
+    #[test]
+    fn the_per_image_kernel_matches_the_reference_encoder() {
+        // With the conv stem, and without it (patches cut from the pixels).
+        for stem in [vec![8, 16], vec![]] {
+            let mut cfg = Config::tiny();
+            cfg.image_size = 64;
+            cfg.hidden_size = 32;
+            cfg.intermediate_size = 48;
+            cfg.conv_stem = stem.clone();
+            let vars = candle_nn::VarMap::new();
+            let vb = crate::model::init::SeededInit::var_builder(&vars, 7, &Device::Cpu);
+            let encoder = VisionEncoder::new(&cfg, vb).unwrap();
+            let px = Tensor::randn(0f32, 1., (3, 3, 64, 64), &Device::Cpu).unwrap();
+            let want = encoder.forward(&px).unwrap();
+            let got = forward(&px, &Arc::new(EncoderWeights::compile(&encoder).unwrap())).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = max_diff(&got, &want);
+            assert!(diff < 1e-4, "stem {stem:?}: the kernel is {diff} off");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The tiled online-softmax attention of [`super::flash`] as one CPU kernel
+//! The tiled online-softmax attention of [`super::long_attention`] as one CPU kernel
 //! (the loop structure of FlashAttention-2, Dao 2023, on CPU cores instead of
 //! GPU thread blocks): every (batch, head, block of queries) is an
 //! independent task on the rayon pool; inside it, key/value blocks stream
@@ -13,6 +13,8 @@
 
 use candle::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::simd::{self, exp_fast};
 
 /// Queries per task.
 pub const CPU_BLOCK_Q: usize = 64;
@@ -90,14 +92,14 @@ fn block<const FMA: bool>(h: &Head, out: &mut [f32]) {
                 .copied()
                 .fold(f32::NEG_INFINITY, f32::max);
             let m_new = m[i].max(tile_max);
-            let correction = (m[i] - m_new).exp(); // 0 on the first block: m = -inf
+            let correction = exp_fast(m[i] - m_new); // 0 on the first block: m = -inf
             let acc = &mut out[i * d..(i + 1) * d];
             if correction != 1.0 {
                 acc.iter_mut().for_each(|a| *a *= correction);
             }
             let mut sum = 0f32;
             for (j, &x) in row[..visible].iter().enumerate() {
-                let p = (x - m_new).exp();
+                let p = exp_fast(x - m_new);
                 sum += p;
                 axpy::<FMA>(acc, p, &h.v[(k0 + j) * d..(k0 + j + 1) * d]);
             }
@@ -119,21 +121,11 @@ unsafe fn block_avx2_fma(h: &Head, out: &mut [f32]) {
 
 fn run_block(h: &Head, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if simd::has_avx2() {
         // SAFETY: the CPU has the features the function was compiled for.
         return unsafe { block_avx2_fma(h, out) };
     }
     block::<false>(h, out)
-}
-
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle::bail!("the CPU tiled attention kernel takes f32 only");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle::bail!("the CPU tiled attention kernel needs contiguous inputs"),
-    }
 }
 
 impl CustomOp3 for TiledCpu {
@@ -150,7 +142,12 @@ impl CustomOp3 for TiledCpu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let what = self.name();
+        let (q, k, v) = (
+            simd::slice(s1, l1, what)?,
+            simd::slice(s2, l2, what)?,
+            simd::slice(s3, l3, what)?,
+        );
         let (b, h, tq, d) = l1.shape().dims4()?;
         let tk = l2.shape().dims4()?.2;
         // Keys transposed per head, (B·H, D, Tk), so score rows are contiguous.
@@ -195,7 +192,7 @@ impl CustomOp3 for TiledCpu {
 /// Tiled attention as one CPU kernel: `q` (B, H, Tq, D), `k`, `v` (B, H, Tk, D),
 /// f32 on the CPU.
 pub fn tiled_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    super::flash::check_shapes(q, k, v, causal)?;
+    super::long_attention::check_shapes(q, k, v, causal)?;
     q.contiguous()?
         .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &TiledCpu { causal })
 }
