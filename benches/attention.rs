@@ -6,10 +6,10 @@
 
 use candle::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vla_demo::model::attention::{align, attend, score, ScoreFn};
 use vla_demo::engine::long_attention::{
     attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
 };
+use vla_demo::model::attention::{align, attend, score, ScoreFn};
 
 const HEADS: usize = 4;
 const DIM: usize = 32;

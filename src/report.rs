@@ -265,7 +265,15 @@ impl Report {
         writeln!(
             s,
             "model      {} on {}, {} path ({}×{} px view, {}×{} patches of {} px, {} heads)",
-            m.origin, m.device, m.path, m.image_size, m.image_size, m.grid, m.grid, m.patch_size, m.heads
+            m.origin,
+            m.device,
+            m.path,
+            m.image_size,
+            m.image_size,
+            m.grid,
+            m.grid,
+            m.patch_size,
+            m.heads
         )?;
         writeln!(
             s,

@@ -172,7 +172,10 @@ fn every_attention_map_gets_a_gradient_and_the_tap_closes_afterwards() {
         let (maps, taps) = recorder.finish(3);
         assert_eq!((maps.text.len(), taps.len()), (1, 1));
     }
-    assert!(!tap().track_op(), "a finished recorder still tapped the weights");
+    assert!(
+        !tap().track_op(),
+        "a finished recorder still tapped the weights"
+    );
 }
 
 #[test]

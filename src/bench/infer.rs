@@ -185,9 +185,7 @@ pub fn bench_batch(
     let mut fwd = Vec::new();
     for i in 0..warmup + runs {
         let t = Instant::now();
-        let out = p
-            .model
-            .forward(&forced.inputs, &forced.action_ids)?;
+        let out = p.model.forward(&forced.inputs, &forced.action_ids)?;
         p.device.synchronize()?;
         std::hint::black_box(out.logits);
         if i >= warmup {
@@ -261,9 +259,7 @@ pub fn export_reference(
     let commands: Vec<&str> = ex.iter().map(|e| e.command.as_str()).collect();
     let preds = p.predict(&images, &commands, &Decoding::default(), false)?;
     let forced = forced_inputs(p, ex, &preds)?;
-    let out = p
-        .model
-        .forward(&forced.inputs, &forced.action_ids)?;
+    let out = p.model.forward(&forced.inputs, &forced.action_ids)?;
     let b = ex.len();
     let tokens: Vec<i64> = preds
         .iter()

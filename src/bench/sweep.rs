@@ -26,11 +26,11 @@ use candle::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::sys::{self, Summary};
-use crate::model::attention::{align, attend, score, ScoreFn};
 use crate::engine::long_attention::{
     attention_with, tiled_attention_blocks, AttentionImpl, BLOCK_K, BLOCK_Q,
 };
 use crate::engine::long_attention_cpu::{CPU_BLOCK_K, CPU_BLOCK_Q};
+use crate::model::attention::{align, attend, score, ScoreFn};
 
 /// The sequence lengths of the sweep: 224, 384, 512, 768 and 1024 px images at 16 px patches.
 pub const DEFAULT_LENS: [usize; 5] = [196, 576, 1024, 2304, 4096];

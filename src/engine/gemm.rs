@@ -21,11 +21,9 @@ pub enum Act {
     Gelu,
 }
 
-
 /// im2col values per conv tile: 256 KiB, so a tile's buffer is still in
 /// the core's L2 cache when its gemm reads it.
 pub(crate) const CONV_TILE_VALUES: usize = 64 * 1024;
-
 
 /// `dst (R, N) = lhs (R, K) · wᵀ`, `w` (N, K) row-major, on this thread;
 /// with `accumulate`, `dst += …` instead (a residual connection).
@@ -67,7 +65,6 @@ pub(crate) fn gemm_tile(
     }
 }
 
-
 /// Adds the bias to every row of `dst` (rows of `bias.len()`), then the activation.
 pub(crate) fn epilogue(dst: &mut [f32], bias: &[f32], act: Act) {
     for row in dst.chunks_mut(bias.len()) {
@@ -79,7 +76,6 @@ pub(crate) fn epilogue(dst: &mut [f32], bias: &[f32], act: Act) {
         simd::gelu_in_place(dst);
     }
 }
-
 
 /// One head of unmasked self-attention on this thread: `out_h = softmax(q_h
 /// k_hᵀ/√d) v_h`, with the (T, T) weights in `scores`. `qkv` points at the
@@ -169,7 +165,15 @@ mod tests {
         let mut scores = vec![0f32; t * t];
         // SAFETY: q, k, v and out are t × d, rows d apart; scores is t × t.
         unsafe {
-            head_attention([qh.as_ptr(), kh.as_ptr(), vh.as_ptr()], d, out.as_mut_ptr(), d, &mut scores, t, d);
+            head_attention(
+                [qh.as_ptr(), kh.as_ptr(), vh.as_ptr()],
+                d,
+                out.as_mut_ptr(),
+                d,
+                &mut scores,
+                t,
+                d,
+            );
         }
         let r = |x: &Tensor| x.reshape((1, 1, t, d)).unwrap();
         let s = score(ScoreFn::ScaledDot, &r(&q), &r(&k), None).unwrap();
@@ -183,7 +187,13 @@ mod tests {
         // x = [[1, 2]], W = [[1, 0], [0, 1], [1, 1]], b = [0, -2, 0.5]:
         // x Wᵀ + b = [1, 0, 3.5]; GELU(0) = 0, GELU(1) ≈ 0.8412.
         let mut dst = vec![0f32; 3];
-        gemm_tile(&mut dst, &[1.0, 2.0], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], (1, 2, 3), false);
+        gemm_tile(
+            &mut dst,
+            &[1.0, 2.0],
+            &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            (1, 2, 3),
+            false,
+        );
         epilogue(&mut dst, &[0.0, -2.0, 0.5], Act::Gelu);
         assert!((dst[0] - 0.8412).abs() < 1e-3, "{dst:?}");
         assert_eq!(dst[1], 0.0);

@@ -2,9 +2,9 @@
 //!
 //! - **Inference on the CPU** ([`Engine`]): compiled once from a loaded
 //!   model. It runs the whole vision encoder one image per task
-//!   ([`vision`]), built from one tiled gemm with its bias and GELU, one
-//!   convolution (im2col tiles, [`im2col`]), one layer norm and one attention
-//!   kernel ([`gemm::head_attention`]).
+//!   ([`vision`]), built from one tiled gemm with its bias and GELU
+//!   ([`gemm`]), one convolution and one layer norm ([`layers`]), and one
+//!   attention kernel ([`gemm::head_attention`]).
 //! - **Training** ([`ops`], [`im2col`]): softmax, GELU, layer norm and the
 //!   convolution as fused CPU ops *with* backward passes (candle 0.11's fused
 //!   softmax and layer norm have none). The reference model calls them; off
@@ -19,6 +19,7 @@
 
 pub mod gemm;
 pub mod im2col;
+pub mod layers;
 pub mod long_attention;
 pub mod long_attention_cpu;
 pub mod ops;

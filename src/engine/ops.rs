@@ -104,10 +104,8 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 
 // ------------------------------------------------------------------ GELU
 
-
 struct Gelu;
 struct GeluBwd;
-
 
 #[inline(always)]
 fn gelu_bwd(dx: &mut [f32], x: &[f32], g: &[f32]) {
@@ -124,7 +122,6 @@ fn gelu_bwd(dx: &mut [f32], x: &[f32], g: &[f32]) {
 unsafe fn gelu_bwd_avx2(dx: &mut [f32], x: &[f32], g: &[f32]) {
     gelu_bwd(dx, x, g)
 }
-
 
 impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
@@ -189,7 +186,6 @@ struct LayerNormOp {
 struct LayerNormBwd {
     eps: f32,
 }
-
 
 impl CustomOp3 for LayerNormOp {
     fn name(&self) -> &'static str {

@@ -15,7 +15,6 @@ pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a
     }
 }
 
-
 pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 pub(crate) const GELU_C: f32 = 0.044_715;
 
@@ -144,7 +143,6 @@ fn gelu_in_place_scalar(xs: &mut [f32]) {
 unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
     gelu_in_place_scalar(xs)
 }
-
 
 pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -138,7 +138,13 @@ impl Block {
         let (h, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         Ok(Self {
             norm1: LayerNorm::new(h, eps, vb.pp("norm1"))?,
-            attn: Attention::new(h, cfg.num_attention_heads, ScoreFn::ScaledDot, site, attn_vb)?,
+            attn: Attention::new(
+                h,
+                cfg.num_attention_heads,
+                ScoreFn::ScaledDot,
+                site,
+                attn_vb,
+            )?,
             cross,
             norm2: LayerNorm::new(h, eps, vb.pp("norm2"))?,
             mlp: Mlp::new(h, cfg.intermediate_size, vb.pp("mlp"))?,

@@ -78,7 +78,11 @@ impl Conv {
             stride: p,
             padding: 0,
         };
-        Self::with(proj.weight().reshape((hidden, c_in, p, p))?, proj.bias(), geometry)
+        Self::with(
+            proj.weight().reshape((hidden, c_in, p, p))?,
+            proj.bias(),
+            geometry,
+        )
     }
 
     fn with(weight: Tensor, bias: Option<&Tensor>, geometry: ConvGeometry) -> Result<Self> {
@@ -187,7 +191,11 @@ mod tests {
         let vb = crate::model::init::SeededInit::var_builder(&vars, 3, &Device::Cpu);
         let enc = VisionEncoder::new(&cfg, vb).unwrap();
         let px = Tensor::randn(0f32, 1., (2, 3, 32, 32), &Device::Cpu).unwrap();
-        let conv = enc.embed(&px).unwrap().broadcast_sub(enc.position()).unwrap();
+        let conv = enc
+            .embed(&px)
+            .unwrap()
+            .broadcast_sub(enc.position())
+            .unwrap();
         // Cut the 16 px patches by hand: (B, 3, 2, 16, 2, 16) -> (B, 4, 3·16·16),
         // each flattened (channel, row, column), then multiply by the weights.
         let patches = px

@@ -202,7 +202,11 @@ impl Vla {
         &self,
         inputs: &Inputs,
         action_ids: &Tensor,
-    ) -> Result<(FusionOut, AttentionMaps, Vec<(candle::TensorId, candle::Var)>)> {
+    ) -> Result<(
+        FusionOut,
+        AttentionMaps,
+        Vec<(candle::TensorId, candle::Var)>,
+    )> {
         let pixels = candle::Var::from_tensor(&inputs.pixels.to_dtype(self.dtype())?)?;
         let embedded = candle::Var::from_tensor(&self.embed_tokens.forward(&inputs.text_ids)?)?;
         let recorder = Recorder::start_tapped();
@@ -263,8 +267,10 @@ impl Vla {
         // not recorded: the maps come from one pass at the end.
         let boa = Tensor::from_vec(vec![self.cfg.boa_token_id; b], (b, 1), &device)?;
         let boa = self.embed_tokens.forward(&boa)?;
-        let (mut cache, mut out) =
-            record::paused(|| self.fusion.decode_start(&words, &inputs.text_lens, &boa, &kv))?;
+        let (mut cache, mut out) = record::paused(|| {
+            self.fusion
+                .decode_start(&words, &inputs.text_lens, &boa, &kv)
+        })?;
         let boa_cross = out.cross.clone();
         for k in 0..MAX_ACTION_TOKENS {
             let logits = out.logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
@@ -291,7 +297,9 @@ impl Vla {
             for (seq, id) in ids.iter_mut().zip(&next_ids) {
                 seq.push(*id);
             }
-            let next = self.embed_tokens.forward(&Tensor::from_vec(next_ids, (b, 1), &device)?)?;
+            let next = self
+                .embed_tokens
+                .forward(&Tensor::from_vec(next_ids, (b, 1), &device)?)?;
             out = record::paused(|| self.fusion.decode_step(&mut cache, &next, &kv))?;
         }
         // The maps: one teacher-forced pass over the positions decoded, which
@@ -300,9 +308,9 @@ impl Vla {
             Some(recorder) => {
                 let a = ids[0].len();
                 let flat: Vec<u32> = ids.into_iter().flatten().collect();
-                let actions = self
-                    .embed_tokens
-                    .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
+                let actions =
+                    self.embed_tokens
+                        .forward(&Tensor::from_vec(flat, (b, a), &device)?)?;
                 self.fusion
                     .forward(&words, &inputs.text_lens, &actions, &kv)?;
                 Some(recorder.finish(inputs.text_ids.dim(1)?).0)
