@@ -184,14 +184,15 @@ impl Vla {
         Ok(image)
     }
 
-    /// Teacher-forced forward pass of the reference model, as in training:
-    /// `action_ids` (B, A) are `<boa>, a_1, .., a_{A-1}` as vocabulary ids;
-    /// the logits at position k predict action token k. A [`Recorder`] open
-    /// around it keeps every attention weight.
+    /// Teacher-forced forward pass, as in training: `action_ids` (B, A) are
+    /// `<boa>, a_1, .., a_{A-1}` as vocabulary ids; the logits at position k
+    /// predict action token k. It takes the path of a run without maps (the
+    /// reference model while training, which builds no engine); for the
+    /// maps, use [`Vla::forward_traced`] or [`Vla::generate`].
     pub fn forward(&self, inputs: &Inputs, action_ids: &Tensor) -> Result<FusionOut> {
         let pixels = inputs.pixels.to_dtype(self.dtype())?;
         let embedded = self.embed_tokens.forward(&inputs.text_ids)?;
-        self.forward_from(&pixels, &embedded, inputs, action_ids)
+        self.forward_from(&pixels, &embedded, inputs, action_ids, self.path(false))
     }
 
     /// [`Vla::forward`] with the graph kept from the pixels and the embedded
@@ -210,7 +211,7 @@ impl Vla {
         let pixels = candle::Var::from_tensor(&inputs.pixels.to_dtype(self.dtype())?)?;
         let embedded = candle::Var::from_tensor(&self.embed_tokens.forward(&inputs.text_ids)?)?;
         let recorder = Recorder::start_tapped();
-        let out = self.forward_from(&pixels, &embedded, inputs, action_ids)?;
+        let out = self.forward_from(&pixels, &embedded, inputs, action_ids, Path::Reference)?;
         let (maps, taps) = recorder.finish(inputs.text_ids.dim(1)?);
         Ok((out, maps, taps))
     }
@@ -222,8 +223,9 @@ impl Vla {
         embedded: &Tensor,
         inputs: &Inputs,
         action_ids: &Tensor,
+        path: Path,
     ) -> Result<FusionOut> {
-        let patches = self.vision.forward(pixels)?;
+        let patches = self.encode_image(pixels, path)?;
         let words = self.text.forward(embedded, &inputs.text_lens)?;
         let kv = self.image_kv(&patches, inputs)?;
         let actions = self.embed_tokens.forward(action_ids)?;
