@@ -142,12 +142,7 @@ impl CustomOp3 for TiledCpu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let what = self.name();
-        let (q, k, v) = (
-            simd::slice(s1, l1, what)?,
-            simd::slice(s2, l2, what)?,
-            simd::slice(s3, l3, what)?,
-        );
+        let [q, k, v] = simd::slices3([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let (b, h, tq, d) = l1.shape().dims4()?;
         let tk = l2.shape().dims4()?.2;
         // Keys transposed per head, (B·H, D, Tk), so score rows are contiguous.

@@ -29,7 +29,8 @@ use candle::{
 use rayon::prelude::*;
 
 use super::simd::{
-    gelu_in_place, has_avx2, row_stats, slice, softmax_rows, tanh_fast, GELU_C, SQRT_2_OVER_PI,
+    gelu_in_place, has_avx2, row_stats, slice, slices3, softmax_rows, tanh_fast, GELU_C,
+    SQRT_2_OVER_PI,
 };
 
 /// Elements per parallel chunk of the elementwise kernels.
@@ -201,11 +202,7 @@ impl CustomOp3 for LayerNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (
-            slice(s1, l1, self.name())?,
-            slice(s2, l2, self.name())?,
-            slice(s3, l3, self.name())?,
-        );
+        let [x, w, b] = slices3([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let c = w.len();
         if b.len() != c || x.len() % c != 0 {
             candle::bail!(
@@ -259,11 +256,7 @@ impl CustomOp3 for LayerNormBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, g) = (
-            slice(s1, l1, self.name())?,
-            slice(s2, l2, self.name())?,
-            slice(s3, l3, self.name())?,
-        );
+        let [x, w, g] = slices3([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let c = w.len();
         let rows = x.len() / c;
         let mut out = vec![0f32; (rows + 2) * c];

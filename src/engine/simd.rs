@@ -15,6 +15,18 @@ pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a
     }
 }
 
+/// [`slice`] for the three inputs of a `CustomOp3`.
+pub(crate) fn slices3<'a>(
+    [(s1, l1), (s2, l2), (s3, l3)]: [(&'a CpuStorage, &Layout); 3],
+    what: &str,
+) -> Result<[&'a [f32]; 3]> {
+    Ok([
+        slice(s1, l1, what)?,
+        slice(s2, l2, what)?,
+        slice(s3, l3, what)?,
+    ])
+}
+
 pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 pub(crate) const GELU_C: f32 = 0.044_715;
 
