@@ -113,7 +113,7 @@ pub struct Machine {
 
 /// Everything one `vla-demo bench` run measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct BenchReport {
     pub model: String,
     pub machine: Machine,
     pub matmul_peak: sys::MatmulPeak,
@@ -277,7 +277,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     bar.finish_and_clear();
 
-    let report = Report {
+    let report = BenchReport {
         model: p.origin.clone(),
         machine: Machine {
             device: crate::device::describe(&device),
@@ -354,7 +354,7 @@ fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
 }
 
 /// The report as tables for people.
-pub fn text(r: &Report) -> String {
+pub fn text(r: &BenchReport) -> String {
     let m = &r.machine;
     let mut out = format!(
         "vla-demo bench · model {} · {} · {} · RAYON_NUM_THREADS={} · features [{}]\ncpu {} · load average {} at start, {} at end\n\

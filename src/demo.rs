@@ -20,13 +20,15 @@ use crate::checkpoint::Source;
 use crate::explain::Explanation;
 use crate::faithfulness::report::{Probed, Truth};
 use crate::faithfulness::{self, Case, Settings};
+use crate::grid::PatchGrid;
 use crate::limits::{MAX_BATCH_FILE_BYTES, MAX_BATCH_PAIRS, MAX_BATCH_PIXELS};
 use crate::maps::{self, HeadFusion};
 use crate::model::vla::Decoding;
 use crate::output::Staged;
 use crate::overlay::{self, Marker, Style};
 use crate::pipeline::{Pipeline, Prediction};
-use crate::report::{self, Figure, Output, Report};
+use crate::report::{self, Figure, Output, RunReport};
+use crate::tokens::check_length;
 use crate::{explain, export, grounding, preprocess};
 
 /// The contact sheets.
@@ -157,7 +159,7 @@ fn figure(path: &Path, fig: &RgbImage, w: u32, h: u32) -> Figure {
 }
 
 /// The report's common part, with the ground truth when it lies beside the image.
-fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Result<Report> {
+fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Result<RunReport> {
     let mut rep = report::build(p, &image.display().to_string(), cmd, pred);
     let (scene, warning) = grounding::load_beside(image, &pred.frame, p.config().grid());
     rep.warnings.extend(warning);
@@ -169,7 +171,7 @@ fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Resu
 
 /// One prediction, its figures and its export. Returns the report and the
 /// staged files, which appear when committed.
-pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
+pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
     check_command(&spec.cmd)?;
     let paths = outputs(spec)?;
     let img = preprocess::load_image(&spec.image)?;
@@ -210,7 +212,10 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
                     .maps
                     .as_ref()
                     .context("the attention maps were not captured")?;
-                let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+                let (inputs, _) = p.prepare_encoded(
+                    std::slice::from_ref(&img),
+                    std::slice::from_ref(&pred.command),
+                )?;
                 let case = Case::from_inputs(&inputs)?;
                 let first = pred.steps.first().map(|s| s.token);
                 let map = faithfulness::map_of(&p.model, &case, maps, first, method)?;
@@ -237,7 +242,10 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
                 .maps
                 .as_ref()
                 .context("the attention maps were not captured")?;
-            let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+            let (inputs, _) = p.prepare_encoded(
+                std::slice::from_ref(&img),
+                std::slice::from_ref(&pred.command),
+            )?;
             let steps: Vec<_> = pred.steps.iter().map(|s| s.token).collect();
             Some(faithfulness::action_maps(
                 &p.model,
@@ -359,7 +367,7 @@ pub fn draw_sheet(
     let marks: Vec<Marker> = overlay::markers(pred);
     let fig = overlay::sheet(
         rgb,
-        &overlay::geometry(pred, cfg),
+        &PatchGrid::new(pred.frame, cfg),
         &title,
         &panels,
         &marks,
@@ -387,7 +395,7 @@ pub fn batch(
     style: &Style,
     overlay_dir: Option<&Path>,
     model: &ModelSpec,
-) -> Result<(Vec<(usize, Report)>, Staged)> {
+) -> Result<(Vec<(usize, RunReport)>, Staged)> {
     let text = read_batch_file(pairs_path)?;
     let mut pairs = Vec::new();
     let mut pixels = 0u64;
@@ -417,18 +425,15 @@ pub fn batch(
     }
     let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
     let cfg = p.config().clone();
+    let mut encoded = Vec::with_capacity(pairs.len());
     for (line, pair, _) in &pairs {
-        crate::data::encode_commands(
-            &p.tokenizer,
-            &cfg,
-            &[pair.cmd.as_str()],
-            &candle::Device::Cpu,
-        )
-        .with_context(|| format!("{} line {line}", pairs_path.display()))?;
+        let at = || format!("{} line {line}", pairs_path.display());
+        let e = p.tokenizer.encode(&pair.cmd).with_context(at)?;
+        check_length(&e, cfg.max_text_len).with_context(at)?;
+        encoded.push(e);
     }
     let images: Vec<image::DynamicImage> = pairs.iter().map(|(_, _, img)| img.clone()).collect();
-    let cmds: Vec<&str> = pairs.iter().map(|(_, pair, _)| pair.cmd.as_str()).collect();
-    let preds = p.predict(&images, &cmds, decoding, false)?;
+    let preds = p.predict_encoded(&images, encoded, decoding, false)?;
     let mut reports = Vec::with_capacity(preds.len());
     let mut files = Staged::new();
     for ((line, pair, img), pred) in pairs.iter().zip(&preds) {
@@ -522,7 +527,10 @@ pub fn explain(
             }),
         })
     });
-    let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+    let (inputs, _) = p.prepare_encoded(
+        std::slice::from_ref(&img),
+        std::slice::from_ref(&pred.command),
+    )?;
     let case = Case::from_inputs(&inputs)?;
     let settings = if probe.full {
         Settings::full(cfg.num_patches(), probe.seed)

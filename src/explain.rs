@@ -25,30 +25,12 @@ use anyhow::{bail, Context, Result};
 use candle::{DType, Device, Tensor};
 use serde::Serialize;
 
+use crate::grid::{object_at, SceneObject};
 use crate::maps::{self, Positions};
 use crate::model::attention::{align, attend, causal_mask, causal_padded_mask, prefix_padded_mask};
 use crate::model::pointer::patch_centres;
 use crate::model::{AttentionMaps, Config, ScoreFn};
 use crate::pipeline::Prediction;
-
-/// An object of the scene and how much of each patch it covers.
-#[derive(Debug, Clone)]
-pub struct SceneObject {
-    pub id: usize,
-    pub name: String,
-    /// Per patch, the share covered (see `data::patch_coverage`).
-    pub coverage: Vec<f32>,
-}
-
-/// What a patch lies on: the object covering most of it (at least
-/// `data::PATCH_COVER`), or the table.
-pub fn object_at(objects: &[SceneObject], patch: usize) -> String {
-    objects
-        .iter()
-        .filter(|o| o.coverage.get(patch).copied().unwrap_or(0.0) >= crate::data::PATCH_COVER)
-        .max_by(|a, b| a.coverage[patch].total_cmp(&b.coverage[patch]))
-        .map_or_else(|| "table".to_string(), |o| o.name.clone())
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PatchLine {
@@ -583,24 +565,5 @@ mod tests {
         assert_eq!(display_width("cup"), 3);
         assert_eq!(display_width(&pad("빨간", 6)), 6);
         assert_eq!(display_width(&pad("red", 6)), 6);
-    }
-
-    #[test]
-    fn objects_need_a_real_share_of_a_patch() {
-        let objs = vec![
-            SceneObject {
-                id: 0,
-                name: "red cup".into(),
-                coverage: vec![0.05, 0.6, 0.3],
-            },
-            SceneObject {
-                id: 1,
-                name: "blue ball".into(),
-                coverage: vec![0.0, 0.3, 0.4],
-            },
-        ];
-        assert_eq!(object_at(&objs, 0), "table");
-        assert_eq!(object_at(&objs, 1), "red cup");
-        assert_eq!(object_at(&objs, 2), "blue ball");
     }
 }

@@ -51,8 +51,10 @@ fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> d
     for seed in seeds {
         let layout = Layout::generate(seed);
         for command in data::draw_commands(&layout, 2, 0.3, &mut rng) {
-            let target =
-                data::target_patches(&data::first_target(&layout, &command).unwrap(), cfg.grid());
+            let target = vla_demo::grid::target_patches(
+                &data::first_target(&layout, &command).unwrap(),
+                cfg.grid(),
+            );
             examples.push(Example {
                 image: images.len(),
                 command,

@@ -16,11 +16,12 @@ use serde::Serialize;
 use super::flops;
 use super::sys::{self, Summary};
 use crate::action::MAX_ACTION_TOKENS;
-use crate::data::{self, encode_commands};
+use crate::data;
 use crate::model::vla::{Decoding, Inputs};
 use crate::pipeline::{Pipeline, Prediction};
 use crate::preprocess::{letterbox, to_pixels};
 use crate::scene::Layout;
+use crate::tokens;
 
 /// A held-out scene and one command about it.
 pub struct Example {
@@ -107,8 +108,9 @@ pub struct Forced {
 
 pub fn forced_inputs(p: &Pipeline, ex: &[Example], preds: &[Prediction]) -> Result<Forced> {
     let cfg = p.config();
-    let commands: Vec<&str> = ex.iter().map(|e| e.command.as_str()).collect();
-    let (text_ids, text_lens) = encode_commands(&p.tokenizer, cfg, &commands, &p.device)?;
+    // The commands as the predictions tokenised them.
+    let commands = preds.iter().map(|pred| &pred.command);
+    let (text_ids, text_lens) = tokens::to_ids(commands, p.tokenizer.pad_id(), &p.device)?;
     let boxed: Vec<_> = ex.iter().map(|e| letterbox(&e.image, cfg).0).collect();
     let refs: Vec<&image::RgbImage> = boxed.iter().collect();
     let pixels = to_pixels(&refs, cfg, &p.device)?;
