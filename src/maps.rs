@@ -21,7 +21,7 @@ use candle::{DType, Tensor, D};
 use crate::model::AttentionMaps;
 
 /// How the heads of one layer become one map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadFusion {
     #[default]

@@ -38,7 +38,7 @@ pub const MIN_WIDTH: u32 = 400;
 /// Share of the attention mass the outline encloses.
 pub const MASS_SHARE: f32 = 0.6;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Colormap {
     #[default]
@@ -47,7 +47,7 @@ pub enum Colormap {
     Inferno,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Upsample {
     /// Each patch a flat square: exactly what the model saw.
@@ -57,7 +57,7 @@ pub enum Upsample {
     Bilinear,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scale {
     /// Each map's colours run from its own minimum to its own maximum.
