@@ -50,7 +50,7 @@ fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> d
     let mut examples = Vec::new();
     for seed in seeds {
         let layout = Layout::generate(seed);
-        for command in data::draw_commands(&layout, 2, 0.3, &mut rng) {
+        for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
             let target = vla_demo::grid::target_patches(
                 &data::first_target(&layout, &command).unwrap(),
                 cfg.grid(),

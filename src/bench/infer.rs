@@ -16,10 +16,10 @@ use serde::Serialize;
 use super::flops;
 use super::sys::{self, Summary};
 use crate::action::MAX_ACTION_TOKENS;
-use crate::data;
 use crate::model::vla::{Decoding, Inputs};
 use crate::pipeline::{Pipeline, Prediction};
 use crate::preprocess::{letterbox, to_pixels};
+use crate::scene::draw::{draw_commands, EVAL_SEED_START};
 use crate::scene::Layout;
 use crate::tokens;
 
@@ -35,13 +35,10 @@ pub struct Example {
 pub fn examples(n: usize, image_size: usize) -> Result<Vec<Example>> {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let mut out = Vec::with_capacity(n);
-    let mut seed = data::EVAL_SEED_START;
+    let mut seed = EVAL_SEED_START;
     while out.len() < n {
         let layout = Layout::generate(seed);
-        if let Some(cmd) = data::draw_commands(&layout, 1, 0.3, &mut rng)
-            .into_iter()
-            .next()
-        {
+        if let Some(cmd) = draw_commands(&layout, 1, 0.3, &mut rng).into_iter().next() {
             let image = DynamicImage::ImageRgb8(layout.render(2 * image_size as u32)?);
             out.push(Example {
                 seed,
@@ -51,7 +48,7 @@ pub fn examples(n: usize, image_size: usize) -> Result<Vec<Example>> {
         }
         seed += 1;
         anyhow::ensure!(
-            seed < data::EVAL_SEED_START + 100 * n as u64 + 100,
+            seed < EVAL_SEED_START + 100 * n as u64 + 100,
             "the scene generator gave no commands"
         );
     }

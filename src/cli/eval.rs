@@ -49,9 +49,9 @@ fn family(s: &str) -> Result<vla_demo::scene::Family, String> {
 pub fn run_eval(a: &EvalCli) -> Result<()> {
     if let Some(seed) = a.seed {
         anyhow::ensure!(
-            seed >= vla_demo::data::EVAL_SEED_START,
+            seed >= vla_demo::scene::draw::EVAL_SEED_START,
             "--seed {seed} is inside the training range; held-out scenes start at {}",
-            vla_demo::data::EVAL_SEED_START
+            vla_demo::scene::draw::EVAL_SEED_START
         );
     }
     let splits = match a.split.as_str() {

@@ -12,6 +12,7 @@
 //! - [`heldout_style`]: a second way of drawing the world, for evaluation only;
 //! - [`grammar`], [`english`], [`korean`]: commands and the actions they expect;
 //! - [`refusal`]: commands to refuse (absent or ambiguous objects);
+//! - [`draw`]: commands drawn at random for a layout, and the held-out seeds;
 //! - [`truth`], [`files`]: the JSON ground truth and writing both to disk;
 //! - [`write`]: `vla-demo scene`, one scene or many, written whole or not at all.
 //!
@@ -19,6 +20,7 @@
 //! layout, byte-identical PNG and JSON, and the same commands.
 
 pub mod camera;
+pub mod draw;
 pub mod english;
 pub mod files;
 pub mod grammar;

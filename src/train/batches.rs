@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::TrainConfig;
 use crate::data::{self, Example};
+use crate::scene::draw::draw_commands_with;
 use crate::tokens::CommandTokenizer;
 
 /// Builds the batch of step `step`: a fixed function of (seed, step).
@@ -46,7 +47,7 @@ pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Draw
         .collect::<Result<_>>()?;
     let mut examples = Vec::new();
     for (i, d) in drawn.iter().enumerate() {
-        let mut commands = data::draw_commands_with(
+        let mut commands = draw_commands_with(
             &d.layout,
             cfg.commands_per_scene,
             cfg.relational_share,

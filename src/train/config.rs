@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::data;
 use crate::model::Config;
+use crate::scene::draw::EVAL_SEED_START;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -26,7 +26,7 @@ pub struct TrainConfig {
     pub train_seeds: [u64; 2],
     pub relational_share: f64,
     /// Curriculum: how often an English relational command that is not
-    /// "next to" is redrawn as one (see [`data::draw_commands_with`]).
+    /// "next to" is redrawn as one (see [`crate::scene::draw::draw_commands_with`]).
     #[serde(default)]
     pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
@@ -68,11 +68,10 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         use crate::limits::{train::*, MAX_TRAIN_STEPS};
         self.model.validate_sizes()?;
-        if self.train_seeds[1] > data::EVAL_SEED_START || self.train_seeds[0] >= self.train_seeds[1]
-        {
+        if self.train_seeds[1] > EVAL_SEED_START || self.train_seeds[0] >= self.train_seeds[1] {
             bail!(
                 "train_seeds must be a non-empty range below {}",
-                data::EVAL_SEED_START
+                EVAL_SEED_START
             );
         }
         let within = |name: &str, v: usize, lo: usize, hi: usize| {
