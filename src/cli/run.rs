@@ -58,8 +58,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = HeadFusionArg::Mean)]
     head_fusion: HeadFusionArg,
     /// What the overlay's colour shows: the attention map, its rollout, or relevance (Chefer et al. 2021).
-    #[arg(long, value_enum, default_value_t = MapMethod::Attention)]
-    method: MapMethod,
+    #[arg(long, value_enum, default_value_t = MethodArg::Attention)]
+    method: MethodArg,
     /// Show the rollout row of one query patch, "ROW,COL", instead of the mean over all query patches.
     #[arg(long, requires = "rollout", value_parser = row_col, value_name = "ROW,COL")]
     rollout_patch: Option<(usize, usize)>,
@@ -126,7 +126,7 @@ value_enum!(HeadFusionArg => HeadFusion {
 
 value_enum!(
     /// The maps an overlay can show.
-    MapMethod => Method {
+    MethodArg => Method {
         Attention => Method::Attention,
         Rollout => Method::Rollout,
         Relevance => Method::Relevance,
