@@ -12,10 +12,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vla_demo::bench::infer::{examples, forced_inputs};
 use vla_demo::checkpoint::Source;
-use vla_demo::model::init::SeededInit;
 use vla_demo::model::vla::Decoding;
 use vla_demo::model::{Config, Vla};
 use vla_demo::tokens::CommandTokenizer;
+use vla_demo::train::init::SeededInit;
 use vla_demo::{data, Pipeline};
 
 fn pipeline() -> Pipeline {

@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     )];
     let fig = overlay::overlay(
         &img.to_rgb8(),
-        &overlay::geometry(&pred, vla.config()),
+        &vla_demo::grid::PatchGrid::new(pred.frame, vla.config()),
         &red,
         &overlay::markers(&pred),
         &caption,

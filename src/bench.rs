@@ -39,61 +39,34 @@ use crate::pipeline::Pipeline;
 /// binary as `<exe> bench --sweep-point ...`.
 pub const SUBCOMMAND: &str = "bench";
 
-#[derive(clap::Args, Debug, Clone)]
+/// What `vla-demo bench` measures and how; the command line's flags of
+/// the same names (`src/cli/bench.rs`) say what each one does.
+#[derive(Debug, Clone)]
 pub struct BenchArgs {
-    /// auto, cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "auto")]
     pub device: String,
-    /// f32, f16 or bf16 (the last two need a GPU).
-    #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Batch sizes, comma separated: (image, command) pairs per call, each 1 to 256.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    /// Batch sizes: (image, command) pairs per call.
     pub batch: Vec<usize>,
-    /// Timed runs per batch size, after the warm-up, 1 to 10000.
-    #[arg(long, default_value_t = 10)]
+    /// Timed runs per batch size, after the warm-up.
     pub runs: usize,
-    /// Untimed warm-up runs per batch size, 0 to 10000.
-    #[arg(long, default_value_t = 2)]
+    /// Untimed warm-up runs per batch size.
     pub warmup: usize,
-    /// Print one JSON object instead of tables.
-    #[arg(long)]
     pub json: bool,
-    /// A checkpoint directory; the embedded model when left out.
-    #[arg(long)]
+    /// A checkpoint directory; the embedded model when `None`.
     pub model_dir: Option<PathBuf>,
-    /// Also time the attention paths and score functions from 196 to 4096 patches.
-    #[arg(long)]
     pub attention_sweep: bool,
-    /// Sequence lengths of the attention sweep, comma separated, each 1 to 4096.
-    #[arg(long, value_delimiter = ',', default_value = "196,576,1024,2304,4096")]
     pub sweep_lens: Vec<usize>,
-    /// Measure sweep memory in this process instead of one child process per point.
-    #[arg(long)]
+    /// Measure sweep memory in this process instead of one child per point.
     pub in_process: bool,
-    /// Also time N training steps (batch of the shipped training preset), 0 to 1000.
-    #[arg(long, default_value_t = 0)]
     pub train_steps: usize,
-    /// Also time N cold starts: `vla-demo --image .. --cmd ..` as fresh processes, 0 to 1000.
-    #[arg(long, default_value_t = 0)]
     pub cold_start: usize,
-    /// Skip the inference benchmark (for a sweep or training timing alone).
-    #[arg(long)]
     pub skip_inference: bool,
-    /// Write the inputs and logits benches/torch_peer.py checks against into DIR (an existing directory).
-    #[arg(long, value_name = "DIR")]
     pub export_reference: Option<PathBuf>,
-    /// Instead of the benchmark: load-check `serve` on loopback (--clients, --seconds).
-    #[arg(long)]
+    /// Instead of the benchmark: load-check `serve` on loopback.
     pub serve_load: bool,
-    /// --serve-load: concurrent clients, 1 to 64.
-    #[arg(long, default_value_t = 8, requires = "serve_load")]
     pub clients: usize,
-    /// --serve-load: how long, in seconds, 1 to 600.
-    #[arg(long, default_value_t = 10, requires = "serve_load")]
     pub seconds: u64,
     /// Internal: run one attention sweep point (JSON) and print its result.
-    #[arg(long, hide = true)]
     pub sweep_point: Option<String>,
 }
 
@@ -103,7 +76,7 @@ pub struct Machine {
     pub device: String,
     pub dtype: String,
     pub threads: usize,
-    /// `RAYON_NUM_THREADS` as set for this run (see [`sys::pin_thread_count`]).
+    /// `RAYON_NUM_THREADS` as set for this run (see [`crate::device::pin_thread_count`]).
     pub rayon_num_threads_env: Option<String>,
     pub cpu: Option<String>,
     pub load_average_1m_start: Option<f64>,
@@ -115,7 +88,7 @@ pub struct Machine {
 
 /// Everything one `vla-demo bench` run measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct BenchReport {
     pub model: String,
     pub machine: Machine,
     pub matmul_peak: sys::MatmulPeak,
@@ -279,7 +252,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     bar.finish_and_clear();
 
-    let report = Report {
+    let report = BenchReport {
         model: p.origin.clone(),
         machine: Machine {
             device: crate::device::describe(&device),
@@ -357,7 +330,7 @@ fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
 }
 
 /// The report as tables for people.
-pub fn text(r: &Report) -> String {
+pub fn text(r: &BenchReport) -> String {
     let m = &r.machine;
     let mut out = format!(
         "vla-demo bench · model {} · {} · {} · path {} · RAYON_NUM_THREADS={} · features [{}]\ncpu {} · load average {} at start, {} at end\n\

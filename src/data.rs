@@ -4,31 +4,26 @@
 //! command gives its expected action tokens. Several commands share one image,
 //! so one pass of the vision encoder serves all of them.
 //!
-//! Seeds below [`EVAL_SEED_START`] are for training; evaluation and the
-//! committed example scenes use seeds at or above it, so no evaluation scene
-//! is ever trained on.
+//! Seeds below [`crate::scene::draw::EVAL_SEED_START`] are for training;
+//! evaluation and the committed example scenes use seeds at or above it, so
+//! no evaluation scene is ever trained on. Commands are drawn by
+//! [`crate::scene::draw`]; the model's batches are made here.
 
 use anyhow::{bail, Result};
 use candle::{Device, Tensor};
 use rand::Rng;
 
 use crate::action::{self, ActionToken, Outcome, ACTION_VOCAB, MAX_ACTION_TOKENS, NUM_BINS};
+use crate::grid::target_patches;
 use crate::model::vla::Inputs;
 use crate::model::Config;
 use crate::preprocess::to_pixels;
 use crate::scene::camera::view_of;
 use crate::scene::random::{RandomScene, RandomSpec};
 use crate::scene::{
-    sample_command, sample_refusal, Color, Command, Family, Lang, Layout, LayoutSpec, Object,
-    Relation, Shape,
+    sample_command, sample_refusal, Color, Command, Family, Lang, Layout, LayoutSpec, Object, Shape,
 };
 use crate::tokens::CommandTokenizer;
-
-/// First held-out seed. Training draws from `0..EVAL_SEED_START`.
-pub const EVAL_SEED_START: u64 = 100_000;
-
-/// A patch belongs to an object when at least this share of it is covered.
-pub const PATCH_COVER: f32 = 0.1;
 
 /// The training scene for the `i`-th draw: a fixed permutation of the seed
 /// range (7919 is prime, so the stride visits every seed before repeating).
@@ -123,42 +118,6 @@ pub fn command_target(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec
     Ok(target_patches(&first_target(layout, cmd)?, grid))
 }
 
-/// Share of each patch (row by row, `grid` × `grid`) covered by `obj`,
-/// measured on an 8 × 8 grid of sample points per patch.
-pub fn patch_coverage(obj: &Object, grid: usize) -> Vec<f32> {
-    const SUB: usize = 8;
-    let n = (grid * SUB) as f32;
-    let mut cover = vec![0f32; grid * grid];
-    let [x0, y0, x1, y1] = obj.bbox();
-    for (p, c) in cover.iter_mut().enumerate() {
-        let (gy, gx) = (p / grid, p % grid);
-        // Skip patches outside the bounding box.
-        let (px0, py0) = (gx as f32 / grid as f32, gy as f32 / grid as f32);
-        let (px1, py1) = ((gx + 1) as f32 / grid as f32, (gy + 1) as f32 / grid as f32);
-        if px1 < x0 || px0 > x1 || py1 < y0 || py0 > y1 {
-            continue;
-        }
-        let mut hits = 0;
-        for sy in 0..SUB {
-            for sx in 0..SUB {
-                let x = ((gx * SUB + sx) as f32 + 0.5) / n;
-                let y = ((gy * SUB + sy) as f32 + 0.5) / n;
-                hits += obj.contains(x, y) as usize;
-            }
-        }
-        *c = hits as f32 / (SUB * SUB) as f32;
-    }
-    cover
-}
-
-/// 1 for the patches that belong to `obj`, 0 elsewhere.
-pub fn target_patches(obj: &Object, grid: usize) -> Vec<f32> {
-    patch_coverage(obj, grid)
-        .into_iter()
-        .map(|c| (c >= PATCH_COVER) as u8 as f32)
-        .collect()
-}
-
 /// The object the first action token should look at.
 pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
     match layout.objects.iter().find(|o| o.id == cmd.target) {
@@ -171,75 +130,12 @@ pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
     }
 }
 
-/// Draws `k` commands for a layout: relational ones with probability
-/// `relational_share` when the layout allows them, otherwise the other
-/// families in turn; languages at random.
-pub fn draw_commands(
-    layout: &Layout,
-    k: usize,
-    relational_share: f64,
-    rng: &mut impl Rng,
-) -> Vec<Command> {
-    draw_commands_with(layout, k, relational_share, 0.0, rng)
-}
-
-/// [`draw_commands`] with a curriculum knob: an English relational command
-/// that is not "next to" is redrawn with probability `next_to_boost_en`,
-/// keeping a "next to" one when the scene has one. English puts the landmark
-/// last ("the red block next to the blue cup"), which a causal reader finds
-/// harder than Korean's landmark-first order, so English "next to" gets more
-/// of the relational share.
-pub fn draw_commands_with(
-    layout: &Layout,
-    k: usize,
-    relational_share: f64,
-    next_to_boost_en: f64,
-    rng: &mut impl Rng,
-) -> Vec<Command> {
-    let mut out = Vec::with_capacity(k);
-    let mut tries = 0;
-    while out.len() < k && tries < 20 * k {
-        tries += 1;
-        let lang = if rng.random_bool(0.5) {
-            Lang::En
-        } else {
-            Lang::Ko
-        };
-        let family = if rng.random_bool(relational_share) {
-            Family::Relational
-        } else {
-            [Family::Pick, Family::Place, Family::Push][rng.random_range(0..3)]
-        };
-        if let Some(mut c) = sample_command(layout, family, lang, rng) {
-            let next_to = Some(Relation::NextTo);
-            if family == Family::Relational
-                && lang == Lang::En
-                && c.relation != next_to
-                && next_to_boost_en > 0.0
-                && rng.random_bool(next_to_boost_en.min(1.0))
-            {
-                for _ in 0..4 {
-                    match sample_command(layout, family, lang, rng) {
-                        Some(d) if d.relation == next_to => {
-                            c = d;
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// One (image, command) pair for a batch.
 pub struct Example {
     /// Index into the batch's images.
     pub image: usize,
     pub command: Command,
-    /// The first action's target patches, see [`target_patches`].
+    /// The first action's target patches, see [`crate::grid::target_patches`].
     pub target: Vec<f32>,
 }
 
@@ -257,35 +153,6 @@ pub struct Batch {
     pub soft_targets: Tensor,
     /// (B, N) target patch indicator for the `<boa>` query.
     pub target_mask: Tensor,
-}
-
-/// Tokenises and left-pads commands into (B, T) ids. Errors name the limit.
-pub fn encode_commands(
-    tok: &CommandTokenizer,
-    cfg: &Config,
-    texts: &[&str],
-    device: &Device,
-) -> Result<(Tensor, Vec<usize>)> {
-    let mut encoded = Vec::with_capacity(texts.len());
-    for t in texts {
-        let e = tok.encode(t)?;
-        if e.ids.len() > cfg.max_text_len {
-            bail!(
-                "the command is {} tokens long; this model reads at most {} tokens",
-                e.ids.len(),
-                cfg.max_text_len
-            );
-        }
-        encoded.push(e.ids);
-    }
-    let t = encoded.iter().map(Vec::len).max().unwrap_or(1);
-    let lens: Vec<usize> = encoded.iter().map(Vec::len).collect();
-    let mut flat = Vec::with_capacity(texts.len() * t);
-    for ids in &encoded {
-        flat.extend(std::iter::repeat_n(tok.pad_id(), t - ids.len()));
-        flat.extend(ids);
-    }
-    Ok((Tensor::from_vec(flat, (texts.len(), t), device)?, lens))
 }
 
 /// The training target for one action token. Bins are ordered, so a bin
@@ -328,7 +195,7 @@ pub fn make_batch(
     let b = examples.len();
     let a = MAX_ACTION_TOKENS;
     let texts: Vec<&str> = examples.iter().map(|e| e.command.text.as_str()).collect();
-    let (text_ids, text_lens) = encode_commands(tok, cfg, &texts, device)?;
+    let (text_ids, text_lens) = tok.encode_ids(&texts, cfg.max_text_len, device)?;
     let image_index: Vec<u32> = examples.iter().map(|e| e.image as u32).collect();
 
     let mut action_in = Vec::with_capacity(b * a);
@@ -401,36 +268,4 @@ pub fn command_corpus(scenes: u64, rng: &mut impl Rng) -> Vec<String> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    /// Share of English relational commands that are "next to", over many scenes.
-    fn english_next_to_share(boost: f64) -> f64 {
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let (mut next_to, mut all) = (0, 0);
-        for seed in 0..400 {
-            let layout = Layout::generate(seed);
-            for c in draw_commands_with(&layout, 6, 1.0, boost, &mut rng) {
-                if c.family == Family::Relational && c.lang == Lang::En {
-                    all += 1;
-                    next_to += (c.relation == Some(Relation::NextTo)) as usize;
-                }
-            }
-        }
-        assert!(all > 100, "only {all} English relational commands");
-        next_to as f64 / all as f64
-    }
-
-    #[test]
-    fn the_boost_gives_english_next_to_more_of_the_share() {
-        let plain = english_next_to_share(0.0);
-        let boosted = english_next_to_share(1.0);
-        assert!(plain > 0.1 && plain < 0.7, "{plain}");
-        assert!(boosted > plain + 0.15, "{plain} -> {boosted}");
-    }
 }

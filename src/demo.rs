@@ -17,17 +17,21 @@ use anyhow::{bail, Context, Result};
 use image::RgbImage;
 
 use crate::checkpoint::Source;
-use crate::explain::Explanation;
-use crate::faithfulness::report::{Probed, Truth};
-use crate::faithfulness::{self, Case, Settings};
-use crate::limits::{MAX_BATCH_FILE_BYTES, MAX_BATCH_PAIRS, MAX_BATCH_PIXELS};
+use crate::faithfulness::{self, Case};
+use crate::grid::PatchGrid;
 use crate::maps::{self, HeadFusion};
 use crate::model::vla::Decoding;
 use crate::output::Staged;
 use crate::overlay::{self, Marker, Style};
 use crate::pipeline::{Pipeline, Prediction};
-use crate::report::{self, Figure, Output, Report};
-use crate::{explain, export, grounding, preprocess};
+use crate::report::{self, Figure, Output, RunReport};
+use crate::{export, grounding, preprocess};
+
+mod batch;
+mod explain_run;
+
+pub use batch::batch;
+pub use explain_run::{explain, ProbeSpec};
 
 /// The contact sheets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +161,7 @@ fn figure(path: &Path, fig: &RgbImage, w: u32, h: u32) -> Figure {
 }
 
 /// The report's common part, with the ground truth when it lies beside the image.
-fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Result<Report> {
+fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Result<RunReport> {
     let mut rep = report::build(p, &image.display().to_string(), cmd, pred);
     let (scene, warning) = grounding::load_beside(image, &pred.frame, p.config().grid());
     rep.warnings.extend(warning);
@@ -169,7 +173,7 @@ fn base_report(p: &Pipeline, image: &Path, cmd: &str, pred: &Prediction) -> Resu
 
 /// One prediction, its figures and its export. Returns the report and the
 /// staged files, which appear when committed.
-pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
+pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
     check_command(&spec.cmd)?;
     let paths = outputs(spec)?;
     let img = preprocess::load_image(&spec.image)?;
@@ -210,7 +214,10 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
                     .maps
                     .as_ref()
                     .context("the attention maps were not captured")?;
-                let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+                let (inputs, _) = p.prepare_encoded(
+                    std::slice::from_ref(&img),
+                    std::slice::from_ref(&pred.command),
+                )?;
                 let case = Case::from_inputs(&inputs)?;
                 let first = pred.steps.first().map(|s| s.token);
                 let map = faithfulness::map_of(&p.model, &case, maps, first, method)?;
@@ -237,7 +244,10 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(Report, Staged)> {
                 .maps
                 .as_ref()
                 .context("the attention maps were not captured")?;
-            let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
+            let (inputs, _) = p.prepare_encoded(
+                std::slice::from_ref(&img),
+                std::slice::from_ref(&pred.command),
+            )?;
             let steps: Vec<_> = pred.steps.iter().map(|s| s.token).collect();
             Some(faithfulness::action_maps(
                 &p.model,
@@ -359,7 +369,7 @@ pub fn draw_sheet(
     let marks: Vec<Marker> = overlay::markers(pred);
     let fig = overlay::sheet(
         rgb,
-        &overlay::geometry(pred, cfg),
+        &PatchGrid::new(pred.frame, cfg),
         &title,
         &panels,
         &marks,
@@ -367,186 +377,4 @@ pub fn draw_sheet(
         &f.style,
     )?;
     Ok((fig, labels))
-}
-
-#[derive(serde::Deserialize)]
-struct Pair {
-    image: PathBuf,
-    cmd: String,
-}
-
-/// Many (image, command) pairs from a JSON Lines file, in one forward pass;
-/// one report per pair, in order, with its line number.
-/// Every line is checked before the model runs; an error names its line.
-/// With `overlay_dir`, each pair's overlay is staged there as
-/// `NNN-<stem>.overlay.png` (NNN = line number). At most
-/// [`MAX_BATCH_PAIRS`] pairs and [`MAX_BATCH_PIXELS`] pixels in all.
-pub fn batch(
-    pairs_path: &Path,
-    decoding: &Decoding,
-    style: &Style,
-    overlay_dir: Option<&Path>,
-    model: &ModelSpec,
-) -> Result<(Vec<(usize, Report)>, Staged)> {
-    let text = read_batch_file(pairs_path)?;
-    let mut pairs = Vec::new();
-    let mut pixels = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{} line {}", pairs_path.display(), i + 1);
-        if pairs.len() == MAX_BATCH_PAIRS {
-            bail!("{}: a batch holds at most {MAX_BATCH_PAIRS} pairs", at());
-        }
-        let pair: Pair = serde_json::from_str(line)
-            .with_context(|| format!("{}: expected {{\"image\": PATH, \"cmd\": TEXT}}", at()))?;
-        check_command(&pair.cmd).with_context(at)?;
-        let img = preprocess::load_image(&pair.image).with_context(at)?;
-        pixels += img.width() as u64 * img.height() as u64;
-        if pixels > MAX_BATCH_PIXELS {
-            bail!(
-                "{}: the batch's images hold more than {MAX_BATCH_PIXELS} pixels in all",
-                at()
-            );
-        }
-        pairs.push((i + 1, pair, img));
-    }
-    if pairs.is_empty() {
-        bail!("the batch file {} holds no pairs", pairs_path.display());
-    }
-    let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
-    let cfg = p.config().clone();
-    for (line, pair, _) in &pairs {
-        crate::data::encode_commands(
-            &p.tokenizer,
-            &cfg,
-            &[pair.cmd.as_str()],
-            &candle::Device::Cpu,
-        )
-        .with_context(|| format!("{} line {line}", pairs_path.display()))?;
-    }
-    let images: Vec<image::DynamicImage> = pairs.iter().map(|(_, _, img)| img.clone()).collect();
-    let cmds: Vec<&str> = pairs.iter().map(|(_, pair, _)| pair.cmd.as_str()).collect();
-    let preds = p.predict(&images, &cmds, decoding, false)?;
-    let mut reports = Vec::with_capacity(preds.len());
-    let mut files = Staged::new();
-    for ((line, pair, img), pred) in pairs.iter().zip(&preds) {
-        let mut rep = base_report(&p, &pair.image, &pair.cmd, pred)?;
-        if let Some(dir) = overlay_dir {
-            let t0 = Instant::now();
-            let path = dir.join(format!(
-                "{line:03}-{}",
-                default_overlay(&pair.image).display()
-            ));
-            for (_, other, _) in &pairs {
-                let inputs = [other.image.clone(), other.image.with_extension("json")];
-                if let Some(x) = inputs.iter().find(|x| same_file(x, &path)) {
-                    bail!(
-                        "refusing to overwrite {} (an input) with an overlay; choose another --overlay-dir",
-                        x.display()
-                    );
-                }
-            }
-            let fig = overlay::draw_prediction(img, pred, &cfg, style)?;
-            rep.overlay = Some(figure(&path, &fig, img.width(), img.height()));
-            files.add(&path, &overlay::png_bytes(&fig)?)?;
-            rep.set_overlay_ms(t0.elapsed().as_secs_f64() * 1e3);
-        }
-        reports.push((*line, rep));
-    }
-    Ok((reports, files))
-}
-
-/// The batch file as text: UTF-8, at most [`MAX_BATCH_FILE_BYTES`].
-fn read_batch_file(path: &Path) -> Result<String> {
-    crate::input::read_text(path, MAX_BATCH_FILE_BYTES, "the batch file")
-}
-
-/// `vla-demo explain`: greedy prediction with every map, then the three
-/// steps, then the interventions (`faithfulness.rs`): the one-line verdict,
-/// or every curve with `faithfulness`. Returns the explanation, the
-/// interventions and any warnings.
-pub fn explain(
-    image: &Path,
-    cmd: &str,
-    head: Option<usize>,
-    top: usize,
-    probe: &ProbeSpec,
-    model: &ModelSpec,
-) -> Result<(Explanation, Probed, Vec<String>)> {
-    check_command(cmd)?;
-    if let Some(plot) = &probe.plot {
-        if !has_ext(plot, "png") {
-            bail!("--plot {} must end in .png", plot.display());
-        }
-        if same_file(plot, image) || same_file(plot, &image.with_extension("json")) {
-            bail!(
-                "refusing to overwrite {} (an input) with the plot",
-                plot.display()
-            );
-        }
-    }
-    let img = preprocess::load_image(image)?;
-    let p = Pipeline::load_as(&model.source, &model.device, &model.dtype)?;
-    let cfg = p.config().clone();
-    let pred = p
-        .predict(
-            std::slice::from_ref(&img),
-            &[cmd],
-            &Decoding::default(),
-            true,
-        )?
-        .remove(0);
-    let mut warnings = report::unknown_warning(&pred.command.unknown_words)
-        .into_iter()
-        .collect::<Vec<_>>();
-    let (scene, warning) = grounding::load_beside(image, &pred.frame, cfg.grid());
-    warnings.extend(warning);
-    let truth = scene.as_ref().and_then(|s| {
-        let target = grounding::find_target(s, cmd)?;
-        let coverage = s
-            .objects
-            .iter()
-            .find(|o| o.id == target.id)?
-            .coverage
-            .clone();
-        let layout = &s.layout;
-        Some(Truth {
-            coverage,
-            inside: Box::new(move |x, y| {
-                layout
-                    .objects
-                    .iter()
-                    .any(|o| o.id == target.id && o.contains(x, y))
-            }),
-        })
-    });
-    let (inputs, ..) = p.prepare(std::slice::from_ref(&img), &[cmd])?;
-    let case = Case::from_inputs(&inputs)?;
-    let settings = if probe.full {
-        Settings::full(cfg.num_patches(), probe.seed)
-    } else {
-        faithfulness::report::verdict_settings(probe.seed)
-    };
-    let probed = faithfulness::report::probe(&p.model, &case, truth.as_ref(), &settings)?;
-    drop(truth);
-    let objects = scene.map(|s| s.objects).unwrap_or_default();
-    Ok((
-        explain::explain(&pred, &cfg, cmd, &objects, head, top)?,
-        probed,
-        warnings,
-    ))
-}
-
-/// What `explain` runs beyond the three steps.
-#[derive(Debug, Clone, Default)]
-pub struct ProbeSpec {
-    /// Every curve (k = 0, 1, 2, 4, …; delete, knockout, insert), not only
-    /// the verdict.
-    pub full: bool,
-    /// The curves as a PNG, with `full`.
-    pub plot: Option<PathBuf>,
-    /// Seed of the random orders.
-    pub seed: u64,
 }

@@ -4,9 +4,23 @@
 //! feature. `auto` takes a compiled-in GPU when one is present and falls back
 //! to the CPU otherwise; naming a back end that was not compiled in is an
 //! error that says how to rebuild.
+//!
+//! [`pin_thread_count`] fixes candle's CPU thread count once, at start-up.
 
 use anyhow::{bail, Result};
 use candle::{DType, Device};
+
+/// candle 0.11 on Linux counts the physical cores by reading /proc/cpuinfo
+/// again at every matrix product unless `RAYON_NUM_THREADS` is set (about a
+/// quarter of batch-1 inference time here). This sets it to the count candle
+/// would use, once. Call it first thing in `main`, before any thread starts
+/// (setting the environment races with threads reading it).
+pub fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = candle::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
 
 /// Parses a device name and opens it.
 pub fn select(name: &str) -> Result<Device> {

@@ -7,7 +7,7 @@
 //!   the object, then within [`PUSH_TOLERANCE`] of the expected end point.
 //! - **pointing game**: the patch with the highest head-averaged `<boa>`
 //!   cross-attention (last fusion block) is one of the target's patches
-//!   (covered at least `data::PATCH_COVER`). Also reported for the best
+//!   (covered at least `grid::PATCH_COVER`). Also reported for the best
 //!   single head.
 //! - **attention mass**: the share of that attention on the target's patches.
 //! - **token accuracy** (position by position, greedy decoding) and the mean
@@ -71,7 +71,7 @@ pub struct RefusalMetrics {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct EvalReport {
     pub split: String,
     pub scenes: u64,
     pub first_seed: u64,
@@ -85,7 +85,7 @@ pub struct Report {
     pub refusals: BTreeMap<String, RefusalMetrics>,
 }
 
-impl Report {
+impl EvalReport {
     pub fn summary(&self) -> String {
         let get = |k: &str| self.cells.get(k).map_or(f64::NAN, |m| m.success * 100.0);
         format!(
@@ -197,7 +197,7 @@ pub fn evaluate(
     scenes: u64,
     device: &Device,
     bar: Option<&ProgressBar>,
-) -> Result<Report> {
+) -> Result<EvalReport> {
     let cfg = model.config();
     let size = cfg.image_size as f32;
     let first_seed = first_seed.unwrap_or(split.first_seed());
@@ -328,7 +328,7 @@ pub fn evaluate(
             (k, m)
         })
         .collect();
-    Ok(Report {
+    Ok(EvalReport {
         split: split.name().to_string(),
         scenes,
         first_seed,
@@ -340,7 +340,7 @@ pub fn evaluate(
 }
 
 /// One line per split: what the generalisation bar asks of it, side by side.
-pub fn bar_table(reports: &[Report]) -> String {
+pub fn bar_table(reports: &[EvalReport]) -> String {
     let mut s = String::from(
         "| split | success | worst family/lang | pointing | flagged | false flags |\n|---|---|---|---|---|---|\n",
     );

@@ -25,30 +25,15 @@ use anyhow::{Context, Result};
 use candle::{DType, Device, Tensor};
 use serde::Serialize;
 
+use crate::grid::{Frame, PatchBox, PatchGrid};
 use crate::model::{AttentionMaps, Config};
-use crate::overlay::Geometry;
 use crate::pipeline::Prediction;
-use crate::preprocess::Frame;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ArrayInfo {
     pub name: String,
     pub shape: Vec<usize>,
     pub axes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PatchInfo {
-    pub index: usize,
-    pub row: usize,
-    pub col: usize,
-    /// `[x0, y0, x1, y1]` in the model's square view, pixels.
-    pub model_px: [f32; 4],
-    /// The same box in input pixels (may extend past the image where the
-    /// patch covers letterbox padding).
-    pub input_px: [f32; 4],
-    /// Whether any of the patch lies on the image (not only on padding).
-    pub on_image: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +55,7 @@ pub struct Manifest {
     pub patch_order: String,
     pub letterbox: Frame,
     pub mapping: String,
-    pub patches: Vec<PatchInfo>,
+    pub patches: Vec<PatchBox>,
     pub arrays: Vec<ArrayInfo>,
 }
 
@@ -120,12 +105,7 @@ pub fn encode(
             ));
         }
     }
-    let g = Geometry {
-        frame: pred.frame,
-        grid: cfg.grid(),
-        patch_size: cfg.patch_size,
-    };
-    let patches = patch_boxes(&g);
+    let patches = PatchGrid::new(pred.frame, cfg).patch_boxes();
     let boxes: Vec<f32> = patches.iter().flat_map(|p| p.input_px).collect();
     arrays.push((
         "boa_attention".into(),
@@ -207,33 +187,6 @@ pub fn npz_bytes(arrays: &[(&str, &Tensor)]) -> Result<Vec<u8>> {
         zip.write_all(&data)?;
     }
     Ok(zip.finish()?.into_inner())
-}
-
-/// Every patch's box in model and input pixels.
-pub fn patch_boxes(g: &Geometry) -> Vec<PatchInfo> {
-    let p = g.patch_size as f32;
-    (0..g.grid * g.grid)
-        .map(|index| {
-            let (row, col) = (index / g.grid, index % g.grid);
-            let (x0, y0) = g.boundary_px(col, row);
-            let (x1, y1) = g.boundary_px(col + 1, row + 1);
-            let on_image =
-                x1 > 0.0 && y1 > 0.0 && x0 < g.frame.width as f32 && y0 < g.frame.height as f32;
-            PatchInfo {
-                index,
-                row,
-                col,
-                model_px: [
-                    col as f32 * p,
-                    row as f32 * p,
-                    (col + 1) as f32 * p,
-                    (row + 1) as f32 * p,
-                ],
-                input_px: [x0, y0, x1, y1],
-                on_image,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! attention found it. The definitions are those of `vla-demo eval`:
 //!
 //! - **pointing game**: the patch with the largest head-averaged `<boa>`
-//!   weight is one of the target's patches (`data::target_patches`: covered
-//!   at least `data::PATCH_COVER`);
+//!   weight is one of the target's patches (`grid::target_patches`: covered
+//!   at least `grid::PATCH_COVER`);
 //! - **attention mass**: the share of that map on the target's patches.
 //!
 //! The target is the command's own target when the command is one of the
@@ -23,11 +23,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::action::Outcome;
-use crate::data::{patch_coverage, target_patches};
-use crate::explain::{object_at, SceneObject};
+use crate::grid::{object_at, patch_coverage, target_patches, Frame, SceneObject};
 use crate::maps;
 use crate::pipeline::Prediction;
-use crate::preprocess::Frame;
 use crate::report::{Grounding, Target};
 use crate::scene::{
     english, korean, minimal_references, relational_references, Color, Layout, SceneTruth, Shape,

@@ -3,6 +3,7 @@
 //! The modules follow the data flow:
 //! - [`scene`]: the tabletop world (images, ground truth, commands);
 //! - [`preprocess`]: image -> the model's square, normalised view;
+//! - [`grid`]: the patch grid on the input image, and what covers each patch;
 //! - [`tokens`]: command -> token ids;
 //! - [`model`]: patches -> ViT, words -> causal decoder, both -> fusion head;
 //! - [`action`]: action tokens -> waypoints;
@@ -30,6 +31,7 @@ pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod faithfulness;
+pub mod grid;
 pub mod grounding;
 pub mod input;
 pub mod limits;

@@ -12,8 +12,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 
 fn main() -> ExitCode {
-    // candle re-reads /proc/cpuinfo on every matmul unless this is set.
-    vla_demo::bench::sys::pin_thread_count();
+    // candle re-reads /proc/cpuinfo on every matmul unless this is set,
+    // and it must be set before any thread starts.
+    vla_demo::device::pin_thread_count();
     let result = output::install_signal_cleanup().and_then(|()| cli::main());
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,7 @@ use candle::{DType, Tensor, D};
 use crate::model::AttentionMaps;
 
 /// How the heads of one layer become one map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadFusion {
     #[default]
@@ -189,25 +189,6 @@ pub fn argmax(xs: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
-/// The smallest set of patches holding at least `share` of the map's mass
-/// (DINO's "attention mass" contour): take patches from the largest down
-/// until their sum reaches `share` of the total.
-pub fn mass_set(values: &[f32], share: f32) -> Vec<bool> {
-    let total: f32 = values.iter().map(|v| v.max(0.0)).sum();
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
-    let mut keep = vec![false; values.len()];
-    let mut acc = 0.0;
-    for i in order {
-        if total <= 0.0 || acc >= share * total {
-            break;
-        }
-        keep[i] = true;
-        acc += values[i].max(0.0);
-    }
-    keep
-}
-
 /// The panels of `--per-head`: every fusion layer × head, `<boa>` query.
 pub fn per_head_panels(maps: &AttentionMaps) -> Result<Vec<Heatmap>> {
     let mut out = Vec::new();
@@ -372,14 +353,6 @@ mod tests {
         let a1 = add_identity_and_normalise(&l1.squeeze(0).unwrap().squeeze(0).unwrap()).unwrap();
         let want = a1.matmul(&a0).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(r[1].to_vec2::<f32>().unwrap(), want);
-    }
-
-    #[test]
-    fn mass_set_is_the_smallest_set_reaching_the_share() {
-        let v = [0.05, 0.5, 0.05, 0.3, 0.1];
-        assert_eq!(mass_set(&v, 0.6), vec![false, true, false, true, false]);
-        assert_eq!(mass_set(&v, 0.5), vec![false, true, false, false, false]);
-        assert_eq!(mass_set(&[0.0; 3], 0.6), vec![false; 3]);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!
 //! so pixel (x, y) of the input is pixel (x, y) of the PNG; the strips add
 //! `bar_width` columns on the right and `caption_height` rows below (see
-//! [`Layout`]).
+//! [`OverlaySizes`]).
 
 pub mod font;
 pub mod heat;
@@ -25,10 +25,10 @@ pub mod sheet;
 use anyhow::{Context, Result};
 use image::{DynamicImage, Rgb, RgbImage};
 
-pub use heat::{format_value, Geometry};
+pub use heat::format_value;
 pub use sheet::sheet;
 
-use crate::maps;
+use crate::grid::{mass_set, PatchGrid};
 use crate::model::Config;
 use crate::pipeline::Prediction;
 
@@ -38,7 +38,7 @@ pub const MIN_WIDTH: u32 = 400;
 /// Share of the attention mass the outline encloses.
 pub const MASS_SHARE: f32 = 0.6;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Colormap {
     #[default]
@@ -47,7 +47,7 @@ pub enum Colormap {
     Inferno,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Upsample {
     /// Each patch a flat square: exactly what the model saw.
@@ -57,7 +57,7 @@ pub enum Upsample {
     Bilinear,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scale {
     /// Each map's colours run from its own minimum to its own maximum.
@@ -116,7 +116,7 @@ pub struct Marker {
 
 /// Sizes of an overlay's parts, in pixels, for an image of a given size.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Layout {
+pub struct OverlaySizes {
     /// Text size (em).
     pub em: f32,
     pub margin: u32,
@@ -135,7 +135,7 @@ pub fn em_for(width: u32, height: u32) -> f32 {
 }
 
 /// Lays out an overlay of a `width` × `height` image with `caption` lines.
-pub fn layout(width: u32, height: u32, caption: &[String]) -> Result<(Layout, Vec<String>)> {
+pub fn layout(width: u32, height: u32, caption: &[String]) -> Result<(OverlaySizes, Vec<String>)> {
     let f = font::fonts()?;
     let em = em_for(width, height);
     let margin = (em * 0.6).round() as u32;
@@ -150,7 +150,7 @@ pub fn layout(width: u32, height: u32, caption: &[String]) -> Result<(Layout, Ve
     let line_h = (f.line_height(em) * 1.2).ceil() as u32;
     let caption_height = 2 * margin + line_h * lines.len() as u32;
     let image_h = height.max(4 * line_h);
-    let l = Layout {
+    let l = OverlaySizes {
         em,
         margin,
         bar_width,
@@ -165,7 +165,7 @@ pub fn layout(width: u32, height: u32, caption: &[String]) -> Result<(Layout, Ve
 /// mass, the markers, a colour bar and the caption.
 pub fn overlay(
     img: &RgbImage,
-    g: &Geometry,
+    g: &PatchGrid,
     map: &[f32],
     markers: &[Marker],
     caption: &[String],
@@ -178,7 +178,7 @@ pub fn overlay(
 /// [`overlay`] with an explicit colour range.
 pub fn overlay_with_range(
     img: &RgbImage,
-    g: &Geometry,
+    g: &PatchGrid,
     map: &[f32],
     range: (f32, f32),
     markers: &[Marker],
@@ -239,7 +239,7 @@ pub fn overlay_with_range(
 /// The image region alone: map, outline and markers, at the image's size.
 pub fn heat_region(
     img: &RgbImage,
-    g: &Geometry,
+    g: &PatchGrid,
     map: &[f32],
     range: (f32, f32),
     markers: &[Marker],
@@ -251,7 +251,7 @@ pub fn heat_region(
     let mut region = img.clone();
     heat::paint(&mut region, g, map, range, style);
     let thickness = (img.width().min(img.height()) / 150).clamp(1, 6);
-    heat::outline(&mut region, g, &maps::mass_set(map, MASS_SHARE), thickness);
+    heat::outline(&mut region, g, &mass_set(map, MASS_SHARE), thickness);
     let radius = (img.width().min(img.height()) as f32 / 32.0).clamp(4.0, 40.0) as i32;
     for m in markers {
         heat::marker(&mut region, f, m.pixel, radius, &m.label, m.closed, em);
@@ -259,7 +259,7 @@ pub fn heat_region(
     Ok(region)
 }
 
-fn check_map(map: &[f32], g: &Geometry) -> Result<()> {
+fn check_map(map: &[f32], g: &PatchGrid) -> Result<()> {
     anyhow::ensure!(
         map.len() == g.grid * g.grid,
         "a heatmap needs {} values (a {}×{} grid), got {}",
@@ -269,15 +269,6 @@ fn check_map(map: &[f32], g: &Geometry) -> Result<()> {
         map.len()
     );
     Ok(())
-}
-
-/// The patch grid of a model on an image letterboxed by `pred`.
-pub fn geometry(pred: &Prediction, cfg: &Config) -> Geometry {
-    Geometry {
-        frame: pred.frame,
-        grid: cfg.grid(),
-        patch_size: cfg.patch_size,
-    }
 }
 
 /// One marker per predicted waypoint: "1 close", "2 open".
@@ -356,7 +347,7 @@ pub fn draw_map(
 ) -> Result<RgbImage> {
     overlay(
         &img.to_rgb8(),
-        &geometry(pred, cfg),
+        &PatchGrid::new(pred.frame, cfg),
         map,
         &markers(pred),
         caption,

@@ -18,12 +18,12 @@ use serde::Serialize;
 
 use crate::action::{Gripper, Outcome, Workspace};
 use crate::checkpoint::{Checkpoint, Source};
-use crate::data::encode_commands;
+use crate::grid::Frame;
 use crate::model::vla::{Decoding, Generated, Inputs, StageTimes, Step};
 use crate::model::AttentionMaps;
 use crate::model::{Config, Vla};
-use crate::preprocess::{letterbox, to_pixels, Frame};
-use crate::tokens::{CommandTokenizer, Encoded};
+use crate::preprocess::{letterbox, to_pixels};
+use crate::tokens::{self, CommandTokenizer, Encoded};
 
 /// A loaded model with its tokenizer.
 pub struct Pipeline {
@@ -105,6 +105,12 @@ impl Pipeline {
         self.model.config()
     }
 
+    /// Tokenises each command once, checked against the model's length limit.
+    pub fn encode(&self, commands: &[&str]) -> Result<Vec<Encoded>> {
+        self.tokenizer
+            .encode_all(commands, self.config().max_text_len)
+    }
+
     /// The model's inputs for (image, command) pairs: letterboxed, normalised
     /// pixels and left-padded token ids, with each command's tokens and each
     /// image's frame.
@@ -113,12 +119,20 @@ impl Pipeline {
         images: &[DynamicImage],
         commands: &[&str],
     ) -> Result<(Inputs, Vec<Encoded>, Vec<Frame>)> {
+        let encoded = self.encode(commands)?;
+        let (inputs, frames) = self.prepare_encoded(images, &encoded)?;
+        Ok((inputs, encoded, frames))
+    }
+
+    /// [`Pipeline::prepare`] for commands tokenised already (a
+    /// [`Prediction`]'s `command`), so a run tokenises each command once.
+    pub fn prepare_encoded(
+        &self,
+        images: &[DynamicImage],
+        encoded: &[Encoded],
+    ) -> Result<(Inputs, Vec<Frame>)> {
         let cfg = self.config();
-        let encoded = commands
-            .iter()
-            .map(|c| self.tokenizer.encode(c))
-            .collect::<Result<Vec<_>>>()?;
-        let (text_ids, text_lens) = encode_commands(&self.tokenizer, cfg, commands, &self.device)?;
+        let (text_ids, text_lens) = tokens::to_ids(encoded, self.tokenizer.pad_id(), &self.device)?;
         let (squares, frames): (Vec<_>, Vec<_>) =
             images.iter().map(|img| letterbox(img, cfg)).unzip();
         let refs: Vec<&image::RgbImage> = squares.iter().collect();
@@ -129,7 +143,7 @@ impl Pipeline {
             text_lens,
             knockout: None,
         };
-        Ok((inputs, encoded, frames))
+        Ok((inputs, frames))
     }
 
     /// Predicts one action per (image, command) pair, as one batched forward pass.
@@ -140,16 +154,23 @@ impl Pipeline {
         decoding: &Decoding,
         capture: bool,
     ) -> Result<Vec<Prediction>> {
-        if images.len() != commands.len() || images.is_empty() {
-            bail!(
-                "predict needs one command per image (got {} images, {} commands)",
-                images.len(),
-                commands.len()
-            );
-        }
+        check_pairs(images.len(), commands.len())?;
+        let encoded = self.encode(commands)?;
+        self.predict_encoded(images, encoded, decoding, capture)
+    }
+
+    /// [`Pipeline::predict`] for commands tokenised already ([`Pipeline::encode`]).
+    pub fn predict_encoded(
+        &self,
+        images: &[DynamicImage],
+        encoded: Vec<Encoded>,
+        decoding: &Decoding,
+        capture: bool,
+    ) -> Result<Vec<Prediction>> {
+        check_pairs(images.len(), encoded.len())?;
         let cfg = self.config();
         let t0 = Instant::now();
-        let (inputs, encoded, frames) = self.prepare(images, commands)?;
+        let (inputs, frames) = self.prepare_encoded(images, &encoded)?;
         let preprocess = t0.elapsed().as_secs_f64() * 1e3;
         let generated = self.model.generate(&inputs, decoding, capture)?;
         let boa = generated
@@ -203,6 +224,14 @@ impl Pipeline {
         }
         Ok(out)
     }
+}
+
+/// One command per image, and at least one of each.
+fn check_pairs(images: usize, commands: usize) -> Result<()> {
+    if images != commands || images == 0 {
+        bail!("predict needs one command per image (got {images} images, {commands} commands)");
+    }
+    Ok(())
 }
 
 /// Finite weights can still overflow (a weight of 3e38): an answer built on

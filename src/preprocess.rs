@@ -4,7 +4,7 @@
 //! 16-bit; any aspect ratio). It is converted to 8-bit RGB, scaled so its
 //! longer side fits the model's `image_size`, and centred on a square canvas
 //! filled with the normalisation mean (which the model sees as zero). The
-//! [`Frame`] remembers that mapping, so every model coordinate maps back to
+//! [`Frame`] (in [`crate::grid`]) remembers that mapping, so every model coordinate maps back to
 //! the input image's own pixels exactly.
 
 use std::io::Cursor;
@@ -14,50 +14,10 @@ use anyhow::{bail, Context, Result};
 use candle::{Device, Tensor};
 use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
 
+use crate::grid::Frame;
 use crate::model::Config;
 
 pub use crate::limits::{MAX_IMAGE_FILE_BYTES, MAX_PIXELS};
-
-/// How the input image sits inside the model's square view.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Frame {
-    /// Input image size, pixels.
-    pub width: u32,
-    pub height: u32,
-    /// Model pixels per input pixel.
-    pub scale: f32,
-    /// Where the input's top-left corner lands in the model's view, model pixels.
-    pub pad_x: f32,
-    pub pad_y: f32,
-    /// Side of the model's square view, pixels.
-    pub size: u32,
-}
-
-impl Frame {
-    /// Model-normalised (u, v) in [0, 1] -> input pixels (x, y), continuous:
-    /// pixel (i, j) covers [i, i+1) × [j, j+1).
-    pub fn to_input_px(&self, u: f32, v: f32) -> (f32, f32) {
-        let s = self.size as f32;
-        (
-            (u * s - self.pad_x) / self.scale,
-            (v * s - self.pad_y) / self.scale,
-        )
-    }
-
-    /// Model-normalised (u, v) -> normalised in the input image's own frame.
-    pub fn to_input_norm(&self, u: f32, v: f32) -> (f32, f32) {
-        let (x, y) = self.to_input_px(u, v);
-        (x / self.width as f32, y / self.height as f32)
-    }
-
-    /// Input-normalised (x, y) -> model-normalised (u, v).
-    pub fn from_input_norm(&self, x: f32, y: f32) -> (f32, f32) {
-        let s = self.size as f32;
-        let u = (x * self.width as f32 * self.scale + self.pad_x) / s;
-        let v = (y * self.height as f32 * self.scale + self.pad_y) / s;
-        (u, v)
-    }
-}
 
 /// Reads an image file with a size limit. Every failure names the file.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {

@@ -1,18 +1,17 @@
 //! What one run tells the learner, as a readable printout or as JSON (the
-//! schema is in docs/DEMO.md). Both come from the same [`Report`], so they
+//! schema is in docs/DEMO.md). Both come from the same [`RunReport`], so they
 //! always agree.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::grid::{mass_set, Frame, PatchGrid};
 use crate::maps;
-use crate::overlay::Geometry;
 use crate::pipeline::{Pipeline, Point, Prediction};
-use crate::preprocess::Frame;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct RunReport {
     /// The command as given.
     pub command: String,
     pub command_tokens: Vec<Token>,
@@ -83,7 +82,7 @@ pub struct Alternative {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ActionToken {
+pub struct ActionTokenInfo {
     pub id: u32,
     pub text: String,
     pub prob: f32,
@@ -93,7 +92,7 @@ pub struct ActionToken {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionInfo {
-    pub tokens: Vec<ActionToken>,
+    pub tokens: Vec<ActionTokenInfo>,
     /// "act", or a refusal: "absent" (nothing fits the name) or "ambiguous".
     pub outcome: crate::action::Outcome,
     /// The refusal in plain words, or `None` for an action.
@@ -181,20 +180,16 @@ pub struct TimingMs {
 }
 
 /// The parts of a report every run has.
-pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -> Report {
+pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -> RunReport {
     let cfg = p.config();
     let tok = |id: u32| p.tokenizer.id_to_token(id);
     let action_id = |t: crate::action::ActionToken| cfg.action_offset + t.index() as u32;
-    let g = Geometry {
-        frame: pred.frame,
-        grid: cfg.grid(),
-        patch_size: cfg.patch_size,
-    };
+    let g = PatchGrid::new(pred.frame, cfg);
     let peak = maps::argmax(&pred.boa_attention);
     let [px, py] = g.patch_centre_px(peak);
     let clip = |v: f32, max: u32| v.clamp(0.0, max as f32);
     let t = pred.times;
-    Report {
+    RunReport {
         command: command.to_string(),
         command_tokens: pred
             .command
@@ -218,7 +213,7 @@ pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -
             tokens: pred
                 .steps
                 .iter()
-                .map(|s| ActionToken {
+                .map(|s| ActionTokenInfo {
                     id: action_id(s.token),
                     text: s.token.text(),
                     prob: s.prob,
@@ -235,7 +230,7 @@ pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -
             peak_patch: Patch { index: peak, row: peak / cfg.grid(), col: peak % cfg.grid() },
             peak_value: pred.boa_attention.get(peak).copied().unwrap_or(0.0),
             peak_pixel: [clip(px, pred.frame.width), clip(py, pred.frame.height)],
-            mass60_patches: maps::mass_set(&pred.boa_attention, crate::overlay::MASS_SHARE).iter().filter(|&&b| b).count(),
+            mass60_patches: mass_set(&pred.boa_attention, crate::overlay::MASS_SHARE).iter().filter(|&&b| b).count(),
             num_patches: cfg.num_patches(),
         },
         grounding: None,
@@ -246,7 +241,7 @@ pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -
     }
 }
 
-impl Report {
+impl RunReport {
     pub fn set_overlay_ms(&mut self, ms: f64) {
         self.timing_ms.overlay = ms;
         let t = &self.timing_ms;

@@ -8,6 +8,11 @@
 //! falls back to its UTF-8 bytes (`<0xEB>` ...), never to a crash or a silent
 //! drop. Such words are reported as unknown.
 //!
+//! A run tokenises each command once ([`CommandTokenizer::encode`], checked
+//! against the model's length by [`check_length`]) and passes the
+//! [`Encoded`] on: [`to_ids`] pads it into the model's input, and the
+//! report, grounding and the figures read its tokens and words.
+//!
 //! After the text vocabulary come the special tokens: `<pad>`, `<unk>`,
 //! `<boa>` (begin of action), then the action slice `<x_000>..<y_255>`,
 //! `<open>`, `<close>`, `<eoa>`, in [`ActionToken`] order.
@@ -16,6 +21,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
+use candle::{Device, Tensor};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::normalizers::{Lowercase, Sequence as Normalizers, NFC};
@@ -66,6 +72,36 @@ pub fn check_command(text: &str) -> Result<String> {
         bail!("the command is empty: say what to do, e.g. \"pick up the red cup\"");
     }
     Ok(t)
+}
+
+/// Refuses a tokenised command longer than the model reads (`max_text_len`).
+pub fn check_length(e: &Encoded, max_text_len: usize) -> Result<()> {
+    if e.ids.len() > max_text_len {
+        bail!(
+            "the command is {} tokens long; this model reads at most {} tokens",
+            e.ids.len(),
+            max_text_len
+        );
+    }
+    Ok(())
+}
+
+/// Tokenised commands -> (B, T) ids, left-padded with `pad_id` so every
+/// command ends at the last position, and each command's length.
+pub fn to_ids<'a>(
+    encoded: impl IntoIterator<Item = &'a Encoded>,
+    pad_id: u32,
+    device: &Device,
+) -> Result<(Tensor, Vec<usize>)> {
+    let ids: Vec<&[u32]> = encoded.into_iter().map(|e| e.ids.as_slice()).collect();
+    let t = ids.iter().map(|i| i.len()).max().unwrap_or(1);
+    let lens: Vec<usize> = ids.iter().map(|i| i.len()).collect();
+    let mut flat = Vec::with_capacity(ids.len() * t);
+    for i in &ids {
+        flat.extend(std::iter::repeat_n(pad_id, t - i.len()));
+        flat.extend(*i);
+    }
+    Ok((Tensor::from_vec(flat, (ids.len(), t), device)?, lens))
 }
 
 /// Trims a command and drops final punctuation, which the grammar never uses.
@@ -218,6 +254,36 @@ impl CommandTokenizer {
             words,
             unknown_words,
         })
+    }
+
+    /// Tokenises every command, then checks each against the model's
+    /// `max_text_len`: the first error of either kind, in that order.
+    pub fn encode_all(&self, texts: &[&str], max_text_len: usize) -> Result<Vec<Encoded>> {
+        let encoded = texts
+            .iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<Vec<_>>>()?;
+        for e in &encoded {
+            check_length(e, max_text_len)?;
+        }
+        Ok(encoded)
+    }
+
+    /// Commands straight to left-padded (B, T) ids and their lengths (for
+    /// training and evaluation batches, which need no tokens beside the ids).
+    pub fn encode_ids(
+        &self,
+        texts: &[&str],
+        max_text_len: usize,
+        device: &Device,
+    ) -> Result<(Tensor, Vec<usize>)> {
+        let mut encoded = Vec::with_capacity(texts.len());
+        for t in texts {
+            let e = self.encode(t)?;
+            check_length(&e, max_text_len)?;
+            encoded.push(e);
+        }
+        to_ids(&encoded, self.pad, device)
     }
 
     /// `<pad>`, `<boa>` and the action tokens: ids a command never holds.

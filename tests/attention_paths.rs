@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vla_demo::bench::{self, flops, BenchArgs};
 use vla_demo::engine::long_attention::{attention_with, tiled_attention_blocks, AttentionImpl};
-use vla_demo::model::init::SeededInit;
 use vla_demo::model::{Config, Vla};
 use vla_demo::tokens::CommandTokenizer;
+use vla_demo::train::init::SeededInit;
 use vla_demo::{checkpoint, data};
 
 fn randn(b: usize, h: usize, t: usize, d: usize, seed: u64) -> Tensor {

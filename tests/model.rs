@@ -11,12 +11,12 @@ use rand_chacha::ChaCha8Rng;
 use vla_demo::checkpoint::{self, Checkpoint, Source};
 use vla_demo::data::{self, Example};
 use vla_demo::model::attention::causal_mask;
-use vla_demo::model::init::SeededInit;
 use vla_demo::model::record::Site;
 use vla_demo::model::vla::{Decoding, Inputs};
 use vla_demo::model::{Attention, Config, ScoreFn, Vla};
 use vla_demo::scene::Layout;
 use vla_demo::tokens::CommandTokenizer;
+use vla_demo::train::init::SeededInit;
 use vla_demo::train::{self, AdamW, TrainConfig};
 
 fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
@@ -51,9 +51,11 @@ fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> d
     let mut examples = Vec::new();
     for seed in seeds {
         let layout = Layout::generate(seed);
-        for command in data::draw_commands(&layout, 2, 0.3, &mut rng) {
-            let target =
-                data::target_patches(&data::first_target(&layout, &command).unwrap(), cfg.grid());
+        for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
+            let target = vla_demo::grid::target_patches(
+                &data::first_target(&layout, &command).unwrap(),
+                cfg.grid(),
+            );
             examples.push(Example {
                 image: images.len(),
                 command,

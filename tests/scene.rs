@@ -324,10 +324,10 @@ fn write_scene_into_a_missing_or_unwritable_directory_names_the_path() {
 
 #[test]
 fn cli_writes_many_scenes() {
-    use vla_demo::scene::cli::{run, SceneArgs};
+    use vla_demo::scene::write::{run, ScenesToWrite};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let args = SceneArgs {
+    let args = ScenesToWrite {
         seed: 10,
         size: 64,
         out: "unused.png".into(),
@@ -340,7 +340,10 @@ fn cli_writes_many_scenes() {
         assert_eq!((t.seed, t.size), (seed, 64));
         assert!(out.join(format!("scene_{seed}.png")).exists());
     }
-    let err = format!("{:#}", run(&SceneArgs { size: 2000, ..args }).unwrap_err());
+    let err = format!(
+        "{:#}",
+        run(&ScenesToWrite { size: 2000, ..args }).unwrap_err()
+    );
     assert!(err.contains("2000"), "{err}");
 }
 

@@ -16,11 +16,12 @@ use serde::Serialize;
 use super::flops;
 use super::sys::{self, Summary};
 use crate::action::MAX_ACTION_TOKENS;
-use crate::data::{self, encode_commands};
 use crate::model::vla::{Decoding, Inputs};
 use crate::pipeline::{Pipeline, Prediction};
 use crate::preprocess::{letterbox, to_pixels};
+use crate::scene::draw::{draw_commands, EVAL_SEED_START};
 use crate::scene::Layout;
+use crate::tokens;
 
 /// A held-out scene and one command about it.
 pub struct Example {
@@ -34,13 +35,10 @@ pub struct Example {
 pub fn examples(n: usize, image_size: usize) -> Result<Vec<Example>> {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let mut out = Vec::with_capacity(n);
-    let mut seed = data::EVAL_SEED_START;
+    let mut seed = EVAL_SEED_START;
     while out.len() < n {
         let layout = Layout::generate(seed);
-        if let Some(cmd) = data::draw_commands(&layout, 1, 0.3, &mut rng)
-            .into_iter()
-            .next()
-        {
+        if let Some(cmd) = draw_commands(&layout, 1, 0.3, &mut rng).into_iter().next() {
             let image = DynamicImage::ImageRgb8(layout.render(2 * image_size as u32)?);
             out.push(Example {
                 seed,
@@ -50,7 +48,7 @@ pub fn examples(n: usize, image_size: usize) -> Result<Vec<Example>> {
         }
         seed += 1;
         anyhow::ensure!(
-            seed < data::EVAL_SEED_START + 100 * n as u64 + 100,
+            seed < EVAL_SEED_START + 100 * n as u64 + 100,
             "the scene generator gave no commands"
         );
     }
@@ -107,8 +105,9 @@ pub struct Forced {
 
 pub fn forced_inputs(p: &Pipeline, ex: &[Example], preds: &[Prediction]) -> Result<Forced> {
     let cfg = p.config();
-    let commands: Vec<&str> = ex.iter().map(|e| e.command.as_str()).collect();
-    let (text_ids, text_lens) = encode_commands(&p.tokenizer, cfg, &commands, &p.device)?;
+    // The commands as the predictions tokenised them.
+    let commands = preds.iter().map(|pred| &pred.command);
+    let (text_ids, text_lens) = tokens::to_ids(commands, p.tokenizer.pad_id(), &p.device)?;
     let boxed: Vec<_> = ex.iter().map(|e| letterbox(&e.image, cfg).0).collect();
     let refs: Vec<&image::RgbImage> = boxed.iter().collect();
     let pixels = to_pixels(&refs, cfg, &p.device)?;

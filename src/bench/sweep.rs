@@ -32,6 +32,10 @@ use crate::engine::long_attention::{
 use crate::engine::long_attention_cpu::{CPU_BLOCK_K, CPU_BLOCK_Q};
 use crate::model::attention::{align, attend, score, ScoreFn};
 
+mod table;
+
+pub use table::table;
+
 /// The sequence lengths of the sweep: 224, 384, 512, 768 and 1024 px images at 16 px patches.
 pub const DEFAULT_LENS: [usize; 5] = [196, 576, 1024, 2304, 4096];
 
@@ -44,7 +48,7 @@ const POINT_BUDGET_S: f64 = 3.0;
 /// What one point computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Path {
+pub enum AttentionPath {
     /// Scaled dot-product attention through one implementation.
     Impl(AttentionImpl),
     /// The tiled algorithm written with candle ops (`tiled_attention_blocks`).
@@ -53,14 +57,14 @@ pub enum Path {
     Score(ScoreFn),
 }
 
-impl Path {
+impl AttentionPath {
     pub fn name(self) -> String {
         match self {
-            Path::Impl(i) => i.name().to_string(),
-            Path::TiledOps => "tiled_ops".into(),
-            Path::Score(ScoreFn::Additive) => "additive".into(),
-            Path::Score(ScoreFn::Dot) => "dot".into(),
-            Path::Score(ScoreFn::ScaledDot) => "scaled_dot".into(),
+            AttentionPath::Impl(i) => i.name().to_string(),
+            AttentionPath::TiledOps => "tiled_ops".into(),
+            AttentionPath::Score(ScoreFn::Additive) => "additive".into(),
+            AttentionPath::Score(ScoreFn::Dot) => "dot".into(),
+            AttentionPath::Score(ScoreFn::ScaledDot) => "scaled_dot".into(),
         }
     }
 }
@@ -68,7 +72,7 @@ impl Path {
 /// One point of the sweep; it travels to the child process as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointSpec {
-    pub path: Path,
+    pub path: AttentionPath,
     pub seq_len: usize,
     pub heads: usize,
     pub head_dim: usize,
@@ -91,15 +95,15 @@ impl PointSpec {
         let (h, t, d) = (self.heads as u64, self.seq_len as u64, self.head_dim as u64);
         let e = self.elem_bytes();
         match self.path {
-            Path::Impl(AttentionImpl::Naive)
-            | Path::Score(ScoreFn::Dot)
-            | Path::Score(ScoreFn::ScaledDot) => h * t * t * e,
-            Path::Impl(AttentionImpl::Tiled) if kernel => h * d * t * e,
-            Path::Impl(AttentionImpl::Tiled) | Path::TiledOps => {
+            AttentionPath::Impl(AttentionImpl::Naive)
+            | AttentionPath::Score(ScoreFn::Dot)
+            | AttentionPath::Score(ScoreFn::ScaledDot) => h * t * t * e,
+            AttentionPath::Impl(AttentionImpl::Tiled) if kernel => h * d * t * e,
+            AttentionPath::Impl(AttentionImpl::Tiled) | AttentionPath::TiledOps => {
                 h * t.min(BLOCK_Q as u64) * t.min(BLOCK_K as u64) * e
             }
-            Path::Impl(AttentionImpl::Fused) => 0,
-            Path::Score(ScoreFn::Additive) => h * t * t * d * e,
+            AttentionPath::Impl(AttentionImpl::Fused) => 0,
+            AttentionPath::Score(ScoreFn::Additive) => h * t * t * d * e,
         }
     }
 }
@@ -150,16 +154,16 @@ pub struct Sweep {
 }
 
 /// The paths a sweep runs on this build and device.
-pub fn paths(device: &Device) -> Vec<Path> {
-    let mut p: Vec<Path> = AttentionImpl::ALL
+pub fn paths(device: &Device) -> Vec<AttentionPath> {
+    let mut p: Vec<AttentionPath> = AttentionImpl::ALL
         .into_iter()
         .filter(|i| i.available(device))
-        .map(Path::Impl)
+        .map(AttentionPath::Impl)
         .collect();
     if device.is_cpu() {
-        p.insert(2, Path::TiledOps);
+        p.insert(2, AttentionPath::TiledOps);
     }
-    p.extend([ScoreFn::Additive, ScoreFn::Dot, ScoreFn::ScaledDot].map(Path::Score));
+    p.extend([ScoreFn::Additive, ScoreFn::Dot, ScoreFn::ScaledDot].map(AttentionPath::Score));
     p
 }
 
@@ -176,7 +180,9 @@ pub fn run_point(spec: &PointSpec, method: &str) -> Result<PointResult> {
         method: method.to_string(),
         note: None,
     };
-    if spec.path == Path::Score(ScoreFn::Additive) && result.analytic_bytes > ADDITIVE_LIMIT_BYTES {
+    if spec.path == AttentionPath::Score(ScoreFn::Additive)
+        && result.analytic_bytes > ADDITIVE_LIMIT_BYTES
+    {
         result.method = "none".into();
         result.note = Some(format!(
             "skipped: its pair tensor alone needs {:.1} GiB",
@@ -242,11 +248,13 @@ fn inputs(t: usize, spec: &PointSpec, dtype: DType, device: &Device) -> Result<I
     })
 }
 
-fn compute(path: Path, x: &Inputs) -> Result<Tensor> {
+fn compute(path: AttentionPath, x: &Inputs) -> Result<Tensor> {
     Ok(match path {
-        Path::Impl(imp) => attention_with(imp, &x.q, &x.k, &x.v, false)?,
-        Path::TiledOps => tiled_attention_blocks(&x.q, &x.k, &x.v, false, BLOCK_Q, BLOCK_K)?,
-        Path::Score(kind) => {
+        AttentionPath::Impl(imp) => attention_with(imp, &x.q, &x.k, &x.v, false)?,
+        AttentionPath::TiledOps => {
+            tiled_attention_blocks(&x.q, &x.k, &x.v, false, BLOCK_Q, BLOCK_K)?
+        }
+        AttentionPath::Score(kind) => {
             let s = score(kind, &x.q, &x.k, Some(&x.v_add))?;
             attend(&align(&s)?, &x.v)?
         }
@@ -390,72 +398,6 @@ pub fn sweep(c: &SweepConfig, mut tick: impl FnMut(&str)) -> Result<Sweep> {
     })
 }
 
-fn mib(b: u64) -> String {
-    if b == 0 {
-        "0".into()
-    } else if b < 1 << 20 {
-        format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64)
-    } else {
-        format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
-    }
-}
-
-/// The sweep as a plain-text table (also valid Markdown).
-pub fn table(s: &Sweep) -> String {
-    let mut out = format!(
-        "attention sweep: batch 1, {} heads × {} dims, {}, {}\n\
-         tiled: the CPU kernel with {}×{} tiles (the candle-ops version off the CPU); tiled_ops: candle ops, {}×{} tiles\n\
-         time: median ms; memory: analytic largest intermediate / measured VmHWM rise\n\n\
-         | T | image | path | median ms | p90 ms | analytic | measured |\n|---|---|---|---|---|---|---|\n",
-        s.heads,
-        s.head_dim,
-        s.dtype,
-        s.device,
-        s.kernel_block_q,
-        s.kernel_block_k,
-        s.block_q,
-        s.block_k
-    );
-    for r in &s.rows {
-        let img = r
-            .image_size
-            .map(|i| format!("{i} px"))
-            .unwrap_or_else(|| "-".into());
-        for p in &r.points {
-            let (med, p90) = match p.ms {
-                Some(m) => (format!("{:.2}", m.median), format!("{:.2}", m.p90)),
-                None => ("-".into(), "-".into()),
-            };
-            let measured = match (p.measured_bytes, &p.note) {
-                (Some(b), _) => mib(b),
-                (None, Some(n)) => n.clone(),
-                (None, None) => "-".into(),
-            };
-            out += &format!(
-                "| {} | {img} | {} | {med} | {p90} | {} | {measured} |\n",
-                r.seq_len,
-                p.path,
-                mib(p.analytic_bytes)
-            );
-        }
-    }
-    let pct = |x: Option<f64>| {
-        x.map(|r| format!("1/{:.0}", 1.0 / r.max(1e-12)))
-            .unwrap_or_else(|| "n/a".into())
-    };
-    out += &format!(
-        "\ntiled / naive peak attention memory at the longest length: analytic {}, measured {} (target ≤ 1/8: {})\n",
-        pct(s.tiled_over_naive_analytic),
-        pct(s.tiled_over_naive_measured),
-        match s.memory_target_met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "not measured",
-        }
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,13 +413,16 @@ mod tests {
             device: "cpu".into(),
             dtype: "f32".into(),
         };
-        let naive = spec(Path::Impl(AttentionImpl::Naive)).analytic_bytes(true);
+        let naive = spec(AttentionPath::Impl(AttentionImpl::Naive)).analytic_bytes(true);
         assert_eq!(naive, 4 * 4096 * 4096 * 4);
-        let tiled = spec(Path::Impl(AttentionImpl::Tiled));
+        let tiled = spec(AttentionPath::Impl(AttentionImpl::Tiled));
         // The CPU kernel's transposed keys; a 256 × 256 tile per head elsewhere.
         assert_eq!(tiled.analytic_bytes(true), 4 * 32 * 4096 * 4);
         assert_eq!(tiled.analytic_bytes(false), 4 * 256 * 256 * 4);
-        assert_eq!(spec(Path::TiledOps).analytic_bytes(true), 4 * 256 * 256 * 4);
+        assert_eq!(
+            spec(AttentionPath::TiledOps).analytic_bytes(true),
+            4 * 256 * 256 * 4
+        );
         assert!(tiled.analytic_bytes(true) * 8 <= naive);
         assert_eq!(image_side(196), Some(224));
         assert_eq!(image_side(4096), Some(1024));
@@ -487,7 +432,7 @@ mod tests {
     #[test]
     fn a_small_point_runs_in_process() {
         let spec = PointSpec {
-            path: Path::Impl(AttentionImpl::Tiled),
+            path: AttentionPath::Impl(AttentionImpl::Tiled),
             seq_len: 64,
             heads: 2,
             head_dim: 8,

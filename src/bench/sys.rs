@@ -39,18 +39,6 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }
 
-/// candle 0.11 on Linux counts the physical cores by reading /proc/cpuinfo
-/// again at every matrix product unless `RAYON_NUM_THREADS` is set (about a
-/// quarter of batch-1 inference time here). This sets it to the count candle
-/// would use, once. Call it first thing in `main`, before any thread starts
-/// (setting the environment races with threads reading it).
-pub fn pin_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = candle::utils::get_num_threads();
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
-}
-
 /// The 1-minute load average, so every recorded number says how busy the machine was.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")

@@ -337,7 +337,7 @@ mod tests {
             cfg.intermediate_size = 48;
             cfg.conv_stem = stem.clone();
             let vars = candle_nn::VarMap::new();
-            let vb = crate::model::init::SeededInit::var_builder(&vars, 7, &Device::Cpu);
+            let vb = crate::train::init::SeededInit::var_builder(&vars, 7, &Device::Cpu);
             let encoder = VisionEncoder::new(&cfg, vb).unwrap();
             let px = Tensor::randn(0f32, 1., (3, 3, 64, 64), &Device::Cpu).unwrap();
             let want = encoder.forward(&px).unwrap();

@@ -42,7 +42,7 @@ pub struct Row {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct FaithfulnessReport {
     pub split: String,
     pub scenes: u64,
     pub first_seed: u64,
@@ -74,7 +74,7 @@ pub fn evaluate(
     settings: &Settings,
     device: &Device,
     bar: Option<&ProgressBar>,
-) -> Result<Report> {
+) -> Result<FaithfulnessReport> {
     let cfg = model.config();
     let first_seed = first_seed.unwrap_or(split.first_seed());
     // family/method -> per run: (pointing, mass, deletion AUC, insertion AUC, off after k)
@@ -102,7 +102,7 @@ pub fn evaluate(
                 }),
             };
             let (text_ids, lens) =
-                data::encode_commands(tok, cfg, &[command.text.as_str()], device)?;
+                tok.encode_ids(&[command.text.as_str()], cfg.max_text_len, device)?;
             let case = Case {
                 pixels: pixels.clone(),
                 text_ids,
@@ -166,7 +166,7 @@ pub fn evaluate(
             (key, row)
         })
         .collect();
-    Ok(Report {
+    Ok(FaithfulnessReport {
         split: split.name().to_string(),
         scenes,
         first_seed,
@@ -176,7 +176,7 @@ pub fn evaluate(
     })
 }
 
-impl Report {
+impl FaithfulnessReport {
     /// The table, one row per family × method (pointing and mass are not
     /// defined for the target's and random orders).
     pub fn table(&self) -> String {

@@ -17,9 +17,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::action::Outcome;
-use crate::data::{draw_scene, Drawn, World, EVAL_SEED_START};
+use crate::data::{draw_scene, Drawn, World};
 use crate::model::Config;
 use crate::scene::camera::view_of;
+use crate::scene::draw::EVAL_SEED_START;
 use crate::scene::heldout_style::StyledScene;
 use crate::scene::random::{RandomScene, RandomSpec, HELD_OUT_PAIRS};
 use crate::scene::{

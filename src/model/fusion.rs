@@ -299,7 +299,7 @@ mod tests {
         let vars = VarMap::new();
         let head = FusionHead::new(
             &cfg,
-            crate::model::init::SeededInit::var_builder(&vars, 3, &Device::Cpu),
+            crate::train::init::SeededInit::var_builder(&vars, 3, &Device::Cpu),
         )
         .unwrap();
         (head, cfg)

@@ -14,7 +14,6 @@ pub mod block;
 pub mod config;
 pub mod fusion;
 pub mod geometry;
-pub mod init;
 pub mod pointer;
 pub mod record;
 pub mod text;

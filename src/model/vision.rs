@@ -188,7 +188,7 @@ mod tests {
         cfg.image_size = 32;
         cfg.hidden_size = 16;
         let vars = candle_nn::VarMap::new();
-        let vb = crate::model::init::SeededInit::var_builder(&vars, 3, &Device::Cpu);
+        let vb = crate::train::init::SeededInit::var_builder(&vars, 3, &Device::Cpu);
         let enc = VisionEncoder::new(&cfg, vb).unwrap();
         let px = Tensor::randn(0f32, 1., (2, 3, 32, 32), &Device::Cpu).unwrap();
         let conv = enc

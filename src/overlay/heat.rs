@@ -2,7 +2,7 @@
 //! waypoint markers and the colour bar.
 //!
 //! Every input pixel is mapped to the model's view through the letterbox
-//! [`Frame`]: pixel `(x, y)` has its centre at model pixel
+//! [`crate::grid::Frame`] ([`PatchGrid`]): pixel `(x, y)` has its centre at model pixel
 //! `((x + ½)·scale + pad_x, (y + ½)·scale + pad_y)`, which lies in patch
 //! `(⌊·/P⌋)`. Nearest upsampling gives every pixel its patch's value (patch
 //! true: the squares are what the model saw); bilinear interpolates between
@@ -14,57 +14,7 @@ use imageproc::rect::Rect;
 
 use super::font::{blend, Fonts};
 use super::{Colormap, Style, Upsample};
-use crate::preprocess::Frame;
-
-/// How the patch grid sits on an image of some size.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Geometry {
-    pub frame: Frame,
-    pub grid: usize,
-    pub patch_size: usize,
-}
-
-impl Geometry {
-    /// Continuous patch coordinates (column, row) of an input pixel's centre.
-    pub fn patch_coords(&self, x: u32, y: u32) -> (f32, f32) {
-        let f = &self.frame;
-        let mx = (x as f32 + 0.5) * f.scale + f.pad_x;
-        let my = (y as f32 + 0.5) * f.scale + f.pad_y;
-        (mx / self.patch_size as f32, my / self.patch_size as f32)
-    }
-
-    /// A patch boundary (in patches from the model's left/top edge) in input pixels.
-    pub fn boundary_px(&self, col: usize, row: usize) -> (f32, f32) {
-        let f = &self.frame;
-        let p = self.patch_size as f32;
-        (
-            (col as f32 * p - f.pad_x) / f.scale,
-            (row as f32 * p - f.pad_y) / f.scale,
-        )
-    }
-
-    /// The same grid on a copy of the image resized to `width` × `height`.
-    pub fn resized(&self, width: u32, height: u32) -> Geometry {
-        let k = width as f32 / self.frame.width as f32;
-        Geometry {
-            frame: Frame {
-                width,
-                height,
-                scale: self.frame.scale / k,
-                ..self.frame
-            },
-            ..*self
-        }
-    }
-
-    /// Centre of patch `n` in input pixels (may lie in the letterbox padding).
-    pub fn patch_centre_px(&self, n: usize) -> [f32; 2] {
-        let (row, col) = (n / self.grid, n % self.grid);
-        let (x0, y0) = self.boundary_px(col, row);
-        let (x1, y1) = self.boundary_px(col + 1, row + 1);
-        [(x0 + x1) / 2.0, (y0 + y1) / 2.0]
-    }
-}
+use crate::grid::PatchGrid;
 
 impl Colormap {
     pub fn color(self, t: f32) -> [u8; 3] {
@@ -79,7 +29,7 @@ impl Colormap {
 }
 
 /// A map's value at an input pixel.
-fn sample(map: &[f32], g: &Geometry, x: u32, y: u32, how: Upsample) -> f32 {
+fn sample(map: &[f32], g: &PatchGrid, x: u32, y: u32, how: Upsample) -> f32 {
     let n = g.grid;
     let (cx, cy) = g.patch_coords(x, y);
     let at = |c: usize, r: usize| map[r.min(n - 1) * n + c.min(n - 1)];
@@ -99,7 +49,7 @@ fn sample(map: &[f32], g: &Geometry, x: u32, y: u32, how: Upsample) -> f32 {
 }
 
 /// Blends the coloured map over `img` in place; `range` maps to the colour bar.
-pub fn paint(img: &mut RgbImage, g: &Geometry, map: &[f32], range: (f32, f32), style: &Style) {
+pub fn paint(img: &mut RgbImage, g: &PatchGrid, map: &[f32], range: (f32, f32), style: &Style) {
     let (lo, hi) = range;
     let span = (hi - lo).max(f32::MIN_POSITIVE);
     for (x, y, p) in img.enumerate_pixels_mut() {
@@ -110,7 +60,7 @@ pub fn paint(img: &mut RgbImage, g: &Geometry, map: &[f32], range: (f32, f32), s
 
 /// Outlines a set of patches: every patch edge between a member and a
 /// non-member (or the grid's border) is drawn, white on a dark rim.
-pub fn outline(img: &mut RgbImage, g: &Geometry, members: &[bool], thickness: u32) {
+pub fn outline(img: &mut RgbImage, g: &PatchGrid, members: &[bool], thickness: u32) {
     let n = g.grid;
     let inside = |c: isize, r: isize| {
         c >= 0
@@ -226,34 +176,17 @@ mod tests {
     use super::*;
 
     /// A 224 px view of 14 × 14 patches, which the numbers below assume.
-    fn geometry(w: u32, h: u32) -> Geometry {
+    fn patch_grid(w: u32, h: u32) -> PatchGrid {
         let mut cfg = crate::model::Config::tiny();
         cfg.image_size = 224;
         let img = image::DynamicImage::ImageRgb8(RgbImage::new(w, h));
         let (_, frame) = crate::preprocess::letterbox(&img, &cfg);
-        Geometry {
-            frame,
-            grid: cfg.grid(),
-            patch_size: cfg.patch_size,
-        }
-    }
-
-    #[test]
-    fn pixels_find_their_patch_through_the_letterbox() {
-        // 448×224: scale 0.5, padded 56 model pixels at the top.
-        let g = geometry(448, 224);
-        assert_eq!(g.patch_coords(0, 0), (0.25 / 16.0, (0.25 + 56.0) / 16.0));
-        // The last input column is in the last patch column.
-        assert_eq!(g.patch_coords(447, 0).0 as usize, 13);
-        // The first input row lies in patch row 3 (rows 0-2 are all padding, row 3 half).
-        assert_eq!(g.patch_coords(0, 0).1 as usize, 3);
-        // Boundaries map back: patch column 7 starts at input x 224.
-        assert_eq!(g.boundary_px(7, 0).0, 224.0);
+        PatchGrid::new(frame, &cfg)
     }
 
     #[test]
     fn nearest_is_patch_true() {
-        let g = geometry(224, 224);
+        let g = patch_grid(224, 224);
         let mut map = vec![0.0; 196];
         map[14 + 2] = 1.0; // row 1, column 2
         assert_eq!(sample(&map, &g, 32, 16, Upsample::Nearest), 1.0);

@@ -10,8 +10,9 @@
 use anyhow::{bail, Result};
 use image::{imageops::FilterType, Rgb, RgbImage};
 
-use super::heat::{self, format_value, Geometry};
+use super::heat::{self, format_value};
 use super::{font, heat_region, Marker, Scale, Style};
+use crate::grid::PatchGrid;
 use crate::maps::Heatmap;
 
 /// Longest side of a panel, in pixels.
@@ -20,7 +21,7 @@ pub const PANEL_SIDE: u32 = 256;
 /// Lays `panels` out in rows of `columns` under a title.
 pub fn sheet(
     img: &RgbImage,
-    g: &Geometry,
+    g: &PatchGrid,
     title: &str,
     panels: &[Heatmap],
     markers: &[Marker],

@@ -15,8 +15,8 @@ use image::{codecs::jpeg::JpegEncoder, imageops, DynamicImage, RgbImage};
 use rand::Rng;
 
 use super::layout::{Layout, LayoutSpec};
+use crate::grid::Frame;
 use crate::model::Config;
-use crate::preprocess::Frame;
 
 /// Long side of a randomised picture, pixels.
 pub const MIN_SIDE: u32 = 128;

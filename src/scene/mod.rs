@@ -12,14 +12,15 @@
 //! - [`heldout_style`]: a second way of drawing the world, for evaluation only;
 //! - [`grammar`], [`english`], [`korean`]: commands and the actions they expect;
 //! - [`refusal`]: commands to refuse (absent or ambiguous objects);
+//! - [`draw`]: commands drawn at random for a layout, and the held-out seeds;
 //! - [`truth`], [`files`]: the JSON ground truth and writing both to disk;
-//! - [`cli`]: `vla-demo scene`.
+//! - [`write`]: `vla-demo scene`, one scene or many, written whole or not at all.
 //!
 //! Everything is deterministic in the seed: the same seed gives the same
 //! layout, byte-identical PNG and JSON, and the same commands.
 
 pub mod camera;
-pub mod cli;
+pub mod draw;
 pub mod english;
 pub mod files;
 pub mod grammar;
@@ -33,6 +34,7 @@ pub mod refusal;
 pub mod render;
 pub mod surroundings;
 pub mod truth;
+pub mod write;
 
 pub use files::{json_path, write_scene};
 pub use grammar::{

@@ -118,9 +118,10 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
     let cfg = p.config();
     let internal = |e: anyhow::Error| ApiError::internal(&e);
     let cmd = req.cmd.as_str();
-    crate::tokens::check_command(cmd).map_err(|e| ApiError::unprocessable(format!("{e:#}")))?;
-    crate::data::encode_commands(&p.tokenizer, cfg, &[cmd], &candle::Device::Cpu)
-        .map_err(|e| ApiError::unprocessable(format!("{e:#}")))?;
+    let unprocessable = |e: anyhow::Error| ApiError::unprocessable(format!("{e:#}"));
+    crate::tokens::check_command(cmd).map_err(unprocessable)?;
+    let command = p.tokenizer.encode(cmd).map_err(unprocessable)?;
+    crate::tokens::check_length(&command, cfg.max_text_len).map_err(unprocessable)?;
     let (label, img, scene) = match req.picture {
         Picture::Upload(bytes) => (
             "upload".to_string(),
@@ -133,9 +134,9 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
         }
     };
     let pred = p
-        .predict(
+        .predict_encoded(
             std::slice::from_ref(&img),
-            &[cmd],
+            vec![command],
             &Decoding::default(),
             true,
         )
@@ -151,8 +152,11 @@ pub fn run(state: &State, req: Request) -> Result<Value, ApiError> {
     let objects = truth.map(|t| t.objects).unwrap_or_default();
     let relevance = match &pred.maps {
         Some(m) if pred.outcome.is_act() && pred.error.is_none() => {
-            let (inputs, ..) = p
-                .prepare(std::slice::from_ref(&img), &[cmd])
+            let (inputs, _) = p
+                .prepare_encoded(
+                    std::slice::from_ref(&img),
+                    std::slice::from_ref(&pred.command),
+                )
                 .map_err(internal)?;
             let case = crate::faithfulness::Case::from_inputs(&inputs).map_err(internal)?;
             let steps: Vec<_> = pred.steps.iter().map(|s| s.token).collect();

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use crate::eval::Split;
+use crate::grid::Frame;
 use crate::grounding;
 use crate::model::Config;
-use crate::preprocess::Frame;
 use crate::scene::{truth, SceneTruth};
 
 /// One example scene, embedded.

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use candle::{DType, Device, Tensor, D};
 use serde::Serialize;
 
-use crate::explain::{object_at, SceneObject};
+use crate::grid::{object_at, SceneObject};
 use crate::maps::{self, HeadFusion, Positions};
 use crate::model::AttentionMaps;
 use crate::pipeline::Prediction;

@@ -1,4 +1,6 @@
-//! `vla-demo scene`: render scenes and their ground truth from the command line.
+//! `vla-demo scene`: render scenes and write them with their ground truth,
+//! one to a named file or many into a directory (the flags are in the
+//! binary's `src/cli/scene.rs`).
 //!
 //! ```text
 //! vla-demo scene --seed 7 --out scene.png          # scene.png + scene.json
@@ -13,28 +15,24 @@ use crate::output::{forget, print_and_commit, remove_on_interrupt, ClosedStdout,
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-#[derive(clap::Args, Debug, Clone, PartialEq)]
-pub struct SceneArgs {
-    /// Seed of the scene (with --count, of the first scene).
-    #[arg(long, default_value_t = 0)]
+/// Which scenes to write, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenesToWrite {
+    /// Seed of the scene (with `count`, of the first scene).
     pub seed: u64,
     /// Image side in pixels, 64..=1024.
-    #[arg(long, default_value_t = 224)]
     pub size: u32,
     /// Where to write the PNG; the ground-truth JSON goes beside it, same stem.
-    #[arg(long, default_value = "scene.png", conflicts_with_all = ["count", "dir"])]
     pub out: PathBuf,
-    /// Write this many scenes (1 to 100000), seeds seed..seed+count, as scene_<seed>.png and .json.
-    #[arg(long)]
+    /// Write this many scenes, seeds seed..seed+count, as scene_<seed>.png and .json.
     pub count: Option<u64>,
-    /// Directory for the scenes of --count (created if missing; default: current directory).
-    #[arg(long)]
+    /// Directory for the scenes of `count` (default: the current directory).
     pub dir: Option<PathBuf>,
 }
 
 /// Write one scene to `--out`, or `--count` scenes into `--dir`: every
 /// file appears, or none.
-pub fn run(args: &SceneArgs) -> Result<()> {
+pub fn run(args: &ScenesToWrite) -> Result<()> {
     check_size(args.size).context("invalid --size")?;
     let mut files = Staged::new();
     if args.count.is_none() && args.dir.is_none() {
@@ -119,38 +117,17 @@ fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        scene: SceneArgs,
-    }
-
-    fn parse(args: &[&str]) -> Result<SceneArgs, clap::Error> {
-        Cli::try_parse_from(std::iter::once("scene").chain(args.iter().copied())).map(|c| c.scene)
-    }
-
-    #[test]
-    fn arguments_parse_with_defaults() {
-        let a = parse(&[]).unwrap();
-        assert_eq!(
-            (a.seed, a.size, a.out.to_str(), a.count),
-            (0, 224, Some("scene.png"), None)
-        );
-        let a = parse(&["--count", "3", "--seed", "5", "--dir", "out"]).unwrap();
-        assert_eq!(
-            (a.seed, a.count, a.dir),
-            (5, Some(3), Some(PathBuf::from("out")))
-        );
-        assert!(parse(&["--out", "a.png", "--count", "3"]).is_err());
-    }
 
     #[test]
     fn bad_arguments_get_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = parse(&["--size", "63"]).unwrap();
-        a.out = dir.path().join("x.png");
+        let mut a = ScenesToWrite {
+            seed: 0,
+            size: 63,
+            out: dir.path().join("x.png"),
+            count: None,
+            dir: None,
+        };
         let err = format!("{:#}", run(&a).unwrap_err());
         assert!(err.contains("--size") && err.contains("63"), "{err}");
         a.size = 64;

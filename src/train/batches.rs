@@ -1,0 +1,111 @@
+//! The data of a training step: scenes, commands and their batches, a fixed
+//! function of (seed, step), so a resumed run sees what it would have seen.
+
+use anyhow::Result;
+use candle::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::TrainConfig;
+use crate::data::{self, Example};
+use crate::scene::draw::draw_commands_with;
+use crate::tokens::CommandTokenizer;
+
+/// Builds the batch of step `step`: a fixed function of (seed, step).
+pub fn batch_for_step(
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    step: usize,
+    device: &Device,
+) -> Result<data::Batch> {
+    Ok(shards_for_step(cfg, tok, step, 1, device)?.remove(0))
+}
+
+/// The scenes and examples of step `step`: a fixed function of (seed, step).
+/// Each scene comes with its layout, so tests can read what training saw.
+pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Drawn>, Vec<Example>)> {
+    let model = &cfg.model;
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let exclude = cfg.held_out();
+    let scenes: Vec<(u64, data::World)> = (0..cfg.scenes_per_step)
+        .map(|s| {
+            let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
+            let world = if cfg.random_share > 0.0 && rng.random_bool(cfg.random_share.min(1.0)) {
+                data::World::Random
+            } else {
+                data::World::Plain
+            };
+            (seed, world)
+        })
+        .collect();
+    // Pictures are drawn in parallel; they depend on their seed alone.
+    let drawn: Vec<data::Drawn> = scenes
+        .par_iter()
+        .map(|&(seed, world)| data::draw_scene(seed, world, &exclude, model))
+        .collect::<Result<_>>()?;
+    let mut examples = Vec::new();
+    for (i, d) in drawn.iter().enumerate() {
+        let mut commands = draw_commands_with(
+            &d.layout,
+            cfg.commands_per_scene,
+            cfg.relational_share,
+            cfg.next_to_boost_en,
+            &mut rng,
+        );
+        data::mix_refusals(
+            &d.layout,
+            &mut commands,
+            cfg.refusal_share,
+            &exclude,
+            &mut rng,
+        );
+        for command in commands {
+            let target = data::command_target(&d.layout, &command, model.grid())?;
+            examples.push(Example {
+                image: i,
+                command,
+                target,
+            });
+        }
+    }
+    Ok((drawn, examples))
+}
+
+/// The batch of step `step`, split by scene into `shards` batches.
+pub fn shards_for_step(
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    step: usize,
+    shards: usize,
+    device: &Device,
+) -> Result<Vec<data::Batch>> {
+    let model = &cfg.model;
+    let (drawn, examples) = scenes_for_step(cfg, step)?;
+    let images: Vec<image::RgbImage> = drawn.into_iter().map(|d| d.view).collect();
+    let per = images.len().div_ceil(shards.max(1));
+    let mut out = Vec::new();
+    for (k, chunk) in images.chunks(per.max(1)).enumerate() {
+        let first = k * per;
+        let refs: Vec<&image::RgbImage> = chunk.iter().collect();
+        let mine: Vec<Example> = examples
+            .iter()
+            .filter(|e| e.image >= first && e.image < first + chunk.len())
+            .map(|e| Example {
+                image: e.image - first,
+                command: e.command.clone(),
+                target: e.target.clone(),
+            })
+            .collect();
+        out.push(data::make_batch(
+            &refs,
+            &mine,
+            tok,
+            model,
+            cfg.bin_sigma,
+            device,
+        )?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,155 @@
+//! The training config (`configs/train-*.json`): the model, the data mix,
+//! the optimiser's schedule, each number checked against its bound.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Config;
+use crate::scene::draw::EVAL_SEED_START;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The architecture; vocabulary ids are filled in from the tokenizer.
+    pub model: Config,
+    pub steps: usize,
+    pub scenes_per_step: usize,
+    pub commands_per_scene: usize,
+    pub learning_rate: f64,
+    pub min_learning_rate: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Training scene seeds, `[start, end)`; must stay below the held-out range.
+    pub train_seeds: [u64; 2],
+    pub relational_share: f64,
+    /// Curriculum: how often an English relational command that is not
+    /// "next to" is redrawn as one (see [`crate::scene::draw::draw_commands_with`]).
+    #[serde(default)]
+    pub next_to_boost_en: f64,
+    pub attention_loss_weight: f64,
+    /// Share of scenes drawn from the randomised world (the rest are plain).
+    #[serde(default)]
+    pub random_share: f64,
+    /// Share of commands replaced by ones to refuse (absent or ambiguous).
+    #[serde(default)]
+    pub refusal_share: f64,
+    /// Keep the held-out colour × shape pairs
+    /// ([`crate::scene::random::HELD_OUT_PAIRS`]) out of every scene and command.
+    #[serde(default)]
+    pub hold_out_pairs: bool,
+    /// Spread of the x/y bin targets, in bins (0 = plain one-hot).
+    pub bin_sigma: f32,
+    /// Data parallelism: each step's scenes are split into this many shards,
+    /// run forward and backward on their own threads, and the gradients are
+    /// summed. candle's CPU element-wise kernels are single-threaded, so on a
+    /// 2-core machine two shards nearly double the throughput.
+    #[serde(default = "one")]
+    pub shards: usize,
+    pub eval_every: usize,
+    pub eval_scenes: usize,
+    pub checkpoint_every: usize,
+}
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = crate::input::read_text(path, crate::limits::MAX_JSON_BYTES, "training config")?;
+        let cfg: TrainConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid training config", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Every number within its documented bound (`crate::limits::train`),
+    /// so a run cannot divide by zero, overflow or allocate without bound.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{train::*, MAX_TRAIN_STEPS};
+        self.model.validate_sizes()?;
+        if self.train_seeds[1] > EVAL_SEED_START || self.train_seeds[0] >= self.train_seeds[1] {
+            bail!(
+                "train_seeds must be a non-empty range below {}",
+                EVAL_SEED_START
+            );
+        }
+        let within = |name: &str, v: usize, lo: usize, hi: usize| {
+            anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
+            Ok(())
+        };
+        within("steps", self.steps, 1, MAX_TRAIN_STEPS)?;
+        within(
+            "scenes_per_step",
+            self.scenes_per_step,
+            1,
+            MAX_SCENES_PER_STEP,
+        )?;
+        within(
+            "commands_per_scene",
+            self.commands_per_scene,
+            1,
+            MAX_COMMANDS_PER_SCENE,
+        )?;
+        within("shards", self.shards, 1, MAX_SHARDS)?;
+        within("warmup_steps", self.warmup_steps, 0, MAX_TRAIN_STEPS)?;
+        within(
+            "checkpoint_every",
+            self.checkpoint_every,
+            1,
+            MAX_TRAIN_STEPS,
+        )?;
+        within("eval_scenes", self.eval_scenes, 1, MAX_EVAL_SCENES)?;
+        let real = |name: &str, v: f64, lo: f64, hi: f64| {
+            anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
+            Ok(())
+        };
+        real("learning_rate", self.learning_rate, 0.0, 1.0)?;
+        real(
+            "min_learning_rate",
+            self.min_learning_rate,
+            0.0,
+            self.learning_rate,
+        )?;
+        real("weight_decay", self.weight_decay, 0.0, 1.0)?;
+        real("grad_clip", self.grad_clip, 1e-6, 1e6)?;
+        real("relational_share", self.relational_share, 0.0, 1.0)?;
+        real("next_to_boost_en", self.next_to_boost_en, 0.0, 1.0)?;
+        real("random_share", self.random_share, 0.0, 1.0)?;
+        real("refusal_share", self.refusal_share, 0.0, 1.0)?;
+        real(
+            "attention_loss_weight",
+            self.attention_loss_weight,
+            0.0,
+            1e3,
+        )?;
+        real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
+        Ok(())
+    }
+
+    /// The colour × shape pairs this run must never show.
+    pub fn held_out(&self) -> Vec<(crate::scene::Color, crate::scene::Shape)> {
+        if self.hold_out_pairs {
+            crate::scene::random::HELD_OUT_PAIRS.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Learning rate at a step: linear warm-up, then cosine decay to the minimum.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        self.min_learning_rate
+            + 0.5
+                * (self.learning_rate - self.min_learning_rate)
+                * (1.0 + (std::f64::consts::PI * p).cos())
+    }
+}
+
+fn one() -> usize {
+    1
+}

@@ -1,0 +1,215 @@
+//! Where training calls the model: fresh weights, the loss of one batch,
+//! one step's gradients over parallel shards, and the loop of steps with
+//! its log, evaluations and checkpoints.
+//!
+//! Loss: cross-entropy on the action tokens (teacher forcing), plus an
+//! optional grounding term, `-log(attention mass of <boa> on the target)`.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle::{backprop::GradStore, DType, Device, Tensor, D};
+use candle_nn::VarMap;
+
+use super::{append_log, progress, save_all, shards_for_step, AdamW, TrainArgs, TrainConfig};
+use crate::data;
+use crate::eval;
+use crate::model::Vla;
+use crate::tokens::CommandTokenizer;
+use crate::train::init::SeededInit;
+
+/// Fresh variables for the config; deterministic for a given seed.
+pub fn init_model(cfg: &TrainConfig, vars: &VarMap, device: &Device) -> Result<Vla> {
+    let vb = SeededInit::var_builder(vars, cfg.seed, device);
+    Ok(Vla::new(&cfg.model, vb)?)
+}
+
+/// Losses and accuracy of one step.
+pub struct StepStats {
+    pub loss: f32,
+    pub ce: f32,
+    pub attention: f32,
+    pub token_acc: f32,
+}
+
+/// Cross-entropy over the real action tokens, plus the grounding term.
+pub fn loss(
+    model: &Vla,
+    batch: &data::Batch,
+    attention_weight: f64,
+) -> Result<(Tensor, StepStats)> {
+    let out = model.forward(&batch.inputs, &batch.action_in)?;
+    let (b, a, v) = out.logits.dims3()?;
+    let logits = out.logits.reshape((b * a, v))?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = (logp * &batch.soft_targets)?.sum(1)?; // (B·A,): Σ_j q_j log p_j
+    let count = batch.weights.sum_all()?;
+    let ce = (picked * &batch.weights)?
+        .sum_all()?
+        .neg()?
+        .broadcast_div(&count)?;
+    // Mean over heads of the <boa> query's weights, summed over target patches.
+    let mass = (out.boa_cross.mean(1)? * &batch.target_mask)?.sum(1)?; // (B,)
+                                                                       // Refusals have no target: they do not count in the grounding term.
+    let has_target = batch.target_mask.max(1)?; // (B,) 1 or 0
+    let targets = has_target.sum_all()?.maximum(1.0)?;
+    let attention = ((mass + 1e-6)?.log()?.neg()? * &has_target)?
+        .sum_all()?
+        .broadcast_div(&targets)?;
+    let total = (&ce + (&attention * attention_weight)?)?;
+
+    let pred = logits.argmax(D::Minus1)?;
+    let right = (pred.eq(&batch.targets)?.to_dtype(DType::F32)? * &batch.weights)?.sum_all()?;
+    let stats = StepStats {
+        loss: total.to_scalar::<f32>()?,
+        ce: ce.to_scalar::<f32>()?,
+        attention: attention.to_scalar::<f32>()?,
+        token_acc: (right.to_scalar::<f32>()? / count.to_scalar::<f32>()?),
+    };
+    Ok((total, stats))
+}
+
+/// One step's gradients, computed shard by shard on parallel threads. Each
+/// shard's loss is weighted by its share of the samples, so the summed
+/// gradient is that of the whole batch.
+pub fn parallel_grads(
+    model: &Vla,
+    batches: &[data::Batch],
+    attention_weight: f64,
+) -> Result<(GradStore, StepStats)> {
+    let total: usize = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
+    let results: Vec<Result<(GradStore, StepStats, f32)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = batches
+            .iter()
+            .map(|b| {
+                s.spawn(move || -> Result<(GradStore, StepStats, f32)> {
+                    let share = b.inputs.text_lens.len() as f32 / total.max(1) as f32;
+                    let (l, stats) = loss(model, b, attention_weight)?;
+                    Ok(((l * share as f64)?.backward()?, stats, share))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+            })
+            .collect()
+    });
+    let mut merged: Option<GradStore> = None;
+    let mut stats = StepStats {
+        loss: 0.0,
+        ce: 0.0,
+        attention: 0.0,
+        token_acc: 0.0,
+    };
+    for r in results {
+        let (grads, st, share) = r?;
+        stats.loss += st.loss * share;
+        stats.ce += st.ce * share;
+        stats.attention += st.attention * share;
+        stats.token_acc += st.token_acc * share;
+        merged = Some(match merged {
+            None => grads,
+            Some(mut acc) => {
+                for id in grads.get_ids().copied().collect::<Vec<_>>() {
+                    if let Some(g) = grads.get_id(id) {
+                        let sum = match acc.get_id(id) {
+                            Some(a) => (a + g)?,
+                            None => g.clone(),
+                        };
+                        acc.insert_id(id, sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    Ok((
+        merged.ok_or_else(|| anyhow::anyhow!("no shard in the batch"))?,
+        stats,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_steps(
+    args: &TrainArgs,
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    vars: &VarMap,
+    model: &Vla,
+    opt: &mut AdamW,
+    log: &mut String,
+    stop: usize,
+) -> Result<()> {
+    let device = Device::Cpu;
+    let start = opt.step;
+
+    let bar = progress(stop as u64, start as u64, args.quiet);
+    let t0 = Instant::now();
+    let mut samples = 0usize;
+    for step in start..stop {
+        let batches = shards_for_step(cfg, tok, step, cfg.shards, &device)?;
+        let (grads, stats) = parallel_grads(model, &batches, cfg.attention_loss_weight)?;
+        let norm = opt.grad_norm(&grads)?;
+        let clip = if norm > cfg.grad_clip {
+            cfg.grad_clip / norm
+        } else {
+            1.0
+        };
+        let lr = cfg.lr_at(step);
+        opt.step(&grads, lr, cfg.weight_decay, clip)?;
+        samples += batches
+            .iter()
+            .map(|b| b.inputs.text_lens.len())
+            .sum::<usize>();
+
+        let per_s = samples as f64 / t0.elapsed().as_secs_f64();
+        bar.set_position(step as u64 + 1);
+        bar.set_message(format!(
+            "loss {:.3} acc {:.3} {:.1} samples/s",
+            stats.loss, stats.token_acc, per_s
+        ));
+        let line = serde_json::json!({
+            "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
+            "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
+            "elapsed_s": t0.elapsed().as_secs_f64(),
+        });
+        append_log(log, &line);
+
+        let last = step + 1 == stop;
+        if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
+            let report = eval::evaluate(
+                model,
+                tok,
+                eval::Split::Iid,
+                None,
+                cfg.eval_scenes as u64,
+                &device,
+                None,
+            )?;
+            bar.println(format!("step {}: {}", step + 1, report.summary()));
+            append_log(log, &serde_json::json!({"step": step + 1, "eval": report}));
+        }
+        if (step + 1) % cfg.checkpoint_every == 0 || last {
+            save_all(&args.out, cfg, tok, vars, opt, log).with_context(|| {
+                format!(
+                    "checkpoint at step {} not written; {} keeps the last one",
+                    step + 1,
+                    args.out.display()
+                )
+            })?;
+        }
+    }
+    bar.finish();
+    if !args.quiet {
+        crate::output::eprint_line(&format!(
+            "trained {} steps in {:.1} min; checkpoint in {}",
+            stop.saturating_sub(start),
+            t0.elapsed().as_secs_f64() / 60.0,
+            args.out.display()
+        ));
+    }
+    Ok(())
+}
