@@ -210,15 +210,7 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
         let fig = match method {
             faithfulness::Method::Attention => overlay::draw_prediction(&img, &pred, &cfg, &style)?,
             _ => {
-                let maps = pred
-                    .maps
-                    .as_ref()
-                    .context("the attention maps were not captured")?;
-                let (inputs, _) = p.prepare_encoded(
-                    std::slice::from_ref(&img),
-                    std::slice::from_ref(&pred.command),
-                )?;
-                let case = Case::from_inputs(&inputs)?;
+                let (maps, case) = maps_and_case(&p, &img, &pred)?;
                 let first = pred.steps.first().map(|s| s.token);
                 let map = faithfulness::map_of(&p.model, &case, maps, first, method)?;
                 let what = match method {
@@ -240,21 +232,10 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
     }
     let action_maps =
         if method != faithfulness::Method::Attention && spec.sheets.contains(&Sheet::PerToken) {
-            let maps = pred
-                .maps
-                .as_ref()
-                .context("the attention maps were not captured")?;
-            let (inputs, _) = p.prepare_encoded(
-                std::slice::from_ref(&img),
-                std::slice::from_ref(&pred.command),
-            )?;
+            let (maps, case) = maps_and_case(&p, &img, &pred)?;
             let steps: Vec<_> = pred.steps.iter().map(|s| s.token).collect();
             Some(faithfulness::action_maps(
-                &p.model,
-                &Case::from_inputs(&inputs)?,
-                maps,
-                &steps,
-                method,
+                &p.model, &case, maps, &steps, method,
             )?)
         } else {
             None
@@ -300,6 +281,24 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
 }
 
 /// One contact sheet and its panel labels.
+/// `pred`'s maps, and its image and command as a faithfulness case: what a
+/// map that runs the model again (rollout, relevance) starts from.
+fn maps_and_case<'a>(
+    p: &Pipeline,
+    img: &image::DynamicImage,
+    pred: &'a Prediction,
+) -> Result<(&'a crate::model::AttentionMaps, Case)> {
+    let maps = pred
+        .maps
+        .as_ref()
+        .context("the attention maps were not captured")?;
+    let (inputs, _) = p.prepare_encoded(
+        std::slice::from_ref(img),
+        std::slice::from_ref(&pred.command),
+    )?;
+    Ok((maps, Case::from_inputs(&inputs)?))
+}
+
 pub fn draw_sheet(
     sheet: Sheet,
     rgb: &RgbImage,

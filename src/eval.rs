@@ -187,20 +187,34 @@ pub fn succeeded(layout: &Layout, cmd: &crate::scene::Command, got: &Action) -> 
     }
 }
 
-/// Runs the model on `scenes` scenes of `split` from `first_seed` (the
-/// split's own range when `None`).
+/// Which held-out scenes an evaluation runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenes {
+    pub split: Split,
+    /// The first seed; the split's own range when `None`.
+    pub first_seed: Option<u64>,
+    pub count: u64,
+}
+
+impl Scenes {
+    /// The first seed, the split's own when none was asked for.
+    pub fn first(&self) -> u64 {
+        self.first_seed.unwrap_or(self.split.first_seed())
+    }
+}
+
+/// Runs the model on the `scenes`.
 pub fn evaluate(
     model: &Vla,
     tok: &CommandTokenizer,
-    split: Split,
-    first_seed: Option<u64>,
-    scenes: u64,
+    scenes: Scenes,
     device: &Device,
     bar: Option<&ProgressBar>,
 ) -> Result<EvalReport> {
     let cfg = model.config();
     let size = cfg.image_size as f32;
-    let first_seed = first_seed.unwrap_or(split.first_seed());
+    let (split, first_seed) = (scenes.split, scenes.first());
+    let scenes = scenes.count;
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut refusals: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();

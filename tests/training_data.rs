@@ -68,16 +68,12 @@ fn training_never_sees_a_held_out_pair_or_the_held_out_style() {
     let ckpt = vla_demo::checkpoint::Checkpoint::embedded().unwrap();
     let model = ckpt.load(&candle::Device::Cpu, candle::DType::F32).unwrap();
     let tok = ckpt.tokenizer;
-    vla_demo::eval::evaluate(
-        &model,
-        &tok,
-        Split::Iid,
-        None,
-        2,
-        &candle::Device::Cpu,
-        None,
-    )
-    .unwrap();
+    let scenes = vla_demo::eval::Scenes {
+        split: Split::Iid,
+        first_seed: None,
+        count: 2,
+    };
+    vla_demo::eval::evaluate(&model, &tok, scenes, &candle::Device::Cpu, None).unwrap();
     assert_eq!(
         SCENES_MADE.load(Ordering::Relaxed),
         0,

@@ -73,20 +73,8 @@ pub fn run_eval(a: &EvalCli) -> Result<()> {
     let mut reports = Vec::new();
     let mut text = String::new();
     for split in splits {
-        let bar = if a.json {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new(a.scenes)
-        };
-        let report = eval::evaluate(
-            &p.model,
-            &p.tokenizer,
-            split,
-            a.seed,
-            a.scenes,
-            &p.device,
-            Some(&bar),
-        )?;
+        let (scenes, bar) = scenes_and_bar(a, split);
+        let report = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, Some(&bar))?;
         bar.finish_and_clear();
         text += &format!(
             "split {}: {} held-out scenes from seed {} ({})\n\n{}\n",
@@ -113,6 +101,22 @@ pub fn run_eval(a: &EvalCli) -> Result<()> {
     }
 }
 
+/// The scenes of `split` the flags ask for, and a progress bar (hidden
+/// under `--json`).
+fn scenes_and_bar(a: &EvalCli, split: eval::Split) -> (eval::Scenes, indicatif::ProgressBar) {
+    let bar = if a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(a.scenes)
+    };
+    let scenes = eval::Scenes {
+        split,
+        first_seed: a.seed,
+        count: a.scenes,
+    };
+    (scenes, bar)
+}
+
 fn run_faithfulness(a: &EvalCli, splits: &[eval::Split], p: &Pipeline) -> Result<()> {
     let mut settings = vla_demo::faithfulness::Settings::eval(a.seed.unwrap_or(0));
     if !a.ks.is_empty() {
@@ -123,17 +127,11 @@ fn run_faithfulness(a: &EvalCli, splits: &[eval::Split], p: &Pipeline) -> Result
     let mut reports = Vec::new();
     let mut text = String::new();
     for &split in splits {
-        let bar = if a.json {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new(a.scenes)
-        };
+        let (scenes, bar) = scenes_and_bar(a, split);
         let report = eval::faithfulness::evaluate(
             &p.model,
             &p.tokenizer,
-            split,
-            a.seed,
-            a.scenes,
+            scenes,
             &a.family,
             &settings,
             &p.device,

@@ -18,7 +18,7 @@ use candle::Device;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::{family_name, Split};
+use super::{family_name, Scenes};
 use crate::data;
 use crate::faithfulness::report::{probe, Truth, VERDICT_K};
 use crate::faithfulness::Case;
@@ -61,22 +61,20 @@ const METHODS: [Method; 5] = [
     Method::Random,
 ];
 
-/// Runs the probes on `scenes` scenes of `split`, keeping the families in
-/// `families` (all when empty).
-#[allow(clippy::too_many_arguments)]
+/// Runs the probes on the `scenes`, keeping the families in `families` (all
+/// when empty).
 pub fn evaluate(
     model: &Vla,
     tok: &CommandTokenizer,
-    split: Split,
-    first_seed: Option<u64>,
-    scenes: u64,
+    scenes: Scenes,
     families: &[Family],
     settings: &Settings,
     device: &Device,
     bar: Option<&ProgressBar>,
 ) -> Result<FaithfulnessReport> {
     let cfg = model.config();
-    let first_seed = first_seed.unwrap_or(split.first_seed());
+    let (split, first_seed) = (scenes.split, scenes.first());
+    let scenes = scenes.count;
     // family/method -> per run: (pointing, mass, deletion AUC, insertion AUC, off after k)
     let mut runs: BTreeMap<String, Vec<[Option<f64>; 5]>> = BTreeMap::new();
     for seed in first_seed..first_seed.saturating_add(scenes) {

@@ -180,15 +180,12 @@ pub(super) fn train_steps(
 
         let last = step + 1 == stop;
         if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
-            let report = eval::evaluate(
-                model,
-                tok,
-                eval::Split::Iid,
-                None,
-                cfg.eval_scenes as u64,
-                &device,
-                None,
-            )?;
+            let scenes = eval::Scenes {
+                split: eval::Split::Iid,
+                first_seed: None,
+                count: cfg.eval_scenes as u64,
+            };
+            let report = eval::evaluate(model, tok, scenes, &device, None)?;
             bar.println(format!("step {}: {}", step + 1, report.summary()));
             append_log(log, &serde_json::json!({"step": step + 1, "eval": report}));
         }
