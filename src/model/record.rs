@@ -70,12 +70,15 @@ impl AttentionMaps {
     }
 }
 
+/// Tapped weights: each one's tensor id and its variable of ones.
+pub type Taps = Vec<(TensorId, Var)>;
+
 /// What an open recorder has kept so far.
 #[derive(Default)]
 struct Open {
     maps: AttentionMaps,
     /// With taps: each tapped weight's id and its variable of ones.
-    taps: Option<Vec<(TensorId, Var)>>,
+    taps: Option<Taps>,
     /// Set inside [`paused`].
     paused: bool,
 }
@@ -99,7 +102,7 @@ impl Recorder {
         Self::open(Some(Vec::new()))
     }
 
-    fn open(taps: Option<Vec<(TensorId, Var)>>) -> Self {
+    fn open(taps: Option<Taps>) -> Self {
         OPEN.with(|o| {
             *o.borrow_mut() = Some(Open {
                 taps,
@@ -111,7 +114,7 @@ impl Recorder {
 
     /// The maps recorded, with `text_len` the padded command length, and
     /// every tap taken (empty unless started with taps).
-    pub fn finish(self, text_len: usize) -> (AttentionMaps, Vec<(TensorId, Var)>) {
+    pub fn finish(self, text_len: usize) -> (AttentionMaps, Taps) {
         let open = OPEN.with(|o| o.borrow_mut().take()).unwrap_or_default();
         let maps = AttentionMaps {
             text_len,

@@ -17,7 +17,7 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 
 use super::block::embedding;
 use super::fusion::{FusionHead, FusionOut, ImageMemory};
-use super::record::{self, AttentionMaps, Recorder};
+use super::record::{self, AttentionMaps, Recorder, Taps};
 use super::text::TextDecoder;
 use super::vision::VisionEncoder;
 use super::Config;
@@ -203,11 +203,7 @@ impl Vla {
         &self,
         inputs: &Inputs,
         action_ids: &Tensor,
-    ) -> Result<(
-        FusionOut,
-        AttentionMaps,
-        Vec<(candle::TensorId, candle::Var)>,
-    )> {
+    ) -> Result<(FusionOut, AttentionMaps, Taps)> {
         let pixels = candle::Var::from_tensor(&inputs.pixels.to_dtype(self.dtype())?)?;
         let embedded = candle::Var::from_tensor(&self.embed_tokens.forward(&inputs.text_ids)?)?;
         let recorder = Recorder::start_tapped();
