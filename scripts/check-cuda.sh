@@ -4,19 +4,21 @@
 # check the GPU code paths (src/device.rs, src/model/flash.rs) and candle's
 # CUDA back end would only be compiled when someone has a GPU at hand.
 #
-# It only runs `cargo check`: nothing is linked or run. Linking a CUDA binary
-# needs the NVIDIA driver's libcuda, and running it needs a GPU.
+# It only runs `cargo check`: nothing is linked or run. A real build also links
+# against the CUDA runtime library, and running it needs the NVIDIA driver and
+# a GPU; that is for a GPU machine (docs/BENCH.md).
 #
 # The toolkit comes from NVIDIA's PyPI wheels, installed with pip into a cache
 # outside the clone, with cargo's target directory next to it, so only the
-# first run on a machine pays for compiling candle's CUDA kernels (about 20
-# minutes on 2 cores); later runs take seconds to a few minutes.
+# first run on a machine pays for compiling candle's CUDA kernels (18 to 45
+# minutes on 2 cores, depending on what else runs there); later runs take
+# about a second when nothing changed, and seconds after a change in src/.
 #
 #   bash scripts/check-cuda.sh
 #   VLA_DEMO_CACHE=/some/dir bash scripts/check-cuda.sh   # cache elsewhere
 #
 # Needs python3 with pip, network access to PyPI and crates.io on the first
-# run, and about 3 GB of disk in the cache.
+# run, and about 1.7 GB of disk in the cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
