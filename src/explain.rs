@@ -265,7 +265,7 @@ pub fn explain(
 }
 
 /// Column names, and rows of (label, one value per column).
-type Table = (Vec<String>, Vec<(String, Vec<f32>)>);
+type WordObjectTable = (Vec<String>, Vec<(String, Vec<f32>)>);
 
 /// Rows: each command word (the mean of its tokens' queries) and `<boa>`;
 /// columns: each object, then the table (patches on no object). A cell is
@@ -275,7 +275,7 @@ fn word_object_table(
     maps: &AttentionMaps,
     pred: &Prediction,
     objects: &[SceneObject],
-) -> Result<Table> {
+) -> Result<WordObjectTable> {
     if objects.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }

@@ -76,7 +76,7 @@ pub const MAP_METHODS: [Method; 3] = [Method::Attention, Method::Rollout, Method
 
 /// The target's share of each patch, and whether a point (model frame,
 /// normalised) lies on it.
-pub type Target<'a> = (&'a [f32], &'a dyn Fn(f32, f32) -> bool);
+pub type TargetRegion<'a> = (&'a [f32], &'a dyn Fn(f32, f32) -> bool);
 
 /// How patches are taken away (or given back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -238,7 +238,7 @@ pub fn curves(
     case: &Case,
     base: &Base,
     maps: &[(Method, Vec<f32>)],
-    target: Option<Target>,
+    target: Option<TargetRegion>,
     settings: &Settings,
 ) -> Result<Vec<Curve>> {
     let n = model.config().num_patches();

@@ -24,7 +24,7 @@ use crate::scene::Layout;
 use crate::tokens;
 
 /// A held-out scene and one command about it.
-pub struct Example {
+pub struct TimedExample {
     pub seed: u64,
     pub image: DynamicImage,
     pub command: String,
@@ -32,7 +32,7 @@ pub struct Example {
 
 /// `n` examples from the held-out seeds, rendered at twice the model's size so
 /// the preprocess stage really resizes. The same `n` gives the same examples.
-pub fn examples(n: usize, image_size: usize) -> Result<Vec<Example>> {
+pub fn examples(n: usize, image_size: usize) -> Result<Vec<TimedExample>> {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let mut out = Vec::with_capacity(n);
     let mut seed = EVAL_SEED_START;
@@ -40,7 +40,7 @@ pub fn examples(n: usize, image_size: usize) -> Result<Vec<Example>> {
         let layout = Layout::generate(seed);
         if let Some(cmd) = draw_commands(&layout, 1, 0.3, &mut rng).into_iter().next() {
             let image = DynamicImage::ImageRgb8(layout.render(2 * image_size as u32)?);
-            out.push(Example {
+            out.push(TimedExample {
                 seed,
                 image,
                 command: cmd.text,
@@ -103,7 +103,7 @@ pub struct Forced {
     pub action_ids: Tensor,
 }
 
-pub fn forced_inputs(p: &Pipeline, ex: &[Example], preds: &[Prediction]) -> Result<Forced> {
+pub fn forced_inputs(p: &Pipeline, ex: &[TimedExample], preds: &[Prediction]) -> Result<Forced> {
     let cfg = p.config();
     // The commands as the predictions tokenised them.
     let commands = preds.iter().map(|pred| &pred.command);
@@ -137,7 +137,7 @@ pub fn forced_inputs(p: &Pipeline, ex: &[Example], preds: &[Prediction]) -> Resu
 /// Warm-up, then `runs` timed predictions (with overlays) and forward passes.
 pub fn bench_batch(
     p: &Pipeline,
-    ex: &[Example],
+    ex: &[TimedExample],
     warmup: usize,
     runs: usize,
     peak_gflops: f64,
@@ -242,7 +242,7 @@ pub fn bench_batch(
 /// greedy tokens (-1 after `<eoa>`).
 pub fn export_reference(
     p: &Pipeline,
-    ex: &[Example],
+    ex: &[TimedExample],
     dir: &Path,
     files: &mut crate::output::Staged,
 ) -> Result<()> {

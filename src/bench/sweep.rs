@@ -125,7 +125,7 @@ pub struct PointResult {
 
 /// One row of the table: a sequence length and its points.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub struct SweepRow {
     pub seq_len: usize,
     /// The image side that gives this many 16 px patches, when it is a square.
     pub image_size: Option<usize>,
@@ -145,7 +145,7 @@ pub struct Sweep {
     /// Tiles of the CPU kernel (`tiled` on the CPU).
     pub kernel_block_q: usize,
     pub kernel_block_k: usize,
-    pub rows: Vec<Row>,
+    pub rows: Vec<SweepRow>,
     /// Tiled over naive peak attention memory at the longest sequence.
     pub tiled_over_naive_analytic: Option<f64>,
     pub tiled_over_naive_measured: Option<f64>,
@@ -365,13 +365,13 @@ pub fn sweep(c: &SweepConfig, mut tick: impl FnMut(&str)) -> Result<Sweep> {
             tick(&format!("attention {} T={t}", path.name()));
             points.push(measure_point(&spec, in_process));
         }
-        rows.push(Row {
+        rows.push(SweepRow {
             seq_len: t,
             image_size: image_side(t),
             points,
         });
     }
-    let ratio = |row: &Row, f: fn(&PointResult) -> Option<u64>| -> Option<f64> {
+    let ratio = |row: &SweepRow, f: fn(&PointResult) -> Option<u64>| -> Option<f64> {
         let get = |n: &str| row.points.iter().find(|p| p.path == n).and_then(f);
         match (get("tiled"), get("naive")) {
             (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),

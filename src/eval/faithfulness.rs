@@ -30,7 +30,7 @@ use crate::tokens::CommandTokenizer;
 
 /// One row of the table.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Row {
+pub struct FaithfulnessRow {
     pub n: usize,
     pub pointing: f64,
     pub mass: f64,
@@ -49,7 +49,7 @@ pub struct FaithfulnessReport {
     pub ks: Vec<usize>,
     pub random_draws: usize,
     /// "family/method" -> row.
-    pub rows: BTreeMap<String, Row>,
+    pub rows: BTreeMap<String, FaithfulnessRow>,
 }
 
 /// The orders the table compares, in print order.
@@ -153,7 +153,7 @@ pub fn evaluate(
                 let xs: Vec<f64> = v.iter().filter_map(|r| r[i]).collect();
                 xs.iter().sum::<f64>() / xs.len().max(1) as f64
             };
-            let row = Row {
+            let row = FaithfulnessRow {
                 n: v.len(),
                 pointing: mean(0),
                 mass: mean(1),

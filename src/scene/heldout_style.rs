@@ -42,7 +42,7 @@ pub struct StyledScene {
     pub layout: Layout,
     pub camera: Camera,
     paints: Vec<[f32; 3]>,
-    table: Table,
+    table: StyleTable,
     spot: [f32; 3],
     shadow: [f32; 2],
     cast: [[f32; 3]; 3],
@@ -90,7 +90,7 @@ impl StyledScene {
             layout,
             camera,
             paints,
-            table: Table::random(&mut rng),
+            table: StyleTable::random(&mut rng),
             spot: [
                 rng.random_range(0.1..0.9),
                 rng.random_range(0.1..0.9),
@@ -197,17 +197,17 @@ fn draw(o: &Object, paint: [f32; 3], w: [f32; 2], d: f32, shadow: [f32; 2]) -> [
 }
 
 #[derive(Debug, Clone)]
-enum Table {
+enum StyleTable {
     Checked { a: [f32; 3], b: [f32; 3], cell: f32 },
     Slate { seed: u32 },
     Felt { colour: [f32; 3], seed: u32 },
     Tiles { cell: f32 },
 }
 
-impl Table {
-    fn random(rng: &mut impl Rng) -> Table {
+impl StyleTable {
+    fn random(rng: &mut impl Rng) -> StyleTable {
         match rng.random_range(0..4) {
-            0 => Table::Checked {
+            0 => StyleTable::Checked {
                 a: hsv(
                     rng.random_range(0.0..360.0),
                     rng.random_range(0.1..0.3),
@@ -216,8 +216,8 @@ impl Table {
                 b: [240.0, 238.0, 232.0],
                 cell: rng.random_range(0.05..0.12),
             },
-            1 => Table::Slate { seed: rng.random() },
-            2 => Table::Felt {
+            1 => StyleTable::Slate { seed: rng.random() },
+            2 => StyleTable::Felt {
                 colour: hsv(
                     rng.random_range(150.0..230.0),
                     rng.random_range(0.3..0.5),
@@ -225,7 +225,7 @@ impl Table {
                 ),
                 seed: rng.random(),
             },
-            _ => Table::Tiles {
+            _ => StyleTable::Tiles {
                 cell: rng.random_range(0.08..0.16),
             },
         }
@@ -233,7 +233,7 @@ impl Table {
 
     fn at(&self, w: [f32; 2]) -> [f32; 3] {
         match *self {
-            Table::Checked { a, b, cell } => {
+            StyleTable::Checked { a, b, cell } => {
                 let odd = ((w[0] / cell).floor() + (w[1] / cell).floor()) as i64 % 2 != 0;
                 if odd {
                     a
@@ -241,16 +241,16 @@ impl Table {
                     b
                 }
             }
-            Table::Slate { seed } => {
+            StyleTable::Slate { seed } => {
                 let chalk = value_noise(seed, w[0] * 7.0, w[1] * 7.0);
                 let v = 80.0 + 30.0 * chalk;
                 [v, v + 4.0, v + 10.0]
             }
-            Table::Felt { colour, seed } => {
+            StyleTable::Felt { colour, seed } => {
                 let fuzz = hash(seed, (w[0] * 900.0) as i32, (w[1] * 900.0) as i32) - 0.5;
                 colour.map(|v| v * (1.0 + 0.12 * fuzz))
             }
-            Table::Tiles { cell } => {
+            StyleTable::Tiles { cell } => {
                 let fx = (w[0] / cell).rem_euclid(1.0);
                 let fy = (w[1] / cell).rem_euclid(1.0);
                 if fx < 0.05 || fy < 0.05 {

@@ -27,7 +27,7 @@ use super::camera::{Camera, Damage, MAX_ROLL, MAX_SIDE, MIN_SIDE};
 use super::layout::{Layout, LayoutSpec};
 use super::object::{Color, Object, Shape};
 use super::render::hash;
-use super::surroundings::{Distractor, Light, Table};
+use super::surroundings::{Distractor, Light, RandomTable};
 
 /// Mixed into a scene seed for the look, so the layout's own stream is untouched.
 const LOOK_SEED: u64 = 0x5EED_10C4_0000_0001;
@@ -48,7 +48,7 @@ pub struct RandomScene {
     pub camera: Camera,
     looks: Vec<ObjectLook>,
     distractors: Vec<Distractor>,
-    table: Table,
+    table: RandomTable,
     light: Light,
     damage: Damage,
 }
@@ -102,7 +102,7 @@ impl RandomScene {
             camera,
             looks,
             distractors,
-            table: Table::random(&mut rng),
+            table: RandomTable::random(&mut rng),
             light: Light::random(&mut rng),
             damage: Damage::random(&mut rng),
         }

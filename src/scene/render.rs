@@ -51,7 +51,7 @@ impl Layout {
         check_size(size)?;
         let n = size as usize;
         let mut buf = vec![[0f32; 3]; n * n];
-        Table::new(self.seed).paint(&mut buf, n);
+        WoodTable::new(self.seed).paint(&mut buf, n);
         for o in &self.objects {
             shadow(o, &mut buf, n);
         }
@@ -82,7 +82,7 @@ fn pixel_range(a: f32, b: f32, n: usize) -> std::ops::Range<usize> {
 
 /// The table: a pale, low-saturation wood with grain, noise and a broad light
 /// gradient. Low saturation keeps it apart from every paint colour.
-struct Table {
+struct WoodTable {
     base: [f32; 3],
     light: [f32; 2],
     grain: (f32, f32),
@@ -90,8 +90,8 @@ struct Table {
     seed: u32,
 }
 
-impl Table {
-    fn new(seed: u64) -> Table {
+impl WoodTable {
+    fn new(seed: u64) -> WoodTable {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7AB1_E000_7AB1_E000);
         const WOODS: [[f32; 3]; 4] = [
             [186.0, 172.0, 150.0],
@@ -105,7 +105,7 @@ impl Table {
         let wobble = rng.random_range(-0.25f32..0.25);
         let turn = if rng.random_bool(0.5) { 0.0 } else { FRAC_PI_2 };
         let angle = wobble + turn;
-        Table {
+        WoodTable {
             base: wood.map(|v| v + jitter),
             light: [rng.random_range(0.0..0.5), rng.random_range(-0.2..0.4)],
             grain: angle.sin_cos(),

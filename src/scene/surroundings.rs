@@ -95,7 +95,7 @@ enum TableKind {
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Table {
+pub(super) struct RandomTable {
     kind: TableKind,
     base: [f32; 3],
     other: [f32; 3],
@@ -104,8 +104,8 @@ pub(super) struct Table {
     seed: u32,
 }
 
-impl Table {
-    pub(super) fn random(rng: &mut impl Rng) -> Table {
+impl RandomTable {
+    pub(super) fn random(rng: &mut impl Rng) -> RandomTable {
         const KINDS: [TableKind; 7] = [
             TableKind::Wood,
             TableKind::Cloth,
@@ -129,7 +129,7 @@ impl Table {
         };
         let base = colour(rng);
         let other = colour(rng);
-        Table {
+        RandomTable {
             kind,
             base,
             other,
