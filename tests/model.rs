@@ -364,6 +364,56 @@ fn a_batch_gives_the_same_actions_as_single_runs() {
     }
 }
 
+/// The one policy: a model built for training takes the reference path;
+/// a loaded one runs the engine unless the maps are wanted, and both paths
+/// decode the same actions from logits within 1e-4.
+#[test]
+fn the_policy_picks_one_path_per_run_and_both_paths_agree() {
+    use vla_demo::engine::Path as RunPath;
+    let (cfg, _) = tiny(ScoreFn::ScaledDot);
+    let (trained, _) = model(&cfg, 2);
+    assert_eq!(
+        trained.path(false),
+        RunPath::Reference,
+        "no engine while training"
+    );
+    let ckpt = Checkpoint::embedded().unwrap();
+    let loaded = ckpt.load(&Device::Cpu, DType::F32).unwrap();
+    let tok = ckpt.tokenizer;
+    assert_eq!(loaded.path(false), RunPath::CpuEngine);
+    assert_eq!(loaded.path(true), RunPath::Reference);
+    let b = batch(loaded.config(), &tok, 30..33);
+    let fast = loaded
+        .generate(&b.inputs, &Decoding::default(), false)
+        .unwrap();
+    let mapped = loaded
+        .generate(&b.inputs, &Decoding::default(), true)
+        .unwrap();
+    assert_eq!(
+        (fast.path, mapped.path),
+        (RunPath::CpuEngine, RunPath::Reference)
+    );
+    assert!(fast.maps.is_none());
+    let maps = mapped.maps.as_ref().unwrap();
+    assert_eq!(maps.vision.len(), loaded.config().vision_layers);
+    assert_eq!(maps.text.len(), loaded.config().text_layers);
+    assert_eq!(maps.fusion_cross.len(), loaded.config().fusion_layers);
+    for (a, b) in fast.steps.iter().zip(&mapped.steps) {
+        let tokens =
+            |s: &[vla_demo::model::vla::Step]| s.iter().map(|s| s.token).collect::<Vec<_>>();
+        assert_eq!(tokens(a), tokens(b));
+    }
+    let diff = (fast.boa_cross - mapped.boa_cross)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-4, "the engine and the reference differ by {diff}");
+}
+
 #[test]
 fn the_same_seed_trains_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();

@@ -98,3 +98,17 @@ impl Engine {
         vision::forward(pixels, &self.vision)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy() {
+        let cpu = Device::Cpu;
+        assert_eq!(Path::choose(&cpu, DType::F32, false), Path::CpuEngine);
+        assert_eq!(Path::choose(&cpu, DType::F32, true), Path::Reference);
+        assert_eq!(Path::choose(&cpu, DType::F16, false), Path::Reference);
+        assert_eq!(Path::CpuEngine.to_string(), "cpu-engine");
+    }
+}
