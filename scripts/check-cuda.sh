@@ -10,8 +10,8 @@
 #
 # The toolkit comes from NVIDIA's PyPI wheels, installed with pip into a cache
 # outside the clone, with cargo's target directory next to it, so only the
-# first run on a machine pays for compiling candle's CUDA kernels (18 to 45
-# minutes on 2 cores, depending on what else runs there); later runs take
+# first run on a machine pays for compiling candle's CUDA kernels (16 minutes on
+# 2 quiet cores, 44 on 2 busy ones); later runs take
 # about a second when nothing changed, and seconds after a change in src/.
 #
 #   bash scripts/check-cuda.sh
