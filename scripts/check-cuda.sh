@@ -5,8 +5,8 @@
 # CUDA back end would only be compiled when someone has a GPU at hand.
 #
 # It only runs `cargo check`: nothing is linked or run. A real build also links
-# against the CUDA runtime library, and running it needs the NVIDIA driver and
-# a GPU; that is for a GPU machine (docs/BENCH.md).
+# against CUDA's libraries, and running it needs the NVIDIA driver and a GPU:
+# scripts/build-cuda.sh builds for a GPU machine (docs/BENCH.md).
 #
 # The toolkit comes from NVIDIA's PyPI wheels, installed with pip into a cache
 # outside the clone, with cargo's target directory next to it, so only the
@@ -23,66 +23,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Pinned at 13.4: cudarc 0.19 (candle's CUDA bindings) knows CUDA versions up
-# to 13.4 and its build script refuses the nvcc of 13.5. The `-cu12` wheels
-# have no nvcc. crt holds headers nvcc's front end needs, nvvm holds cicc (the
-# device code generator), and cccl holds libcu++'s headers, which cuda_fp16.h
-# and cuda_bf16.h include. No cuDNN wheel: cudarc loads cuDNN at run time and
-# ships its own bindings, so the `cudnn` feature needs no cuDNN headers to
-# compile. --no-deps with every package pinned keeps the toolkit the same from
-# one machine to the next.
+# to 13.4 and its build script refuses the nvcc of 13.5. No cuDNN wheel:
+# cudarc loads cuDNN at run time and ships its own bindings, so the `cudnn`
+# feature needs no cuDNN headers to compile.
 CUDA_VERSION=13.4.92
-WHEELS=(
-    "nvidia-cuda-nvcc==$CUDA_VERSION"
-    "nvidia-cuda-runtime==$CUDA_VERSION"
-    "nvidia-cuda-crt==$CUDA_VERSION"
-    "nvidia-nvvm==$CUDA_VERSION"
-    "nvidia-cuda-cccl==13.3.5.0.6"
-)
-
-CACHE="${VLA_DEMO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vla-demo}"
-TOOLKIT="$CACHE/cuda-$CUDA_VERSION"
-# The wheels unpack into one tree shaped like a CUDA install (bin, include,
-# lib, nvvm); its bundled nvcc.profile finds the rest relative to bin/.
-export CUDA_HOME="$TOOLKIT/nvidia/cu13"
+CCCL_VERSION=13.3.5.0.6
+EXTRA_WHEELS=()
 start=$SECONDS
 
-# ---- 1. The toolkit, installed once ---------------------------------------
-# wheels.txt records what was installed; a changed pin reinstalls.
-if [[ ! -x "$CUDA_HOME/bin/nvcc" || "$(cat "$TOOLKIT/wheels.txt" 2>/dev/null)" != "${WHEELS[*]}" ]]; then
-    if python3 -m pip --version >/dev/null 2>&1; then
-        pip=(python3 -m pip)
-    elif command -v pip >/dev/null; then
-        pip=(pip)
-    else
-        echo "check-cuda: pip is missing (Debian: apt-get install python3-pip)" >&2
-        exit 1
-    fi
-    echo "check-cuda: installing the CUDA $CUDA_VERSION wheels into $TOOLKIT"
-    # --target installs into a plain directory, not into Python's own
-    # site-packages, so Debian's "externally managed environment" guard
-    # (PEP 668) does not apply and no --break-system-packages is needed.
-    # Installing into a side directory and renaming it at the end means an
-    # interrupted install never leaves a half toolkit behind.
-    mkdir -p "$CACHE"
-    rm -rf "$TOOLKIT.partial"
-    # (PIP_ROOT_USER_ACTION: CI runs as root, and the root warning is about
-    # site-packages, which this does not touch.)
-    PIP_ROOT_USER_ACTION=ignore "${pip[@]}" install --quiet --disable-pip-version-check \
-        --no-deps --target "$TOOLKIT.partial" "${WHEELS[@]}"
-    # candle-kernels' build helper looks for the libraries in lib64, the usual
-    # Linux toolkit layout; the wheels put them in lib.
-    [[ -e "$TOOLKIT.partial/nvidia/cu13/lib64" ]] || ln -s lib "$TOOLKIT.partial/nvidia/cu13/lib64"
-    echo "${WHEELS[*]}" >"$TOOLKIT.partial/wheels.txt"
-    rm -rf "$TOOLKIT"
-    mv "$TOOLKIT.partial" "$TOOLKIT"
-fi
+# ---- 1. The toolkit, installed once, and the environment cargo reads -------
+source scripts/cuda-toolkit.sh
 
-# ---- 2. The environment cargo's build scripts read ------------------------
-export PATH="$CUDA_HOME/bin:$PATH"
-# candle-kernels compiles its kernels for one GPU architecture, found with
-# nvidia-smi when there is a GPU. There is none here, so name one: 90 is
-# Hopper (H100/H200). Any value nvcc 13 accepts would check the same Rust.
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+# ---- 2. The build's own settings --------------------------------------------
+# (Any CUDA_COMPUTE_CAP nvcc 13 accepts would check the same Rust.)
 # A target directory of its own, in the cache: the CUDA build shares nothing
 # with the CPU build in ./target, and keeping it warm is what makes reruns fast.
 export CARGO_TARGET_DIR="$CACHE/target-cuda"

@@ -134,6 +134,9 @@ struct TrainCli {
     steps: Option<u64>,
     #[arg(long)]
     quiet: bool,
+    /// auto, cpu, cuda, cuda:N or metal (GPUs need a build with that feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn temperature(s: &str) -> Result<f64, String> {
@@ -155,6 +158,7 @@ pub fn main() -> Result<()> {
             resume: a.resume,
             steps: a.steps.map(|s| s as usize),
             quiet: a.quiet,
+            device: vla_demo::device::select(&a.device)?,
         }),
         Some(Command::Eval(a)) => eval::run_eval(&a),
         Some(Command::Explain(a)) => explain::run_explain(&a),

@@ -258,6 +258,7 @@ mod tests {
             size,
             angle: 0.0,
             tone: 1.0,
+            handle: Default::default(),
         }
     }
 

@@ -36,7 +36,7 @@ pub mod init;
 mod step;
 
 pub use adamw::AdamW;
-pub use batches::{batch_for_step, scenes_for_step, shards_for_step};
+pub use batches::{batch_for_step, scenes_for_step, shards_for_step, shards_of};
 pub use config::TrainConfig;
 pub use step::{init_model, loss, parallel_grads, StepStats};
 
@@ -64,12 +64,17 @@ pub struct TrainArgs {
     /// Stop after this step (the schedule still follows the config's steps).
     pub steps: Option<usize>,
     pub quiet: bool,
+    /// Where to train: the CPU runs the config's shards on parallel threads;
+    /// a GPU runs each step's batch as one.
+    pub device: Device,
 }
 
 /// Runs training to the configured number of steps.
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let device = Device::Cpu;
-    single_threaded_kernels();
+    let device = &args.device;
+    if device.is_cpu() {
+        single_threaded_kernels();
+    }
     let (cfg, tok) = if args.resume {
         let cfg = TrainConfig::load(&args.out.join(TRAIN_CONFIG))
             .context("--resume needs a training run in --out")?;
@@ -84,7 +89,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let stop = args.steps.unwrap_or(cfg.steps).min(cfg.steps);
 
     let vars = VarMap::new();
-    let model = init_model(&cfg, &vars, &device)?;
+    let model = init_model(&cfg, &vars, device)?;
     let mut opt = AdamW::new(&vars)?;
     // The log is rewritten with every checkpoint, so the two always agree.
     let mut log = String::new();

@@ -436,6 +436,7 @@ fn the_same_seed_trains_the_same_weights() {
             resume: false,
             steps: None,
             quiet: true,
+            device: Device::Cpu,
         })
         .unwrap();
         std::fs::read(out.join(checkpoint::WEIGHTS)).unwrap()
@@ -451,6 +452,7 @@ fn the_same_seed_trains_the_same_weights() {
         resume: false,
         steps: Some(1),
         quiet: true,
+        device: Device::Cpu,
     })
     .unwrap();
     train::run(&train::TrainArgs {
@@ -459,6 +461,7 @@ fn the_same_seed_trains_the_same_weights() {
         resume: true,
         steps: Some(2),
         quiet: true,
+        device: Device::Cpu,
     })
     .unwrap();
     assert_eq!(std::fs::read(c.join(checkpoint::WEIGHTS)).unwrap(), a);

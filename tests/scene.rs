@@ -412,6 +412,7 @@ fn shapes_picture() -> image::RgbImage {
         size: 0.15,
         angle,
         tone: 1.0,
+        handle: Default::default(),
     })
     .collect();
     let full = Layout {

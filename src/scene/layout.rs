@@ -150,6 +150,7 @@ impl Layout {
                     size: round4(scale * rng.random_range(lo..=hi)),
                     angle: round4(rng.random_range(0.0..TAU)),
                     tone: round4(rng.random_range(0.9..=1.08)),
+                    handle: Default::default(),
                 }
             })
             .collect();

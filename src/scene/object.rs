@@ -110,18 +110,62 @@ impl Shape {
     pub fn extent(&self, size: f32) -> f32 {
         let r = 0.5 * size;
         match self {
-            Shape::Cup => r * (HANDLE_END + HANDLE_RADIUS),
+            Shape::Cup => r * Handle::REACH,
             Shape::Block => r * std::f32::consts::SQRT_2,
             Shape::Ball | Shape::Bowl => r,
         }
     }
 }
 
-/// The cup's handle is a capsule along the object's angle, from `HANDLE_START`
-/// to `HANDLE_END` body radii out from the centre, `HANDLE_RADIUS` radii thick.
-pub(crate) const HANDLE_START: f32 = 0.75;
-pub(crate) const HANDLE_END: f32 = 1.36;
-pub(crate) const HANDLE_RADIUS: f32 = 0.22;
+/// A cup's handle: a capsule along the object's angle, from
+/// [`Handle::START`] to `end` body radii out from the centre, `radius` body
+/// radii thick. The default world draws every handle alike; the randomised
+/// one varies length and thickness within [`Handle::REACH`], so a cup's
+/// extent, and with it every layout, is the same whatever its handle.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Handle {
+    pub end: f32,
+    pub radius: f32,
+}
+
+impl Handle {
+    pub const START: f32 = 0.75;
+    const DEFAULT: Handle = Handle {
+        end: 1.36,
+        radius: 0.22,
+    };
+    /// The farthest any handle reaches, its end cap included, in body radii.
+    pub const REACH: f32 = Self::DEFAULT.end + Self::DEFAULT.radius;
+
+    /// A random handle: 0.12 to 0.3 radii thick, reaching 1.1 radii out or
+    /// as far as [`Handle::REACH`] allows.
+    pub fn random(rng: &mut impl rand::Rng) -> Handle {
+        let radius = rng.random_range(0.12..0.3);
+        Handle {
+            end: rng.random_range(1.1..Self::REACH - radius),
+            radius,
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Self::DEFAULT
+    }
+
+    /// SDF of the handle (a capsule along the local x axis) for body radius `r`.
+    pub(crate) fn sdf(&self, r: f32, lx: f32, ly: f32) -> f32 {
+        let a = Self::START * r;
+        let len = (self.end - Self::START) * r;
+        let t = ((lx - a) / len).clamp(0.0, 1.0);
+        let px = lx - (a + t * len);
+        (px * px + ly * ly).sqrt() - self.radius * r
+    }
+}
+
+impl Default for Handle {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// One object on the table. Coordinates are normalised to `[0, 1]` in the image
 /// frame (x right, y down), so they do not depend on the render size.
@@ -138,6 +182,9 @@ pub struct Object {
     pub angle: f32,
     /// Brightness of this object's paint, around 1.0, so that shading varies.
     pub tone: f32,
+    /// A cup's handle (other shapes keep the default, unused).
+    #[serde(default, skip_serializing_if = "Handle::is_default")]
+    pub handle: Handle,
 }
 
 impl Object {
@@ -184,7 +231,7 @@ impl Object {
             }
             Shape::Cup => {
                 let body = (lx * lx + ly * ly).sqrt() - r;
-                body.min(handle_sdf(r, lx, ly))
+                body.min(self.handle.sdf(r, lx, ly))
             }
         }
     }
@@ -201,9 +248,9 @@ impl Object {
                 [cx - h, cy - h, cx + h, cy + h]
             }
             Shape::Cup => {
-                let hr = HANDLE_RADIUS * r;
-                let (ax, ay) = (cx + HANDLE_START * r * c, cy + HANDLE_START * r * s);
-                let (bx, by) = (cx + HANDLE_END * r * c, cy + HANDLE_END * r * s);
+                let hr = self.handle.radius * r;
+                let (ax, ay) = (cx + Handle::START * r * c, cy + Handle::START * r * s);
+                let (bx, by) = (cx + self.handle.end * r * c, cy + self.handle.end * r * s);
                 [
                     (cx - r).min(ax.min(bx) - hr),
                     (cy - r).min(ay.min(by) - hr),
@@ -248,25 +295,16 @@ impl Object {
             }
             Shape::Cup => {
                 // The handle's straight sides cross the body circle at angle ±alpha.
-                let h = HANDLE_RADIUS * r;
+                let h = self.handle.radius * r;
                 let alpha = (h / r).asin();
                 // Body arc, then the handle's far cap; the straight sides are the
                 // closing edges between them.
                 arc(&mut out, 0.0, r, alpha, TAU - alpha);
-                arc(&mut out, HANDLE_END * r, h, -0.5 * PI, 0.5 * PI);
+                arc(&mut out, self.handle.end * r, h, -0.5 * PI, 0.5 * PI);
             }
         }
         out
     }
-}
-
-/// SDF of the cup handle (a capsule along the local x axis) for body radius `r`.
-pub(crate) fn handle_sdf(r: f32, lx: f32, ly: f32) -> f32 {
-    let a = HANDLE_START * r;
-    let len = (HANDLE_END - HANDLE_START) * r;
-    let t = ((lx - a) / len).clamp(0.0, 1.0);
-    let px = lx - (a + t * len);
-    (px * px + ly * ly).sqrt() - HANDLE_RADIUS * r
 }
 
 #[cfg(test)]
@@ -282,6 +320,7 @@ mod tests {
             size: 0.2,
             angle,
             tone: 1.0,
+            handle: Default::default(),
         }
     }
 
@@ -304,9 +343,18 @@ mod tests {
 
     #[test]
     fn bbox_and_extent_hold_the_shape() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for shape in Shape::ALL {
             for k in 0..16 {
-                let o = object(shape, k as f32 * 0.4);
+                let mut o = object(shape, k as f32 * 0.4);
+                // Every other cup gets a random handle: it too stays inside
+                // the extent, and its outline on the SDF's zero set.
+                if k % 2 == 1 {
+                    o.handle = Handle::random(&mut rng);
+                    assert!(o.handle.end + o.handle.radius <= Handle::REACH);
+                    assert!(o.handle.end > Handle::START + 0.3, "{:?}", o.handle);
+                }
                 let b = o.bbox();
                 for p in o.outline(1e-4) {
                     assert!(p[0] >= b[0] - 1e-5 && p[0] <= b[2] + 1e-5, "{shape:?}");

@@ -25,12 +25,15 @@ use rand_chacha::ChaCha8Rng;
 
 use super::camera::{Camera, Damage, MAX_ROLL, MAX_SIDE, MIN_SIDE};
 use super::layout::{Layout, LayoutSpec};
-use super::object::{Color, Object, Shape};
+use super::object::{Color, Handle, Object, Shape};
 use super::render::hash;
 use super::surroundings::{Distractor, Light, RandomTable};
 
 /// Mixed into a scene seed for the look, so the layout's own stream is untouched.
 const LOOK_SEED: u64 = 0x5EED_10C4_0000_0001;
+/// The cups' handles have a stream of their own, so the rest of a scene's
+/// look is what it was before handles varied.
+const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 
 /// The colour × shape pairs that training never shows (the unseen-combo
 /// split): each colour and each shape is still seen, just not together.
@@ -90,7 +93,11 @@ impl RandomScene {
             spec.layout.size_scale.0 * short,
             spec.layout.size_scale.1 * short,
         );
-        let layout = Layout::generate_with(seed, &layout_spec);
+        let mut layout = Layout::generate_with(seed, &layout_spec);
+        let mut handles = ChaCha8Rng::seed_from_u64(seed ^ HANDLE_SEED);
+        for o in layout.objects.iter_mut().filter(|o| o.shape == Shape::Cup) {
+            o.handle = Handle::random(&mut handles);
+        }
         let looks = layout
             .objects
             .iter()
@@ -394,6 +401,33 @@ mod tests {
             let table = bare.render().unwrap();
             assert_masks_hold(&scene.camera, &scene.layout, &img, &table, |_| false);
         }
+    }
+
+    #[test]
+    fn cups_get_handles_of_many_lengths_and_thicknesses() {
+        let handles: Vec<Handle> = (0..40)
+            .flat_map(|seed| {
+                RandomScene::generate(seed, &RandomSpec::default())
+                    .layout
+                    .objects
+            })
+            .filter(|o| o.shape == Shape::Cup)
+            .map(|o| o.handle)
+            .collect();
+        assert!(handles.len() >= 20, "only {} cups", handles.len());
+        let (thin, thick) = (
+            handles.iter().filter(|h| h.radius < 0.17).count(),
+            handles.iter().filter(|h| h.radius > 0.25).count(),
+        );
+        let (short, long) = (
+            handles.iter().filter(|h| h.end < 1.2).count(),
+            handles.iter().filter(|h| h.end > 1.3).count(),
+        );
+        assert!(
+            thin > 0 && thick > 0 && short > 0 && long > 0,
+            "{handles:?}"
+        );
+        assert!(handles.iter().all(|h| h.end + h.radius <= Handle::REACH));
     }
 
     #[test]

@@ -210,6 +210,7 @@ mod tests {
             size: 0.14,
             angle: 0.0,
             tone: 1.0,
+            handle: Default::default(),
         }
     }
 

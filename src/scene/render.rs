@@ -11,7 +11,7 @@
 //! colour from pixels, and the tests can check it.
 
 use super::layout::Layout;
-use super::object::{handle_sdf, Object, Shape, HANDLE_RADIUS};
+use super::object::{Object, Shape};
 use anyhow::{bail, Result};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
@@ -235,9 +235,9 @@ fn shade(o: &Object, (s, c): (f32, f32), world: [f32; 2], local: (f32, f32), d: 
         Shape::Cup => {
             if rho >= 1.0 {
                 // The handle, outside the body: a small cylinder across its width.
-                let t = (local.1 / (HANDLE_RADIUS * r)).clamp(-1.0, 1.0);
+                let t = (local.1 / (o.handle.radius * r)).clamp(-1.0, 1.0);
                 let nrm = [-s * t, c * t, (1.0 - t * t).sqrt()];
-                let rim = if handle_sdf(r, local.0, local.1) > -0.04 * r {
+                let rim = if o.handle.sdf(r, local.0, local.1) > -0.04 * r {
                     0.85
                 } else {
                     1.0

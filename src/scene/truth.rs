@@ -14,7 +14,7 @@
 
 use super::grammar::{commands_for, Command};
 use super::layout::Layout;
-use super::object::{Color, Object, Shape};
+use super::object::{Color, Handle, Object, Shape};
 use super::refer::minimal_references;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,9 @@ pub struct ObjectTruth {
     pub angle: f32,
     /// Paint brightness, around 1.0.
     pub tone: f32,
+    /// A cup's handle, where it is not the default one.
+    #[serde(default, skip_serializing_if = "Handle::is_default")]
+    pub handle: Handle,
     /// Normalised `[x0, y0, x1, y1]` of the exact shape.
     pub bbox: [f32; 4],
     /// `center` in pixels.
@@ -85,6 +88,7 @@ pub fn truth(layout: &Layout, size: u32) -> SceneTruth {
                 size: o.size,
                 angle: o.angle,
                 tone: o.tone,
+                handle: o.handle,
                 bbox: o.bbox().map(round3),
                 center_px: o.center.map(|v| round3(v * s)),
                 bbox_px,
@@ -127,6 +131,7 @@ impl SceneTruth {
                 size: o.size,
                 angle: o.angle,
                 tone: o.tone,
+                handle: o.handle,
             })
             .collect();
         Layout {

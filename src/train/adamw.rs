@@ -123,7 +123,7 @@ impl AdamW {
             let mut three = Vec::with_capacity(3);
             for kind in ["param", "adam_m", "adam_v"] {
                 let key = format!("{kind}.{name}");
-                let t = get(&key)?.to_dtype(var.dtype())?;
+                let t = get(&key)?.to_dtype(var.dtype())?.to_device(var.device())?;
                 anyhow::ensure!(
                     t.shape() == var.shape(),
                     "{}: {key} has shape {:?}, the model needs {:?}",

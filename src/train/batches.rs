@@ -81,8 +81,20 @@ pub fn shards_for_step(
     shards: usize,
     device: &Device,
 ) -> Result<Vec<data::Batch>> {
-    let model = &cfg.model;
     let (drawn, examples) = scenes_for_step(cfg, step)?;
+    shards_of(cfg, tok, drawn, examples, shards, device)
+}
+
+/// Scenes and examples as `shards` batches, split by scene.
+pub fn shards_of(
+    cfg: &TrainConfig,
+    tok: &CommandTokenizer,
+    drawn: Vec<data::Drawn>,
+    examples: Vec<Example>,
+    shards: usize,
+    device: &Device,
+) -> Result<Vec<data::Batch>> {
+    let model = &cfg.model;
     let images: Vec<image::RgbImage> = drawn.into_iter().map(|d| d.view).collect();
     let per = images.len().div_ceil(shards.max(1));
     let mut out = Vec::new();

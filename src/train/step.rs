@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use candle::{backprop::GradStore, DType, Device, Tensor, D};
 use candle_nn::VarMap;
 
-use super::{append_log, progress, save_all, shards_for_step, AdamW, TrainArgs, TrainConfig};
+use super::{
+    append_log, progress, save_all, scenes_for_step, shards_of, AdamW, TrainArgs, TrainConfig,
+};
 use crate::data;
 use crate::eval;
 use crate::model::Vla;
@@ -77,6 +79,10 @@ pub fn parallel_grads(
     batches: &[data::Batch],
     attention_weight: f64,
 ) -> Result<(GradStore, StepStats)> {
+    if let [one] = batches {
+        let (l, stats) = loss(model, one, attention_weight)?;
+        return Ok((l.backward()?, stats));
+    }
     let total: usize = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
     let results: Vec<Result<(GradStore, StepStats, f32)>> = std::thread::scope(|s| {
         let handles: Vec<_> = batches
@@ -143,62 +149,79 @@ pub(super) fn train_steps(
     log: &mut String,
     stop: usize,
 ) -> Result<()> {
-    let device = Device::Cpu;
+    let device = &args.device;
+    // Shards buy parallelism on the CPU's cores; a GPU takes the whole batch.
+    let shards = if device.is_cpu() { cfg.shards } else { 1 };
     let start = opt.step;
 
     let bar = progress(stop as u64, start as u64, args.quiet);
     let t0 = Instant::now();
     let mut samples = 0usize;
-    for step in start..stop {
-        let batches = shards_for_step(cfg, tok, step, cfg.shards, &device)?;
-        let (grads, stats) = parallel_grads(model, &batches, cfg.attention_loss_weight)?;
-        let norm = opt.grad_norm(&grads)?;
-        let clip = if norm > cfg.grad_clip {
-            cfg.grad_clip / norm
-        } else {
-            1.0
-        };
-        let lr = cfg.lr_at(step);
-        opt.step(&grads, lr, cfg.weight_decay, clip)?;
-        samples += batches
-            .iter()
-            .map(|b| b.inputs.text_lens.len())
-            .sum::<usize>();
-
-        let per_s = samples as f64 / t0.elapsed().as_secs_f64();
-        bar.set_position(step as u64 + 1);
-        bar.set_message(format!(
-            "loss {:.3} acc {:.3} {:.1} samples/s",
-            stats.loss, stats.token_acc, per_s
-        ));
-        let line = serde_json::json!({
-            "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
-            "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
-            "elapsed_s": t0.elapsed().as_secs_f64(),
-        });
-        append_log(log, &line);
-
-        let last = step + 1 == stop;
-        if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
-            let scenes = eval::Scenes {
-                split: eval::Split::Iid,
-                first_seed: None,
-                count: cfg.eval_scenes as u64,
+    // On a GPU the CPU would wait idle, so the next step's scenes are drawn
+    // on a thread of their own while this step computes. On the CPU every
+    // core is already busy with the step.
+    let prefetch = !device.is_cpu();
+    std::thread::scope(|s| -> Result<()> {
+        let mut next = None;
+        for step in start..stop {
+            let (drawn, examples) = match next.take() {
+                Some(h) => join(h)?,
+                None => scenes_for_step(cfg, step)?,
             };
-            let report = eval::evaluate(model, tok, scenes, &device, None)?;
-            bar.println(format!("step {}: {}", step + 1, report.summary()));
-            append_log(log, &serde_json::json!({"step": step + 1, "eval": report}));
+            if prefetch && step + 1 < stop {
+                next = Some(s.spawn(move || scenes_for_step(cfg, step + 1)));
+            }
+            let batches = shards_of(cfg, tok, drawn, examples, shards, device)?;
+            let (grads, stats) = parallel_grads(model, &batches, cfg.attention_loss_weight)?;
+            let norm = opt.grad_norm(&grads)?;
+            let clip = if norm > cfg.grad_clip {
+                cfg.grad_clip / norm
+            } else {
+                1.0
+            };
+            let lr = cfg.lr_at(step);
+            opt.step(&grads, lr, cfg.weight_decay, clip)?;
+            samples += batches
+                .iter()
+                .map(|b| b.inputs.text_lens.len())
+                .sum::<usize>();
+
+            let per_s = samples as f64 / t0.elapsed().as_secs_f64();
+            bar.set_position(step as u64 + 1);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.3} {:.1} samples/s",
+                stats.loss, stats.token_acc, per_s
+            ));
+            let line = serde_json::json!({
+                "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
+                "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
+                "elapsed_s": t0.elapsed().as_secs_f64(),
+            });
+            append_log(log, &line);
+
+            let last = step + 1 == stop;
+            if cfg.eval_every > 0 && ((step + 1) % cfg.eval_every == 0 || last) {
+                let scenes = eval::Scenes {
+                    split: eval::Split::Iid,
+                    first_seed: None,
+                    count: cfg.eval_scenes as u64,
+                };
+                let report = eval::evaluate(model, tok, scenes, device, None)?;
+                bar.println(format!("step {}: {}", step + 1, report.summary()));
+                append_log(log, &serde_json::json!({"step": step + 1, "eval": report}));
+            }
+            if (step + 1) % cfg.checkpoint_every == 0 || last {
+                save_all(&args.out, cfg, tok, vars, opt, log).with_context(|| {
+                    format!(
+                        "checkpoint at step {} not written; {} keeps the last one",
+                        step + 1,
+                        args.out.display()
+                    )
+                })?;
+            }
         }
-        if (step + 1) % cfg.checkpoint_every == 0 || last {
-            save_all(&args.out, cfg, tok, vars, opt, log).with_context(|| {
-                format!(
-                    "checkpoint at step {} not written; {} keeps the last one",
-                    step + 1,
-                    args.out.display()
-                )
-            })?;
-        }
-    }
+        Ok(())
+    })?;
     bar.finish();
     if !args.quiet {
         crate::output::eprint_line(&format!(
@@ -209,4 +232,9 @@ pub(super) fn train_steps(
         ));
     }
     Ok(())
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the data thread panicked")))
 }
