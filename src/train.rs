@@ -36,7 +36,7 @@ pub mod init;
 mod step;
 
 pub use adamw::AdamW;
-pub use batches::{batch_for_step, scenes_for_step, shards_for_step, shards_of};
+pub use batches::{batch_for_step, scenes_for_step, shards_for_step, shards_of, worlds_for_step};
 pub use config::TrainConfig;
 pub use step::{init_model, loss, parallel_grads, StepStats};
 

@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use vla_demo::data::World;
 use vla_demo::eval::Split;
 use vla_demo::scene::heldout_style::SCENES_MADE;
 use vla_demo::scene::korean::{color_words, shape_words};
 use vla_demo::scene::random::HELD_OUT_PAIRS;
-use vla_demo::train::{scenes_for_step, TrainConfig};
+use vla_demo::train::{scenes_for_step, worlds_for_step, TrainConfig};
 
 #[test]
 fn training_never_sees_a_held_out_pair_or_the_held_out_style() {
@@ -85,4 +86,24 @@ fn training_never_sees_a_held_out_pair_or_the_held_out_style() {
         .scene(Split::Style.first_seed(), model.config())
         .unwrap();
     assert!(SCENES_MADE.load(Ordering::Relaxed) > 0);
+}
+
+/// The curriculum: plain scenes only before `random_ramp[0]`, then a
+/// randomised share that grows to `random_share` at `random_ramp[1]`.
+#[test]
+fn the_randomised_share_follows_the_ramp() {
+    let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
+    cfg.random_share = 1.0;
+    cfg.random_ramp = [100, 300];
+    cfg.validate().unwrap();
+    let share = |steps: std::ops::Range<usize>| {
+        let worlds: Vec<World> = steps.flat_map(|s| worlds_for_step(&cfg, s)).collect();
+        worlds.iter().filter(|&&w| w == World::Random).count() as f64 / worlds.len() as f64
+    };
+    assert_eq!(share(0..100), 0.0);
+    let middle = share(150..250);
+    assert!((0.35..0.65).contains(&middle), "{middle}");
+    assert_eq!(share(300..340), 1.0);
+    cfg.random_ramp = [0, cfg.steps + 1];
+    assert!(cfg.validate().is_err(), "a ramp past the last step");
 }

@@ -22,17 +22,16 @@ pub fn batch_for_step(
     Ok(shards_for_step(cfg, tok, step, 1, device)?.remove(0))
 }
 
-/// The scenes and examples of step `step`: a fixed function of (seed, step).
-/// Each scene comes with its layout, so tests can read what training saw.
-pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Drawn>, Vec<Example>)> {
-    let model = &cfg.model;
+/// The scenes of step `step`: each one's seed and world. The same
+/// generator then draws the step's commands.
+fn plan(cfg: &TrainConfig, step: usize) -> (Vec<(u64, data::World)>, ChaCha8Rng) {
     let mut rng =
         ChaCha8Rng::seed_from_u64(cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let exclude = cfg.held_out();
-    let scenes: Vec<(u64, data::World)> = (0..cfg.scenes_per_step)
+    let random_share = cfg.random_share_at(step).min(1.0);
+    let scenes = (0..cfg.scenes_per_step)
         .map(|s| {
             let seed = data::train_seed((step * cfg.scenes_per_step + s) as u64, cfg.train_seeds);
-            let world = if cfg.random_share > 0.0 && rng.random_bool(cfg.random_share.min(1.0)) {
+            let world = if random_share > 0.0 && rng.random_bool(random_share) {
                 data::World::Random
             } else {
                 data::World::Plain
@@ -40,6 +39,21 @@ pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Draw
             (seed, world)
         })
         .collect();
+    (scenes, rng)
+}
+
+/// The worlds the scenes of step `step` are drawn from (for tests of the
+/// curriculum).
+pub fn worlds_for_step(cfg: &TrainConfig, step: usize) -> Vec<data::World> {
+    plan(cfg, step).0.into_iter().map(|(_, w)| w).collect()
+}
+
+/// The scenes and examples of step `step`: a fixed function of (seed, step).
+/// Each scene comes with its layout, so tests can read what training saw.
+pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Drawn>, Vec<Example>)> {
+    let model = &cfg.model;
+    let exclude = cfg.held_out();
+    let (scenes, mut rng) = plan(cfg, step);
     // Pictures are drawn in parallel; they depend on their seed alone.
     let drawn: Vec<data::Drawn> = scenes
         .par_iter()

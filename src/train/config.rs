@@ -33,6 +33,11 @@ pub struct TrainConfig {
     /// Share of scenes drawn from the randomised world (the rest are plain).
     #[serde(default)]
     pub random_share: f64,
+    /// Curriculum: `[a, b]` steps. Before step `a` every scene is plain; from
+    /// `a` to `b` the randomised share grows linearly to `random_share`.
+    /// `[0, 0]` (the default) uses `random_share` from the first step.
+    #[serde(default)]
+    pub random_ramp: [usize; 2],
     /// Share of commands replaced by ones to refuse (absent or ambiguous).
     #[serde(default)]
     pub refusal_share: f64,
@@ -100,6 +105,13 @@ impl TrainConfig {
             MAX_TRAIN_STEPS,
         )?;
         within("eval_scenes", self.eval_scenes, 1, MAX_EVAL_SCENES)?;
+        within("random_ramp[0]", self.random_ramp[0], 0, self.steps)?;
+        within(
+            "random_ramp[1]",
+            self.random_ramp[1],
+            self.random_ramp[0],
+            self.steps,
+        )?;
         let real = |name: &str, v: f64, lo: f64, hi: f64| {
             anyhow::ensure!((lo..=hi).contains(&v), "{name} {v} is outside {lo}..={hi}");
             Ok(())
@@ -125,6 +137,18 @@ impl TrainConfig {
         )?;
         real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
         Ok(())
+    }
+
+    /// The share of randomised scenes at a step (see `random_ramp`).
+    pub fn random_share_at(&self, step: usize) -> f64 {
+        let [a, b] = self.random_ramp;
+        if step < a {
+            0.0
+        } else if step >= b {
+            self.random_share
+        } else {
+            self.random_share * (step - a + 1) as f64 / (b - a + 1) as f64
+        }
     }
 
     /// The colour × shape pairs this run must never show.
