@@ -7,19 +7,17 @@
 //! default, CPU-only build compiles nothing here.
 #![cfg(feature = "cuda")]
 
+mod model_common;
+
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use model_common::{batch_on, tiny};
 use vla_demo::action::ActionToken;
 use vla_demo::checkpoint::Checkpoint;
-use vla_demo::data::{self, Example};
 use vla_demo::engine::long_attention::{attention_with, AttentionImpl};
 use vla_demo::engine::Path as RunPath;
 use vla_demo::model::vla::{Decoding, Step};
-use vla_demo::model::{Config, Vla};
-use vla_demo::scene::Layout;
-use vla_demo::tokens::CommandTokenizer;
+use vla_demo::model::{ScoreFn, Vla};
 use vla_demo::train::init::SeededInit;
 use vla_demo::train::{self, AdamW};
 
@@ -27,46 +25,17 @@ fn gpu() -> Device {
     Device::new_cuda(0).expect("this test needs a CUDA GPU")
 }
 
-/// Scenes 30.. with two commands each, as one batch on `device`.
-fn batch(cfg: &Config, tok: &CommandTokenizer, scenes: u64, device: &Device) -> data::Batch {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut images = Vec::new();
-    let mut examples = Vec::new();
-    for seed in 30..30 + scenes {
-        let layout = Layout::generate(seed);
-        for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
-            let target = vla_demo::grid::target_patches(
-                &data::first_target(&layout, &command).unwrap(),
-                cfg.grid(),
-            );
-            examples.push(Example {
-                image: images.len(),
-                command,
-                target,
-            });
-        }
-        images.push(layout.render(cfg.image_size as u32).unwrap());
-    }
-    let refs: Vec<&image::RgbImage> = images.iter().collect();
-    data::make_batch(&refs, &examples, tok, cfg, 1.5, device).unwrap()
-}
-
 /// Largest |a − b| over two tensors on any devices, and the largest |a|.
 fn max_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
-    let a: Vec<f32> = a
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f32> = b
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let values = |t: &Tensor| -> Vec<f32> {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let (a, b) = (values(a), values(b));
     assert_eq!(a.len(), b.len());
     let diff = a
         .iter()
@@ -102,8 +71,8 @@ fn the_shipped_model_decodes_the_same_actions_on_the_gpu() {
     assert_eq!(on_gpu.path(true), RunPath::Device);
 
     let (bc, bg) = (
-        batch(cpu.config(), &ckpt.tokenizer, 6, &Device::Cpu),
-        batch(cpu.config(), &ckpt.tokenizer, 6, &dev),
+        batch_on(cpu.config(), &ckpt.tokenizer, 30..36, &Device::Cpu),
+        batch_on(cpu.config(), &ckpt.tokenizer, 30..36, &dev),
     );
     let lc = cpu.forward(&bc.inputs, &bc.action_in).unwrap().logits;
     let lg = on_gpu.forward(&bg.inputs, &bg.action_in).unwrap().logits;
@@ -134,7 +103,7 @@ fn half_precision_runs_on_the_gpu() {
     let ckpt = Checkpoint::embedded().unwrap();
     let dev = gpu();
     let full = ckpt.load(&dev, DType::F32).unwrap();
-    let b = batch(full.config(), &ckpt.tokenizer, 6, &dev);
+    let b = batch_on(full.config(), &ckpt.tokenizer, 30..36, &dev);
     let want = tokens(
         &full
             .generate(&b.inputs, &Decoding::default(), false)
@@ -162,28 +131,14 @@ fn half_precision_runs_on_the_gpu() {
 /// seed, a non-zero gradient for every variable, and a working optimiser step.
 #[test]
 fn a_training_step_on_the_gpu_matches_the_cpu() {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let tok = CommandTokenizer::train(data::command_corpus(60, &mut rng).into_iter()).unwrap();
-    let mut cfg = Config::tiny();
-    cfg.image_size = 64;
-    cfg.patch_size = 16;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 64;
-    cfg.vision_layers = 1;
-    cfg.text_layers = 1;
-    cfg.fusion_layers = 2;
-    cfg.vocab_size = tok.vocab_size();
-    cfg.action_offset = tok.action_offset();
-    cfg.boa_token_id = tok.boa_id();
-    cfg.pad_token_id = tok.pad_id();
-    cfg.validate().unwrap();
+    let (cfg, tok) = tiny(ScoreFn::ScaledDot);
 
     let dev = gpu();
     let mut losses = Vec::new();
     for device in [Device::Cpu, dev.clone()] {
         let vars = VarMap::new();
         let m = Vla::new(&cfg, SeededInit::var_builder(&vars, 5, &device)).unwrap();
-        let b = batch(&cfg, &tok, 3, &device);
+        let b = batch_on(&cfg, &tok, 30..33, &device);
         let (loss, stats) = train::loss(&m, &b, 0.3).unwrap();
         losses.push(stats.loss);
         if device.is_cuda() {

@@ -4,68 +4,25 @@
 
 use std::path::Path;
 
+mod model_common;
+use model_common::{batch_on, tiny};
+
 use candle::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use vla_demo::checkpoint::{self, Checkpoint, Source};
-use vla_demo::data::{self, Example};
+use vla_demo::data;
 use vla_demo::model::attention::causal_mask;
 use vla_demo::model::record::Site;
 use vla_demo::model::vla::{Decoding, Inputs};
 use vla_demo::model::{Attention, Config, ScoreFn, Vla};
-use vla_demo::scene::Layout;
 use vla_demo::tokens::CommandTokenizer;
 use vla_demo::train::init::SeededInit;
 use vla_demo::train::{self, AdamW, TrainConfig};
-
-fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let tok = CommandTokenizer::train(data::command_corpus(60, &mut rng).into_iter()).unwrap();
-    let mut cfg = Config::tiny();
-    cfg.image_size = 64;
-    cfg.patch_size = 16;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 64;
-    cfg.vision_layers = 1;
-    cfg.text_layers = 1;
-    cfg.fusion_layers = 2;
-    cfg.cross_score_fn = score;
-    cfg.vocab_size = tok.vocab_size();
-    cfg.action_offset = tok.action_offset();
-    cfg.boa_token_id = tok.boa_id();
-    cfg.pad_token_id = tok.pad_id();
-    cfg.validate().unwrap();
-    (cfg, tok)
-}
 
 fn model(cfg: &Config, seed: u64) -> (Vla, VarMap) {
     let vars = VarMap::new();
     let m = Vla::new(cfg, SeededInit::var_builder(&vars, seed, &Device::Cpu)).unwrap();
     (m, vars)
-}
-
-fn batch(cfg: &Config, tok: &CommandTokenizer, seeds: std::ops::Range<u64>) -> data::Batch {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut images = Vec::new();
-    let mut examples = Vec::new();
-    for seed in seeds {
-        let layout = Layout::generate(seed);
-        for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
-            let target = vla_demo::grid::target_patches(
-                &data::first_target(&layout, &command).unwrap(),
-                cfg.grid(),
-            );
-            examples.push(Example {
-                image: images.len(),
-                command,
-                target,
-            });
-        }
-        images.push(layout.render(cfg.image_size as u32).unwrap());
-    }
-    let refs: Vec<&image::RgbImage> = images.iter().collect();
-    data::make_batch(&refs, &examples, tok, cfg, 1.5, &Device::Cpu).unwrap()
 }
 
 /// An attention module whose Q, K, V and output projections are constants.
@@ -187,7 +144,7 @@ fn every_trainable_variable_gets_a_gradient() {
     for score in [ScoreFn::ScaledDot, ScoreFn::Additive] {
         let (cfg, tok) = tiny(score);
         let (m, vars) = model(&cfg, 5);
-        let b = batch(&cfg, &tok, 0..3);
+        let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
         let (loss, _) = train::loss(&m, &b, 0.3).unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(&vars).unwrap();
@@ -232,7 +189,7 @@ fn logits(m: &Vla, b: &data::Batch) -> Vec<f32> {
 fn save_then_load_gives_identical_logits_from_a_dir_and_a_hub_cache() {
     let (cfg, tok) = tiny(ScoreFn::ScaledDot);
     let (m, vars) = model(&cfg, 9);
-    let b = batch(&cfg, &tok, 10..12);
+    let b = batch_on(&cfg, &tok, 10..12, &Device::Cpu);
     let want = logits(&m, &b);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -335,7 +292,7 @@ fn broken_checkpoints_get_errors_that_name_the_problem() {
 fn a_batch_gives_the_same_actions_as_single_runs() {
     let (cfg, tok) = tiny(ScoreFn::ScaledDot);
     let (m, _) = model(&cfg, 2);
-    let b = batch(&cfg, &tok, 20..24);
+    let b = batch_on(&cfg, &tok, 20..24, &Device::Cpu);
     let all = m.generate(&b.inputs, &Decoding::default(), false).unwrap();
     let n = b.inputs.text_lens.len();
     assert!(n >= 4);
@@ -382,7 +339,7 @@ fn the_policy_picks_one_path_per_run_and_both_paths_agree() {
     let tok = ckpt.tokenizer;
     assert_eq!(loaded.path(false), RunPath::CpuEngine);
     assert_eq!(loaded.path(true), RunPath::Reference);
-    let b = batch(loaded.config(), &tok, 30..33);
+    let b = batch_on(loaded.config(), &tok, 30..33, &Device::Cpu);
     let fast = loaded
         .generate(&b.inputs, &Decoding::default(), false)
         .unwrap();

@@ -1,0 +1,63 @@
+//! Helpers shared by the model tests (tests/model.rs) and the GPU tests
+//! (tests/gpu.rs): a tiny config with its tokenizer, and a batch of plain
+//! scenes on any device.
+#![allow(dead_code)]
+
+use candle::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vla_demo::data::{self, Example};
+use vla_demo::model::{Config, ScoreFn};
+use vla_demo::scene::Layout;
+use vla_demo::tokens::CommandTokenizer;
+
+/// A model config small enough for a test: 64 px, hidden 32, one vision and
+/// one text block, two fusion blocks; the tokenizer fills in its ids.
+pub fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let tok = CommandTokenizer::train(data::command_corpus(60, &mut rng).into_iter()).unwrap();
+    let mut cfg = Config::tiny();
+    cfg.image_size = 64;
+    cfg.patch_size = 16;
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 64;
+    cfg.vision_layers = 1;
+    cfg.text_layers = 1;
+    cfg.fusion_layers = 2;
+    cfg.cross_score_fn = score;
+    cfg.vocab_size = tok.vocab_size();
+    cfg.action_offset = tok.action_offset();
+    cfg.boa_token_id = tok.boa_id();
+    cfg.pad_token_id = tok.pad_id();
+    cfg.validate().unwrap();
+    (cfg, tok)
+}
+
+/// Two commands on each plain scene of `seeds`, as one batch on `device`.
+pub fn batch_on(
+    cfg: &Config,
+    tok: &CommandTokenizer,
+    seeds: std::ops::Range<u64>,
+    device: &Device,
+) -> data::Batch {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut images = Vec::new();
+    let mut examples = Vec::new();
+    for seed in seeds {
+        let layout = Layout::generate(seed);
+        for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
+            let target = vla_demo::grid::target_patches(
+                &data::first_target(&layout, &command).unwrap(),
+                cfg.grid(),
+            );
+            examples.push(Example {
+                image: images.len(),
+                command,
+                target,
+            });
+        }
+        images.push(layout.render(cfg.image_size as u32).unwrap());
+    }
+    let refs: Vec<&image::RgbImage> = images.iter().collect();
+    data::make_batch(&refs, &examples, tok, cfg, 1.5, device).unwrap()
+}
