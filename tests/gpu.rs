@@ -2,7 +2,7 @@
 //! the long-sequence attention, each against the CPU.
 //!
 //! Compiled only with `--features cuda` (scripts/build-cuda.sh builds it for a
-//! GPU machine; docs/BENCH.md says how it was run). In that build every test
+//! GPU machine; docs/BENCH.md says how to run it there). In that build every test
 //! opens the GPU and fails without one, so a pass means the GPU ran. The
 //! default, CPU-only build compiles nothing here.
 #![cfg(feature = "cuda")]
@@ -25,8 +25,9 @@ fn gpu() -> Device {
     Device::new_cuda(0).expect("this test needs a CUDA GPU")
 }
 
-/// Largest |a − b| over two tensors on any devices, and the largest |a|.
-fn max_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
+/// Largest |a − b| over the entries where |a| < `below`, and the largest
+/// such |a|; the tensors may be on any devices.
+fn max_diff(a: &Tensor, b: &Tensor, below: f32) -> (f32, f32) {
     let values = |t: &Tensor| -> Vec<f32> {
         t.to_dtype(DType::F32)
             .unwrap()
@@ -37,12 +38,12 @@ fn max_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
     };
     let (a, b) = (values(a), values(b));
     assert_eq!(a.len(), b.len());
-    let diff = a
-        .iter()
-        .zip(&b)
+    let pairs = a.iter().zip(&b).filter(|(x, _)| x.abs() < below);
+    let diff = pairs
+        .clone()
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max);
-    (diff, a.iter().map(|x| x.abs()).fold(0.0, f32::max))
+    (diff, pairs.map(|(x, _)| x.abs()).fold(0.0, f32::max))
 }
 
 fn tokens(steps: &[Vec<Step>]) -> Vec<Vec<ActionToken>> {
@@ -76,11 +77,16 @@ fn the_shipped_model_decodes_the_same_actions_on_the_gpu() {
     );
     let lc = cpu.forward(&bc.inputs, &bc.action_in).unwrap().logits;
     let lg = on_gpu.forward(&bg.inputs, &bg.action_in).unwrap().logits;
-    let (diff, scale) = max_diff(&lc, &lg);
+    // The grammar's forbidden tokens sit near -1e4, where one f32 step is
+    // about 1e-3: the 1e-4 bar is for the allowed ones, as in
+    // benches/torch_peer.py.
+    let (diff, scale) = max_diff(&lc, &lg, 1e3);
     assert!(
         diff <= 1e-4 * scale.max(1.0),
-        "logits differ by {diff} (largest {scale})"
+        "allowed logits differ by {diff} (largest {scale})"
     );
+    let (diff, _) = max_diff(&lc, &lg, f32::INFINITY);
+    assert!(diff < 1e-2, "masked logits differ by {diff}");
 
     let want = cpu
         .generate(&bc.inputs, &Decoding::default(), false)
@@ -90,7 +96,7 @@ fn the_shipped_model_decodes_the_same_actions_on_the_gpu() {
         .unwrap();
     assert_eq!(got.path, RunPath::Device);
     assert_eq!(tokens(&want.steps), tokens(&got.steps));
-    let (diff, _) = max_diff(&want.boa_cross, &got.boa_cross);
+    let (diff, _) = max_diff(&want.boa_cross, &got.boa_cross, f32::INFINITY);
     assert!(diff < 1e-4, "the <boa> attention differs by {diff}");
     let maps = got.maps.as_ref().unwrap();
     assert_eq!(maps.fusion_cross.len(), cpu.config().fusion_layers);
@@ -163,7 +169,7 @@ fn a_training_step_on_the_gpu_matches_the_cpu() {
         }
     }
     assert!(
-        (losses[0] - losses[1]).abs() < 1e-4,
+        (losses[0] - losses[1]).abs() <= 1e-4 * losses[0].abs().max(1.0),
         "loss: cpu {} gpu {}",
         losses[0],
         losses[1]
@@ -189,7 +195,7 @@ fn long_attention_on_the_gpu_matches_the_cpu() {
         for imp in [AttentionImpl::Naive, AttentionImpl::Tiled] {
             let got = attention_with(imp, &qg, &kg, &vg, causal).unwrap();
             assert!(got.device().is_cuda());
-            let (diff, _) = max_diff(&want, &got);
+            let (diff, _) = max_diff(&want, &got, f32::INFINITY);
             assert!(
                 diff < 1e-4,
                 "{imp} causal={causal} differs from the CPU by {diff}"
