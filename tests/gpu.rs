@@ -11,7 +11,7 @@ mod model_common;
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use model_common::{batch_on, tiny};
+use model_common::{assert_every_variable_has_a_gradient, batch_on, tiny};
 use vla_demo::action::ActionToken;
 use vla_demo::checkpoint::Checkpoint;
 use vla_demo::engine::long_attention::{attention_with, AttentionImpl};
@@ -150,19 +150,7 @@ fn a_training_step_on_the_gpu_matches_the_cpu() {
         if device.is_cuda() {
             let grads = loss.backward().unwrap();
             let mut opt = AdamW::new(&vars).unwrap();
-            for (name, var) in opt.vars() {
-                let g = grads
-                    .get(var)
-                    .unwrap_or_else(|| panic!("{name} has no gradient"));
-                let norm = g
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(norm > 0.0, "{name} has a zero gradient on the GPU");
-            }
+            assert_every_variable_has_a_gradient(&grads, &opt);
             opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
             let (after, _) = train::loss(&m, &b, 0.3).unwrap();
             assert!(after.to_scalar::<f32>().unwrap().is_finite());

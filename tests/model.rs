@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod model_common;
-use model_common::{batch_on, tiny};
+use model_common::{assert_every_variable_has_a_gradient, batch_on, tiny};
 
 use candle::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
@@ -148,21 +148,7 @@ fn every_trainable_variable_gets_a_gradient() {
         let (loss, _) = train::loss(&m, &b, 0.3).unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(&vars).unwrap();
-        let mut names = Vec::new();
-        for (name, var) in opt.vars() {
-            let g = grads
-                .get(var)
-                .unwrap_or_else(|| panic!("{name} has no gradient"));
-            let norm = g
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(norm > 0.0, "{name} has a zero gradient ({score:?})");
-            names.push(name.clone());
-        }
+        let names = assert_every_variable_has_a_gradient(&grads, &opt);
         assert!(names.iter().any(|n| n.contains("vision.blocks.0.norm1")));
         assert!(names
             .iter()

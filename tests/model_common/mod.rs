@@ -3,13 +3,14 @@
 //! scenes on any device.
 #![allow(dead_code)]
 
-use candle::Device;
+use candle::{backprop::GradStore, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vla_demo::data::{self, Example};
 use vla_demo::model::{Config, ScoreFn};
 use vla_demo::scene::Layout;
 use vla_demo::tokens::CommandTokenizer;
+use vla_demo::train::AdamW;
 
 /// A model config small enough for a test: 64 px, hidden 32, one vision and
 /// one text block, two fusion blocks; the tokenizer fills in its ids.
@@ -60,4 +61,25 @@ pub fn batch_on(
     }
     let refs: Vec<&image::RgbImage> = images.iter().collect();
     data::make_batch(&refs, &examples, tok, cfg, 1.5, device).unwrap()
+}
+
+/// Asserts that every trainable variable has a non-zero gradient; returns
+/// their names.
+pub fn assert_every_variable_has_a_gradient(grads: &GradStore, opt: &AdamW) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, var) in opt.vars() {
+        let g = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("{name} has no gradient"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "{name} has a zero gradient");
+        names.push(name.clone());
+    }
+    names
 }
