@@ -9,6 +9,8 @@ mod command_reader;
 use command_reader::{check_action, resolve};
 use std::collections::BTreeSet;
 use std::path::Path;
+use vla_demo::scene::object::Handle;
+use vla_demo::scene::random::{RandomScene, RandomSpec};
 use vla_demo::scene::{
     commands_for, sample_command, truth, write_scene, Color, Command, Family, Lang, Layout, Object,
     Relation, SceneTruth, Shape,
@@ -474,4 +476,32 @@ fn committed_examples_match_the_generator() {
         && o.name_en.as_deref() == Some("the red cup")));
     let shapes = image::open(dir.join("shapes.png")).unwrap();
     assert_eq!((shapes.width(), shapes.height()), (1024, 256));
+}
+
+/// The randomised world varies each cup's handle, within its reach.
+#[test]
+fn cups_get_handles_of_many_lengths_and_thicknesses() {
+    let handles: Vec<Handle> = (0..40)
+        .flat_map(|seed| {
+            RandomScene::generate(seed, &RandomSpec::default())
+                .layout
+                .objects
+        })
+        .filter(|o| o.shape == Shape::Cup)
+        .map(|o| o.handle)
+        .collect();
+    assert!(handles.len() >= 20, "only {} cups", handles.len());
+    let (thin, thick) = (
+        handles.iter().filter(|h| h.radius < 0.17).count(),
+        handles.iter().filter(|h| h.radius > 0.25).count(),
+    );
+    let (short, long) = (
+        handles.iter().filter(|h| h.end < 1.2).count(),
+        handles.iter().filter(|h| h.end > 1.3).count(),
+    );
+    assert!(
+        thin > 0 && thick > 0 && short > 0 && long > 0,
+        "{handles:?}"
+    );
+    assert!(handles.iter().all(|h| h.end + h.radius <= Handle::REACH));
 }

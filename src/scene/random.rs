@@ -404,33 +404,6 @@ mod tests {
     }
 
     #[test]
-    fn cups_get_handles_of_many_lengths_and_thicknesses() {
-        let handles: Vec<Handle> = (0..40)
-            .flat_map(|seed| {
-                RandomScene::generate(seed, &RandomSpec::default())
-                    .layout
-                    .objects
-            })
-            .filter(|o| o.shape == Shape::Cup)
-            .map(|o| o.handle)
-            .collect();
-        assert!(handles.len() >= 20, "only {} cups", handles.len());
-        let (thin, thick) = (
-            handles.iter().filter(|h| h.radius < 0.17).count(),
-            handles.iter().filter(|h| h.radius > 0.25).count(),
-        );
-        let (short, long) = (
-            handles.iter().filter(|h| h.end < 1.2).count(),
-            handles.iter().filter(|h| h.end > 1.3).count(),
-        );
-        assert!(
-            thin > 0 && thick > 0 && short > 0 && long > 0,
-            "{handles:?}"
-        );
-        assert!(handles.iter().all(|h| h.end + h.radius <= Handle::REACH));
-    }
-
-    #[test]
     fn training_never_draws_a_held_out_pair() {
         for seed in 0..300 {
             let s = RandomScene::generate(seed, &RandomSpec::default());
