@@ -151,6 +151,12 @@ impl Handle {
         *self == Self::DEFAULT
     }
 
+    /// Whether the handle leaves the body and stays within [`Handle::REACH`]
+    /// (a scene file may say anything).
+    pub fn is_valid(&self) -> bool {
+        self.radius > 0.0 && self.end > Self::START && self.end + self.radius <= Self::REACH
+    }
+
     /// SDF of the handle (a capsule along the local x axis) for body radius `r`.
     pub(crate) fn sdf(&self, r: f32, lx: f32, ly: f32) -> f32 {
         let a = Self::START * r;

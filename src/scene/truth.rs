@@ -114,8 +114,18 @@ impl SceneTruth {
     pub fn load(path: &Path) -> Result<SceneTruth> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read scene truth {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid scene truth JSON", path.display()))
+        let truth: SceneTruth = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid scene truth JSON", path.display()))?;
+        for o in &truth.objects {
+            anyhow::ensure!(
+                o.handle.is_valid(),
+                "{}: object {} has a handle outside the drawable range ({:?})",
+                path.display(),
+                o.id,
+                o.handle
+            );
+        }
+        Ok(truth)
     }
 
     /// The objects again, for exact hit tests (`contains`, `object_at`) and re-rendering.
@@ -225,6 +235,54 @@ fn inline_scalar_arrays(pretty: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handle_out_of_range_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = truth(&Layout::generate(3), 160);
+        let cup = t.objects.iter().position(|o| o.shape == Shape::Cup);
+        let i = cup.unwrap_or(0);
+        let path = dir.path().join("scene.json");
+        for (handle, ok) in [
+            (Handle::default(), true),
+            (
+                Handle {
+                    end: 1.2,
+                    radius: 0.2,
+                },
+                true,
+            ),
+            (
+                Handle {
+                    end: 0.75,
+                    radius: 0.2,
+                },
+                false,
+            ),
+            (
+                Handle {
+                    end: 1.5,
+                    radius: 0.2,
+                },
+                false,
+            ),
+            (
+                Handle {
+                    end: 1.2,
+                    radius: 0.0,
+                },
+                false,
+            ),
+        ] {
+            t.objects[i].handle = handle;
+            std::fs::write(&path, t.to_json().unwrap()).unwrap();
+            let back = SceneTruth::load(&path);
+            assert_eq!(back.is_ok(), ok, "{handle:?}: {back:?}");
+            if let Ok(back) = back {
+                assert_eq!(back.layout().objects[i].handle, handle);
+            }
+        }
+    }
 
     #[test]
     fn scalar_arrays_go_on_one_line() {
