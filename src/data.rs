@@ -21,7 +21,8 @@ use crate::preprocess::to_pixels;
 use crate::scene::camera::view_of;
 use crate::scene::random::{RandomScene, RandomSpec};
 use crate::scene::{
-    sample_command, sample_refusal, Color, Command, Family, Lang, Layout, LayoutSpec, Object, Shape,
+    sample_command, sample_hard_negative, sample_refusal, Color, Command, Family, Lang, Layout,
+    LayoutSpec, Object, Shape,
 };
 use crate::tokens::CommandTokenizer;
 
@@ -82,29 +83,45 @@ pub fn draw_scene(
     }
 }
 
-/// Replaces each command, with probability `share`, by one the model should
-/// refuse (absent three times in four, else ambiguous) where the scene allows
-/// one, in the same language. Names in `exclude` are never used.
+/// How commands to refuse are mixed into a training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefusalMix {
+    /// Share of commands replaced by ones to refuse.
+    pub share: f64,
+    /// Share of those that are ambiguous; the rest name an absent object.
+    pub ambiguous: f64,
+    /// Share of the absent ones that are hard negatives (see
+    /// [`crate::scene::sample_hard_negative`]) where the scene allows one.
+    pub hard_negative: f64,
+}
+
+/// Replaces each command, with probability `mix.share`, by one the model
+/// should refuse where the scene allows one, in the same language. Names in
+/// `exclude` are never used.
 pub fn mix_refusals(
     layout: &Layout,
     commands: &mut [Command],
-    share: f64,
+    mix: RefusalMix,
     exclude: &[(Color, Shape)],
     rng: &mut impl Rng,
 ) {
-    if share <= 0.0 {
+    if mix.share <= 0.0 {
         return;
     }
     for c in commands.iter_mut() {
-        if rng.random_bool(share.min(1.0)) {
-            let outcome = if rng.random_bool(0.75) {
-                Outcome::Absent
-            } else {
-                Outcome::Ambiguous
-            };
-            if let Some(r) = sample_refusal(layout, outcome, c.lang, exclude, rng) {
-                *c = r;
-            }
+        if !rng.random_bool(mix.share.min(1.0)) {
+            continue;
+        }
+        let refusal = if !rng.random_bool(1.0 - mix.ambiguous) {
+            sample_refusal(layout, Outcome::Ambiguous, c.lang, exclude, rng)
+        } else if mix.hard_negative > 0.0 && rng.random_bool(mix.hard_negative) {
+            sample_hard_negative(layout, c.lang, exclude, rng)
+                .or_else(|| sample_refusal(layout, Outcome::Absent, c.lang, exclude, rng))
+        } else {
+            sample_refusal(layout, Outcome::Absent, c.lang, exclude, rng)
+        };
+        if let Some(r) = refusal {
+            *c = r;
         }
     }
 }

@@ -107,3 +107,60 @@ fn the_randomised_share_follows_the_ramp() {
     cfg.random_ramp = [0, cfg.steps + 1];
     assert!(cfg.validate().is_err(), "a ramp past the last step");
 }
+
+/// The refusal mix follows the config: the ambiguous share, and hard
+/// negatives ("the purple cup" beside a purple ball and a blue cup) only
+/// where they are asked for. Read from the English commands of the stream.
+#[test]
+fn the_refusals_follow_the_mix() {
+    use vla_demo::action::Outcome;
+    use vla_demo::scene::{Color, Lang, Shape};
+    let count = |cfg: &TrainConfig| {
+        let (mut absent, mut hard, mut ambiguous) = (0, 0, 0);
+        for step in 0..30 {
+            let (drawn, examples) = scenes_for_step(cfg, step).unwrap();
+            for e in examples.iter().filter(|e| e.command.lang == Lang::En) {
+                match e.command.action.outcome {
+                    Outcome::Act => continue,
+                    Outcome::Ambiguous => ambiguous += 1,
+                    Outcome::Absent => absent += 1,
+                }
+                let objects = &drawn[e.image].layout.objects;
+                let text = &e.command.text;
+                let named = Color::ALL
+                    .into_iter()
+                    .flat_map(|c| Shape::ALL.into_iter().map(move |s| (c, s)));
+                let is_hard = e.command.action.outcome == Outcome::Absent
+                    && named.into_iter().any(|(c, s)| {
+                        text.contains(&format!("{} {}", c.name_en(), s.name_en()))
+                            && objects.iter().any(|o| o.color == c)
+                            && objects.iter().any(|o| o.shape == s)
+                    });
+                hard += is_hard as usize;
+            }
+        }
+        (absent, hard, ambiguous)
+    };
+    let plain = TrainConfig::load(Path::new("configs/train-curriculum.json")).unwrap();
+    let binding = TrainConfig::load(Path::new("configs/train-binding.json")).unwrap();
+    assert_eq!(
+        (plain.ambiguous_share, plain.hard_negative_share),
+        (0.25, 0.0)
+    );
+    assert!(binding.hard_negative_share > 0.0);
+    let (pa, ph, pm) = count(&plain);
+    let (ba, bh, bm) = count(&binding);
+    let ambiguous = |a: usize, m: usize| m as f64 / (a + m) as f64;
+    assert!((0.15..0.35).contains(&ambiguous(pa, pm)), "{pa} {pm}");
+    let want = binding.ambiguous_share;
+    assert!(
+        (want - 0.1..want + 0.1).contains(&ambiguous(ba, bm)),
+        "{ba} {bm}"
+    );
+    // Hard negatives happen by chance without the mix, and far more often with it.
+    let (p, b) = (ph as f64 / pa as f64, bh as f64 / ba as f64);
+    assert!(
+        b > p + 0.2,
+        "hard share of absent: {p:.2} without, {b:.2} with"
+    );
+}

@@ -46,6 +46,6 @@ pub use refer::{
     minimal_reference, minimal_references, relational_references, Reference, Relation,
     RelationalRef,
 };
-pub use refusal::sample_refusal;
+pub use refusal::{sample_hard_negative, sample_refusal};
 pub use render::{MAX_RENDER_SIZE, MIN_RENDER_SIZE};
 pub use truth::{truth, ObjectTruth, SceneTruth};

@@ -28,6 +28,40 @@ pub fn sample_refusal(
     exclude: &[(Color, Shape)],
     rng: &mut impl Rng,
 ) -> Option<Command> {
+    let names = names_to_refuse(layout, outcome, exclude);
+    let name = *choose(rng, &names)?;
+    Some(refusal_command(layout, name, outcome, lang, rng))
+}
+
+/// An absent name whose colour and shape are both on the table, each on
+/// another object: "the purple cup" beside a purple ball and a blue cup.
+/// Neither word alone can tell that nothing fits, only the two bound
+/// together. `None` where the scene allows no such name.
+pub fn sample_hard_negative(
+    layout: &Layout,
+    lang: Lang,
+    exclude: &[(Color, Shape)],
+    rng: &mut impl Rng,
+) -> Option<Command> {
+    let present = |f: &dyn Fn(&super::Object) -> bool| layout.objects.iter().any(f);
+    let names: Vec<Reference> = names_to_refuse(layout, Outcome::Absent, exclude)
+        .into_iter()
+        .filter(|r| match *r {
+            Reference::ColorShape(c, s) => present(&|o| o.color == c) && present(&|o| o.shape == s),
+            _ => false,
+        })
+        .collect();
+    let name = *choose(rng, &names)?;
+    Some(refusal_command(layout, name, Outcome::Absent, lang, rng))
+}
+
+/// Every shape or colour-and-shape name that fits no object (`Absent`) or
+/// two or more (`Ambiguous`), leaving out the pairs in `exclude`.
+fn names_to_refuse(
+    layout: &Layout,
+    outcome: Outcome,
+    exclude: &[(Color, Shape)],
+) -> Vec<Reference> {
     let count = |c: Option<Color>, s: Shape| {
         layout
             .objects
@@ -35,13 +69,13 @@ pub fn sample_refusal(
             .filter(|o| o.shape == s && c.is_none_or(|c| o.color == c))
             .count()
     };
-    let mut names: Vec<Reference> = Vec::new();
+    let fits = |n: usize| match outcome {
+        Outcome::Absent => n == 0,
+        Outcome::Ambiguous => n >= 2,
+        Outcome::Act => false,
+    };
+    let mut names = Vec::new();
     for s in Shape::ALL {
-        let fits = |n: usize| match outcome {
-            Outcome::Absent => n == 0,
-            Outcome::Ambiguous => n >= 2,
-            Outcome::Act => false,
-        };
         if fits(count(None, s)) {
             names.push(Reference::Shape(s));
         }
@@ -51,7 +85,17 @@ pub fn sample_refusal(
             }
         }
     }
-    let name = *choose(rng, &names)?;
+    names
+}
+
+/// A pick, push or place command naming `name`, answered with `outcome`.
+fn refusal_command(
+    layout: &Layout,
+    name: Reference,
+    outcome: Outcome,
+    lang: Lang,
+    rng: &mut impl Rng,
+) -> Command {
     let noun = |r: Reference, rng: &mut _| match lang {
         Lang::En => r.en(),
         Lang::Ko => korean::noun(r, rng),
@@ -65,7 +109,7 @@ pub fn sample_refusal(
     let roll = rng.random_range(0..4);
     let (family, text, direction) = if roll == 3 && name.shape() != Shape::Bowl && !bowls.is_empty()
     {
-        let bowl = noun(*choose(rng, &bowls)?, rng);
+        let bowl = noun(bowls[rng.random_range(0..bowls.len())], rng);
         let text = match lang {
             Lang::En => english::place_command(&obj, &bowl, rng),
             Lang::Ko => korean::place_command(&obj, &bowl, rng),
@@ -85,7 +129,7 @@ pub fn sample_refusal(
         };
         (Family::Pick, text, None)
     };
-    Some(Command {
+    Command {
         text,
         lang,
         family,
@@ -95,7 +139,7 @@ pub fn sample_refusal(
         landmark: None,
         relation: None,
         action: Action::refuse(outcome),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +198,48 @@ mod tests {
             }
         }
         assert!(absent > 400 && ambiguous > 100, "{absent} {ambiguous}");
+    }
+
+    #[test]
+    fn hard_negatives_bind_a_present_colour_to_a_present_shape() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut made = 0;
+        for seed in 0..300 {
+            let layout = Layout::generate(seed);
+            // The names this scene allows: colour and shape each on the
+            // table, never on the same object.
+            let objs = &layout.objects;
+            let allowed: Vec<(Color, Shape)> = Color::ALL
+                .into_iter()
+                .flat_map(|c| Shape::ALL.into_iter().map(move |s| (c, s)))
+                .filter(|&(c, s)| {
+                    objs.iter().any(|o| o.color == c)
+                        && objs.iter().any(|o| o.shape == s)
+                        && !objs.iter().any(|o| (o.color, o.shape) == (c, s))
+                })
+                .collect();
+            for lang in Lang::ALL {
+                let Some(c) = sample_hard_negative(&layout, lang, &[], &mut rng) else {
+                    assert!(
+                        allowed.is_empty(),
+                        "seed {seed}: none drawn from {allowed:?}"
+                    );
+                    continue;
+                };
+                made += 1;
+                assert_eq!((c.target, c.action.outcome), (NO_TARGET, Outcome::Absent));
+                if lang == Lang::En && c.family != Family::Place {
+                    let named = |&(k, s): &(Color, Shape)| {
+                        c.text.contains(&format!("{} {}", k.name_en(), s.name_en()))
+                    };
+                    assert!(
+                        allowed.iter().any(named),
+                        "seed {seed}: {:?} not in {allowed:?}",
+                        c.text
+                    );
+                }
+            }
+        }
+        assert!(made > 300, "{made}");
     }
 }

@@ -71,7 +71,7 @@ pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Draw
         data::mix_refusals(
             &d.layout,
             &mut commands,
-            cfg.refusal_share,
+            cfg.refusal_mix(),
             &exclude,
             &mut rng,
         );

@@ -41,6 +41,14 @@ pub struct TrainConfig {
     /// Share of commands replaced by ones to refuse (absent or ambiguous).
     #[serde(default)]
     pub refusal_share: f64,
+    /// Share of the commands to refuse that are ambiguous (the rest name an
+    /// absent object).
+    #[serde(default = "quarter")]
+    pub ambiguous_share: f64,
+    /// Share of the absent ones drawn as hard negatives: a colour and a
+    /// shape that are both on the table, but never together.
+    #[serde(default)]
+    pub hard_negative_share: f64,
     /// Keep the held-out colour × shape pairs
     /// ([`crate::scene::random::HELD_OUT_PAIRS`]) out of every scene and command.
     #[serde(default)]
@@ -129,6 +137,8 @@ impl TrainConfig {
         real("next_to_boost_en", self.next_to_boost_en, 0.0, 1.0)?;
         real("random_share", self.random_share, 0.0, 1.0)?;
         real("refusal_share", self.refusal_share, 0.0, 1.0)?;
+        real("ambiguous_share", self.ambiguous_share, 0.0, 1.0)?;
+        real("hard_negative_share", self.hard_negative_share, 0.0, 1.0)?;
         real(
             "attention_loss_weight",
             self.attention_loss_weight,
@@ -148,6 +158,15 @@ impl TrainConfig {
             self.random_share
         } else {
             self.random_share * (step - a + 1) as f64 / (b - a + 1) as f64
+        }
+    }
+
+    /// How commands to refuse are mixed into each step.
+    pub fn refusal_mix(&self) -> crate::data::RefusalMix {
+        crate::data::RefusalMix {
+            share: self.refusal_share,
+            ambiguous: self.ambiguous_share,
+            hard_negative: self.hard_negative_share,
         }
     }
 
@@ -176,4 +195,8 @@ impl TrainConfig {
 
 fn one() -> usize {
     1
+}
+
+fn quarter() -> f64 {
+    0.25
 }
