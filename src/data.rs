@@ -112,6 +112,8 @@ pub fn mix_refusals(
         if !rng.random_bool(mix.share.min(1.0)) {
             continue;
         }
+        // Drawn as "absent?" first, so the default mix (0.25 ambiguous, no hard
+        // negatives) takes the random stream of earlier runs, and `--resume` holds.
         let refusal = if !rng.random_bool(1.0 - mix.ambiguous) {
             sample_refusal(layout, Outcome::Ambiguous, c.lang, exclude, rng)
         } else if mix.hard_negative > 0.0 && rng.random_bool(mix.hard_negative) {
