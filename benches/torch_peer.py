@@ -129,6 +129,13 @@ def fusion_mask(cfg, lens, t, a):
     return torch.stack(masks)[:, None]
 
 
+class ImageMemory(list):
+    """fusion.rs ImageMemory: each fusion block's image (keys, values), and the
+    patches' own offsets for the pointer when the model has them."""
+
+    offsets = None
+
+
 class Vla:
     def __init__(self, cfg, weights, threads):
         self.cfg = cfg
@@ -212,9 +219,14 @@ class Vla:
 
     def image_kv(self, patches, image_index=None):
         ctx = patches + self.position
-        kv = [self.project_kv(f"fusion.blocks.{i}.cross_attn", ctx) for i in range(self.cfg["fusion_layers"])]
+        kv = ImageMemory(self.project_kv(f"fusion.blocks.{i}.cross_attn", ctx) for i in range(self.cfg["fusion_layers"]))
+        if self.cfg.get("patch_offsets"):
+            # pointer.rs Pointer::patch_offsets: where each patch says its object lies.
+            kv.offsets = torch.tanh(linear(self.w, "fusion.pointer.patch_offset", ctx)) / self.grid
         if image_index is not None:
-            kv = [(k[image_index], v[image_index]) for k, v in kv]
+            kv[:] = [(k[image_index], v[image_index]) for k, v in kv]
+            if kv.offsets is not None:
+                kv.offsets = kv.offsets[image_index]
         return kv
 
     def fusion(self, words, lens, action_ids, kv):
@@ -256,15 +268,16 @@ class Vla:
             x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
         a = x.shape[1] - start
         states = layer_norm(self.w, "fusion.norm", x[:, start:], self.eps)  # (B, A, C)
-        _, pointed = self.pointer(states, scores[:, :, start:], first)
+        _, pointed = self.pointer(states, scores[:, :, start:], kv.offsets, first)
         logits = (linear(self.w, "fusion.head", states) + pointed) + self.grammar[first : first + a]
         return logits, cross, caches
 
-    def pointer(self, states, scores, first=0):
+    def pointer(self, states, scores, offsets=None, first=0):
         """pointer.rs Pointer::forward. `states` (B, A, C), `scores` (B, H, A, N): the
         last fusion block's cross-attention scores at the action positions, read at
-        the learned sharpness. Returns the points (B, A, 2) and the logits
-        (B, A, ACTION_VOCAB) to add to the head's."""
+        the learned sharpness; `offsets` (B, N, 2) or None: the patches' own offsets.
+        Returns the points (B, A, 2) and the logits (B, A, ACTION_VOCAB) to add to
+        the head's."""
         read = scores * self.w["fusion.pointer.log_sharpness"].exp()
         r = self.cfg.get("pointer_window")
         if r is not None:
@@ -275,7 +288,10 @@ class Vla:
             read = read + torch.where(near, 0.0, GRAMMAR_BLOCKED)
         cross = torch.softmax(read, dim=-1)
         b, h, a, n = cross.shape
-        per_head = (cross @ self.patch_xy).transpose(1, 2)  # (B, A, H, 2): each head's expected position
+        per_head = cross @ self.patch_xy  # (B, H, A, 2): each head's expected position
+        if offsets is not None:
+            per_head = per_head + cross @ offsets.unsqueeze(1)  # Σ α (c + o)
+        per_head = per_head.transpose(1, 2)  # (B, A, H, 2)
         beta = torch.softmax(linear(self.w, "fusion.pointer.mix", states), dim=-1).unsqueeze(2)  # (B, A, 1, H)
         point = (beta @ per_head).squeeze(2)  # (B, A, 2)
         point = point + torch.tanh(linear(self.w, "fusion.pointer.offset", states)) * 0.5

@@ -142,7 +142,9 @@ fn changing_a_later_token_leaves_earlier_outputs_bit_identical() {
 #[test]
 fn every_trainable_variable_gets_a_gradient() {
     for score in [ScoreFn::ScaledDot, ScoreFn::Additive] {
-        let (cfg, tok) = tiny(score);
+        let (mut cfg, tok) = tiny(score);
+        // The pointer's patch offsets start at zero: they must still learn.
+        cfg.patch_offsets = score == ScoreFn::Additive;
         let (m, vars) = model(&cfg, 5);
         let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
         let (loss, _) = train::loss(&m, &b, 0.3).unwrap();
@@ -157,6 +159,7 @@ fn every_trainable_variable_gets_a_gradient() {
         assert!(names.iter().any(|n| n.ends_with("geometry.tell.weight")));
         if score == ScoreFn::Additive {
             assert!(names.iter().any(|n| n.ends_with("cross_attn.score_v")));
+            assert!(names.iter().any(|n| n.ends_with("pointer.patch_offset.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }

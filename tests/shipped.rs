@@ -83,3 +83,28 @@ fn the_readme_scene_is_the_red_cup_one() {
         "red_cup.json must have an object called \"the red cup\""
     );
 }
+
+#[test]
+fn eval_says_where_every_first_point_landed() {
+    use vla_demo::eval::{self, Landing, Scenes, Split};
+    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
+    // The held-out style, where the plain-world model misses often enough
+    // for the landings to spread over several kinds.
+    let scenes = Scenes {
+        split: Split::Style,
+        first_seed: None,
+        count: 6,
+    };
+    let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+    let share = |l: Landing| r.landings.get(&l).copied().unwrap();
+    let total: f64 = Landing::ALL.iter().map(|&l| share(l)).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{:?}", r.landings);
+    // Every success starts on the target, and a refusal is a false flag.
+    assert!(share(Landing::Target) >= r.overall.success, "{:?}", r.landings);
+    assert!((share(Landing::Refused) - r.overall.false_flags).abs() < 1e-9);
+    assert!(share(Landing::Target) < 1.0, "no miss to sort: {:?}", r.landings);
+    let table = r.table();
+    assert!(table.contains("| first point landed on |"), "{table}");
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["landings"]["same_color"].is_number(), "{json}");
+}

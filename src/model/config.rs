@@ -55,6 +55,12 @@ pub struct Config {
     /// `None`, as in checkpoints from before, reads the whole image.
     #[serde(default)]
     pub pointer_window: Option<usize>,
+    /// Every patch also says where, within about a patch of its centre, the
+    /// object it shows lies, and the pointer averages those places instead
+    /// of the bare patch centres (see [`super::pointer::Pointer`]). Off, as
+    /// in checkpoints from before, the point is a mix of patch centres.
+    #[serde(default)]
+    pub patch_offsets: bool,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -95,6 +101,7 @@ impl Config {
             cross_score_fn: ScoreFn::ScaledDot,
             cross_geometry: true,
             pointer_window: Some(1),
+            patch_offsets: false,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,

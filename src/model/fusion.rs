@@ -57,6 +57,9 @@ pub struct ImageMemory {
     /// the head may not look at (attention knockout, `faithfulness.rs`),
     /// 0 elsewhere. `None` in every ordinary run.
     pub knockout: Option<Tensor>,
+    /// Where each patch says its object lies, (B, N, 2), for the pointer
+    /// (`patch_offsets`); `None` without them.
+    pub offsets: Option<Tensor>,
 }
 
 /// A decoder's memory between steps: the fusion blocks' self-attention keys
@@ -123,6 +126,7 @@ impl FusionHead {
                 .map(|b| b.cross_kv(patches))
                 .collect::<Result<_>>()?,
             knockout: None,
+            offsets: self.pointer.patch_offsets(patches)?,
         })
     }
 
@@ -139,7 +143,7 @@ impl FusionHead {
         let t = text.dim(1)?;
         let run = self.run_whole(text, lens, actions, image)?;
         Ok(FusionOut {
-            logits: self.read_out(&run, t, 0)?,
+            logits: self.read_out(&run, image, t, 0)?,
             boa_cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?, // (B, H, N)
         })
     }
@@ -209,11 +213,11 @@ impl FusionHead {
 
     /// Logits (B, A, ACTION_VOCAB) of the action positions in `run`: its
     /// positions from `from` on, which are action positions `first..`.
-    fn read_out(&self, run: &Run, from: usize, first: usize) -> Result<Tensor> {
+    fn read_out(&self, run: &Run, image: &ImageMemory, from: usize, first: usize) -> Result<Tensor> {
         let a = run.hidden.dim(1)? - from;
         let states = self.norm.forward(&run.hidden.narrow(1, from, a)?)?; // (B, A, C)
         let scores = run.cross_scores.narrow(2, from, a)?.contiguous()?;
-        let (_, pointed) = self.pointer.forward(&states, &scores, first)?;
+        let (_, pointed) = self.pointer.forward(&states, &scores, image.offsets.as_ref(), first)?;
         let grammar = grammar_mask(first + a, states.device())?
             .narrow(0, first, a)?
             .to_dtype(states.dtype())?;
@@ -232,7 +236,7 @@ impl FusionHead {
         let t = text.dim(1)?;
         let run = self.run_whole(text, lens, boa, image)?;
         let step = DecodeStep {
-            logits: self.read_out(&run, t, 0)?.squeeze(1)?,
+            logits: self.read_out(&run, image, t, 0)?.squeeze(1)?,
             cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
         };
         let cache = DecodeCache {
@@ -267,7 +271,7 @@ impl FusionHead {
             .to_dtype(xs.dtype())?;
         let run = self.run(&xs, Some(&cache.self_kv), image, &mask)?;
         let step = DecodeStep {
-            logits: self.read_out(&run, 0, k)?.squeeze(1)?,
+            logits: self.read_out(&run, image, 0, k)?.squeeze(1)?,
             cross: run.cross_weights.squeeze(2)?,
         };
         cache.self_kv = run.self_kv;

@@ -19,6 +19,13 @@
 //! learned width τ. These logits are added to the x bins at x positions and
 //! to the y bins at y positions; the rest of the head adds its own.
 //!
+//! With `patch_offsets`, each patch token `v_i` also says where the object it
+//! shows lies, `o_i = tanh(W_o v_i) / grid` (at most one patch away), and the
+//! heads average the places `c_i + o_i` instead of the bare centres `c_i`:
+//! `Σ_i α_hi (c_i + o_i)`, the heatmap-plus-offset reading of keypoint
+//! detectors (CenterNet, Zhou et al. 2019). A 16 px patch is wider than a
+//! small object, and a mix of patch centres alone lands beside it.
+//!
 //! A plain linear layer cannot do this job: to put a sharp peak on one bin of
 //! 256 its weights would have to grow to the thousands.
 
@@ -33,6 +40,8 @@ use super::Config;
 pub struct Pointer {
     mix: Linear,
     offset: Linear,
+    /// `W_o`, b: each patch's offset to the object it shows (`patch_offsets`).
+    patch_offset: Option<Linear>,
     /// log τ, τ in bins.
     log_tau: Tensor,
     /// log γ, the sharpness at which the pointer reads the cross scores.
@@ -109,6 +118,15 @@ impl Pointer {
         Ok(Self {
             mix: linear(cfg.hidden_size, cfg.num_attention_heads, vb.pp("mix"))?,
             offset: linear(cfg.hidden_size, 2, vb.pp("offset"))?,
+            patch_offset: if cfg.patch_offsets {
+                // Zero at the start: the pointer begins as the plain mix of centres.
+                let vb = vb.pp("patch_offset");
+                let w = vb.get_with_hints((2, cfg.hidden_size), "weight", Init::Const(0.0))?;
+                let b = vb.get_with_hints(2, "bias", Init::Const(0.0))?;
+                Some(Linear::new(w, Some(b)))
+            } else {
+                None
+            },
             log_tau: vb.get_with_hints(1, "log_tau", Init::Const(32f64.ln()))?,
             log_sharpness: match vb.get_with_hints(1, "log_sharpness", Init::Const(0.0)) {
                 Ok(t) => t,
@@ -125,14 +143,26 @@ impl Pointer {
         })
     }
 
+    /// Where each patch says its object lies, relative to the patch centre:
+    /// (B, N, 2) from the patch tokens `patches` (B, N, C), or `None` without
+    /// `patch_offsets`. Computed once per image.
+    pub fn patch_offsets(&self, patches: &Tensor) -> Result<Option<Tensor>> {
+        self.patch_offset
+            .as_ref()
+            .map(|l| l.forward(patches)?.tanh()? / self.grid as f64)
+            .transpose()
+    }
+
     /// `states` (B, A, C): the final states of action positions
     /// `first..first + A`; `scores` (B, H, A, N): their last-block
-    /// cross-attention scores, before the softmax. Returns the points (B, A, 2)
-    /// and logits (B, A, ACTION_VOCAB) to add to the head's.
+    /// cross-attention scores, before the softmax; `offsets` (B, N, 2): from
+    /// [`Self::patch_offsets`]. Returns the points (B, A, 2) and logits
+    /// (B, A, ACTION_VOCAB) to add to the head's.
     pub fn forward(
         &self,
         states: &Tensor,
         scores: &Tensor,
+        offsets: Option<&Tensor>,
         first: usize,
     ) -> Result<(Tensor, Tensor)> {
         let (b, h, a, n) = scores.dims4()?;
@@ -142,9 +172,12 @@ impl Pointer {
         }
         let cross = crate::engine::ops::softmax_last_dim(&read)?;
         // Each head's expected patch position: (B, H·A, N) x (N, 2) -> (B, A, H, 2).
-        let per_head = cross
-            .reshape((b, h * a, n))?
-            .broadcast_matmul(&self.patch_xy)?;
+        let cross = cross.reshape((b, h * a, n))?;
+        let mut per_head = cross.broadcast_matmul(&self.patch_xy)?;
+        if let Some(o) = offsets {
+            // Σ α (c + o) = Σ α c + Σ α o, since the weights sum to 1.
+            per_head = (per_head + cross.matmul(o)?)?;
+        }
         let per_head = per_head
             .reshape((b, h, a, 2))?
             .transpose(1, 2)?
@@ -178,6 +211,56 @@ impl Pointer {
 mod tests {
     use super::*;
     use candle::Device;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn patch_offsets_move_the_point_by_the_offset_of_the_patch_looked_at() {
+        let dev = Device::Cpu;
+        let mut cfg = Config::tiny();
+        cfg.image_size = 64;
+        cfg.hidden_size = 8;
+        cfg.num_attention_heads = 2;
+        cfg.patch_offsets = true;
+        let vars = VarMap::new();
+        let vb = crate::train::init::SeededInit::var_builder(&vars, 1, &dev);
+        let pointer = Pointer::new(&cfg, vb).unwrap();
+        let (grid, c) = (cfg.grid(), cfg.hidden_size);
+        let n = grid * grid;
+        let patches = Tensor::randn(0f32, 1., (1, n, c), &dev).unwrap();
+        let offsets = |p: &Pointer| -> Vec<Vec<f32>> {
+            let o = p.patch_offsets(&patches).unwrap().unwrap();
+            o.squeeze(0).unwrap().to_vec2().unwrap()
+        };
+        // They start at zero, so a new model points as one without them...
+        assert!(offsets(&pointer).iter().flatten().all(|&v| v == 0.0));
+        // ...and, once learned, stay within one patch.
+        for (name, var) in vars.data().lock().unwrap().iter() {
+            if name.starts_with("patch_offset") {
+                var.set(&Tensor::randn(0f32, 3., var.shape(), &dev).unwrap())
+                    .unwrap();
+            }
+        }
+        let o = offsets(&pointer);
+        assert!(o.iter().flatten().all(|v| v.abs() <= 1.0 / grid as f32));
+        assert!(o.iter().flatten().any(|v| v.abs() > 0.01));
+        // Both heads look at patch 5 alone: the point moves by patch 5's offset.
+        let look = 5;
+        let mut s = vec![0f32; 2 * n];
+        s[look] = 50.0;
+        s[n + look] = 50.0;
+        let scores = Tensor::from_vec(s, (1, 2, 1, n), &dev).unwrap();
+        let states = Tensor::randn(0f32, 1., (1, 1, c), &dev).unwrap();
+        let o_t = pointer.patch_offsets(&patches).unwrap().unwrap();
+        let point = |o: Option<&Tensor>| -> Vec<f32> {
+            let (p, _) = pointer.forward(&states, &scores, o, 0).unwrap();
+            p.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (with, without) = (point(Some(&o_t)), point(None));
+        for axis in 0..2 {
+            let moved = with[axis] - without[axis];
+            assert!((moved - o[look][axis]).abs() < 1e-5, "axis {axis}: {moved} vs {:?}", o[look]);
+        }
+    }
 
     #[test]
     fn the_window_keeps_the_patches_around_each_peak() {

@@ -174,6 +174,9 @@ impl Vla {
                 *k = k.index_select(idx, 0)?;
                 *v = v.index_select(idx, 0)?;
             }
+            if let Some(o) = image.offsets.as_mut() {
+                *o = o.index_select(idx, 0)?;
+            }
         }
         if let Some(hidden) = &inputs.knockout {
             // A large negative score rather than −∞: a row with every patch
