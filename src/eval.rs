@@ -152,7 +152,11 @@ impl Landing {
         let Some(want) = layout.objects.iter().find(|o| o.id == target) else {
             return Landing::Table;
         };
-        let hits: Vec<_> = layout.objects.iter().filter(|o| o.contains(p.x, p.y)).collect();
+        let hits: Vec<_> = layout
+            .objects
+            .iter()
+            .filter(|o| o.contains(p.x, p.y))
+            .collect();
         if hits.iter().any(|o| o.id == target) {
             return Landing::Target;
         }
@@ -426,7 +430,11 @@ pub fn evaluate(
         Landing::ALL
             .iter()
             .map(|&l| {
-                let hit = outcomes.values().flatten().filter(|o| o.landing == l).count();
+                let hit = outcomes
+                    .values()
+                    .flatten()
+                    .filter(|o| o.landing == l)
+                    .count();
                 (l, hit as f64 / overall.n as f64)
             })
             .collect()
@@ -606,11 +614,18 @@ mod tests {
             (0.9, Landing::Table),
         ];
         for (x, want) in cases {
-            assert_eq!(Landing::of(&layout, 0, &point_at(x)), want, "point at x = {x}");
+            assert_eq!(
+                Landing::of(&layout, 0, &point_at(x)),
+                want,
+                "point at x = {x}"
+            );
         }
         let refused = Action::refuse(Outcome::Absent);
         assert_eq!(Landing::of(&layout, 0, &refused), Landing::Refused);
-        assert_eq!(Landing::of(&layout, 0, &Action::new(vec![])), Landing::Refused);
+        assert_eq!(
+            Landing::of(&layout, 0, &Action::new(vec![])),
+            Landing::Refused
+        );
         // Seen from object 3, the blue cup, the red cups share only its shape.
         assert_eq!(Landing::of(&layout, 3, &point_at(0.1)), Landing::SameShape);
     }

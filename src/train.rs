@@ -38,7 +38,7 @@ mod step;
 pub use adamw::AdamW;
 pub use batches::{batch_for_step, scenes_for_step, shards_for_step, shards_of, worlds_for_step};
 pub use config::TrainConfig;
-pub use step::{init_model, loss, parallel_grads, StepStats};
+pub use step::{init_model, loss, parallel_grads, LossWeights, StepStats};
 
 pub const TRAIN_CONFIG: &str = "train_config.json";
 pub const STATE: &str = "training_state.safetensors";

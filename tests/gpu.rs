@@ -145,14 +145,30 @@ fn a_training_step_on_the_gpu_matches_the_cpu() {
         let vars = VarMap::new();
         let m = Vla::new(&cfg, SeededInit::var_builder(&vars, 5, &device)).unwrap();
         let b = batch_on(&cfg, &tok, 30..33, &device);
-        let (loss, stats) = train::loss(&m, &b, 0.3).unwrap();
+        let (loss, stats) = train::loss(
+            &m,
+            &b,
+            train::LossWeights {
+                attention: 0.3,
+                point: 0.3,
+            },
+        )
+        .unwrap();
         losses.push(stats.loss);
         if device.is_cuda() {
             let grads = loss.backward().unwrap();
             let mut opt = AdamW::new(&vars).unwrap();
             assert_every_variable_has_a_gradient(&grads, &opt);
             opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
-            let (after, _) = train::loss(&m, &b, 0.3).unwrap();
+            let (after, _) = train::loss(
+                &m,
+                &b,
+                train::LossWeights {
+                    attention: 0.3,
+                    point: 0.3,
+                },
+            )
+            .unwrap();
             assert!(after.to_scalar::<f32>().unwrap().is_finite());
         }
     }

@@ -147,7 +147,15 @@ fn every_trainable_variable_gets_a_gradient() {
         cfg.patch_offsets = score == ScoreFn::Additive;
         let (m, vars) = model(&cfg, 5);
         let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
-        let (loss, _) = train::loss(&m, &b, 0.3).unwrap();
+        let (loss, _) = train::loss(
+            &m,
+            &b,
+            train::LossWeights {
+                attention: 0.3,
+                point: 0.3,
+            },
+        )
+        .unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(&vars).unwrap();
         let names = assert_every_variable_has_a_gradient(&grads, &opt);
@@ -159,7 +167,9 @@ fn every_trainable_variable_gets_a_gradient() {
         assert!(names.iter().any(|n| n.ends_with("geometry.tell.weight")));
         if score == ScoreFn::Additive {
             assert!(names.iter().any(|n| n.ends_with("cross_attn.score_v")));
-            assert!(names.iter().any(|n| n.ends_with("pointer.patch_offset.weight")));
+            assert!(names
+                .iter()
+                .any(|n| n.ends_with("pointer.patch_offset.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }

@@ -100,9 +100,17 @@ fn eval_says_where_every_first_point_landed() {
     let total: f64 = Landing::ALL.iter().map(|&l| share(l)).sum();
     assert!((total - 1.0).abs() < 1e-9, "{:?}", r.landings);
     // Every success starts on the target, and a refusal is a false flag.
-    assert!(share(Landing::Target) >= r.overall.success, "{:?}", r.landings);
+    assert!(
+        share(Landing::Target) >= r.overall.success,
+        "{:?}",
+        r.landings
+    );
     assert!((share(Landing::Refused) - r.overall.false_flags).abs() < 1e-9);
-    assert!(share(Landing::Target) < 1.0, "no miss to sort: {:?}", r.landings);
+    assert!(
+        share(Landing::Target) < 1.0,
+        "no miss to sort: {:?}",
+        r.landings
+    );
     let table = r.table();
     assert!(table.contains("| first point landed on |"), "{table}");
     let json = serde_json::to_value(&r).unwrap();

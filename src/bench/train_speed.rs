@@ -54,7 +54,7 @@ pub fn bench_train(
         let batch = train::batch_for_step(&cfg, tok, step, device)?;
         let data_ms = ms(t0);
         let t1 = Instant::now();
-        let (total, _) = train::loss(&model, &batch, cfg.attention_loss_weight)?;
+        let (total, _) = train::loss(&model, &batch, cfg.loss_weights())?;
         device.synchronize()?;
         let fwd_ms = ms(t1);
         let t2 = Instant::now();

@@ -47,6 +47,9 @@ pub struct FusionOut {
     /// The last block's cross-attention of the `<boa>` query, (B, H, N).
     /// Training can supervise it and evaluation scores it.
     pub boa_cross: Tensor,
+    /// The pointer's point at each action position, (B, A, 2), normalised
+    /// (x, y): training can supervise it directly.
+    pub points: Tensor,
 }
 
 /// The image as the fusion head reads it.
@@ -142,9 +145,11 @@ impl FusionHead {
     ) -> Result<FusionOut> {
         let t = text.dim(1)?;
         let run = self.run_whole(text, lens, actions, image)?;
+        let (logits, points) = self.read_out(&run, image, t, 0)?;
         Ok(FusionOut {
-            logits: self.read_out(&run, image, t, 0)?,
+            logits,
             boa_cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?, // (B, H, N)
+            points,
         })
     }
 
@@ -211,17 +216,27 @@ impl FusionHead {
         })
     }
 
-    /// Logits (B, A, ACTION_VOCAB) of the action positions in `run`: its
-    /// positions from `from` on, which are action positions `first..`.
-    fn read_out(&self, run: &Run, image: &ImageMemory, from: usize, first: usize) -> Result<Tensor> {
+    /// Logits (B, A, ACTION_VOCAB) and the pointer's points (B, A, 2) of the
+    /// action positions in `run`: its positions from `from` on, which are
+    /// action positions `first..`.
+    fn read_out(
+        &self,
+        run: &Run,
+        image: &ImageMemory,
+        from: usize,
+        first: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let a = run.hidden.dim(1)? - from;
         let states = self.norm.forward(&run.hidden.narrow(1, from, a)?)?; // (B, A, C)
         let scores = run.cross_scores.narrow(2, from, a)?.contiguous()?;
-        let (_, pointed) = self.pointer.forward(&states, &scores, image.offsets.as_ref(), first)?;
+        let (points, pointed) =
+            self.pointer
+                .forward(&states, &scores, image.offsets.as_ref(), first)?;
         let grammar = grammar_mask(first + a, states.device())?
             .narrow(0, first, a)?
             .to_dtype(states.dtype())?;
-        (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)
+        let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
+        Ok((logits, points))
     }
 
     /// Starts decoding: runs `[words, <boa>]` and keeps every block's
@@ -236,7 +251,7 @@ impl FusionHead {
         let t = text.dim(1)?;
         let run = self.run_whole(text, lens, boa, image)?;
         let step = DecodeStep {
-            logits: self.read_out(&run, image, t, 0)?.squeeze(1)?,
+            logits: self.read_out(&run, image, t, 0)?.0.squeeze(1)?,
             cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?,
         };
         let cache = DecodeCache {
@@ -271,7 +286,7 @@ impl FusionHead {
             .to_dtype(xs.dtype())?;
         let run = self.run(&xs, Some(&cache.self_kv), image, &mask)?;
         let step = DecodeStep {
-            logits: self.read_out(&run, image, 0, k)?.squeeze(1)?,
+            logits: self.read_out(&run, image, 0, k)?.0.squeeze(1)?,
             cross: run.cross_weights.squeeze(2)?,
         };
         cache.self_kv = run.self_kv;

@@ -258,7 +258,11 @@ mod tests {
         let (with, without) = (point(Some(&o_t)), point(None));
         for axis in 0..2 {
             let moved = with[axis] - without[axis];
-            assert!((moved - o[look][axis]).abs() < 1e-5, "axis {axis}: {moved} vs {:?}", o[look]);
+            assert!(
+                (moved - o[look][axis]).abs() < 1e-5,
+                "axis {axis}: {moved} vs {:?}",
+                o[look]
+            );
         }
     }
 

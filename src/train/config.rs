@@ -30,6 +30,11 @@ pub struct TrainConfig {
     #[serde(default)]
     pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
+    /// Weight of the pointer term: how far, in patches, the pointer's point
+    /// lies from each x and y target (0, as before, leaves the pointer to the
+    /// cross-entropy alone).
+    #[serde(default)]
+    pub point_loss_weight: f64,
     /// Share of scenes drawn from the randomised world (the rest are plain).
     #[serde(default)]
     pub random_share: f64,
@@ -145,6 +150,7 @@ impl TrainConfig {
             0.0,
             1e3,
         )?;
+        real("point_loss_weight", self.point_loss_weight, 0.0, 1e3)?;
         real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
         Ok(())
     }

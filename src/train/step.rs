@@ -3,7 +3,9 @@
 //! its log, evaluations and checkpoints.
 //!
 //! Loss: cross-entropy on the action tokens (teacher forcing), plus an
-//! optional grounding term, `-log(attention mass of <boa> on the target)`.
+//! optional grounding term, `-log(attention mass of <boa> on the target)`,
+//! and an optional pointer term: the distance, in patches, from the
+//! pointer's point to each x and y target.
 
 use std::time::Instant;
 
@@ -31,15 +33,61 @@ pub struct StepStats {
     pub loss: f32,
     pub ce: f32,
     pub attention: f32,
+    pub point: f32,
     pub token_acc: f32,
 }
 
-/// Cross-entropy over the real action tokens, plus the grounding term.
-pub fn loss(
-    model: &Vla,
-    batch: &data::Batch,
-    attention_weight: f64,
-) -> Result<(Tensor, StepStats)> {
+/// What each term weighs beside the cross-entropy.
+#[derive(Debug, Clone, Copy)]
+pub struct LossWeights {
+    /// The grounding term on the `<boa>` query's attention.
+    pub attention: f64,
+    /// The pointer term.
+    pub point: f64,
+}
+
+impl TrainConfig {
+    pub fn loss_weights(&self) -> LossWeights {
+        LossWeights {
+            attention: self.attention_loss_weight,
+            point: self.point_loss_weight,
+        }
+    }
+}
+
+/// The pointer term: the mean L1 distance, in patches, from the pointer's
+/// points (B, A, 2) to the x and y targets among `targets` (B·A,) (x bins
+/// are action indices `0..256`, y bins `256..512`; other tokens and
+/// padding do not count).
+fn point_loss(points: &Tensor, targets: &Tensor, weights: &Tensor, grid: usize) -> Result<Tensor> {
+    let (b, a, _) = points.dims3()?;
+    let ids = targets.to_vec1::<u32>()?;
+    let real = weights.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let bins = crate::action::NUM_BINS;
+    let mut want = vec![0f32; b * a * 2];
+    let mut mask = vec![0f32; b * a * 2];
+    for (i, (&t, &w)) in ids.iter().zip(&real).enumerate() {
+        let (axis, bin) = match t as usize {
+            t if t < bins => (0, t),
+            t if t < 2 * bins => (1, t - bins),
+            _ => continue,
+        };
+        want[2 * i + axis] = (bin as f32 + 0.5) / bins as f32;
+        mask[2 * i + axis] = w;
+    }
+    let dev = points.device();
+    let want = Tensor::from_vec(want, (b, a, 2), dev)?.to_dtype(points.dtype())?;
+    let mask = Tensor::from_vec(mask, (b, a, 2), dev)?.to_dtype(points.dtype())?;
+    let count = mask.sum_all()?.maximum(1.0)?;
+    let mean = ((points - want)?.abs()? * mask)?
+        .sum_all()?
+        .broadcast_div(&count)?;
+    Ok((mean * grid as f64)?)
+}
+
+/// Cross-entropy over the real action tokens, plus the grounding and
+/// pointer terms.
+pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor, StepStats)> {
     let out = model.forward(&batch.inputs, &batch.action_in)?;
     let (b, a, v) = out.logits.dims3()?;
     let logits = out.logits.reshape((b * a, v))?;
@@ -58,7 +106,17 @@ pub fn loss(
     let attention = ((mass + 1e-6)?.log()?.neg()? * &has_target)?
         .sum_all()?
         .broadcast_div(&targets)?;
-    let total = (&ce + (&attention * attention_weight)?)?;
+    let point = if w.point > 0.0 {
+        point_loss(
+            &out.points,
+            &batch.targets,
+            &batch.weights,
+            model.config().grid(),
+        )?
+    } else {
+        Tensor::zeros((), ce.dtype(), ce.device())?
+    };
+    let total = ((&ce + (&attention * w.attention)?)? + (&point * w.point)?)?;
 
     let pred = logits.argmax(D::Minus1)?;
     let right = (pred.eq(&batch.targets)?.to_dtype(DType::F32)? * &batch.weights)?.sum_all()?;
@@ -66,6 +124,7 @@ pub fn loss(
         loss: total.to_scalar::<f32>()?,
         ce: ce.to_scalar::<f32>()?,
         attention: attention.to_scalar::<f32>()?,
+        point: point.to_scalar::<f32>()?,
         token_acc: (right.to_scalar::<f32>()? / count.to_scalar::<f32>()?),
     };
     Ok((total, stats))
@@ -77,10 +136,10 @@ pub fn loss(
 pub fn parallel_grads(
     model: &Vla,
     batches: &[data::Batch],
-    attention_weight: f64,
+    w: LossWeights,
 ) -> Result<(GradStore, StepStats)> {
     if let [one] = batches {
-        let (l, stats) = loss(model, one, attention_weight)?;
+        let (l, stats) = loss(model, one, w)?;
         return Ok((l.backward()?, stats));
     }
     let total: usize = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
@@ -90,7 +149,7 @@ pub fn parallel_grads(
             .map(|b| {
                 s.spawn(move || -> Result<(GradStore, StepStats, f32)> {
                     let share = b.inputs.text_lens.len() as f32 / total.max(1) as f32;
-                    let (l, stats) = loss(model, b, attention_weight)?;
+                    let (l, stats) = loss(model, b, w)?;
                     Ok(((l * share as f64)?.backward()?, stats, share))
                 })
             })
@@ -108,6 +167,7 @@ pub fn parallel_grads(
         loss: 0.0,
         ce: 0.0,
         attention: 0.0,
+        point: 0.0,
         token_acc: 0.0,
     };
     for r in results {
@@ -115,6 +175,7 @@ pub fn parallel_grads(
         stats.loss += st.loss * share;
         stats.ce += st.ce * share;
         stats.attention += st.attention * share;
+        stats.point += st.point * share;
         stats.token_acc += st.token_acc * share;
         merged = Some(match merged {
             None => grads,
@@ -172,7 +233,7 @@ pub(super) fn train_steps(
                 next = Some(s.spawn(move || scenes_for_step(cfg, step + 1)));
             }
             let batches = shards_of(cfg, tok, drawn, examples, shards, device)?;
-            let (grads, stats) = parallel_grads(model, &batches, cfg.attention_loss_weight)?;
+            let (grads, stats) = parallel_grads(model, &batches, cfg.loss_weights())?;
             let norm = opt.grad_norm(&grads)?;
             let clip = if norm > cfg.grad_clip {
                 cfg.grad_clip / norm
@@ -194,7 +255,7 @@ pub(super) fn train_steps(
             ));
             let line = serde_json::json!({
                 "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
-                "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
+                "point": stats.point, "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
                 "elapsed_s": t0.elapsed().as_secs_f64(),
             });
             append_log(log, &line);
@@ -237,4 +298,29 @@ pub(super) fn train_steps(
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
     h.join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the data thread panicked")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_point_loss_measures_x_and_y_targets_in_patches() {
+        let dev = Device::Cpu;
+        let bins = crate::action::NUM_BINS as u32;
+        // Three positions: an x target at bin 128, a y target at bin 64, and a
+        // gripper token, which does not count; then one padded position.
+        let points = Tensor::new(&[[[0.3f32, 0.9], [0.1, 0.25], [0.7, 0.7], [0.0, 0.0]]], &dev)
+            .unwrap();
+        let targets = Tensor::new(&[128u32, bins + 64, 2 * bins, 5], &dev).unwrap();
+        let weights = Tensor::new(&[1f32, 1.0, 1.0, 0.0], &dev).unwrap();
+        let got = point_loss(&points, &targets, &weights, 10)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let x = (0.3f32 - 128.5 / 256.0).abs();
+        let y = (0.25f32 - 64.5 / 256.0).abs();
+        let want = (x + y) / 2.0 * 10.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
 }
