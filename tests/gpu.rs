@@ -11,7 +11,7 @@ mod model_common;
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use model_common::{assert_every_variable_has_a_gradient, batch_on, tiny};
+use model_common::{assert_every_variable_has_a_gradient, batch_on, tiny, LOSS_WEIGHTS};
 use vla_demo::action::ActionToken;
 use vla_demo::checkpoint::Checkpoint;
 use vla_demo::engine::long_attention::{attention_with, AttentionImpl};
@@ -145,30 +145,14 @@ fn a_training_step_on_the_gpu_matches_the_cpu() {
         let vars = VarMap::new();
         let m = Vla::new(&cfg, SeededInit::var_builder(&vars, 5, &device)).unwrap();
         let b = batch_on(&cfg, &tok, 30..33, &device);
-        let (loss, stats) = train::loss(
-            &m,
-            &b,
-            train::LossWeights {
-                attention: 0.3,
-                point: 0.3,
-            },
-        )
-        .unwrap();
+        let (loss, stats) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
         losses.push(stats.loss);
         if device.is_cuda() {
             let grads = loss.backward().unwrap();
             let mut opt = AdamW::new(&vars).unwrap();
             assert_every_variable_has_a_gradient(&grads, &opt);
             opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
-            let (after, _) = train::loss(
-                &m,
-                &b,
-                train::LossWeights {
-                    attention: 0.3,
-                    point: 0.3,
-                },
-            )
-            .unwrap();
+            let (after, _) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
             assert!(after.to_scalar::<f32>().unwrap().is_finite());
         }
     }

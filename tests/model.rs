@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod model_common;
-use model_common::{assert_every_variable_has_a_gradient, batch_on, tiny};
+use model_common::{assert_every_variable_has_a_gradient, batch_on, tiny, LOSS_WEIGHTS};
 
 use candle::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
@@ -147,15 +147,7 @@ fn every_trainable_variable_gets_a_gradient() {
         cfg.patch_offsets = score == ScoreFn::Additive;
         let (m, vars) = model(&cfg, 5);
         let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
-        let (loss, _) = train::loss(
-            &m,
-            &b,
-            train::LossWeights {
-                attention: 0.3,
-                point: 0.3,
-            },
-        )
-        .unwrap();
+        let (loss, _) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(&vars).unwrap();
         let names = assert_every_variable_has_a_gradient(&grads, &opt);

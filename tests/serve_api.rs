@@ -429,7 +429,10 @@ fn a_burst_beyond_the_queue_gets_503_and_a_stalled_upload_times_out() {
     // loaded machine that can take a moment), then there is room again.
     let t0 = Instant::now();
     while client::get(a, "/api/health", T).unwrap().json().unwrap()["in_use"] != 0 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the slots never came back");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the slots never came back"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(

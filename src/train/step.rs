@@ -310,8 +310,11 @@ mod tests {
         let bins = crate::action::NUM_BINS as u32;
         // Three positions: an x target at bin 128, a y target at bin 64, and a
         // gripper token, which does not count; then one padded position.
-        let points = Tensor::new(&[[[0.3f32, 0.9], [0.1, 0.25], [0.7, 0.7], [0.0, 0.0]]], &dev)
-            .unwrap();
+        let points = Tensor::new(
+            &[[[0.3f32, 0.9], [0.1, 0.25], [0.7, 0.7], [0.0, 0.0]]],
+            &dev,
+        )
+        .unwrap();
         let targets = Tensor::new(&[128u32, bins + 64, 2 * bins, 5], &dev).unwrap();
         let weights = Tensor::new(&[1f32, 1.0, 1.0, 0.0], &dev).unwrap();
         let got = point_loss(&points, &targets, &weights, 10)

@@ -10,10 +10,16 @@ use vla_demo::data::{self, Example};
 use vla_demo::model::{Config, ScoreFn};
 use vla_demo::scene::Layout;
 use vla_demo::tokens::CommandTokenizer;
-use vla_demo::train::AdamW;
+use vla_demo::train::{AdamW, LossWeights};
 
 /// A model config small enough for a test: 64 px, hidden 32, one vision and
 /// one text block, two fusion blocks; the tokenizer fills in its ids.
+/// The loss weights the tests train with: every term on.
+pub const LOSS_WEIGHTS: LossWeights = LossWeights {
+    attention: 0.3,
+    point: 0.3,
+};
+
 pub fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let tok = CommandTokenizer::train(data::command_corpus(60, &mut rng).into_iter()).unwrap();
