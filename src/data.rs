@@ -14,7 +14,7 @@ use candle::{Device, Tensor};
 use rand::Rng;
 
 use crate::action::{self, ActionToken, Outcome, ACTION_VOCAB, MAX_ACTION_TOKENS, NUM_BINS};
-use crate::grid::target_patches;
+use crate::grid::{patch_labels, target_patches};
 use crate::model::vla::Inputs;
 use crate::model::Config;
 use crate::preprocess::to_pixels;
@@ -172,6 +172,25 @@ pub struct Batch {
     pub soft_targets: Tensor,
     /// (B, N) target patch indicator for the `<boa>` query.
     pub target_mask: Tensor,
+    /// (I·N, 2) u32: what each patch of each image shows, `[colour, shape]`
+    /// (see [`crate::grid::patch_labels`]); only where training asks for
+    /// the patch-label term.
+    pub patch_labels: Option<Tensor>,
+}
+
+impl Batch {
+    /// The batch with the patch labels of its images, whose objects (in
+    /// view coordinates) are `layouts`, one per image.
+    pub fn with_patch_labels(mut self, layouts: &[&Layout], grid: usize) -> Result<Self> {
+        let labels: Vec<u32> = layouts
+            .iter()
+            .flat_map(|l| patch_labels(&l.objects, grid))
+            .flatten()
+            .collect();
+        let n = labels.len() / 2;
+        self.patch_labels = Some(Tensor::from_vec(labels, (n, 2), self.targets.device())?);
+        Ok(self)
+    }
 }
 
 /// The training target for one action token. Bins are ordered, so a bin
@@ -267,6 +286,7 @@ pub fn make_batch(
         weights: Tensor::from_vec(weights, b * a, device)?,
         soft_targets: Tensor::from_vec(soft, (b * a, ACTION_VOCAB), device)?,
         target_mask: Tensor::from_vec(mask, (b, cfg.num_patches()), device)?,
+        patch_labels: None,
     })
 }
 

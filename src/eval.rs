@@ -22,10 +22,13 @@
 //! (absent or ambiguous); and on the commands it should act on, the share of
 //! **false flags**.
 //!
-//! And where the first point of each valid command landed ([`landing`]).
+//! And where the first point of each valid command landed ([`landing`]),
+//! and, for a model with a patch head, what it says each patch shows
+//! ([`patches`]).
 
 pub mod faithfulness;
 pub mod landing;
+pub mod patches;
 pub mod splits;
 
 use std::collections::BTreeMap;
@@ -90,6 +93,9 @@ pub struct EvalReport {
     /// Valid commands by where their first point landed: the share of each
     /// [`Landing`], keyed by its name, over all families and languages.
     pub landings: BTreeMap<Landing, f64>,
+    /// What the patch head read, for a model with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_labels: Option<patches::PatchScore>,
 }
 
 impl EvalReport {
@@ -129,6 +135,9 @@ impl EvalReport {
             s += &row(&format!("relational: {k}"), m);
         }
         s += &landing::table(&self.landings);
+        if let Some(p) = &self.patch_labels {
+            s += &patches::table(p);
+        }
         if !self.refusals.is_empty() {
             s += "\n| to refuse | n | flagged | right kind |\n|---|---|---|---|\n";
             for (k, m) in &self.refusals {
@@ -227,6 +236,7 @@ pub fn evaluate(
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut refusals: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
+    let mut patch_tally = patches::PatchTally::default();
     let last = first_seed.saturating_add(scenes);
     let mut start = first_seed;
     while start < last {
@@ -256,6 +266,9 @@ pub fn evaluate(
             let batch = data::make_batch(&refs, &examples, tok, cfg, 0.0, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
             crate::pipeline::check_finite_output(&generated)?;
+            if let Some(logits) = &generated.patch_labels {
+                patch_tally.add(logits, &layouts, cfg.grid())?;
+            }
             let cross = generated
                 .boa_cross
                 .to_dtype(candle::DType::F32)?
@@ -362,6 +375,7 @@ pub fn evaluate(
         overall,
         refusals,
         landings,
+        patch_labels: patch_tally.score(),
     })
 }
 

@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use crate::model::Config;
-use crate::scene::Object;
+use crate::scene::{Color, Object, Shape};
 
 /// A patch belongs to an object when at least this share of it is covered.
 pub const PATCH_COVER: f32 = 0.1;
@@ -197,6 +197,30 @@ pub fn target_patches(obj: &Object, grid: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Classes of the patch labels: "the table", then each colour
+/// ([`Color::ALL`]), then each shape ([`Shape::ALL`]).
+pub const PATCH_COLORS: usize = 1 + Color::ALL.len();
+pub const PATCH_SHAPES: usize = 1 + Shape::ALL.len();
+
+/// What each patch shows, as training's patch head learns it: per patch,
+/// `[colour, shape]` of the object covering most of it (at least
+/// [`PATCH_COVER`]), as 1 + its index in [`Color::ALL`] and
+/// [`Shape::ALL`], or `[0, 0]` for the table (and for distractors, which
+/// are not among `objects`).
+pub fn patch_labels(objects: &[Object], grid: usize) -> Vec<[u32; 2]> {
+    let mut best = vec![(PATCH_COVER, [0u32, 0u32]); grid * grid];
+    for obj in objects {
+        let color = Color::ALL.iter().position(|c| *c == obj.color).unwrap_or(0) as u32 + 1;
+        let shape = Shape::ALL.iter().position(|s| *s == obj.shape).unwrap_or(0) as u32 + 1;
+        for (b, c) in best.iter_mut().zip(patch_coverage(obj, grid)) {
+            if c >= b.0 {
+                *b = (c, [color, shape]);
+            }
+        }
+    }
+    best.into_iter().map(|(_, l)| l).collect()
+}
+
 /// An object of the scene and how much of each patch it covers.
 #[derive(Debug, Clone)]
 pub struct SceneObject {
@@ -238,7 +262,6 @@ pub fn mass_set(values: &[f32], share: f32) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{Color, Shape};
 
     /// A 224 px view of 14 × 14 patches, which the numbers below assume.
     fn patch_grid(w: u32, h: u32) -> PatchGrid {
@@ -260,6 +283,26 @@ mod tests {
             tone: 1.0,
             handle: Default::default(),
         }
+    }
+
+    #[test]
+    fn patch_labels_name_the_colour_and_shape_covering_most_of_each_patch() {
+        // A 4 × 4 grid: a blue ball filling patch (1, 1) and a red block
+        // reaching into it a little, which alone covers patch (1, 2).
+        let mut ball = object(Shape::Ball, [0.375, 0.375], 0.25);
+        ball.color = Color::Blue;
+        let block = object(Shape::Block, [0.55, 0.375], 0.2);
+        let labels = patch_labels(&[block.clone(), ball.clone()], 4);
+        let blue = 1 + Color::ALL.iter().position(|c| *c == Color::Blue).unwrap() as u32;
+        let ball_id = 1 + Shape::ALL.iter().position(|s| *s == Shape::Ball).unwrap() as u32;
+        let block_id = 1 + Shape::ALL.iter().position(|s| *s == Shape::Block).unwrap() as u32;
+        assert_eq!(labels[4 + 1], [blue, ball_id]);
+        assert_eq!(labels[4 + 2], [1, block_id], "red is Color::ALL[0]");
+        assert_eq!(labels[0], [0, 0], "the table");
+        assert_eq!(labels[15], [0, 0]);
+        // The order of the objects does not matter.
+        assert_eq!(patch_labels(&[ball, block], 4), labels);
+        assert_eq!(labels.iter().filter(|l| **l != [0, 0]).count(), 2);
     }
 
     #[test]

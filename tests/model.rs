@@ -145,6 +145,7 @@ fn every_trainable_variable_gets_a_gradient() {
         let (mut cfg, tok) = tiny(score);
         // The pointer's patch offsets start at zero: they must still learn.
         cfg.patch_offsets = score == ScoreFn::Additive;
+        cfg.patch_labels = score == ScoreFn::Additive;
         let (m, vars) = model(&cfg, 5);
         let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
         let (loss, _) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
@@ -162,6 +163,7 @@ fn every_trainable_variable_gets_a_gradient() {
             assert!(names
                 .iter()
                 .any(|n| n.ends_with("pointer.patch_offset.weight")));
+            assert!(names.iter().any(|n| n.ends_with("patch_head.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }
@@ -413,4 +415,31 @@ fn the_same_seed_trains_the_same_weights() {
     })
     .unwrap();
     assert_eq!(std::fs::read(c.join(checkpoint::WEIGHTS)).unwrap(), a);
+}
+
+/// `eval` scores the patch head of a model that has one, and says nothing
+/// of it for a model without.
+#[test]
+fn eval_reads_the_patch_head_only_where_there_is_one() {
+    let (mut cfg, tok) = tiny(ScoreFn::ScaledDot);
+    let scenes = vla_demo::eval::Scenes {
+        split: vla_demo::eval::Split::Iid,
+        first_seed: None,
+        count: 3,
+    };
+    for head in [false, true] {
+        cfg.patch_labels = head;
+        let (m, _) = model(&cfg, 4);
+        let r = vla_demo::eval::evaluate(&m, &tok, scenes, &Device::Cpu, None).unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(r.patch_labels.is_some(), head);
+        assert_eq!(json.contains("\"patch_labels\""), head);
+        assert_eq!(r.table().contains("the patch head read"), head);
+        if let Some(p) = r.patch_labels {
+            let n = 3 * cfg.num_patches();
+            assert_eq!(p.object_patches + p.table_patches, n);
+            assert!(p.object_patches > 0 && p.table_patches > 0, "{p:?}");
+            assert!((0.0..=1.0).contains(&p.both) && p.both <= p.color.min(p.shape));
+        }
+    }
 }

@@ -164,3 +164,56 @@ fn the_refusals_follow_the_mix() {
         "hard share of absent: {p:.2} without, {b:.2} with"
     );
 }
+
+/// The patch-label term's labels come with the stream's batches where the
+/// config asks for them: one `[colour, shape]` per patch of every picture,
+/// objects on some patches and the table on most, and never a held-out
+/// pair. A config that asks for the term without the head is refused.
+#[test]
+fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
+    use vla_demo::grid::{PATCH_COLORS, PATCH_SHAPES};
+    use vla_demo::scene::{Color, Shape};
+    let tok = vla_demo::checkpoint::Checkpoint::embedded()
+        .unwrap()
+        .tokenizer;
+    let cpu = candle::Device::Cpu;
+    let cfg = TrainConfig::load(Path::new("configs/train-patch.json")).unwrap();
+    assert!(cfg.patch_label_weight > 0.0 && cfg.model.patch_labels);
+    let n = cfg.model.num_patches();
+    let (mut objects, mut table) = (0, 0);
+    // Step 3000 is past the curriculum's ramp: most scenes are randomised.
+    for step in [0, 3000] {
+        let batches = vla_demo::train::shards_for_step(&cfg, &tok, step, 2, &cpu).unwrap();
+        assert_eq!(batches.len(), 2);
+        for b in &batches {
+            let images = b.inputs.pixels.dim(0).unwrap();
+            let labels = b.patch_labels.as_ref().expect("patch labels");
+            assert_eq!(labels.dims(), &[images * n, 2]);
+            for [c, s] in labels
+                .to_vec2::<u32>()
+                .unwrap()
+                .into_iter()
+                .map(|l| [l[0], l[1]])
+            {
+                assert!((c as usize) < PATCH_COLORS && (s as usize) < PATCH_SHAPES);
+                assert_eq!(c == 0, s == 0, "an object has both a colour and a shape");
+                if c == 0 {
+                    table += 1;
+                    continue;
+                }
+                objects += 1;
+                let pair = (Color::ALL[c as usize - 1], Shape::ALL[s as usize - 1]);
+                assert!(!HELD_OUT_PAIRS.contains(&pair), "{pair:?} in a label");
+            }
+        }
+    }
+    assert!(objects > 0 && table > objects, "{objects} {table}");
+
+    let mut plain = cfg.clone();
+    plain.patch_label_weight = 0.0;
+    let batches = vla_demo::train::shards_for_step(&plain, &tok, 0, 2, &cpu).unwrap();
+    assert!(batches.iter().all(|b| b.patch_labels.is_none()));
+    plain.patch_label_weight = 1.0;
+    plain.model.patch_labels = false;
+    assert!(plain.validate().is_err(), "the term without the head");
+}

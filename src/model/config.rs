@@ -61,6 +61,12 @@ pub struct Config {
     /// in checkpoints from before, the point is a mix of patch centres.
     #[serde(default)]
     pub patch_offsets: bool,
+    /// A linear head on the patch tokens that names what each patch shows:
+    /// its colour and its shape, each read apart (or "the table"). Only
+    /// training uses it, as a dense signal for the vision encoder (see
+    /// `patch_label_weight` in the training config); inference never runs it.
+    #[serde(default)]
+    pub patch_labels: bool,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -102,6 +108,7 @@ impl Config {
             cross_geometry: true,
             pointer_window: Some(1),
             patch_offsets: false,
+            patch_labels: false,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,

@@ -50,6 +50,9 @@ pub struct FusionOut {
     /// The pointer's point at each action position, (B, A, 2), normalised
     /// (x, y): training can supervise it directly.
     pub points: Tensor,
+    /// The patch head's logits, (I, N, PATCH_COLORS + PATCH_SHAPES), where
+    /// the model has one (`patch_labels`; set by [`super::Vla`]).
+    pub patch_labels: Option<Tensor>,
 }
 
 /// The image as the fusion head reads it.
@@ -150,6 +153,7 @@ impl FusionHead {
             logits,
             boa_cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?, // (B, H, N)
             points,
+            patch_labels: None,
         })
     }
 

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use candle::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, VarBuilder};
+use candle_nn::{linear, Embedding, Linear, VarBuilder};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 
 use super::block::embedding;
@@ -23,6 +23,7 @@ use super::vision::VisionEncoder;
 use super::Config;
 use crate::action::{self, ActionToken, ACTION_VOCAB, MAX_ACTION_TOKENS};
 use crate::engine::{Engine, Path};
+use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
 
 /// One batch of inputs. Several commands may share an image: command `b`
 /// looks at image `image_index[b]`.
@@ -86,6 +87,9 @@ pub struct Generated {
     pub path: Path,
     /// The last fusion block's `<boa>` cross-attention, (B, H, N).
     pub boa_cross: Tensor,
+    /// What the encoder says each patch of each image shows, (I, N,
+    /// PATCH_COLORS + PATCH_SHAPES) logits, for a model with a patch head.
+    pub patch_labels: Option<Tensor>,
     pub times: StageTimes,
 }
 
@@ -104,6 +108,9 @@ pub struct Vla {
     vision: VisionEncoder,
     text: TextDecoder,
     fusion: FusionHead,
+    /// What each patch shows, colour and shape (`patch_labels`): a training
+    /// signal for the vision encoder, never run at inference.
+    patch_head: Option<Linear>,
     /// The CPU inference engine, when [`Vla::compile`] built one.
     engine: Option<Engine>,
 }
@@ -116,6 +123,16 @@ impl Vla {
             vision: VisionEncoder::new(cfg, vb.pp("vision"))?,
             text: TextDecoder::new(cfg, vb.pp("text"))?,
             fusion: FusionHead::new(cfg, vb.pp("fusion"))?,
+            patch_head: cfg
+                .patch_labels
+                .then(|| {
+                    linear(
+                        cfg.hidden_size,
+                        PATCH_COLORS + PATCH_SHAPES,
+                        vb.pp("patch_head"),
+                    )
+                })
+                .transpose()?,
             engine: None,
         })
     }
@@ -228,8 +245,21 @@ impl Vla {
         let words = self.text.forward(embedded, &inputs.text_lens)?;
         let kv = self.image_kv(&patches, inputs)?;
         let actions = self.embed_tokens.forward(action_ids)?;
-        self.fusion
-            .forward(&words, &inputs.text_lens, &actions, &kv)
+        let mut out = self
+            .fusion
+            .forward(&words, &inputs.text_lens, &actions, &kv)?;
+        out.patch_labels = self.patch_labels(&patches)?;
+        Ok(out)
+    }
+
+    /// The patch head's logits (I, N, PATCH_COLORS + PATCH_SHAPES) for the
+    /// patch tokens (I, N, C): what the encoder says each patch shows.
+    /// `None` for a model without the head.
+    pub fn patch_labels(&self, patches: &Tensor) -> Result<Option<Tensor>> {
+        self.patch_head
+            .as_ref()
+            .map(|h| h.forward(patches))
+            .transpose()
     }
 
     /// Vocabulary id of an action token.
@@ -250,6 +280,7 @@ impl Vla {
         let recorder = maps.then(Recorder::start);
         let t0 = Instant::now();
         let patches = self.encode_image(&inputs.pixels, path)?;
+        let patch_labels = self.patch_labels(&patches)?;
         sync(&device)?;
         let t1 = Instant::now();
         let words = self.encode_text(&inputs.text_ids, &inputs.text_lens)?;
@@ -326,6 +357,7 @@ impl Vla {
             maps,
             path,
             boa_cross,
+            patch_labels,
             times: StageTimes {
                 vision: ms(t0, t1),
                 text: ms(t1, t2),

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::TrainConfig;
 use crate::data::{self, Example};
 use crate::scene::draw::draw_commands_with;
+use crate::scene::Layout;
 use crate::tokens::CommandTokenizer;
 
 /// Builds the batch of step `step`: a fixed function of (seed, step).
@@ -109,10 +110,11 @@ pub fn shards_of(
     device: &Device,
 ) -> Result<Vec<data::Batch>> {
     let model = &cfg.model;
-    let images: Vec<image::RgbImage> = drawn.into_iter().map(|d| d.view).collect();
-    let per = images.len().div_ceil(shards.max(1));
+    let (images, layouts): (Vec<image::RgbImage>, Vec<Layout>) =
+        drawn.into_iter().map(|d| (d.view, d.layout)).unzip();
+    let per = images.len().div_ceil(shards.max(1)).max(1);
     let mut out = Vec::new();
-    for (k, chunk) in images.chunks(per.max(1)).enumerate() {
+    for (k, (chunk, scenes)) in images.chunks(per).zip(layouts.chunks(per)).enumerate() {
         let first = k * per;
         let refs: Vec<&image::RgbImage> = chunk.iter().collect();
         let mine: Vec<Example> = examples
@@ -124,14 +126,13 @@ pub fn shards_of(
                 target: e.target.clone(),
             })
             .collect();
-        out.push(data::make_batch(
-            &refs,
-            &mine,
-            tok,
-            model,
-            cfg.bin_sigma,
-            device,
-        )?);
+        let batch = data::make_batch(&refs, &mine, tok, model, cfg.bin_sigma, device)?;
+        out.push(if cfg.patch_label_weight > 0.0 {
+            let scenes: Vec<&Layout> = scenes.iter().collect();
+            batch.with_patch_labels(&scenes, model.grid())?
+        } else {
+            batch
+        });
     }
     Ok(out)
 }

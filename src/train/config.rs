@@ -35,6 +35,17 @@ pub struct TrainConfig {
     /// cross-entropy alone).
     #[serde(default)]
     pub point_loss_weight: f64,
+    /// Weight of the patch-label term: the cross-entropy of the model's
+    /// patch head (`patch_labels` in the model config) against the colour
+    /// and the shape of the object under each patch. 0, as before, trains
+    /// the vision encoder through the action alone.
+    #[serde(default)]
+    pub patch_label_weight: f64,
+    /// How much more a patch on an object counts in that term than a patch
+    /// of the table (most patches show the table; 1, the default, counts
+    /// them all alike).
+    #[serde(default = "one_f64")]
+    pub patch_object_weight: f64,
     /// Share of scenes drawn from the randomised world (the rest are plain).
     #[serde(default)]
     pub random_share: f64,
@@ -151,6 +162,11 @@ impl TrainConfig {
             1e3,
         )?;
         real("point_loss_weight", self.point_loss_weight, 0.0, 1e3)?;
+        real("patch_label_weight", self.patch_label_weight, 0.0, 1e3)?;
+        real("patch_object_weight", self.patch_object_weight, 0.0, 1e3)?;
+        if self.patch_label_weight > 0.0 && !self.model.patch_labels {
+            bail!("patch_label_weight needs \"patch_labels\": true in the model config");
+        }
         real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
         Ok(())
     }
@@ -201,6 +217,10 @@ impl TrainConfig {
 
 fn one() -> usize {
     1
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 fn quarter() -> f64 {

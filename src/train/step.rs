@@ -4,8 +4,9 @@
 //!
 //! Loss: cross-entropy on the action tokens (teacher forcing), plus an
 //! optional grounding term, `-log(attention mass of <boa> on the target)`,
-//! and an optional pointer term: the distance, in patches, from the
-//! pointer's point to each x and y target.
+//! an optional pointer term: the distance, in patches, from the pointer's
+//! point to each x and y target, and an optional patch-label term: the
+//! cross-entropy of the patch head's colour and shape of every patch.
 
 use std::time::Instant;
 
@@ -34,6 +35,7 @@ pub struct StepStats {
     pub ce: f32,
     pub attention: f32,
     pub point: f32,
+    pub patch: f32,
     pub token_acc: f32,
 }
 
@@ -44,6 +46,10 @@ pub struct LossWeights {
     pub attention: f64,
     /// The pointer term.
     pub point: f64,
+    /// The patch-label term (counts only for a model with a patch head).
+    pub patch: f64,
+    /// Within it, a patch on an object against one of the table.
+    pub patch_object: f64,
 }
 
 impl TrainConfig {
@@ -51,6 +57,8 @@ impl TrainConfig {
         LossWeights {
             attention: self.attention_loss_weight,
             point: self.point_loss_weight,
+            patch: self.patch_label_weight,
+            patch_object: self.patch_object_weight,
         }
     }
 }
@@ -85,8 +93,31 @@ fn point_loss(points: &Tensor, targets: &Tensor, weights: &Tensor, grid: usize) 
     Ok((mean * grid as f64)?)
 }
 
-/// Cross-entropy over the real action tokens, plus the grounding and
-/// pointer terms.
+/// The patch-label term: the cross-entropy of the patch head's colour
+/// and of its shape, each against the labels (I·N, 2) of
+/// [`crate::grid::patch_labels`], summed; a weighted mean over patches in
+/// which a patch on an object counts `object_weight` times one of the table.
+fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Result<Tensor> {
+    use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
+    let logits = logits.flatten_to(1)?; // (I·N, colours + shapes)
+    let colors = labels.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+    let on_object = colors.ne(0u32)?.to_dtype(logits.dtype())?;
+    let weight = ((on_object * (object_weight - 1.0))? + 1.0)?; // (I·N,)
+    let mut total = Tensor::zeros((), logits.dtype(), logits.device())?;
+    for (k, (first, n)) in [(0, PATCH_COLORS), (PATCH_COLORS, PATCH_SHAPES)]
+        .into_iter()
+        .enumerate()
+    {
+        let want = labels.narrow(1, k, 1)?.squeeze(1)?.contiguous()?;
+        let logp = candle_nn::ops::log_softmax(&logits.narrow(1, first, n)?, D::Minus1)?;
+        let picked = logp.gather(&want.unsqueeze(1)?, 1)?.squeeze(1)?; // (I·N,)
+        total = (total - (picked * &weight)?.sum_all()?)?;
+    }
+    Ok(total.broadcast_div(&weight.sum_all()?)?)
+}
+
+/// Cross-entropy over the real action tokens, plus the grounding, pointer
+/// and patch-label terms.
 pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor, StepStats)> {
     let out = model.forward(&batch.inputs, &batch.action_in)?;
     let (b, a, v) = out.logits.dims3()?;
@@ -116,7 +147,17 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
     } else {
         Tensor::zeros((), ce.dtype(), ce.device())?
     };
-    let total = ((&ce + (&attention * w.attention)?)? + (&point * w.point)?)?;
+    let patch = match (&out.patch_labels, &batch.patch_labels) {
+        (Some(logits), Some(labels)) if w.patch > 0.0 => {
+            patch_label_loss(logits, labels, w.patch_object)?
+        }
+        (Some(_), None) if w.patch > 0.0 => {
+            anyhow::bail!("the patch-label term needs the batch's patch labels")
+        }
+        _ => Tensor::zeros((), ce.dtype(), ce.device())?,
+    };
+    let total =
+        (((&ce + (&attention * w.attention)?)? + (&point * w.point)?)? + (&patch * w.patch)?)?;
 
     let pred = logits.argmax(D::Minus1)?;
     let right = (pred.eq(&batch.targets)?.to_dtype(DType::F32)? * &batch.weights)?.sum_all()?;
@@ -125,6 +166,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
         ce: ce.to_scalar::<f32>()?,
         attention: attention.to_scalar::<f32>()?,
         point: point.to_scalar::<f32>()?,
+        patch: patch.to_scalar::<f32>()?,
         token_acc: (right.to_scalar::<f32>()? / count.to_scalar::<f32>()?),
     };
     Ok((total, stats))
@@ -168,6 +210,7 @@ pub fn parallel_grads(
         ce: 0.0,
         attention: 0.0,
         point: 0.0,
+        patch: 0.0,
         token_acc: 0.0,
     };
     for r in results {
@@ -176,6 +219,7 @@ pub fn parallel_grads(
         stats.ce += st.ce * share;
         stats.attention += st.attention * share;
         stats.point += st.point * share;
+        stats.patch += st.patch * share;
         stats.token_acc += st.token_acc * share;
         merged = Some(match merged {
             None => grads,
@@ -255,7 +299,7 @@ pub(super) fn train_steps(
             ));
             let line = serde_json::json!({
                 "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
-                "point": stats.point, "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
+                "point": stats.point, "patch": stats.patch, "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
                 "elapsed_s": t0.elapsed().as_secs_f64(),
             });
             append_log(log, &line);
@@ -325,5 +369,36 @@ mod tests {
         let y = (0.25f32 - 64.5 / 256.0).abs();
         let want = (x + y) / 2.0 * 10.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn the_patch_label_loss_weighs_object_patches_against_the_table() {
+        use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
+        let dev = Device::Cpu;
+        let k = PATCH_COLORS + PATCH_SHAPES;
+        // Two patches: the table, then a patch whose colour is 2 and shape 3.
+        let mut rows = vec![0f32; 2 * k];
+        rows[0] = 2.0; // the table's colour logit
+        rows[k + 2] = 1.0;
+        rows[k + PATCH_COLORS + 1] = 3.0;
+        let logits = Tensor::from_vec(rows.clone(), (1, 2, k), &dev).unwrap();
+        let labels = Tensor::new(&[[0u32, 0], [2, 3]], &dev).unwrap();
+        let ce = |row: &[f32], want: usize| {
+            let z: f32 = row.iter().map(|x| x.exp()).sum();
+            z.ln() - row[want]
+        };
+        let per_patch = |p: usize, c: usize, s: usize| {
+            let row = &rows[p * k..(p + 1) * k];
+            ce(&row[..PATCH_COLORS], c) + ce(&row[PATCH_COLORS..], s)
+        };
+        let (table, object) = (per_patch(0, 0, 0), per_patch(1, 2, 3));
+        for w in [1.0f32, 3.0] {
+            let got = patch_label_loss(&logits, &labels, w as f64)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let want = (table + w * object) / (1.0 + w);
+            assert!((got - want).abs() < 1e-5, "weight {w}: {got} vs {want}");
+        }
     }
 }

@@ -12,13 +12,16 @@ use vla_demo::scene::Layout;
 use vla_demo::tokens::CommandTokenizer;
 use vla_demo::train::{AdamW, LossWeights};
 
-/// A model config small enough for a test: 64 px, hidden 32, one vision and
-/// one text block, two fusion blocks; the tokenizer fills in its ids.
 /// The loss weights the tests train with: every term on.
 pub const LOSS_WEIGHTS: LossWeights = LossWeights {
     attention: 0.3,
     point: 0.3,
+    patch: 0.3,
+    patch_object: 2.0,
 };
+
+/// A model config small enough for a test: 64 px, hidden 32, one vision and
+/// one text block, two fusion blocks; the tokenizer fills in its ids.
 
 pub fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -50,6 +53,7 @@ pub fn batch_on(
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut images = Vec::new();
     let mut examples = Vec::new();
+    let mut layouts = Vec::new();
     for seed in seeds {
         let layout = Layout::generate(seed);
         for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
@@ -64,9 +68,14 @@ pub fn batch_on(
             });
         }
         images.push(layout.render(cfg.image_size as u32).unwrap());
+        layouts.push(layout);
     }
     let refs: Vec<&image::RgbImage> = images.iter().collect();
-    data::make_batch(&refs, &examples, tok, cfg, 1.5, device).unwrap()
+    let layouts: Vec<&Layout> = layouts.iter().collect();
+    data::make_batch(&refs, &examples, tok, cfg, 1.5, device)
+        .unwrap()
+        .with_patch_labels(&layouts, cfg.grid())
+        .unwrap()
 }
 
 /// Asserts that every trainable variable has a non-zero gradient; returns

@@ -1,0 +1,145 @@
+//! What the encoder sees. For a model trained with a patch head
+//! (`patch_labels`), `vla-demo eval` also asks it what each patch of each
+//! picture shows and scores that against the scene: the colour and the
+//! shape of the object covering most of the patch, or the table (see
+//! [`crate::grid::patch_labels`]). A split where the head still names the
+//! objects but the actions miss is a grounding failure; one where the head
+//! is lost too is the encoder's.
+
+use anyhow::Result;
+use candle::{DType, Tensor};
+use serde::Serialize;
+
+use crate::eval::argmax;
+use crate::grid::{patch_labels, PATCH_COLORS};
+use crate::scene::Layout;
+
+/// The patch head's reading of a split.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PatchScore {
+    /// Patches an object covers.
+    pub object_patches: usize,
+    /// Of those, the share whose colour, shape, or both the head named.
+    pub color: f64,
+    pub shape: f64,
+    pub both: f64,
+    /// Patches of the table (distractors included).
+    pub table_patches: usize,
+    /// Of those, the share the head read as the table (both colour and shape).
+    pub table: f64,
+}
+
+/// Counts, image by image, before [`PatchTally::score`].
+#[derive(Debug, Default)]
+pub struct PatchTally {
+    objects: usize,
+    color: usize,
+    shape: usize,
+    both: usize,
+    tables: usize,
+    table: usize,
+}
+
+impl PatchTally {
+    /// Scores the head's `logits` (I, N, PATCH_COLORS + PATCH_SHAPES)
+    /// against the objects of the I `layouts` (view coordinates).
+    pub fn add(&mut self, logits: &Tensor, layouts: &[Layout], grid: usize) -> Result<()> {
+        let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
+        anyhow::ensure!(logits.len() == layouts.len(), "one layout per image");
+        for (image, layout) in logits.iter().zip(layouts) {
+            for (row, [c, s]) in image.iter().zip(patch_labels(&layout.objects, grid)) {
+                let got_c = argmax(&row[..PATCH_COLORS]) as u32;
+                let got_s = argmax(&row[PATCH_COLORS..]) as u32;
+                if c == 0 {
+                    self.tables += 1;
+                    self.table += (got_c == 0 && got_s == 0) as usize;
+                } else {
+                    self.objects += 1;
+                    self.color += (got_c == c) as usize;
+                    self.shape += (got_s == s) as usize;
+                    self.both += (got_c == c && got_s == s) as usize;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The shares, or `None` when nothing was added (a model without a head).
+    pub fn score(&self) -> Option<PatchScore> {
+        let share = |k: usize, n: usize| k as f64 / n.max(1) as f64;
+        (self.objects + self.tables > 0).then(|| PatchScore {
+            object_patches: self.objects,
+            color: share(self.color, self.objects),
+            shape: share(self.shape, self.objects),
+            both: share(self.both, self.objects),
+            table_patches: self.tables,
+            table: share(self.table, self.tables),
+        })
+    }
+}
+
+/// The score as a Markdown table.
+pub fn table(p: &PatchScore) -> String {
+    format!(
+        "\n| the patch head read | patches | right |\n|---|---|---|\n\
+         | object: colour | {n} | {:.1}% |\n| object: shape | {n} | {:.1}% |\n\
+         | object: both | {n} | {:.1}% |\n| table | {} | {:.1}% |\n",
+        p.color * 100.0,
+        p.shape * 100.0,
+        p.both * 100.0,
+        p.table_patches,
+        p.table * 100.0,
+        n = p.object_patches,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::PATCH_SHAPES;
+    use crate::scene::{Color, Object, Shape};
+
+    #[test]
+    fn the_tally_scores_colour_and_shape_apart_and_the_table_alone() {
+        // A 2 × 2 grid with one blue ball filling patch 0.
+        let ball = Object {
+            id: 0,
+            color: Color::Blue,
+            shape: Shape::Ball,
+            center: [0.25, 0.25],
+            size: 0.5,
+            angle: 0.0,
+            tone: 1.0,
+            handle: Default::default(),
+        };
+        let layout = Layout {
+            seed: 0,
+            objects: vec![ball],
+        };
+        let [c, s] = patch_labels(&layout.objects, 2)[0];
+        let k = PATCH_COLORS + PATCH_SHAPES;
+        let one_hot = |color: usize, shape: usize| {
+            let mut row = vec![0f32; k];
+            row[color] = 1.0;
+            row[PATCH_COLORS + shape] = 1.0;
+            row
+        };
+        // Patch 0: right colour, wrong shape. Patches 1–3: the table, the
+        // last read as a red something.
+        let rows = [
+            one_hot(c as usize, (s as usize % 4) + 1),
+            one_hot(0, 0),
+            one_hot(0, 0),
+            one_hot(1, 0),
+        ];
+        let logits = Tensor::from_vec(rows.concat(), (1, 4, k), &candle::Device::Cpu).unwrap();
+        let mut tally = PatchTally::default();
+        assert_eq!(tally.score(), None);
+        tally.add(&logits, &[layout], 2).unwrap();
+        let p = tally.score().unwrap();
+        assert_eq!((p.object_patches, p.table_patches), (1, 3));
+        assert_eq!((p.color, p.shape, p.both), (1.0, 0.0, 0.0));
+        assert!((p.table - 2.0 / 3.0).abs() < 1e-9);
+        assert!(table(&p).contains("| table | 3 | 66.7% |"));
+    }
+}
