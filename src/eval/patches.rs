@@ -11,8 +11,8 @@ use candle::{DType, Tensor};
 use serde::Serialize;
 
 use crate::eval::argmax;
-use crate::grid::{patch_labels, PATCH_COLORS};
-use crate::scene::Layout;
+use crate::grid::{patch_labels, PATCH_COLORS, PATCH_SHAPES};
+use crate::scene::{Layout, Shape};
 
 /// The patch head's reading of a split.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -27,6 +27,9 @@ pub struct PatchScore {
     pub table_patches: usize,
     /// Of those, the share the head read as the table (both colour and shape).
     pub table: f64,
+    /// Row `s`: of the patches on objects of shape `Shape::ALL[s]`, the
+    /// share the head read as the table, then as each shape of `Shape::ALL`.
+    pub shape_confusion: Vec<Vec<f64>>,
 }
 
 /// Counts, image by image, before [`PatchTally::score`].
@@ -38,6 +41,8 @@ pub struct PatchTally {
     both: usize,
     tables: usize,
     table: usize,
+    /// [true shape - 1][read shape], in patches.
+    confusion: [[usize; PATCH_SHAPES]; PATCH_SHAPES - 1],
 }
 
 impl PatchTally {
@@ -58,6 +63,7 @@ impl PatchTally {
                     self.color += (got_c == c) as usize;
                     self.shape += (got_s == s) as usize;
                     self.both += (got_c == c && got_s == s) as usize;
+                    self.confusion[s as usize - 1][got_s as usize] += 1;
                 }
             }
         }
@@ -74,13 +80,21 @@ impl PatchTally {
             both: share(self.both, self.objects),
             table_patches: self.tables,
             table: share(self.table, self.tables),
+            shape_confusion: self
+                .confusion
+                .iter()
+                .map(|row| {
+                    let n = row.iter().sum();
+                    row.iter().map(|&k| share(k, n)).collect()
+                })
+                .collect(),
         })
     }
 }
 
-/// The score as a Markdown table.
+/// The score as Markdown tables: the shares, then how each shape was read.
 pub fn table(p: &PatchScore) -> String {
-    format!(
+    let mut s = format!(
         "\n| the patch head read | patches | right |\n|---|---|---|\n\
          | object: colour | {n} | {:.1}% |\n| object: shape | {n} | {:.1}% |\n\
          | object: both | {n} | {:.1}% |\n| table | {} | {:.1}% |\n",
@@ -90,14 +104,26 @@ pub fn table(p: &PatchScore) -> String {
         p.table_patches,
         p.table * 100.0,
         n = p.object_patches,
-    )
+    );
+    s += "\n| a patch of a ... read as | table |";
+    for shape in Shape::ALL {
+        s += &format!(" {} |", shape.name_en());
+    }
+    s += "\n|---|---|---|---|---|---|\n";
+    for (shape, row) in Shape::ALL.iter().zip(&p.shape_confusion) {
+        s += &format!("| {} |", shape.name_en());
+        for share in row {
+            s += &format!(" {:.1}% |", share * 100.0);
+        }
+        s += "\n";
+    }
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::PATCH_SHAPES;
-    use crate::scene::{Color, Object, Shape};
+    use crate::scene::{Color, Object};
 
     #[test]
     fn the_tally_scores_colour_and_shape_apart_and_the_table_alone() {
@@ -141,5 +167,13 @@ mod tests {
         assert_eq!((p.color, p.shape, p.both), (1.0, 0.0, 0.0));
         assert!((p.table - 2.0 / 3.0).abs() < 1e-9);
         assert!(table(&p).contains("| table | 3 | 66.7% |"));
+        // The ball's one patch was read as the next shape; no other shape
+        // was seen, so its rows are empty.
+        let ball = Shape::ALL.iter().position(|x| *x == Shape::Ball).unwrap();
+        let mut want = vec![0.0; PATCH_SHAPES];
+        want[s as usize % 4 + 1] = 1.0;
+        assert_eq!(p.shape_confusion[ball], want);
+        assert_eq!(p.shape_confusion[0], vec![0.0; PATCH_SHAPES]);
+        assert!(table(&p).contains("| ball | 0.0% |"));
     }
 }
