@@ -22,7 +22,6 @@ pub const LOSS_WEIGHTS: LossWeights = LossWeights {
 
 /// A model config small enough for a test: 64 px, hidden 32, one vision and
 /// one text block, two fusion blocks; the tokenizer fills in its ids.
-
 pub fn tiny(score: ScoreFn) -> (Config, CommandTokenizer) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let tok = CommandTokenizer::train(data::command_corpus(60, &mut rng).into_iter()).unwrap();
