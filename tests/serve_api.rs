@@ -435,10 +435,15 @@ fn a_burst_beyond_the_queue_gets_503_and_a_stalled_upload_times_out() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]).status,
-        200,
-        "room again"
+    // Room again: the request is admitted. On a loaded machine the model
+    // itself can outlast this server's 2 s limit; that answer is a 503 too,
+    // but one that says so, not the full queue's.
+    let r = predict(a, &[("cmd", CUP), ("scene", "red_cup")], &[]);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        r.status == 200 || (r.status == 503 && text.contains("took longer")),
+        "room again: {} {text}",
+        r.status
     );
 
     // A real burst: every answer is a result or a 503 with Retry-After.

@@ -116,3 +116,23 @@ fn eval_says_where_every_first_point_landed() {
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["landings"]["same_color"].is_number(), "{json}");
 }
+
+/// `models/patch-head`'s patch head names what most patches of its own
+/// plain world show, colour and shape, and `eval` reports it.
+#[test]
+fn the_shipped_patch_head_reads_the_plain_world() {
+    use vla_demo::eval::{self, Scenes, Split};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/patch-head");
+    let p = Pipeline::load(&Source::Dir(dir), "cpu").unwrap();
+    assert!(p.model.config().patch_labels);
+    let scenes = Scenes {
+        split: Split::Iid,
+        first_seed: None,
+        count: 8,
+    };
+    let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+    let head = r.patch_labels.expect("a patch head");
+    assert!(head.object_patches > 50, "{head:?}");
+    assert!(head.both > 0.9 && head.table > 0.9, "{head:?}");
+    assert!(r.table().contains("| a patch of a ... read as |"));
+}
