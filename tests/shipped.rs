@@ -131,7 +131,7 @@ fn the_shipped_patch_head_reads_the_plain_world() {
         count: 8,
     };
     let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
-    let head = r.patch_labels.expect("a patch head");
+    let head = r.patch_labels.as_ref().expect("a patch head");
     assert!(head.object_patches > 50, "{head:?}");
     assert!(head.both > 0.9 && head.table > 0.9, "{head:?}");
     assert!(r.table().contains("| a patch of a ... read as |"));
