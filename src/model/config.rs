@@ -62,9 +62,10 @@ pub struct Config {
     #[serde(default)]
     pub patch_offsets: bool,
     /// A linear head on the patch tokens that names what each patch shows:
-    /// its colour and its shape, each read apart (or "the table"). Only
-    /// training uses it, as a dense signal for the vision encoder (see
-    /// `patch_label_weight` in the training config); inference never runs it.
+    /// its colour and its shape, each read apart (or "the table"). Training
+    /// learns from it, as a dense signal for the vision encoder (see
+    /// `patch_label_weight` in the training config), and `eval` scores it;
+    /// the action never reads it.
     #[serde(default)]
     pub patch_labels: bool,
     /// The fusion head reads the command both ways (a prefix-LM mask: every

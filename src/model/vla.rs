@@ -109,7 +109,7 @@ pub struct Vla {
     text: TextDecoder,
     fusion: FusionHead,
     /// What each patch shows, colour and shape (`patch_labels`): a training
-    /// signal for the vision encoder, never run at inference.
+    /// signal for the vision encoder; the action never reads it.
     patch_head: Option<Linear>,
     /// The CPU inference engine, when [`Vla::compile`] built one.
     engine: Option<Engine>,
