@@ -221,6 +221,30 @@ pub fn patch_labels(objects: &[Object], grid: usize) -> Vec<[u32; 2]> {
     best.into_iter().map(|(_, l)| l).collect()
 }
 
+/// The patch head's reading of one patch from its logits (colours, then
+/// shapes), as `[colour, shape]` in the labels of [`patch_labels`].
+pub fn read_patch_label(logits: &[f32]) -> [u32; 2] {
+    let best = |xs: &[f32]| {
+        xs.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i as u32)
+    };
+    [best(&logits[..PATCH_COLORS]), best(&logits[PATCH_COLORS..])]
+}
+
+/// A reading in words: "red cup", "the table", or what was read of the two.
+pub fn patch_label_name([c, s]: [u32; 2]) -> String {
+    let color = (c as usize).checked_sub(1).and_then(|i| Color::ALL.get(i));
+    let shape = (s as usize).checked_sub(1).and_then(|i| Shape::ALL.get(i));
+    match (color, shape) {
+        (Some(c), Some(s)) => format!("{} {}", c.name_en(), s.name_en()),
+        (Some(c), None) => format!("{}, no shape", c.name_en()),
+        (None, Some(s)) => format!("{}, no colour", s.name_en()),
+        (None, None) => "the table".to_string(),
+    }
+}
+
 /// An object of the scene and how much of each patch it covers.
 #[derive(Debug, Clone)]
 pub struct SceneObject {
@@ -303,6 +327,14 @@ mod tests {
         // The order of the objects does not matter.
         assert_eq!(patch_labels(&[ball, block], 4), labels);
         assert_eq!(labels.iter().filter(|l| **l != [0, 0]).count(), 2);
+        // Read back from logits, and in words.
+        let mut logits = vec![0f32; PATCH_COLORS + PATCH_SHAPES];
+        logits[blue as usize] = 2.0;
+        logits[PATCH_COLORS + ball_id as usize] = 1.0;
+        assert_eq!(read_patch_label(&logits), [blue, ball_id]);
+        assert_eq!(patch_label_name([blue, ball_id]), "blue ball");
+        assert_eq!(patch_label_name([0, 0]), "the table");
+        assert_eq!(patch_label_name([blue, 0]), "blue, no shape");
     }
 
     #[test]

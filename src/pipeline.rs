@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::action::{Gripper, Outcome, Workspace};
 use crate::checkpoint::{Checkpoint, Source};
-use crate::grid::Frame;
+use crate::grid::{patch_label_name, read_patch_label, Frame};
 use crate::model::vla::{Decoding, Generated, Inputs, StageTimes, Step};
 use crate::model::AttentionMaps;
 use crate::model::{Config, Vla};
@@ -60,6 +60,9 @@ pub struct Prediction {
     pub frame: Frame,
     /// Head-averaged `<boa>` cross-attention over patches (last fusion block).
     pub boa_attention: Vec<f32>,
+    /// What the patch head says the attention's peak patch shows ("red
+    /// cup", "the table"), for a model with one.
+    pub peak_reads_as: Option<String>,
     /// Every attention map, this example's slice, when asked for.
     pub maps: Option<AttentionMaps>,
     /// Which code computed it (`engine::Path::choose`).
@@ -180,6 +183,10 @@ impl Pipeline {
             .to_vec2::<f32>()?;
         check_finite_output(&generated)
             .with_context(|| format!("the model from {}", self.origin))?;
+        let readings = match &generated.patch_labels {
+            Some(t) => Some(t.to_dtype(DType::F32)?.to_vec3::<f32>()?),
+            None => None,
+        };
         let StageTimes {
             vision,
             text,
@@ -209,6 +216,10 @@ impl Pipeline {
                 Some(m) => Some(m.example(b)?),
                 None => None,
             };
+            let peak_reads_as = readings.as_ref().map(|r| {
+                let peak = crate::maps::argmax(&boa[b]);
+                patch_label_name(read_patch_label(&r[b][peak]))
+            });
             out.push(Prediction {
                 command,
                 steps: generated.steps[b].clone(),
@@ -217,6 +228,7 @@ impl Pipeline {
                 error,
                 frame,
                 boa_attention: boa[b].clone(),
+                peak_reads_as,
                 maps,
                 path: generated.path,
                 times,

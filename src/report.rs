@@ -120,6 +120,10 @@ pub struct AttentionInfo {
     /// How many patches hold 60% of the weight (the outline).
     pub mass60_patches: usize,
     pub num_patches: usize,
+    /// What the model's patch head says the peak patch shows, for a model
+    /// with one: what the encoder saw where the model looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_reads_as: Option<String>,
 }
 
 /// How the attention relates to the scene's ground truth.
@@ -232,6 +236,7 @@ pub fn build(p: &Pipeline, image_path: &str, command: &str, pred: &Prediction) -
             peak_pixel: [clip(px, pred.frame.width), clip(py, pred.frame.height)],
             mass60_patches: mass_set(&pred.boa_attention, crate::overlay::MASS_SHARE).iter().filter(|&&b| b).count(),
             num_patches: cfg.num_patches(),
+            peak_reads_as: pred.peak_reads_as.clone(),
         },
         grounding: None,
         overlay: None,
@@ -362,6 +367,12 @@ impl RunReport {
             at.peak_pixel[0],
             at.peak_pixel[1]
         )?;
+        if let Some(r) = &at.peak_reads_as {
+            writeln!(
+                s,
+                "  reads as {r:?} (the patch head: what the encoder says that patch shows)"
+            )?;
+        }
         writeln!(
             s,
             "  60%      of the weight lies on {} of {} patches (outlined)",

@@ -136,3 +136,31 @@ fn the_shipped_patch_head_reads_the_plain_world() {
     assert!(head.both > 0.9 && head.table > 0.9, "{head:?}");
     assert!(r.table().contains("| a patch of a ... read as |"));
 }
+
+/// The run's report says what the patch head reads where the model looked,
+/// for a model with a head (the red cup, on the README's scene), and
+/// nothing of it for the embedded model, which has none.
+#[test]
+fn the_report_says_what_the_patch_head_reads_at_the_peak() {
+    let img = load_image(Path::new("examples/scenes/red_cup.png")).unwrap();
+    let cmd = "pick up the red cup";
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/patch-head");
+    for (source, want) in [
+        (Source::Dir(dir), Some("red cup")),
+        (Source::Embedded, None),
+    ] {
+        let p = Pipeline::load(&source, "cpu").unwrap();
+        let pred = p
+            .predict(&[img.clone()], &[cmd], &Decoding::default(), false)
+            .unwrap()
+            .remove(0);
+        assert_eq!(pred.peak_reads_as.as_deref(), want);
+        let report = vla_demo::report::build(&p, "red_cup.png", cmd, &pred);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["attention"]["peak_reads_as"].as_str(), want);
+        assert_eq!(
+            report.text().contains("reads as \"red cup\""),
+            want.is_some()
+        );
+    }
+}

@@ -10,8 +10,7 @@ use anyhow::Result;
 use candle::{DType, Tensor};
 use serde::Serialize;
 
-use crate::eval::argmax;
-use crate::grid::{patch_labels, PATCH_COLORS, PATCH_SHAPES};
+use crate::grid::{patch_labels, read_patch_label, PATCH_SHAPES};
 use crate::scene::{Layout, Shape};
 
 /// The patch head's reading of a split.
@@ -53,8 +52,7 @@ impl PatchTally {
         anyhow::ensure!(logits.len() == layouts.len(), "one layout per image");
         for (image, layout) in logits.iter().zip(layouts) {
             for (row, [c, s]) in image.iter().zip(patch_labels(&layout.objects, grid)) {
-                let got_c = argmax(&row[..PATCH_COLORS]) as u32;
-                let got_s = argmax(&row[PATCH_COLORS..]) as u32;
+                let [got_c, got_s] = read_patch_label(row);
                 if c == 0 {
                     self.tables += 1;
                     self.table += (got_c == 0 && got_s == 0) as usize;
@@ -123,6 +121,7 @@ pub fn table(p: &PatchScore) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::PATCH_COLORS;
     use crate::scene::{Color, Object};
 
     #[test]
