@@ -151,7 +151,12 @@ fn the_report_says_what_the_patch_head_reads_at_the_peak() {
     ] {
         let p = Pipeline::load(&source, "cpu").unwrap();
         let pred = p
-            .predict(&[img.clone()], &[cmd], &Decoding::default(), false)
+            .predict(
+                std::slice::from_ref(&img),
+                &[cmd],
+                &Decoding::default(),
+                false,
+            )
             .unwrap()
             .remove(0);
         assert_eq!(pred.peak_reads_as.as_deref(), want);
