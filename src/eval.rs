@@ -41,6 +41,7 @@ use serde::Serialize;
 
 use crate::action::{self, Action, Outcome as Answer};
 use crate::data::{self, Example};
+use crate::maps::argmax;
 use crate::model::vla::Decoding;
 use crate::model::Vla;
 use crate::scene::{Family, Lang, Layout, Relation};
@@ -438,13 +439,6 @@ fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
             errs.iter().sum::<f32>() as f64 / errs.len() as f64
         },
     }
-}
-
-pub fn argmax(xs: &[f32]) -> usize {
-    xs.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
 }
 
 pub fn family_name(f: Family) -> &'static str {

@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use crate::maps::argmax;
 use crate::model::Config;
 use crate::scene::{Color, Object, Shape};
 
@@ -224,13 +225,8 @@ pub fn patch_labels(objects: &[Object], grid: usize) -> Vec<[u32; 2]> {
 /// The patch head's reading of one patch from its logits (colours, then
 /// shapes), as `[colour, shape]` in the labels of [`patch_labels`].
 pub fn read_patch_label(logits: &[f32]) -> [u32; 2] {
-    let best = |xs: &[f32]| {
-        xs.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i as u32)
-    };
-    [best(&logits[..PATCH_COLORS]), best(&logits[PATCH_COLORS..])]
+    let (colors, shapes) = logits.split_at(PATCH_COLORS);
+    [argmax(colors) as u32, argmax(shapes) as u32]
 }
 
 /// A reading in words: "red cup", "the table", or what was read of the two.

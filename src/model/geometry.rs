@@ -100,10 +100,6 @@ mod tests {
         (geo, cfg)
     }
 
-    fn argmax(xs: &[f32]) -> usize {
-        (0..xs.len()).fold(0, |m, i| if xs[i] > xs[m] { i } else { m })
-    }
-
     #[test]
     fn a_query_can_ask_for_the_patches_nearest_a_landmark() {
         // Head 0 asks g = (input_0, input_1, input_2): "near (u, v)" is
@@ -129,9 +125,13 @@ mod tests {
                 .unwrap()
                 .to_vec2()
                 .unwrap();
-            assert_eq!(argmax(&heads[0]), row * grid + col, "near ({col}, {row})");
+            assert_eq!(
+                crate::maps::argmax(&heads[0]),
+                row * grid + col,
+                "near ({col}, {row})"
+            );
             // Every patch of the rightmost column ties for head 1's best.
-            assert_eq!(argmax(&heads[1]) % grid, grid - 1);
+            assert_eq!(crate::maps::argmax(&heads[1]) % grid, grid - 1);
         }
     }
 
