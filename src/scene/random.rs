@@ -8,6 +8,9 @@
 //!   dark inside; bevelled, flat, outlined or cube blocks; glossy, matte or
 //!   striped balls; thin or thick, shallow or deep bowls), its paint jittered
 //!   in hue, saturation and value within its colour name, outlined or not;
+//!   some drawn flat, as a cartoon would, and some with markings (dots,
+//!   stripes, checks, specks) on any shape, so that neither shading nor
+//!   markings tell a shape: only its outline, its handle and its hollow do;
 //! - **table**: wood, cloth, paper, marble, plain, noise or a gradient;
 //! - **light**: direction and strength, hard, soft or no shadows, a vignette,
 //!   a colour temperature;
@@ -34,6 +37,8 @@ const LOOK_SEED: u64 = 0x5EED_10C4_0000_0001;
 /// The cups' handles have a stream of their own, so the rest of a scene's
 /// look is what it was before handles varied.
 const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
+/// Flat drawing and markings have a stream of their own too.
+const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
 
 /// The colour × shape pairs that training never shows (the unseen-combo
 /// split): each colour and each shape is still seen, just not together.
@@ -98,10 +103,15 @@ impl RandomScene {
         for o in layout.objects.iter_mut().filter(|o| o.shape == Shape::Cup) {
             o.handle = Handle::random(&mut handles);
         }
+        let mut finishes = ChaCha8Rng::seed_from_u64(seed ^ FINISH_SEED);
         let looks = layout
             .objects
             .iter()
-            .map(|o| ObjectLook::random(o, &mut rng))
+            .map(|o| {
+                let mut look = ObjectLook::random(o, &mut rng);
+                look.finish = Finish::random(&mut finishes);
+                look
+            })
             .collect();
         let distractors = Distractor::scatter(&layout, &layout_spec.visible, short, &mut rng);
         RandomScene {
@@ -176,6 +186,103 @@ struct ObjectLook {
     /// Outline width in table units (0 = none).
     outline: f32,
     grain: u32,
+    finish: Finish,
+}
+
+/// What varies over every shape alike: flat or shaded, and markings.
+#[derive(Debug, Clone, Default)]
+struct Finish {
+    /// Drawn flat: one brightness, the hollow of a cup or bowl a ring and a
+    /// lighter or darker inside, a ball a plain disc.
+    flat: bool,
+    /// Brightness of a flat hollow relative to the paint.
+    hollow: f32,
+    marking: Option<Marking>,
+}
+
+#[derive(Debug, Clone)]
+struct Marking {
+    kind: MarkKind,
+    /// Pattern period in radii.
+    period: f32,
+    /// Turn of the pattern against the object, radians.
+    turn: f32,
+    /// The marks' colour: `Some(white share)` towards white (1) or black (0),
+    /// `None` a darker shade of the paint.
+    ink: Option<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MarkKind {
+    Dots,
+    Stripes,
+    Checks,
+    Specks,
+}
+
+impl Finish {
+    fn random(rng: &mut impl Rng) -> Finish {
+        let flat = rng.random_bool(0.25);
+        let hollow = if rng.random_bool(0.5) {
+            rng.random_range(0.35..0.7)
+        } else {
+            rng.random_range(1.2..1.6)
+        };
+        let marking = rng.random_bool(0.35).then(|| {
+            let kind = match rng.random_range(0..4) {
+                0 => MarkKind::Dots,
+                1 => MarkKind::Stripes,
+                2 => MarkKind::Checks,
+                _ => MarkKind::Specks,
+            };
+            // Checks cover half the object, so they are only ever a shade of
+            // the paint: the colour's name must still hold.
+            let ink = match kind {
+                MarkKind::Checks => None,
+                _ => match rng.random_range(0..3) {
+                    0 => None,
+                    1 => Some(rng.random_range(0.75..1.0)),
+                    _ => Some(0.0),
+                },
+            };
+            Marking {
+                kind,
+                period: rng.random_range(0.35..0.8),
+                turn: rng.random_range(0.0..std::f32::consts::PI),
+                ink,
+            }
+        });
+        Finish {
+            flat,
+            hollow,
+            marking,
+        }
+    }
+}
+
+impl Marking {
+    /// Whether the point `(lx, ly)` (object frame, in radii) is marked.
+    fn covers(&self, lx: f32, ly: f32, grain: u32) -> bool {
+        let (s, c) = self.turn.sin_cos();
+        let (u, v) = (
+            (lx * c + ly * s) / self.period,
+            (ly * c - lx * s) / self.period,
+        );
+        let (fu, fv) = (u - u.floor() - 0.5, v - v.floor() - 0.5);
+        match self.kind {
+            MarkKind::Dots => fu * fu + fv * fv < 0.2 * 0.2,
+            MarkKind::Stripes => fu.abs() < 0.15,
+            MarkKind::Checks => (u.floor() + v.floor()).rem_euclid(2.0) < 1.0,
+            MarkKind::Specks => hash(grain, (u * 3.0) as i32, (v * 3.0) as i32) < 0.15,
+        }
+    }
+
+    fn ink(&self, c: [f32; 3]) -> [f32; 3] {
+        match self.ink {
+            None => c.map(|v| v * 0.7),
+            Some(t) => [255.0 * t; 3],
+        }
+    }
 }
 
 impl ObjectLook {
@@ -202,6 +309,7 @@ impl ObjectLook {
                 0.0
             },
             grain: rng.random(),
+            finish: Finish::default(),
         }
     }
 
@@ -216,7 +324,70 @@ impl ObjectLook {
             [1.0, 0.0]
         };
         let flat = light.lambert([0.0, 0.0, 1.0]);
-        let (k, white) = match o.shape {
+        let (k, white) = if self.finish.flat {
+            self.flat(o, rho, flat)
+        } else {
+            self.shaded(o, w, d, light, flat, rho, radial)
+        };
+        let g = 1.0 + 0.04 * (hash(self.grain, (w[0] / px) as i32, (w[1] / px) as i32) - 0.5);
+        let mut c = self.paint.map(|v| v * k * g);
+        let m = c[0].max(c[1]).max(c[2]);
+        if m > 255.0 {
+            c = c.map(|v| v * 255.0 / m);
+        }
+        c = c.map(|v| v + (255.0 - v) * white);
+        if let Some(mark) = &self.finish.marking {
+            let (s, co) = o.angle.sin_cos();
+            let (lx, ly) = ((dx * co + dy * s) / r, (dy * co - dx * s) / r);
+            // A cup's handle stays plain.
+            if (o.shape != Shape::Cup || rho < 1.0) && mark.covers(lx, ly, self.grain) {
+                c = mark.ink(c);
+            }
+        }
+        if -d < self.outline {
+            c = c.map(|v| v * 0.25);
+        }
+        c
+    }
+
+    /// A flat drawing's brightness and white share: what is left is the
+    /// outline, the handle and the hollow (a ring, then a lighter or darker
+    /// inside).
+    fn flat(&self, o: &Object, rho: f32, flat: f32) -> (f32, f32) {
+        let ring = match o.shape {
+            Shape::Cup | Shape::Bowl if rho < 1.0 => self.rim,
+            _ => return (flat, 0.0),
+        };
+        let line = 0.06;
+        if (rho - ring).abs() < line {
+            (0.45 * flat, 0.0)
+        } else if rho < ring {
+            let h = self.finish.hollow;
+            if h > 1.0 {
+                (flat, (h - 1.0).min(0.6))
+            } else {
+                (h * flat, 0.0)
+            }
+        } else {
+            (flat, 0.0)
+        }
+    }
+
+    /// A shaded drawing's brightness and white share, per shape and variant.
+    #[allow(clippy::too_many_arguments)]
+    fn shaded(
+        &self,
+        o: &Object,
+        w: [f32; 2],
+        d: f32,
+        light: &Light,
+        flat: f32,
+        rho: f32,
+        radial: [f32; 2],
+    ) -> (f32, f32) {
+        let r = o.radius();
+        let (dx, dy) = (w[0] - o.center[0], w[1] - o.center[1]);
+        match o.shape {
             Shape::Ball => {
                 let nz = (1.0 - rho * rho).max(0.0).sqrt();
                 let n = [dx / r, dy / r, nz];
@@ -289,18 +460,7 @@ impl ObjectLook {
                     }
                 }
             }
-        };
-        let g = 1.0 + 0.04 * (hash(self.grain, (w[0] / px) as i32, (w[1] / px) as i32) - 0.5);
-        let mut c = self.paint.map(|v| v * k * g);
-        let m = c[0].max(c[1]).max(c[2]);
-        if m > 255.0 {
-            c = c.map(|v| v * 255.0 / m);
         }
-        c = c.map(|v| v + (255.0 - v) * white);
-        if -d < self.outline {
-            c = c.map(|v| v * 0.25);
-        }
-        c
     }
 }
 
@@ -392,9 +552,25 @@ mod tests {
         // Objects are drawn exactly on their masks: every pixel whose centre
         // lies on no object is unchanged when the objects are removed
         // (shadows off, since the bare scene would lack them).
+        // Every finish is drawn: flat and shaded, each marking and none.
+        let kinds = [
+            MarkKind::Dots,
+            MarkKind::Stripes,
+            MarkKind::Checks,
+            MarkKind::Specks,
+        ];
         for seed in 0..6 {
             let mut scene = spec_without_damage(seed);
             scene.light.strength = 0.0;
+            for (i, look) in scene.looks.iter_mut().enumerate() {
+                look.finish.flat = (i + seed as usize) % 2 == 0;
+                look.finish.marking = kinds.get((i + seed as usize) % 5).map(|&kind| Marking {
+                    kind,
+                    period: 0.5,
+                    turn: 0.3,
+                    ink: Some(0.0),
+                });
+            }
             let img = scene.render().unwrap();
             let mut bare = scene.clone();
             bare.layout.objects.clear();
@@ -412,6 +588,65 @@ mod tests {
             }
             let n = s.layout.objects.len();
             assert!((2..=10).contains(&n) || n < 2, "seed {seed}: {n}");
+        }
+    }
+
+    #[test]
+    fn every_shape_is_drawn_flat_and_shaded_plain_and_marked() {
+        // Shading and markings must not tell a shape: each shape comes in
+        // every finish, in the scenes training draws.
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..400 {
+            let s = RandomScene::generate(seed, &RandomSpec::default());
+            for (o, look) in s.layout.objects.iter().zip(&s.looks) {
+                let mark = look.finish.marking.as_ref().map(|m| m.kind as u8);
+                seen.insert((o.shape, look.finish.flat, mark));
+            }
+        }
+        for shape in Shape::ALL {
+            for flat in [false, true] {
+                for mark in [None, Some(0), Some(1), Some(2), Some(3)] {
+                    assert!(
+                        seen.contains(&(shape, flat, mark)),
+                        "{shape:?} {flat} {mark:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_marking_covers_part_of_an_object_and_keeps_its_colour() {
+        // Marks take a minority of the surface, so the colour's name holds;
+        // checks, which take half, are only ever a shade of the paint.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..200 {
+            let Some(m) = Finish::random(&mut rng).marking else {
+                continue;
+            };
+            let n = 60;
+            let mut hit = 0;
+            let mut all = 0;
+            for i in 0..n {
+                for j in 0..n {
+                    let (x, y) = (
+                        2.0 * i as f32 / n as f32 - 1.0,
+                        2.0 * j as f32 / n as f32 - 1.0,
+                    );
+                    if x * x + y * y < 1.0 {
+                        all += 1;
+                        hit += m.covers(x, y, 7) as usize;
+                    }
+                }
+            }
+            let share = hit as f32 / all as f32;
+            match m.kind {
+                MarkKind::Checks => {
+                    assert!(m.ink.is_none());
+                    assert!((0.3..0.7).contains(&share), "{share}");
+                }
+                _ => assert!(share < 0.45, "{:?} {share}", m.kind),
+            }
         }
     }
 
