@@ -51,11 +51,14 @@ pub struct Drawn {
     pub layout: Layout,
 }
 
-/// Draws scene `seed` from `world`, with `exclude` never shown.
+/// Draws scene `seed` from `world`, with `exclude` never shown; `finishes`
+/// draws the randomised world's objects flat or marked too
+/// ([`RandomSpec::finishes`]).
 pub fn draw_scene(
     seed: u64,
     world: World,
     exclude: &[(Color, Shape)],
+    finishes: bool,
     cfg: &Config,
 ) -> Result<Drawn> {
     match world {
@@ -71,7 +74,10 @@ pub fn draw_scene(
             })
         }
         World::Random => {
-            let mut spec = RandomSpec::default();
+            let mut spec = RandomSpec {
+                finishes,
+                ..RandomSpec::default()
+            };
             spec.layout.exclude = exclude.to_vec();
             let scene = RandomScene::generate(seed, &spec);
             let viewed = view_of(scene.render()?, &scene.camera, &scene.layout, cfg);

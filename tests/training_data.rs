@@ -217,3 +217,26 @@ fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
     plain.model.patch_labels = false;
     assert!(plain.validate().is_err(), "the term without the head");
 }
+
+/// `random_finishes` reaches the pictures training draws, and nothing else:
+/// the same layouts and commands, some objects drawn flat or marked.
+#[test]
+fn the_finishes_switch_changes_only_how_objects_are_drawn() {
+    let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
+    cfg.random_share = 1.0;
+    cfg.random_ramp = [0, 0];
+    let (plain, plain_examples) = scenes_for_step(&cfg, 3).unwrap();
+    cfg.random_finishes = true;
+    let (finished, examples) = scenes_for_step(&cfg, 3).unwrap();
+    assert_eq!(plain.len(), finished.len());
+    assert_eq!(plain_examples.len(), examples.len());
+    for (a, b) in plain_examples.iter().zip(&examples) {
+        assert_eq!((a.image, &a.command), (b.image, &b.command));
+    }
+    let mut changed = 0;
+    for (a, b) in plain.iter().zip(&finished) {
+        assert_eq!(a.layout, b.layout);
+        changed += (a.view != b.view) as usize;
+    }
+    assert!(changed > 0, "no picture changed");
+}

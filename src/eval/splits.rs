@@ -99,7 +99,7 @@ impl Split {
             })
         };
         let drawn = match self {
-            Split::Iid => draw_scene(seed, World::Plain, &held_out, cfg)?,
+            Split::Iid => draw_scene(seed, World::Plain, &held_out, false, cfg)?,
             Split::Style => {
                 let base = LayoutSpec {
                     exclude: held_out.clone(),
