@@ -56,7 +56,8 @@ pub struct BenchArgs {
     pub model_dir: Option<PathBuf>,
     pub attention_sweep: bool,
     pub sweep_lens: Vec<usize>,
-    /// Measure sweep memory in this process instead of one child per point.
+    /// Measure in this process: the sweep's memory instead of one child per
+    /// point, and training steps after inference without a child.
     pub in_process: bool,
     pub train_steps: usize,
     pub cold_start: usize,
@@ -137,6 +138,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return output::print(&text);
     }
     check_args(args)?;
+    if args.skip_inference && args.train_steps > 0 {
+        // Before the first tensor operation, as `vla-demo train` does.
+        crate::train::single_threaded_kernels();
+    }
     let load_start = sys::load_average();
     let device = crate::device::select(&args.device)?;
     let dtype = crate::device::dtype(&args.dtype, &device)?;
@@ -194,13 +199,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let train = if args.train_steps > 0 {
         bar.set_message("training steps");
-        Some(train_speed::bench_train(
-            p.config(),
-            &p.tokenizer,
-            &device,
-            args.train_steps,
-            || bar.inc(1),
-        )?)
+        Some(if inference && !args.in_process {
+            let r = train_speed::bench_train_in_child(
+                args.model_dir.as_deref(),
+                &args.device,
+                args.train_steps,
+            )?;
+            bar.inc(args.train_steps as u64 + 1);
+            r
+        } else {
+            train_speed::bench_train(p.config(), &p.tokenizer, &device, args.train_steps, || {
+                bar.inc(1)
+            })?
+        })
     } else {
         None
     };
@@ -387,8 +398,8 @@ pub fn text(r: &BenchReport) -> String {
     }
     if let Some(t) = &r.train {
         out += &format!(
-            "\ntraining: {} steps of {} samples after one warm-up; per step median {:.0} ms (data {:.0}, forward {:.0}, backward {:.0}, optimiser {:.0}) = {:.1} samples/s\n",
-            t.steps, t.batch, t.step.median, t.data.median, t.forward.median, t.backward.median, t.optimizer.median, t.samples_per_s
+            "\ntraining: {} steps of {} samples in {} shards after one warm-up; per step median {:.0} ms (data {:.0}, gradients {:.0}, optimiser {:.0}) = {:.1} samples/s\n",
+            t.steps, t.batch, t.shards, t.step.median, t.data.median, t.gradients.median, t.optimizer.median, t.samples_per_s
         );
     }
     if let Some(s) = &r.attention_sweep {

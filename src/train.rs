@@ -151,7 +151,7 @@ fn create_out_dir(out: &Path) -> Result<Option<PathBuf>> {
 /// shards wait on each other, so unless the user chose otherwise, it gets no
 /// extra threads (`CANDLE_NUM_THREADS=1`; matmuls keep rayon's threads). This
 /// must run before the first tensor operation.
-fn single_threaded_kernels() {
+pub(crate) fn single_threaded_kernels() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // Edition 2021: set_var is a safe call; no other thread is running yet.
         std::env::set_var("CANDLE_NUM_THREADS", "1");

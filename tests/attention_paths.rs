@@ -251,6 +251,50 @@ fn bench_smoke_on_a_tiny_model() {
     assert!(bench::run(&bad).is_err());
 }
 
+/// `bench --train-steps` times the step `vla-demo train` runs: the preset's
+/// shards, in a child process with training's thread setting when this
+/// one timed inference first, and in this process with `--skip-inference`.
+#[test]
+fn bench_times_training_steps_as_train_runs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_checkpoint(dir.path());
+    let model_dir = dir.path().to_str().unwrap();
+    for extra in [
+        &["--batch", "1", "--runs", "1", "--warmup", "0"][..],
+        &["--skip-inference"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vla-demo"))
+            .args([
+                "bench",
+                "--json",
+                "--device",
+                "cpu",
+                "--model-dir",
+                model_dir,
+            ])
+            .args(["--train-steps", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let t = &report["train"];
+        assert_eq!(t["steps"], 1, "{extra:?}");
+        assert_eq!(t["shards"], 2, "{extra:?}");
+        assert_eq!(t["batch"], 48, "{extra:?}");
+        assert_eq!(t["scenes"], 8, "{extra:?}");
+        assert!(t["gradients"]["median"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            report["batches"].as_array().map_or(0, |b| b.len()),
+            extra.len() / 6
+        );
+    }
+}
+
 #[test]
 fn cpu_kernel_equals_the_candle_ops_version() {
     use vla_demo::engine::long_attention::{tiled_attention, BLOCK_K, BLOCK_Q};

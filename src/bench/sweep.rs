@@ -290,25 +290,11 @@ fn in_process_point(spec: &PointSpec) -> PointResult {
 }
 
 fn run_child(spec: &PointSpec) -> Result<PointResult> {
-    let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
-    let out = std::process::Command::new(&exe)
-        .args([
-            super::SUBCOMMAND,
-            "--sweep-point",
-            &serde_json::to_string(spec)?,
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        anyhow::bail!(
-            "{} exited with {}: {}",
-            exe.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let stdout = super::sys::run_self(&[
+        super::SUBCOMMAND.to_string(),
+        "--sweep-point".to_string(),
+        serde_json::to_string(spec)?,
+    ])?;
     let line = stdout
         .lines()
         .rev()

@@ -64,6 +64,27 @@ pub struct Summary {
     pub min: f64,
 }
 
+/// Runs this executable again with `args` and returns what it printed;
+/// an error, with its stderr, when it fails.
+pub fn run_self(args: &[String]) -> Result<String> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
+    let out = std::process::Command::new(&exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} exited with {}: {}",
+            exe.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 pub fn summarize(xs: &[f64]) -> Summary {
     if xs.is_empty() {
         return Summary::default();

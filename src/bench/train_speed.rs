@@ -1,13 +1,21 @@
 //! `vla-demo bench --train-steps N`: the speed of `vla-demo train`, step by
-//! step: make the batch (render scenes, tokenise), forward + loss, backward,
-//! gradient norm and AdamW update, exactly as `train::run` does them.
+//! step, exactly as `train::run` does them: make the batch (render scenes,
+//! tokenise, split it into the config's shards), the gradients (forward,
+//! loss and backward of every shard on its own thread, summed), then the
+//! gradient norm and the AdamW update.
+//!
+//! Training runs candle's element-wise kernels on each shard's own thread
+//! (`CANDLE_NUM_THREADS=1`, see [`crate::train::run`]), which must be set
+//! before the first tensor operation. So when this process has already timed
+//! inference with candle's thread pool, the steps are timed in a child
+//! process (`vla-demo bench --skip-inference --train-steps N`) instead.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle::Device;
 use candle_nn::VarMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sys::{self, Summary};
 use crate::model::Config;
@@ -17,23 +25,53 @@ use crate::train::{self, AdamW, TrainConfig};
 /// The shipped training preset, compiled in so the benchmark runs anywhere.
 const PRESET: &str = include_str!("../../configs/train-tiny.json");
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
     pub steps: usize,
-    /// (image, command) pairs per step.
+    /// (image, command) pairs per step, over `scenes` pictures.
     pub batch: usize,
-    /// Per step, ms: making the batch, forward + loss, backward, optimiser.
+    pub scenes: usize,
+    /// Threads the batch was split over (the preset's shards on the CPU, 1 on a GPU).
+    pub shards: usize,
+    /// Per step, ms: making the batch, the gradients (forward, loss and
+    /// backward of all shards), the optimiser (norm, clipping, AdamW).
     pub data: Summary,
-    pub forward: Summary,
-    pub backward: Summary,
+    pub gradients: Summary,
     pub optimizer: Summary,
     pub step: Summary,
     /// Samples per second at the median step time.
     pub samples_per_s: f64,
 }
 
-/// Times `steps` training steps after one warm-up step, on fresh weights of
-/// the model's shape (the speed does not depend on the values).
+/// Times `steps` training steps in a child process that sets candle's
+/// threads as `vla-demo train` does (see the module doc).
+pub fn bench_train_in_child(
+    model_dir: Option<&std::path::Path>,
+    device: &str,
+    steps: usize,
+) -> Result<TrainReport> {
+    let mut args: Vec<String> = [
+        super::SUBCOMMAND,
+        "--skip-inference",
+        "--json",
+        "--device",
+        device,
+        "--train-steps",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(steps.to_string());
+    if let Some(dir) = model_dir {
+        args.push("--model-dir".into());
+        args.push(dir.display().to_string());
+    }
+    let out = sys::run_self(&args)?;
+    let mut report: serde_json::Value =
+        serde_json::from_str(&out).context("the child's report is not valid JSON")?;
+    serde_json::from_value(report["train"].take())
+        .context("the child's report has no training steps")
+}
+
 pub fn bench_train(
     model_cfg: &Config,
     tok: &CommandTokenizer,
@@ -46,21 +84,18 @@ pub fn bench_train(
     let vars = VarMap::new();
     let model = train::init_model(&cfg, &vars, device)?;
     let mut opt = AdamW::new(&vars)?;
-    let mut cols: [Vec<f64>; 5] = Default::default();
+    let shards = if device.is_cpu() { cfg.shards } else { 1 };
+    let mut cols: [Vec<f64>; 4] = Default::default();
     let mut batch_size = 0;
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     for step in 0..steps + 1 {
         let t0 = Instant::now();
-        let batch = train::batch_for_step(&cfg, tok, step, device)?;
+        let batches = train::shards_for_step(&cfg, tok, step, shards, device)?;
         let data_ms = ms(t0);
         let t1 = Instant::now();
-        let (total, _) = train::loss(&model, &batch, cfg.loss_weights())?;
+        let (grads, _) = train::parallel_grads(&model, &batches, cfg.loss_weights())?;
         device.synchronize()?;
-        let fwd_ms = ms(t1);
-        let t2 = Instant::now();
-        let grads = total.backward()?;
-        device.synchronize()?;
-        let bwd_ms = ms(t2);
+        let grad_ms = ms(t1);
         let t3 = Instant::now();
         let norm = opt.grad_norm(&grads)?;
         let clip = if norm > cfg.grad_clip {
@@ -71,12 +106,9 @@ pub fn bench_train(
         opt.step(&grads, cfg.lr_at(step), cfg.weight_decay, clip)?;
         device.synchronize()?;
         let opt_ms = ms(t3);
-        batch_size = batch.inputs.text_lens.len();
+        batch_size = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
         if step > 0 {
-            for (c, v) in cols
-                .iter_mut()
-                .zip([data_ms, fwd_ms, bwd_ms, opt_ms, ms(t0)])
-            {
+            for (c, v) in cols.iter_mut().zip([data_ms, grad_ms, opt_ms, ms(t0)]) {
                 c.push(v);
             }
         }
@@ -86,11 +118,12 @@ pub fn bench_train(
     Ok(TrainReport {
         steps,
         batch: batch_size,
+        scenes: cfg.scenes_per_step,
+        shards,
         data: s[0],
-        forward: s[1],
-        backward: s[2],
-        optimizer: s[3],
-        step: s[4],
-        samples_per_s: batch_size as f64 / (s[4].median * 1e-3),
+        gradients: s[1],
+        optimizer: s[2],
+        step: s[3],
+        samples_per_s: batch_size as f64 / (s[3].median * 1e-3),
     })
 }

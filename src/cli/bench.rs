@@ -35,7 +35,9 @@ pub struct BenchCli {
     /// Sequence lengths of the attention sweep, comma separated, each 1 to 4096.
     #[arg(long, value_delimiter = ',', default_value = "196,576,1024,2304,4096")]
     sweep_lens: Vec<usize>,
-    /// Measure sweep memory in this process instead of one child process per point.
+    /// Measure everything in this process: sweep memory instead of one child
+    /// process per point, and training steps (after inference) without
+    /// training's thread setting.
     #[arg(long)]
     in_process: bool,
     /// Also time N training steps (batch of the shipped training preset), 0 to 1000.
