@@ -19,7 +19,7 @@ use crate::model::vla::Inputs;
 use crate::model::Config;
 use crate::preprocess::to_pixels;
 use crate::scene::camera::view_of;
-use crate::scene::random::{RandomScene, RandomSpec};
+use crate::scene::random::{Extras, RandomScene, RandomSpec};
 use crate::scene::{
     sample_command, sample_hard_negative, sample_refusal, Color, Command, Family, Lang, Layout,
     LayoutSpec, Object, Shape,
@@ -51,14 +51,13 @@ pub struct Drawn {
     pub layout: Layout,
 }
 
-/// Draws scene `seed` from `world`, with `exclude` never shown; `finishes`
-/// draws the randomised world's objects flat or marked too
-/// ([`RandomSpec::finishes`]).
+/// Draws scene `seed` from `world`, with `exclude` never shown, and the
+/// randomised world's `extras` switched on.
 pub fn draw_scene(
     seed: u64,
     world: World,
     exclude: &[(Color, Shape)],
-    finishes: bool,
+    extras: Extras,
     cfg: &Config,
 ) -> Result<Drawn> {
     match world {
@@ -75,7 +74,7 @@ pub fn draw_scene(
         }
         World::Random => {
             let mut spec = RandomSpec {
-                finishes,
+                extras,
                 ..RandomSpec::default()
             };
             spec.layout.exclude = exclude.to_vec();

@@ -10,7 +10,7 @@ use vla_demo::data::World;
 use vla_demo::eval::Split;
 use vla_demo::scene::heldout_style::SCENES_MADE;
 use vla_demo::scene::korean::{color_words, shape_words};
-use vla_demo::scene::random::HELD_OUT_PAIRS;
+use vla_demo::scene::random::{Extras, HELD_OUT_PAIRS};
 use vla_demo::train::{scenes_for_step, worlds_for_step, TrainConfig};
 
 #[test]
@@ -218,25 +218,38 @@ fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
     assert!(plain.validate().is_err(), "the term without the head");
 }
 
-/// `random_finishes` reaches the pictures training draws, and nothing else:
-/// the same layouts and commands, some objects drawn flat or marked.
+/// Each of `random_extras` reaches the pictures training draws, and nothing
+/// else: the same layouts and commands, some pictures drawn otherwise.
 #[test]
-fn the_finishes_switch_changes_only_how_objects_are_drawn() {
+fn the_world_extras_change_only_the_pictures() {
     let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
     cfg.random_share = 1.0;
     cfg.random_ramp = [0, 0];
     let (plain, plain_examples) = scenes_for_step(&cfg, 3).unwrap();
-    cfg.random_finishes = true;
-    let (finished, examples) = scenes_for_step(&cfg, 3).unwrap();
-    assert_eq!(plain.len(), finished.len());
-    assert_eq!(plain_examples.len(), examples.len());
-    for (a, b) in plain_examples.iter().zip(&examples) {
-        assert_eq!((a.image, &a.command), (b.image, &b.command));
+    for extras in [
+        Extras {
+            finishes: true,
+            casts: false,
+        },
+        Extras {
+            finishes: false,
+            casts: true,
+        },
+    ] {
+        cfg.random_extras = extras;
+        let (drawn, examples) = scenes_for_step(&cfg, 3).unwrap();
+        assert_eq!(plain.len(), drawn.len());
+        assert_eq!(plain_examples.len(), examples.len());
+        for (a, b) in plain_examples.iter().zip(&examples) {
+            assert_eq!((a.image, &a.command), (b.image, &b.command));
+        }
+        let mut changed = 0;
+        for (a, b) in plain.iter().zip(&drawn) {
+            assert_eq!(a.layout, b.layout);
+            changed += (a.view != b.view) as usize;
+        }
+        assert!(changed > 0, "{extras:?}: no picture changed");
     }
-    let mut changed = 0;
-    for (a, b) in plain.iter().zip(&finished) {
-        assert_eq!(a.layout, b.layout);
-        changed += (a.view != b.view) as usize;
-    }
-    assert!(changed > 0, "no picture changed");
+    let finishes = TrainConfig::load(Path::new("configs/train-finishes.json")).unwrap();
+    assert!(finishes.random_extras.finishes && !finishes.random_extras.casts);
 }

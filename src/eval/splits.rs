@@ -22,7 +22,7 @@ use crate::model::Config;
 use crate::scene::camera::view_of;
 use crate::scene::draw::EVAL_SEED_START;
 use crate::scene::heldout_style::StyledScene;
-use crate::scene::random::{RandomScene, RandomSpec, HELD_OUT_PAIRS};
+use crate::scene::random::{Extras, RandomScene, RandomSpec, HELD_OUT_PAIRS};
 use crate::scene::{
     pick_named, sample_command, sample_refusal, Command, Family, Lang, Layout, LayoutSpec,
 };
@@ -99,7 +99,7 @@ impl Split {
             })
         };
         let drawn = match self {
-            Split::Iid => draw_scene(seed, World::Plain, &held_out, false, cfg)?,
+            Split::Iid => draw_scene(seed, World::Plain, &held_out, Extras::default(), cfg)?,
             Split::Style => {
                 let base = LayoutSpec {
                     exclude: held_out.clone(),

@@ -25,6 +25,7 @@ use anyhow::Result;
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use super::camera::{Camera, Damage, MAX_ROLL, MAX_SIDE, MIN_SIDE};
 use super::layout::{Layout, LayoutSpec};
@@ -39,6 +40,8 @@ const LOOK_SEED: u64 = 0x5EED_10C4_0000_0001;
 const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 /// Flat drawing and markings have a stream of their own too.
 const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
+/// And the colour cast.
+const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
 
 /// The colour × shape pairs that training never shows (the unseen-combo
 /// split): each colour and each shape is still seen, just not together.
@@ -58,6 +61,7 @@ pub struct RandomScene {
     distractors: Vec<Distractor>,
     table: RandomTable,
     light: Light,
+    cast: Option<Cast>,
     damage: Damage,
 }
 
@@ -67,11 +71,25 @@ pub struct RandomSpec {
     pub layout: LayoutSpec,
     /// Long side range of the picture, pixels.
     pub sides: (u32, u32),
-    /// Also draw objects flat or marked ([`Finish`]). Off is the world the
-    /// evaluation splits and the older checkpoints use; the extra finishes
-    /// have a seed stream of their own, so switching them on changes nothing
-    /// else in a scene.
+    /// Randomisation added after the first models; off, a scene is what the
+    /// evaluation splits and the older checkpoints see.
+    pub extras: Extras,
+}
+
+/// Randomisation added to the world after the first checkpoints were
+/// trained on it. Each has a seed stream of its own, so switching one on
+/// changes nothing else in a scene; the evaluation splits keep them off, so
+/// their figures stay comparable across checkpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extras {
+    /// Objects drawn flat or marked too ([`Finish`]).
+    #[serde(default)]
     pub finishes: bool,
+    /// A colour cast that mixes the channels and drains some saturation, as
+    /// a camera's white balance and colour response can ([`Cast`]).
+    #[serde(default)]
+    pub casts: bool,
 }
 
 impl Default for RandomSpec {
@@ -88,7 +106,7 @@ impl Default for RandomSpec {
                 ..LayoutSpec::default()
             },
             sides: (MIN_SIDE, MAX_SIDE),
-            finishes: false,
+            extras: Extras::default(),
         }
     }
 }
@@ -115,7 +133,7 @@ impl RandomScene {
             .iter()
             .map(|o| {
                 let mut look = ObjectLook::random(o, &mut rng);
-                if spec.finishes {
+                if spec.extras.finishes {
                     look.finish = Finish::random(&mut finishes);
                 }
                 look
@@ -129,6 +147,11 @@ impl RandomScene {
             distractors,
             table: RandomTable::random(&mut rng),
             light: Light::random(&mut rng),
+            cast: spec
+                .extras
+                .casts
+                .then(|| Cast::random(&mut ChaCha8Rng::seed_from_u64(seed ^ CAST_SEED)))
+                .flatten(),
             damage: Damage::random(&mut rng),
         }
     }
@@ -175,9 +198,50 @@ impl RandomScene {
                     break;
                 }
             }
-            light.finish(c, w)
+            let c = light.finish(c, w);
+            match &self.cast {
+                Some(cast) => cast.apply(c),
+                None => c,
+            }
         });
         self.damage.apply(img)
+    }
+}
+
+/// A colour cast over the whole picture: each channel takes a little of the
+/// others (up to 6%) after some saturation is drained (up to 30%). Mild
+/// enough that every colour keeps its name.
+#[derive(Debug, Clone)]
+struct Cast {
+    mix: [[f32; 3]; 3],
+}
+
+impl Cast {
+    /// Half the pictures get one.
+    fn random(rng: &mut impl Rng) -> Option<Cast> {
+        if !rng.random_bool(0.5) {
+            return None;
+        }
+        let drain = rng.random_range(0.0..0.3);
+        let luma = [0.299, 0.587, 0.114];
+        let mut mix = [[0.0; 3]; 3];
+        for (i, row) in mix.iter_mut().enumerate() {
+            for (j, m) in row.iter_mut().enumerate() {
+                let keep = if i == j { 1.0 - drain } else { 0.0 };
+                let cross = if i == j {
+                    0.0
+                } else {
+                    rng.random_range(-0.06..0.06)
+                };
+                *m = keep + drain * luma[j] + cross;
+            }
+        }
+        Some(Cast { mix })
+    }
+
+    fn apply(&self, c: [f32; 3]) -> [f32; 3] {
+        self.mix
+            .map(|row| (row[0] * c[0] + row[1] * c[1] + row[2] * c[2]).max(0.0))
     }
 }
 
@@ -604,7 +668,10 @@ mod tests {
         // Shading and markings must not tell a shape: each shape comes in
         // every finish, in the scenes training draws.
         let spec = RandomSpec {
-            finishes: true,
+            extras: Extras {
+                finishes: true,
+                casts: false,
+            },
             ..RandomSpec::default()
         };
         let mut seen = std::collections::HashSet::new();
@@ -633,6 +700,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_cast_keeps_every_colour_nearest_its_own_name() {
+        // The cast changes the picture, not what its colours are called:
+        // every paint, cast, is still nearer its own colour than any other.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut casts = 0;
+        for _ in 0..400 {
+            let Some(cast) = Cast::random(&mut rng) else {
+                continue;
+            };
+            casts += 1;
+            for c in Color::ALL {
+                let rgb = cast.apply(c.rgb().map(|v| v as f32));
+                let nearest = Color::ALL
+                    .into_iter()
+                    .min_by(|a, b| {
+                        let d = |k: &Color| {
+                            let plain = k.rgb().map(|v| v as f32);
+                            (0..3).map(|i| (rgb[i] - plain[i]).powi(2)).sum::<f32>()
+                        };
+                        d(a).total_cmp(&d(b))
+                    })
+                    .unwrap();
+                assert_eq!(nearest, c, "{c:?} cast to {rgb:?}");
+            }
+        }
+        assert!((150..250).contains(&casts), "{casts}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Draw
     // Pictures are drawn in parallel; they depend on their seed alone.
     let drawn: Vec<data::Drawn> = scenes
         .par_iter()
-        .map(|&(seed, world)| data::draw_scene(seed, world, &exclude, cfg.random_finishes, model))
+        .map(|&(seed, world)| data::draw_scene(seed, world, &exclude, cfg.random_extras, model))
         .collect::<Result<_>>()?;
     let mut examples = Vec::new();
     for (i, d) in drawn.iter().enumerate() {

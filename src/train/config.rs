@@ -69,11 +69,12 @@ pub struct TrainConfig {
     /// ([`crate::scene::random::HELD_OUT_PAIRS`]) out of every scene and command.
     #[serde(default)]
     pub hold_out_pairs: bool,
-    /// Draw the randomised world's objects flat or marked too
-    /// ([`crate::scene::random::RandomSpec::finishes`]). Off (the default)
-    /// is the world the older checkpoints were trained on.
+    /// Randomisation added to the world later
+    /// ([`crate::scene::random::Extras`]): `{"finishes": true, "casts":
+    /// true}`. Off (the default) is the world the older checkpoints were
+    /// trained on.
     #[serde(default)]
-    pub random_finishes: bool,
+    pub random_extras: crate::scene::random::Extras,
     /// Spread of the x/y bin targets, in bins (0 = plain one-hot).
     pub bin_sigma: f32,
     /// Data parallelism: each step's scenes are split into this many shards,
