@@ -453,7 +453,13 @@ fn a_burst_beyond_the_queue_gets_503_and_a_stalled_upload_times_out() {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(answers.iter().any(|r| r.status == 200));
+    // Some were admitted: answered, or (on a starved machine) admitted and
+    // then past the time limit, which says so.
+    let admitted = |r: &Answer| {
+        r.status == 200
+            || (r.status == 503 && String::from_utf8_lossy(&r.body).contains("took longer"))
+    };
+    assert!(answers.iter().any(admitted));
     for r in &answers {
         match r.status {
             200 => {}
