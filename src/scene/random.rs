@@ -635,7 +635,7 @@ mod tests {
             let mut scene = spec_without_damage(seed);
             scene.light.strength = 0.0;
             for (i, look) in scene.looks.iter_mut().enumerate() {
-                look.finish.flat = (i + seed as usize) % 2 == 0;
+                look.finish.flat = (i + seed as usize).is_multiple_of(2);
                 look.finish.marking = kinds.get((i + seed as usize) % 5).map(|&kind| Marking {
                     kind,
                     period: 0.5,
