@@ -8,15 +8,16 @@
 //!   dark inside; bevelled, flat, outlined or cube blocks; glossy, matte or
 //!   striped balls; thin or thick, shallow or deep bowls), its paint jittered
 //!   in hue, saturation and value within its colour name, outlined or not;
-//!   some drawn flat, as a cartoon would, and some with markings (dots,
-//!   stripes, checks, specks) on any shape, so that neither shading nor
-//!   markings tell a shape: only its outline, its handle and its hollow do;
 //! - **table**: wood, cloth, paper, marble, plain, noise or a gradient;
 //! - **light**: direction and strength, hard, soft or no shadows, a vignette,
 //!   a colour temperature;
 //! - **camera**: see [`super::camera`]: size, aspect, roll, blur, noise,
 //!   rescaling, JPEG;
-//! - **distractors** that commands never name: pens, coins, cloth patches.
+//! - **distractors** that commands never name: pens, coins, cloth patches;
+//! - **extras**, switched on by the training config ([`Extras`]): objects
+//!   drawn flat, as a cartoon would, or with markings (dots, stripes, checks,
+//!   specks) on any shape, so that neither shading nor markings tell a shape,
+//!   only its outline, its handle and its hollow do; and colour casts.
 //!
 //! Masks stay exact: an object covers a pixel exactly when its hit test holds
 //! at the table point under the pixel's centre, whatever its drawing.
