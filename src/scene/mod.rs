@@ -27,6 +27,7 @@ pub mod grammar;
 pub mod heldout_style;
 pub mod korean;
 pub mod layout;
+mod looks;
 pub mod object;
 pub mod random;
 pub mod refer;
