@@ -198,16 +198,11 @@ impl ObjectLook {
         let r = o.radius();
         let (dx, dy) = (w[0] - o.center[0], w[1] - o.center[1]);
         let rho = (dx * dx + dy * dy).sqrt() / r;
-        let radial = if rho > 1e-6 {
-            [dx / (rho * r), dy / (rho * r)]
-        } else {
-            [1.0, 0.0]
-        };
         let flat = light.lambert([0.0, 0.0, 1.0]);
         let (k, white) = if self.finish.flat {
             self.flat(o, rho, flat)
         } else {
-            self.shaded(o, w, d, light, flat, rho, radial)
+            self.shaded(o, w, d, light, flat, rho)
         };
         let g = 1.0 + 0.04 * (hash(self.grain, (w[0] / px) as i32, (w[1] / px) as i32) - 0.5);
         let mut c = self.paint.map(|v| v * k * g);
@@ -254,7 +249,6 @@ impl ObjectLook {
     }
 
     /// A shaded drawing's brightness and white share, per shape and variant.
-    #[allow(clippy::too_many_arguments)]
     fn shaded(
         &self,
         o: &Object,
@@ -263,10 +257,14 @@ impl ObjectLook {
         light: &Light,
         flat: f32,
         rho: f32,
-        radial: [f32; 2],
     ) -> (f32, f32) {
         let r = o.radius();
         let (dx, dy) = (w[0] - o.center[0], w[1] - o.center[1]);
+        let radial = if rho > 1e-6 {
+            [dx / (rho * r), dy / (rho * r)]
+        } else {
+            [1.0, 0.0]
+        };
         match o.shape {
             Shape::Ball => {
                 let nz = (1.0 - rho * rho).max(0.0).sqrt();
