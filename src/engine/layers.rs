@@ -2,8 +2,8 @@
 //! model: a linear layer, a layer norm and a convolution (im2col tiles), each
 //! applied to one image on the calling thread with the gemm of `gemm.rs`.
 
+use crate::model::linear::Linear;
 use candle::{Result, Tensor};
-use candle_nn::Linear;
 
 use super::gemm::{self, Act};
 use super::im2col::{im2col_row, ConvGeometry};

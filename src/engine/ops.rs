@@ -1,7 +1,8 @@
 //! Fused CPU kernels with real backward passes, for training speed: softmax
-//! over the last dimension, layer norm (Ba et al. 2016) and the tanh-
-//! approximated GELU (Hendrycks & Gimpel 2016), each as one candle `CustomOp`
-//! whose forward and backward are single multi-threaded passes over the data.
+//! over the last dimension, layer norm (Ba et al. 2016), the tanh-
+//! approximated GELU (Hendrycks & Gimpel 2016) and a linear layer's bias,
+//! each as one candle `CustomOp` whose forward and backward are single
+//! passes over the data (multi-threaded, except the bias's).
 //!
 //! candle 0.11's fused softmax and layer norm have no backward, so training
 //! builds them from primitive ops (`candle_nn::ops::softmax`,
@@ -309,6 +310,80 @@ pub fn layer_norm(xs: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tenso
     )
 }
 
+// ------------------------------------------------------------------ bias
+
+/// `x + b` over the last dimension.
+struct BiasAdd;
+
+/// The sum of a matrix's rows: (R, C) -> (C).
+struct RowSum;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "fused-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, b) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        if b.is_empty() || x.len() % b.len() != 0 {
+            candle::bail!("bias add: a bias of {} on rows of {:?}", b.len(), l1.dims());
+        }
+        let mut out = x.to_vec();
+        for row in out.chunks_mut(b.len()) {
+            row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let db = grad
+            .contiguous()?
+            .reshape(((), b.elem_count()))?
+            .apply_op1_no_bwd(&RowSum)?
+            .reshape(b.shape())?;
+        Ok((Some(grad.clone()), Some(db)))
+    }
+}
+
+impl CustomOp1 for RowSum {
+    fn name(&self) -> &'static str {
+        "row-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = slice(s, l, self.name())?;
+        let (_, c) = l.shape().dims2()?;
+        let mut sum = vec![0f32; c];
+        for row in g.chunks(c) {
+            sum.iter_mut().zip(row).for_each(|(s, g)| *s += g);
+        }
+        Ok((CpuStorage::F32(sum), Shape::from(c)))
+    }
+}
+
+/// `x + b`, b broadcast over the rows of x's last dimension. Its backward
+/// sums the gradient's rows for b in one pass: candle's own broadcast sum
+/// over leading dimensions divides every index, and was a tenth of a
+/// training step.
+pub fn bias_add(xs: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fused_here(xs) {
+        return xs.broadcast_add(b);
+    }
+    xs.contiguous()?.apply_op2(&b.contiguous()?, BiasAdd)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -403,6 +478,29 @@ pub(crate) mod tests {
         let (y2, g2) = value_and_grad(|x| x.gelu().unwrap(), &x, &r);
         assert!(max_diff(&y1, &y2) < 1e-5);
         assert!(max_diff(&g1, &g2) < 1e-4, "{}", max_diff(&g1, &g2));
+    }
+
+    #[test]
+    fn bias_add_value_and_both_gradients_match_broadcast_add() {
+        let (x, r) = (randn(&[3, 5, 8], 9), randn(&[3, 5, 8], 10));
+        let (xv, bv) = (
+            Var::from_tensor(&x).unwrap(),
+            Var::from_tensor(&randn(&[8], 11)).unwrap(),
+        );
+        let run = |fused: bool| {
+            let (x, b) = (xv.as_tensor(), bv.as_tensor());
+            let y = match fused {
+                true => bias_add(x, b).unwrap(),
+                false => x.broadcast_add(b).unwrap(),
+            };
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            (y, g.get(x).unwrap().clone(), g.get(b).unwrap().clone())
+        };
+        let (a, b) = (run(true), run(false));
+        assert!(max_diff(&a.0, &b.0) < 1e-6);
+        assert!(max_diff(&a.1, &b.1) < 1e-6);
+        assert_eq!(a.2.dims(), &[8]);
+        assert!(max_diff(&a.2, &b.2) < 1e-5, "db {}", max_diff(&a.2, &b.2));
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //! `α` are returned with the output, so a caller can draw them.
 
 use candle::{Device, Result, Tensor, D};
-use candle_nn::{linear, Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
+use super::linear::{linear, Linear};
 use super::record::{self, Site};
 use serde::{Deserialize, Serialize};
 

@@ -8,10 +8,11 @@
 //! `ResidualAttentionBlock`.
 
 use candle::{Module, Result, Tensor};
-use candle_nn::{linear, Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 use super::attention::{Attention, ScoreFn};
 use super::geometry::Geometry;
+use super::linear::{linear, Linear};
 use super::record::Site;
 use super::Config;
 use crate::engine::ops;

@@ -20,10 +20,11 @@
 //! *next to* the bowl" needs.
 
 use candle::{Module, Result, Tensor};
-use candle_nn::{linear, Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 use super::attention::{causal_padded_mask, prefix_padded_mask};
 use super::block::{Block, BlockOut, LayerNorm, Memory};
+use super::linear::{linear, Linear};
 use super::pointer::{grammar_mask, Pointer};
 use super::Config;
 use crate::action::{ACTION_VOCAB, MAX_ACTION_TOKENS};

@@ -3,8 +3,9 @@
 //! carry where it looked into the next block. See [`Geometry`].
 
 use candle::{Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
+use super::linear::{linear, Linear};
 use super::pointer::patch_centres;
 use super::Config;
 

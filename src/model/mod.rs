@@ -1,5 +1,5 @@
 //! The VLA model as a learner reads it, in candle ops, bottom-up:
-//! [`config`] → [`attention`] → [`block`] (layer norm, MLP, the one
+//! [`config`] → [`linear`] → [`attention`] → [`block`] (layer norm, MLP, the one
 //! transformer block) → the three stacks: [`vision`] (a ViT over patches),
 //! [`text`] (a causal decoder over the command) and [`fusion`] (words and
 //! actions cross-attending to patches, with [`geometry`] and [`pointer`])
@@ -14,6 +14,7 @@ pub mod block;
 pub mod config;
 pub mod fusion;
 pub mod geometry;
+pub mod linear;
 pub mod pointer;
 pub mod record;
 pub mod text;

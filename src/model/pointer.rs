@@ -30,10 +30,11 @@
 //! 256 its weights would have to grow to the thousands.
 
 use candle::{Result, Tensor, D};
-use candle_nn::{linear, Init, Linear, Module, VarBuilder};
+use candle_nn::{Init, Module, VarBuilder};
 
 use crate::action::{self, ActionToken, ACTION_VOCAB, NUM_BINS};
 
+use super::linear::{linear, Linear};
 use super::Config;
 
 #[derive(Debug, Clone)]

@@ -12,11 +12,12 @@
 use std::time::Instant;
 
 use candle::{DType, Device, Module, Result, Tensor};
-use candle_nn::{linear, Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 
 use super::block::embedding;
 use super::fusion::{FusionHead, FusionOut, ImageMemory};
+use super::linear::{linear, Linear};
 use super::record::{self, AttentionMaps, Recorder, Taps};
 use super::text::TextDecoder;
 use super::vision::VisionEncoder;
