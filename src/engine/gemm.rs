@@ -65,6 +65,48 @@ pub(crate) fn gemm_tile(
     }
 }
 
+/// `dst (R, N) = lhs (R, K) · wᵀ` on `threads` threads (1: this one).
+pub(crate) fn gemm_rows(
+    dst: &mut [f32],
+    lhs: &[f32],
+    w: &[f32],
+    (r, k, n): (usize, usize, usize),
+    threads: usize,
+) {
+    assert!(
+        dst.len() == r * n && lhs.len() == r * k && w.len() == n * k,
+        "gemm rows: sizes do not fit"
+    );
+    let parallelism = match threads {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    // SAFETY: as in `gemm_tile`.
+    unsafe {
+        gemm::gemm(
+            r,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// Adds the bias to every row of `dst` (rows of `bias.len()`), then the activation.
 pub(crate) fn epilogue(dst: &mut [f32], bias: &[f32], act: Act) {
     for row in dst.chunks_mut(bias.len()) {

@@ -1,8 +1,8 @@
 //! Fused CPU kernels with real backward passes, for training speed: softmax
 //! over the last dimension, layer norm (Ba et al. 2016), the tanh-
-//! approximated GELU (Hendrycks & Gimpel 2016) and a linear layer's bias,
-//! each as one candle `CustomOp` whose forward and backward are single
-//! passes over the data (multi-threaded, except the bias's).
+//! approximated GELU (Hendrycks & Gimpel 2016) and the linear layer, each
+//! as one candle `CustomOp` whose forward and backward are single
+//! multi-threaded passes over the data (the linear layer's are products).
 //!
 //! candle 0.11's fused softmax and layer norm have no backward, so training
 //! builds them from primitive ops (`candle_nn::ops::softmax`,
@@ -29,6 +29,7 @@ use candle::{
 };
 use rayon::prelude::*;
 
+use super::gemm;
 use super::simd::{
     gelu_in_place, has_avx2, row_stats, slice, slices3, softmax_rows, tanh_fast, GELU_C,
     SQRT_2_OVER_PI,
@@ -310,17 +311,17 @@ pub fn layer_norm(xs: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tenso
     )
 }
 
-// ------------------------------------------------------------------ bias
+// ------------------------------------------------------------------ linear
 
-/// `x + b` over the last dimension.
-struct BiasAdd;
+/// `x·Wᵀ + b`: x (R, K), w (N, K), b (N) -> (R, N).
+struct LinearOp;
 
 /// The sum of a matrix's rows: (R, C) -> (C).
 struct RowSum;
 
-impl CustomOp2 for BiasAdd {
+impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
-        "fused-bias-add"
+        "fused-linear"
     }
 
     fn cpu_fwd(
@@ -329,31 +330,39 @@ impl CustomOp2 for BiasAdd {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, b) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
-        if b.is_empty() || x.len() % b.len() != 0 {
-            candle::bail!("bias add: a bias of {} on rows of {:?}", b.len(), l1.dims());
+        let [x, w, b] = slices3([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
+        let (n, k) = l2.shape().dims2()?;
+        if b.len() != n || k == 0 || x.len() % k != 0 {
+            candle::bail!("linear: weight ({n}, {k}), bias {}, input {:?}", b.len(), l1.dims());
         }
-        let mut out = x.to_vec();
-        for row in out.chunks_mut(b.len()) {
-            row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        let rows = x.len() / k;
+        let mut out = vec![0f32; rows * n];
+        gemm::gemm_rows(&mut out, x, w, (rows, k, n), candle::utils::get_num_threads());
+        gemm::epilogue(&mut out, b, gemm::Act::None);
+        let mut shape = l1.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
         }
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 
     fn bwd(
         &self,
-        _x: &Tensor,
-        b: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = grad
-            .contiguous()?
-            .reshape(((), b.elem_count()))?
-            .apply_op1_no_bwd(&RowSum)?
-            .reshape(b.shape())?;
-        Ok((Some(grad.clone()), Some(db)))
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, k) = w.dims2()?;
+        let g = grad.contiguous()?.reshape(((), n))?; // (R, N)
+        let dx = g.matmul(w)?.reshape(x.shape())?; // (R, N)·(N, K)
+        let dw = g.t()?.matmul(&x.reshape(((), k))?)?; // (N, R)·(R, K)
+        let db = g.apply_op1_no_bwd(&RowSum)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
@@ -373,15 +382,27 @@ impl CustomOp1 for RowSum {
     }
 }
 
-/// `x + b`, b broadcast over the rows of x's last dimension. Its backward
-/// sums the gradient's rows for b in one pass: candle's own broadcast sum
-/// over leading dimensions divides every index, and was a tenth of a
-/// training step.
-pub fn bias_add(xs: &Tensor, b: &Tensor) -> Result<Tensor> {
+/// A linear layer, `x·Wᵀ + b` over x's last dimension, as one op: the
+/// product, the bias and, backward, `dx = g·W`, `dW = gᵀ·x`, `db = Σ_rows g`.
+/// Built from candle ops, a linear layer is five nodes (two reshapes, the
+/// transpose, the product, the broadcast bias), and candle's backward
+/// writes each node's gradient into fresh zeros before adding it, then
+/// sums the bias's gradient with a division per element.
+pub fn linear(xs: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !fused_here(xs) {
-        return xs.broadcast_add(b);
+        let w = w.t()?;
+        return match xs.dims() {
+            [lead @ .., k] if xs.is_contiguous() && !lead.is_empty() => {
+                let mut shape = lead.to_vec();
+                shape.push(w.dim(1)?);
+                xs.reshape(((), *k))?.matmul(&w)?.reshape(shape)?
+            }
+            _ => xs.broadcast_matmul(&w)?,
+        }
+        .broadcast_add(b);
     }
-    xs.contiguous()?.apply_op2(&b.contiguous()?, BiasAdd)
+    xs.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearOp)
 }
 
 #[cfg(test)]
@@ -481,26 +502,30 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn bias_add_value_and_both_gradients_match_broadcast_add() {
-        let (x, r) = (randn(&[3, 5, 8], 9), randn(&[3, 5, 8], 10));
-        let (xv, bv) = (
-            Var::from_tensor(&x).unwrap(),
-            Var::from_tensor(&randn(&[8], 11)).unwrap(),
-        );
+    fn linear_value_and_all_three_gradients_match_candle_ops() {
+        let r = randn(&[3, 5, 6], 10);
+        let vars = [randn(&[3, 5, 8], 9), randn(&[6, 8], 11), randn(&[6], 12)]
+            .map(|t| Var::from_tensor(&t).unwrap());
         let run = |fused: bool| {
-            let (x, b) = (xv.as_tensor(), bv.as_tensor());
+            let [x, w, b] = [0, 1, 2].map(|i| vars[i].as_tensor());
             let y = match fused {
-                true => bias_add(x, b).unwrap(),
-                false => x.broadcast_add(b).unwrap(),
+                true => linear(x, w, b).unwrap(),
+                false => x
+                    .broadcast_matmul(&w.t().unwrap())
+                    .unwrap()
+                    .broadcast_add(b)
+                    .unwrap(),
             };
             let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            (y, g.get(x).unwrap().clone(), g.get(b).unwrap().clone())
+            (y, [x, w, b].map(|v| g.get(v).unwrap().clone()))
         };
-        let (a, b) = (run(true), run(false));
-        assert!(max_diff(&a.0, &b.0) < 1e-6);
-        assert!(max_diff(&a.1, &b.1) < 1e-6);
-        assert_eq!(a.2.dims(), &[8]);
-        assert!(max_diff(&a.2, &b.2) < 1e-5, "db {}", max_diff(&a.2, &b.2));
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        assert_eq!(y1.dims(), &[3, 5, 6]);
+        assert!(max_diff(&y1, &y2) < 1e-5);
+        for (a, b) in g1.iter().zip(&g2) {
+            assert_eq!(a.dims(), b.dims());
+            assert!(max_diff(a, b) < 1e-4, "{}", max_diff(a, b));
+        }
     }
 
     #[test]

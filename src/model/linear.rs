@@ -1,10 +1,8 @@
 //! The linear layer every projection in the model uses, `x·Wᵀ + b` over
-//! the last dimension: candle_nn's weights, names and initialisation, with
-//! two changes for training speed. All leading dimensions become the rows
-//! of one matrix product, so the weight's gradient is one product too; and
-//! the bias goes through a fused op whose backward sums the gradient's rows
-//! in one pass (candle's broadcast sum over leading dimensions divides
-//! every index, and was a tenth of a training step).
+//! the last dimension, with candle_nn's weights, names and initialisation.
+//! It runs as one fused op (`engine::ops::linear`) whose backward is two
+//! matrix products and a sum of rows; candle_nn's layer is five nodes of
+//! candle's backward, and was a quarter of a training step.
 
 use candle::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -42,20 +40,9 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let w = self.weight.t()?;
-        // All leading dimensions as rows of one matrix product when they
-        // can be, so the weight's gradient is one product too.
-        let xw = match xs.dims() {
-            [lead @ .., k] if xs.is_contiguous() && !lead.is_empty() => {
-                let mut shape = lead.to_vec();
-                shape.push(w.dim(1)?);
-                xs.reshape(((), *k))?.matmul(&w)?.reshape(shape)?
-            }
-            _ => xs.broadcast_matmul(&w)?,
-        };
         match &self.bias {
-            Some(b) => ops::bias_add(&xw, b),
-            None => Ok(xw),
+            Some(b) => ops::linear(xs, &self.weight, b),
+            None => xs.broadcast_matmul(&self.weight.t()?),
         }
     }
 }
