@@ -15,6 +15,7 @@ use image::{codecs::jpeg::JpegEncoder, imageops, DynamicImage, RgbImage};
 use rand::Rng;
 
 use super::layout::{Layout, LayoutSpec};
+use super::render::to_u8;
 use crate::grid::Frame;
 use crate::model::Config;
 
@@ -85,7 +86,11 @@ impl Camera {
 
     /// Table point under a picture point (pixels, continuous).
     pub fn to_table(&self, px: f32, py: f32) -> [f32; 2] {
-        let (s, c) = self.roll.sin_cos();
+        self.to_table_turned(self.roll.sin_cos(), px, py)
+    }
+
+    /// [`Camera::to_table`] with the roll's sine and cosine worked out once.
+    fn to_table_turned(&self, (s, c): (f32, f32), px: f32, py: f32) -> [f32; 2] {
         let dx = (px - 0.5 * self.width as f32) / self.scale;
         let dy = (py - 0.5 * self.height as f32) / self.scale;
         // The inverse of the roll R(θ) is R(−θ).
@@ -121,9 +126,10 @@ impl Camera {
 
     /// Paints every pixel from the table point under its centre.
     pub fn paint(&self, mut colour: impl FnMut([f32; 2], u32, u32) -> [f32; 3]) -> RgbImage {
+        let turn = self.roll.sin_cos();
         RgbImage::from_fn(self.width, self.height, |px, py| {
-            let w = self.to_table(px as f32 + 0.5, py as f32 + 0.5);
-            image::Rgb(colour(w, px, py).map(|v| v.clamp(0.0, 255.0).round() as u8))
+            let w = self.to_table_turned(turn, px as f32 + 0.5, py as f32 + 0.5);
+            image::Rgb(colour(w, px, py).map(to_u8))
         })
     }
 }
@@ -199,7 +205,7 @@ impl Damage {
                         .map(|k| super::render::hash(seed ^ k, i as i32, c as i32) - 0.5)
                         .sum::<f32>()
                         * 2.0;
-                    *v = (*v as f32 + g * self.noise).clamp(0.0, 255.0).round() as u8;
+                    *v = to_u8(*v as f32 + g * self.noise);
                 }
             }
         }

@@ -60,9 +60,22 @@ impl Layout {
         }
         let mut img = RgbImage::new(size, size);
         for (dst, src) in img.pixels_mut().zip(&buf) {
-            dst.0 = src.map(|v| v.clamp(0.0, 255.0).round() as u8);
+            dst.0 = src.map(to_u8);
         }
         Ok(img)
+    }
+}
+
+/// A channel value to 8 bits: clamped to 0..=255 and rounded half away
+/// from zero, as `v.clamp(0.0, 255.0).round() as u8` (NaN gives 0), without
+/// the call to `roundf` that kept the pixel loops from vectorising.
+pub(crate) fn to_u8(v: f32) -> u8 {
+    let v = v.clamp(0.0, 255.0);
+    let t = v as u8; // truncation; the fraction v − t is exact
+    if v - t as f32 >= 0.5 {
+        t + 1
+    } else {
+        t
     }
 }
 
@@ -326,6 +339,20 @@ pub(crate) fn lerp(a: f32, b: f32, t: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_u8_rounds_as_clamp_then_round_does() {
+        let halves = (0..=512).map(|i| i as f32 * 0.5);
+        let steps = (-4096..=280 * 4096).map(|i| i as f32 / 4096.0);
+        let nudged = (0..=256).flat_map(|i| {
+            let h = i as f32 + 0.5;
+            [h.next_down(), h.next_up()]
+        });
+        let odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e30, -1e30];
+        for v in halves.chain(steps).chain(nudged).chain(odd) {
+            assert_eq!(to_u8(v), v.clamp(0.0, 255.0).round() as u8, "{v}");
+        }
+    }
 
     #[test]
     fn sizes_outside_the_range_are_errors() {
