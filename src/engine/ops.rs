@@ -336,11 +336,21 @@ impl CustomOp3 for LinearOp {
         let [x, w, b] = slices3([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let (n, k) = l2.shape().dims2()?;
         if b.len() != n || k == 0 || x.len() % k != 0 {
-            candle::bail!("linear: weight ({n}, {k}), bias {}, input {:?}", b.len(), l1.dims());
+            candle::bail!(
+                "linear: weight ({n}, {k}), bias {}, input {:?}",
+                b.len(),
+                l1.dims()
+            );
         }
         let rows = x.len() / k;
         let mut out = vec![0f32; rows * n];
-        gemm::gemm_rows(&mut out, x, w, (rows, k, n), candle::utils::get_num_threads());
+        gemm::gemm_rows(
+            &mut out,
+            x,
+            w,
+            (rows, k, n),
+            candle::utils::get_num_threads(),
+        );
         gemm::epilogue(&mut out, b, gemm::Act::None);
         let mut shape = l1.dims().to_vec();
         if let Some(last) = shape.last_mut() {

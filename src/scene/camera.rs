@@ -86,11 +86,11 @@ impl Camera {
 
     /// Table point under a picture point (pixels, continuous).
     pub fn to_table(&self, px: f32, py: f32) -> [f32; 2] {
-        self.to_table_turned(self.roll.sin_cos(), px, py)
+        self.table_point_turned(self.roll.sin_cos(), px, py)
     }
 
     /// [`Camera::to_table`] with the roll's sine and cosine worked out once.
-    fn to_table_turned(&self, (s, c): (f32, f32), px: f32, py: f32) -> [f32; 2] {
+    fn table_point_turned(&self, (s, c): (f32, f32), px: f32, py: f32) -> [f32; 2] {
         let dx = (px - 0.5 * self.width as f32) / self.scale;
         let dy = (py - 0.5 * self.height as f32) / self.scale;
         // The inverse of the roll R(θ) is R(−θ).
@@ -128,7 +128,7 @@ impl Camera {
     pub fn paint(&self, mut colour: impl FnMut([f32; 2], u32, u32) -> [f32; 3]) -> RgbImage {
         let turn = self.roll.sin_cos();
         RgbImage::from_fn(self.width, self.height, |px, py| {
-            let w = self.to_table_turned(turn, px as f32 + 0.5, py as f32 + 0.5);
+            let w = self.table_point_turned(turn, px as f32 + 0.5, py as f32 + 0.5);
             image::Rgb(colour(w, px, py).map(to_u8))
         })
     }

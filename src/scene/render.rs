@@ -348,7 +348,14 @@ mod tests {
             let h = i as f32 + 0.5;
             [h.next_down(), h.next_up()]
         });
-        let odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e30, -1e30];
+        let odd = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            1e30,
+            -1e30,
+        ];
         for v in halves.chain(steps).chain(nudged).chain(odd) {
             assert_eq!(to_u8(v), v.clamp(0.0, 255.0).round() as u8, "{v}");
         }
