@@ -8,6 +8,9 @@
 //! - [`head_attention`]: the engine's one attention kernel, one head of
 //!   `softmax(q kᵀ/√d) v` with the scores kept in the core's cache.
 //!
+//! [`gemm_rows`] is the same product over a whole matrix on candle's
+//! threads, for the fused linear layer of `ops.rs`.
+//!
 //! Forward only: no backward pass. The reference model in `src/model`
 //! computes the same functions (tested in `vision.rs`).
 
@@ -31,12 +34,38 @@ pub(crate) fn gemm_tile(
     dst: &mut [f32],
     lhs: &[f32],
     w: &[f32],
+    dims: (usize, usize, usize),
+    accumulate: bool,
+) {
+    gemm_nt(dst, lhs, w, dims, accumulate, gemm::Parallelism::None)
+}
+
+/// `dst (R, N) = lhs (R, K) · wᵀ` on `threads` threads (0 or 1: this one).
+pub(crate) fn gemm_rows(
+    dst: &mut [f32],
+    lhs: &[f32],
+    w: &[f32],
+    dims: (usize, usize, usize),
+    threads: usize,
+) {
+    let parallelism = match threads {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    gemm_nt(dst, lhs, w, dims, false, parallelism)
+}
+
+fn gemm_nt(
+    dst: &mut [f32],
+    lhs: &[f32],
+    w: &[f32],
     (r, k, n): (usize, usize, usize),
     accumulate: bool,
+    parallelism: gemm::Parallelism,
 ) {
     assert!(
         dst.len() == r * n && lhs.len() == r * k && w.len() == n * k,
-        "gemm tile: sizes do not fit"
+        "gemm: sizes do not fit"
     );
     // SAFETY: the three slices have exactly the sizes the strides walk over
     // (asserted above), and `dst` does not alias the inputs.
@@ -56,48 +85,6 @@ pub(crate) fn gemm_tile(
             k as isize, // column j of wᵀ is row j of w
             1,
             if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
-/// `dst (R, N) = lhs (R, K) · wᵀ` on `threads` threads (1: this one).
-pub(crate) fn gemm_rows(
-    dst: &mut [f32],
-    lhs: &[f32],
-    w: &[f32],
-    (r, k, n): (usize, usize, usize),
-    threads: usize,
-) {
-    assert!(
-        dst.len() == r * n && lhs.len() == r * k && w.len() == n * k,
-        "gemm rows: sizes do not fit"
-    );
-    let parallelism = match threads {
-        0 | 1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    };
-    // SAFETY: as in `gemm_tile`.
-    unsafe {
-        gemm::gemm(
-            r,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
             1.0,
             false,
             false,
