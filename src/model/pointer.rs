@@ -124,7 +124,7 @@ impl Pointer {
                 let vb = vb.pp("patch_offset");
                 let w = vb.get_with_hints((2, cfg.hidden_size), "weight", Init::Const(0.0))?;
                 let b = vb.get_with_hints(2, "bias", Init::Const(0.0))?;
-                Some(Linear::new(w, Some(b)))
+                Some(Linear::new(w, b))
             } else {
                 None
             },
