@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::object::{Color, Object, Shape};
 use super::random::{hsv, to_hsv};
-use super::render::hash;
+use super::render::{hash, outward};
 use super::surroundings::Light;
 
 /// A colour cast over the whole picture: each channel takes a little of the
@@ -260,11 +260,7 @@ impl ObjectLook {
     ) -> (f32, f32) {
         let r = o.radius();
         let (dx, dy) = (w[0] - o.center[0], w[1] - o.center[1]);
-        let radial = if rho > 1e-6 {
-            [dx / (rho * r), dy / (rho * r)]
-        } else {
-            [1.0, 0.0]
-        };
+        let radial = outward(dx, dy, rho, r);
         match o.shape {
             Shape::Ball => {
                 let nz = (1.0 - rho * rho).max(0.0).sqrt();

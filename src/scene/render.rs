@@ -66,6 +66,16 @@ impl Layout {
     }
 }
 
+/// The unit vector from an object's centre (radius `r`) out through
+/// (dx, dy), `rho` radii away; any unit vector at the very centre.
+pub(crate) fn outward(dx: f32, dy: f32, rho: f32, r: f32) -> [f32; 2] {
+    if rho > 1e-6 {
+        [dx / (rho * r), dy / (rho * r)]
+    } else {
+        [1.0, 0.0]
+    }
+}
+
 /// A channel value to 8 bits: clamped to 0..=255 and rounded half away
 /// from zero, as `v.clamp(0.0, 255.0).round() as u8` (NaN gives 0), without
 /// the call to `roundf` that kept the pixel loops from vectorising.
@@ -198,12 +208,7 @@ fn shade(o: &Object, (s, c): (f32, f32), world: [f32; 2], local: (f32, f32), d: 
     let r = o.radius();
     let [dx, dy] = world;
     let rho = (dx * dx + dy * dy).sqrt() / r;
-    // Unit vector from the centre outwards (any unit vector at the very centre).
-    let radial = if rho > 1e-6 {
-        [dx / (rho * r), dy / (rho * r)]
-    } else {
-        [1.0, 0.0]
-    };
+    let radial = outward(dx, dy, rho, r);
     match o.shape {
         Shape::Ball => {
             let nz = (1.0 - rho * rho).max(0.0).sqrt();
