@@ -209,17 +209,33 @@ pub const PATCH_SHAPES: usize = 1 + Shape::ALL.len();
 /// [`Shape::ALL`], or `[0, 0]` for the table (and for distractors, which
 /// are not among `objects`).
 pub fn patch_labels(objects: &[Object], grid: usize) -> Vec<[u32; 2]> {
-    let mut best = vec![(PATCH_COVER, [0u32, 0u32]); grid * grid];
-    for obj in objects {
-        let color = Color::ALL.iter().position(|c| *c == obj.color).unwrap_or(0) as u32 + 1;
-        let shape = Shape::ALL.iter().position(|s| *s == obj.shape).unwrap_or(0) as u32 + 1;
+    patch_owners(objects, grid)
+        .into_iter()
+        .map(|owner| match owner {
+            Some(i) => {
+                let obj = &objects[i];
+                let color = Color::ALL.iter().position(|c| *c == obj.color).unwrap_or(0);
+                let shape = Shape::ALL.iter().position(|s| *s == obj.shape).unwrap_or(0);
+                [color as u32 + 1, shape as u32 + 1]
+            }
+            None => [0, 0],
+        })
+        .collect()
+}
+
+/// Per patch, the index in `objects` of the object covering most of it (at
+/// least [`PATCH_COVER`]; the later object on a tie, as it is drawn on top),
+/// or `None` for the table.
+pub fn patch_owners(objects: &[Object], grid: usize) -> Vec<Option<usize>> {
+    let mut best = vec![(PATCH_COVER, None); grid * grid];
+    for (i, obj) in objects.iter().enumerate() {
         for (b, c) in best.iter_mut().zip(patch_coverage(obj, grid)) {
             if c >= b.0 {
-                *b = (c, [color, shape]);
+                *b = (c, Some(i));
             }
         }
     }
-    best.into_iter().map(|(_, l)| l).collect()
+    best.into_iter().map(|(_, owner)| owner).collect()
 }
 
 /// The patch head's reading of one patch from its logits (colours, then

@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle::{DType, Tensor};
 use serde::Serialize;
 
-use crate::grid::{patch_labels, read_patch_label, PATCH_SHAPES};
+use crate::grid::{patch_labels, patch_owners, read_patch_label, PATCH_SHAPES};
 use crate::scene::{Layout, Shape};
 
 /// The patch head's reading of a split.
@@ -29,6 +29,23 @@ pub struct PatchScore {
     /// Row `s`: of the patches on objects of shape `Shape::ALL[s]`, the
     /// share the head read as the table, then as each shape of `Shape::ALL`.
     pub shape_confusion: Vec<Vec<f64>>,
+    /// The shape reading by the size of the object: one entry per bin of
+    /// [`SIZE_BINS`], its object patches and the share of shapes named.
+    pub shape_by_size: Vec<SizeShare>,
+}
+
+/// Upper edges of the size bins: an object's radius as a share of the
+/// model's view side, so that a bin holds the same objects at any
+/// resolution (at 160 px, 3% is a radius of 4.8 pixels).
+pub const SIZE_BINS: [f32; 4] = [0.03, 0.05, 0.08, f32::INFINITY];
+
+/// One bin of [`PatchScore::shape_by_size`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SizeShare {
+    /// The radius, as a share of the view side, that the bin holds up to.
+    pub radius_below: f32,
+    pub patches: usize,
+    pub shape: f64,
 }
 
 /// Counts, image by image, before [`PatchTally::score`].
@@ -42,6 +59,8 @@ pub struct PatchTally {
     table: usize,
     /// [true shape - 1][read shape], in patches.
     confusion: [[usize; PATCH_SHAPES]; PATCH_SHAPES - 1],
+    /// Per bin of [`SIZE_BINS`]: object patches, and those whose shape was named.
+    by_size: [[usize; 2]; SIZE_BINS.len()],
 }
 
 impl PatchTally {
@@ -51,18 +70,27 @@ impl PatchTally {
         let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
         anyhow::ensure!(logits.len() == layouts.len(), "one layout per image");
         for (image, layout) in logits.iter().zip(layouts) {
-            for (row, [c, s]) in image.iter().zip(patch_labels(&layout.objects, grid)) {
+            let owners = patch_owners(&layout.objects, grid);
+            let labels = patch_labels(&layout.objects, grid);
+            for ((row, [c, s]), owner) in image.iter().zip(labels).zip(owners) {
                 let [got_c, got_s] = read_patch_label(row);
-                if c == 0 {
+                let Some(owner) = owner else {
                     self.tables += 1;
                     self.table += (got_c == 0 && got_s == 0) as usize;
-                } else {
-                    self.objects += 1;
-                    self.color += (got_c == c) as usize;
-                    self.shape += (got_s == s) as usize;
-                    self.both += (got_c == c && got_s == s) as usize;
-                    self.confusion[s as usize - 1][got_s as usize] += 1;
-                }
+                    continue;
+                };
+                self.objects += 1;
+                self.color += (got_c == c) as usize;
+                self.shape += (got_s == s) as usize;
+                self.both += (got_c == c && got_s == s) as usize;
+                self.confusion[s as usize - 1][got_s as usize] += 1;
+                let radius = layout.objects[owner].radius();
+                let bin = SIZE_BINS
+                    .iter()
+                    .position(|&edge| radius < edge)
+                    .unwrap_or(0);
+                self.by_size[bin][0] += 1;
+                self.by_size[bin][1] += (got_s == s) as usize;
             }
         }
         Ok(())
@@ -84,6 +112,15 @@ impl PatchTally {
                 .map(|row| {
                     let n = row.iter().sum();
                     row.iter().map(|&k| share(k, n)).collect()
+                })
+                .collect(),
+            shape_by_size: SIZE_BINS
+                .iter()
+                .zip(&self.by_size)
+                .map(|(&radius_below, &[n, k])| SizeShare {
+                    radius_below,
+                    patches: n,
+                    shape: share(k, n),
                 })
                 .collect(),
         })
@@ -114,6 +151,22 @@ pub fn table(p: &PatchScore) -> String {
             s += &format!(" {:.1}% |", share * 100.0);
         }
         s += "\n";
+    }
+    s +=
+        "\n| objects of radius (share of the view side) | patches | shape named |\n|---|---|---|\n";
+    let mut from = 0.0;
+    for bin in &p.shape_by_size {
+        let (a, b) = (from * 100.0, bin.radius_below * 100.0);
+        let label = match b.is_finite() {
+            true => format!("{a:.0}% to {b:.0}%"),
+            false => format!("{a:.0}% and more"),
+        };
+        s += &format!(
+            "| {label} | {} | {:.1}% |\n",
+            bin.patches,
+            bin.shape * 100.0
+        );
+        from = bin.radius_below;
     }
     s
 }
@@ -174,5 +227,13 @@ mod tests {
         assert_eq!(p.shape_confusion[ball], want);
         assert_eq!(p.shape_confusion[0], vec![0.0; PATCH_SHAPES]);
         assert!(table(&p).contains("| ball | 0.0% |"));
+        // A radius of a quarter of the view: the last size bin, shape missed.
+        let sizes: Vec<_> = p
+            .shape_by_size
+            .iter()
+            .map(|b| (b.patches, b.shape))
+            .collect();
+        assert_eq!(sizes, [(0, 0.0), (0, 0.0), (0, 0.0), (1, 0.0)]);
+        assert!(table(&p).contains("| 8% and more | 1 | 0.0% |"));
     }
 }
