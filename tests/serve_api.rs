@@ -283,9 +283,18 @@ fn predict_gives_the_cli_action_for_a_shipped_scene() {
             api["attention"]["peak_patch"],
             cli["attention"]["peak_patch"]
         );
+        // The attention mass is a sum of those probabilities, so it too
+        // agrees to float rounding; the rest of the grounding exactly.
+        let mass = |g: &Value| g["attention_mass"].as_f64();
+        match (mass(&api["grounding"]), mass(&cli["grounding"])) {
+            (Some(a), Some(c)) => assert!((a - c).abs() < 1e-5, "{scene}: {a} vs {c}"),
+            (a, c) => assert_eq!(a, c, "{scene} {cmd:?}"),
+        }
         let strip = |g: &Value| {
             let mut g = g.clone();
-            g.as_object_mut().unwrap().remove("truth");
+            let g_obj = g.as_object_mut().unwrap();
+            g_obj.remove("truth");
+            g_obj.remove("attention_mass");
             g
         };
         assert_eq!(
