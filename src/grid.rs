@@ -211,16 +211,16 @@ pub const PATCH_SHAPES: usize = 1 + Shape::ALL.len();
 pub fn patch_labels(objects: &[Object], grid: usize) -> Vec<[u32; 2]> {
     patch_owners(objects, grid)
         .into_iter()
-        .map(|owner| match owner {
-            Some(i) => {
-                let obj = &objects[i];
-                let color = Color::ALL.iter().position(|c| *c == obj.color).unwrap_or(0);
-                let shape = Shape::ALL.iter().position(|s| *s == obj.shape).unwrap_or(0);
-                [color as u32 + 1, shape as u32 + 1]
-            }
-            None => [0, 0],
-        })
+        .map(|owner| owner.map_or([0, 0], |i| patch_label(&objects[i])))
         .collect()
+}
+
+/// The label of a patch that `obj` covers: `[colour, shape]` as 1 + their
+/// indices in [`Color::ALL`] and [`Shape::ALL`].
+pub fn patch_label(obj: &Object) -> [u32; 2] {
+    let color = Color::ALL.iter().position(|c| *c == obj.color).unwrap_or(0);
+    let shape = Shape::ALL.iter().position(|s| *s == obj.shape).unwrap_or(0);
+    [color as u32 + 1, shape as u32 + 1]
 }
 
 /// Per patch, the index in `objects` of the object covering most of it (at

@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle::{DType, Tensor};
 use serde::Serialize;
 
-use crate::grid::{patch_labels, patch_owners, read_patch_label, PATCH_SHAPES};
+use crate::grid::{patch_label, patch_owners, read_patch_label, PATCH_SHAPES};
 use crate::scene::{Layout, Shape};
 
 /// The patch head's reading of a split.
@@ -70,21 +70,20 @@ impl PatchTally {
         let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
         anyhow::ensure!(logits.len() == layouts.len(), "one layout per image");
         for (image, layout) in logits.iter().zip(layouts) {
-            let owners = patch_owners(&layout.objects, grid);
-            let labels = patch_labels(&layout.objects, grid);
-            for ((row, [c, s]), owner) in image.iter().zip(labels).zip(owners) {
+            for (row, owner) in image.iter().zip(patch_owners(&layout.objects, grid)) {
                 let [got_c, got_s] = read_patch_label(row);
-                let Some(owner) = owner else {
+                let Some(owner) = owner.map(|i| &layout.objects[i]) else {
                     self.tables += 1;
                     self.table += (got_c == 0 && got_s == 0) as usize;
                     continue;
                 };
+                let [c, s] = patch_label(owner);
                 self.objects += 1;
                 self.color += (got_c == c) as usize;
                 self.shape += (got_s == s) as usize;
                 self.both += (got_c == c && got_s == s) as usize;
                 self.confusion[s as usize - 1][got_s as usize] += 1;
-                let radius = layout.objects[owner].radius();
+                let radius = owner.radius();
                 let bin = SIZE_BINS
                     .iter()
                     .position(|&edge| radius < edge)
@@ -194,7 +193,7 @@ mod tests {
             seed: 0,
             objects: vec![ball],
         };
-        let [c, s] = patch_labels(&layout.objects, 2)[0];
+        let [c, s] = crate::grid::patch_labels(&layout.objects, 2)[0];
         let k = PATCH_COLORS + PATCH_SHAPES;
         let one_hot = |color: usize, shape: usize| {
             let mut row = vec![0f32; k];
