@@ -3,7 +3,8 @@
 
 The forward pass is reimplemented here from the Rust source (src/model/*.rs),
 not converted: the optional convolutional stem (3x3 stride-2 convolutions +
-GELU, config `conv_stem`) before the patches are cut, pre-LN blocks, scaled
+GELU, config `conv_stem`, then `stem_context` stride-1 ones) before the
+patches are cut, pre-LN blocks, scaled
 dot-product (or dot, or additive) attention, candle's tanh-approximated GELU,
 layer-norm eps from config.json, 2-D sine-cosine patch positions (column half
 first), left-padded commands with position ids counted from the first real
@@ -148,6 +149,7 @@ class Vla:
         self.stem = cfg.get("conv_stem") or []  # absent in older config.json: a plain ViT
         assert cfg["patch_size"] % (1 << len(self.stem)) == 0, "patch_size must be a multiple of the stem's downsampling"
         self.patch = cfg["patch_size"] >> len(self.stem)  # patch side on the stem's output
+        self.context = cfg.get("stem_context", 0)  # stride-1 layers after the stride-2 ones
         self.patch_xy = patch_centres(self.grid)
         uv = self.patch_xy * 2 - 1  # the fusion position terms' (u, v, u² + v²) per patch
         self.phi = torch.cat([uv, (uv * uv).sum(1, keepdim=True)], dim=1)
@@ -194,10 +196,11 @@ class Vla:
     # the three parts
     def encode_image(self, pixels):
         x = pixels
-        for i in range(len(self.stem)):
-            # candle_nn::conv2d, Conv2dConfig { padding: 1, stride: 2, .. }: 3x3 with bias.
+        for i in range(len(self.stem) + self.context):
+            # candle_nn::conv2d, Conv2dConfig { padding: 1, stride: 2 (1 for context layers), .. }: 3x3 with bias.
             p = f"vision.stem.{i}"
-            x = gelu(F.conv2d(x, self.w[p + ".weight"], self.w[p + ".bias"], stride=2, padding=1))
+            stride = 2 if i < len(self.stem) else 1
+            x = gelu(F.conv2d(x, self.w[p + ".weight"], self.w[p + ".bias"], stride=stride, padding=1))
         b, ch, s, _ = x.shape
         ps = self.patch
         g = s // ps

@@ -65,6 +65,8 @@ pub mod config {
     pub const MAX_STEM_LAYERS: usize = 4;
     /// ... of at most this many channels each.
     pub const MAX_STEM_CHANNELS: usize = 1024;
+    /// `stem_context`: 0 to this many stride-1 convolutions.
+    pub const MAX_STEM_CONTEXT: usize = 4;
     pub const MAX_VOCAB_SIZE: usize = 1_000_000;
     /// `max_text_len`, tokens.
     pub const MAX_TEXT_LEN: usize = 512;
@@ -129,6 +131,7 @@ mod tests {
                 config::MAX_STEM_LAYERS,
                 config::MAX_STEM_CHANNELS
             ),
+            format!("| `stem_context` | 0 to {} |", config::MAX_STEM_CONTEXT),
             format!("at most {},", config::MAX_VOCAB_SIZE),
             format!("| `max_text_len` | 1 to {} |", config::MAX_TEXT_LEN),
             format!(

@@ -933,6 +933,7 @@ fn model_dirs(root: &Path) -> Vec<(String, PathBuf, &'static str)> {
             json("[1, 1, 1, 1, 1]"),
         ),
         ("conv_stem huge", "conv_stem", json("[100000, 64]")),
+        ("stem_context 5", "stem_context", json("5")),
         ("pointer_window 1000", "pointer_window", json("1000")),
         (
             "position_embedding bogus",
@@ -974,6 +975,11 @@ fn model_dirs(root: &Path) -> Vec<(String, PathBuf, &'static str)> {
             "conv_stem empty (not the weights')",
             "conv_stem",
             json("[]"),
+        ),
+        (
+            "stem_context 1 (not the weights')",
+            "stem_context",
+            json("1"),
         ),
     ];
     for (i, (label, field, v)) in others.into_iter().enumerate() {

@@ -146,6 +146,8 @@ fn every_trainable_variable_gets_a_gradient() {
         // The pointer's patch offsets start at zero: they must still learn.
         cfg.patch_offsets = score == ScoreFn::Additive;
         cfg.patch_labels = score == ScoreFn::Additive;
+        // So must the stem's stride-1 context convolutions.
+        cfg.stem_context = usize::from(score == ScoreFn::Additive);
         let (m, vars) = model(&cfg, 5);
         let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
         let (loss, _) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
@@ -164,6 +166,7 @@ fn every_trainable_variable_gets_a_gradient() {
                 .iter()
                 .any(|n| n.ends_with("pointer.patch_offset.weight")));
             assert!(names.iter().any(|n| n.ends_with("patch_head.weight")));
+            assert!(names.iter().any(|n| n.ends_with("vision.stem.2.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }

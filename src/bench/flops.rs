@@ -78,6 +78,7 @@ pub fn vision(cfg: &Config) -> u64 {
         stem += 2 * side * side * c as u64 * 9 * channels;
         channels = c as u64;
     }
+    stem += cfg.stem_context as u64 * 2 * side * side * channels * 9 * channels;
     let p = (cfg.patch_size >> cfg.conv_stem.len()) as u64;
     stem + linear(n, channels * p * p, cfg.hidden_size as u64)
         + cfg.vision_layers as u64 * block(cfg, n)

@@ -273,15 +273,23 @@ mod tests {
 
     #[test]
     fn im2col_gradients_match_candle_conv2d() {
-        let g = ConvGeometry {
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        };
+        // The stem's two geometries: stride 2, and the context layers' stride 1.
+        for stride in [2, 1] {
+            let g = ConvGeometry {
+                kernel: 3,
+                stride,
+                padding: 1,
+            };
+            gradients_match(g);
+        }
+    }
+
+    fn gradients_match(g: ConvGeometry) {
         let x = Var::from_tensor(&randn(&[2, 3, 10, 10], 4)).unwrap();
         let w = Var::from_tensor(&randn(&[5, 3, 3, 3], 5)).unwrap();
         let b = Var::from_tensor(&randn(&[5], 6)).unwrap();
-        let probe = randn(&[2, 5, 5, 5], 7);
+        let side = g.out_size(10);
+        let probe = randn(&[2, 5, side, side], 7);
         let (candle, ours) = both(&x, &w, &b, g);
         let grads = |out: &Tensor| {
             (out * &probe)
@@ -294,10 +302,10 @@ mod tests {
         let (gc, go) = (grads(&candle), grads(&ours));
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
             let (a, b) = (gc.get(v).unwrap(), go.get(v).unwrap());
-            assert!(max_diff(a, b) < 1e-4, "d{name}");
+            assert!(max_diff(a, b) < 1e-4, "d{name} {g:?}");
             assert!(
                 max_diff(b, &b.zeros_like().unwrap()) > 0.0,
-                "d{name} is zero"
+                "d{name} is zero {g:?}"
             );
         }
     }

@@ -329,13 +329,15 @@ mod tests {
 
     #[test]
     fn the_per_image_kernel_matches_the_reference_encoder() {
-        // With the conv stem, and without it (patches cut from the pixels).
-        for stem in [vec![8, 16], vec![]] {
+        // With the conv stem, with its context convolutions too, and
+        // without a stem (patches cut from the pixels).
+        for (stem, context) in [(vec![8, 16], 0), (vec![8, 16], 2), (vec![], 0)] {
             let mut cfg = Config::tiny();
             cfg.image_size = 64;
             cfg.hidden_size = 32;
             cfg.intermediate_size = 48;
             cfg.conv_stem = stem.clone();
+            cfg.stem_context = context;
             let vars = candle_nn::VarMap::new();
             let vb = crate::train::init::SeededInit::var_builder(&vars, 7, &Device::Cpu);
             let encoder = VisionEncoder::new(&cfg, vb).unwrap();
@@ -344,7 +346,10 @@ mod tests {
             let got = forward(&px, &Arc::new(EncoderWeights::compile(&encoder).unwrap())).unwrap();
             assert_eq!(got.dims(), want.dims());
             let diff = max_diff(&got, &want);
-            assert!(diff < 1e-4, "stem {stem:?}: the kernel is {diff} off");
+            assert!(
+                diff < 1e-4,
+                "stem {stem:?} + {context}: the kernel is {diff} off"
+            );
         }
     }
 }

@@ -10,6 +10,8 @@
 //! The optional stem of stride-2 convolutions turns pixels into local edge
 //! and colour features before the patches are cut (the "hybrid" ViT of the
 //! original paper); it makes a small ViT learn from little data much faster.
+//! Stride-1 context convolutions (`stem_context`) may follow, so that each
+//! patch's token also sees the pixels around its patch.
 //! Between the convolutions the features stay channels-last (B, H, W, C).
 
 use candle::{Device, Module, Result, Tensor};
@@ -25,6 +27,14 @@ use crate::engine::ops;
 const STEM: ConvGeometry = ConvGeometry {
     kernel: 3,
     stride: 2,
+    padding: 1,
+};
+
+/// The stem's context convolutions (`stem_context`): 3 × 3, stride 1,
+/// padding 1. They keep the side and widen what each position sees.
+const CONTEXT: ConvGeometry = ConvGeometry {
+    kernel: 3,
+    stride: 1,
     padding: 1,
 };
 
@@ -59,14 +69,14 @@ pub struct Conv {
 
 impl Conv {
     /// A stem layer, with candle's `conv2d` weights and initialisation.
-    fn stem(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Self> {
+    fn stem(c_in: usize, c_out: usize, g: ConvGeometry, vb: VarBuilder) -> Result<Self> {
         let cfg = Conv2dConfig {
-            padding: STEM.padding,
-            stride: STEM.stride,
+            padding: g.padding,
+            stride: g.stride,
             ..Default::default()
         };
-        let conv = candle_nn::conv2d(c_in, c_out, STEM.kernel, cfg, vb)?;
-        Self::with(conv.weight().clone(), conv.bias(), STEM)
+        let conv = candle_nn::conv2d(c_in, c_out, g.kernel, cfg, vb)?;
+        Self::with(conv.weight().clone(), conv.bias(), g)
     }
 
     /// The patch embedding, stored as the linear layer it is,
@@ -113,10 +123,15 @@ pub struct VisionEncoder {
 
 impl VisionEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        // The stride-2 layers, then the stride-1 context layers at the last
+        // width, numbered on: stem.0, stem.1, ...
         let mut stem = Vec::new();
         let mut channels = 3;
-        for (i, &c) in cfg.conv_stem.iter().enumerate() {
-            stem.push(Conv::stem(channels, c, vb.pp(format!("stem.{i}")))?);
+        let last = cfg.conv_stem.last().copied().unwrap_or(channels);
+        let widths = cfg.conv_stem.iter().map(|&c| (c, STEM));
+        let context = std::iter::repeat_n((last, CONTEXT), cfg.stem_context);
+        for (i, (c, g)) in widths.chain(context).enumerate() {
+            stem.push(Conv::stem(channels, c, g, vb.pp(format!("stem.{i}")))?);
             channels = c;
         }
         // Patch side on the stem's output grid.
