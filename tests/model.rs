@@ -172,6 +172,34 @@ fn every_trainable_variable_gets_a_gradient() {
     }
 }
 
+/// The vendored candle-core stores the first gradient to reach a node as it
+/// is and adds from the second on (vendor/README.md). A variable reached by
+/// several paths, through add, sub (both sides), mul and a broadcast, must
+/// still get the sum of all of them.
+#[test]
+fn the_backward_pass_sums_every_path_into_a_gradient() {
+    let x = candle::Var::new(&[1.5f32, -2.0, 0.25], &Device::Cpu).unwrap();
+    let y = candle::Var::new(&[0.5f32, 3.0, -1.0], &Device::Cpu).unwrap();
+    let (xs, ys) = (x.as_tensor(), y.as_tensor());
+    let sum = |t: Tensor| t.sum_all().unwrap();
+    // f = Σ(x+x)·x − Σy·x − Σ(x−y) + Σ(y−x) + Σ broadcast(x to 2×3)
+    let f = [
+        sum(((xs + xs).unwrap() * xs).unwrap()),
+        sum((ys * xs).unwrap()).neg().unwrap(),
+        sum((xs - ys).unwrap()).neg().unwrap(),
+        sum((ys - xs).unwrap()),
+        sum(xs.unsqueeze(0).unwrap().broadcast_as((2, 3)).unwrap()),
+    ]
+    .into_iter()
+    .reduce(|a, b| (a + b).unwrap())
+    .unwrap();
+    let grads = f.backward().unwrap();
+    let got = |v: &candle::Var| grads.get(v).unwrap().to_vec1::<f32>().unwrap();
+    // df/dx = 4x − y − 1 − 1 + 2 = 4x − y; df/dy = −x + 1 + 1 = 2 − x.
+    assert_eq!(got(&x), [5.5, -11.0, 2.0]);
+    assert_eq!(got(&y), [0.5, 4.0, 1.75]);
+}
+
 fn save_dir(cfg: &Config, tok: &CommandTokenizer, vars: &VarMap, dir: &Path) {
     checkpoint::save(dir, cfg, tok, vars).unwrap();
 }
