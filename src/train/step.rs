@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle::{backprop::GradStore, DType, Device, Tensor, D};
 use candle_nn::VarMap;
+use rayon::prelude::*;
 
 use super::{
     append_log, progress, save_all, scenes_for_step, shards_of, AdamW, TrainArgs, TrainConfig,
@@ -185,25 +186,18 @@ pub fn parallel_grads(
         return Ok((l.backward()?, stats));
     }
     let total: usize = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
-    let results: Vec<Result<(GradStore, StepStats, f32)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = batches
-            .iter()
-            .map(|b| {
-                s.spawn(move || -> Result<(GradStore, StepStats, f32)> {
-                    let share = b.inputs.text_lens.len() as f32 / total.max(1) as f32;
-                    let (l, stats) = loss(model, b, w)?;
-                    Ok(((l * share as f64)?.backward()?, stats, share))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
-            })
-            .collect()
-    });
+    // The shards run on rayon's pool, whose threads live as long as the
+    // process: a thread spawned for each step starts with an empty heap, and
+    // every buffer of its step then comes from fresh pages the kernel must
+    // zero first (docs/BENCH.md, "Threads that outlive the step").
+    let results: Vec<Result<(GradStore, StepStats, f32)>> = batches
+        .par_iter()
+        .map(|b| -> Result<(GradStore, StepStats, f32)> {
+            let share = b.inputs.text_lens.len() as f32 / total.max(1) as f32;
+            let (l, stats) = loss(model, b, w)?;
+            Ok(((l * share as f64)?.backward()?, stats, share))
+        })
+        .collect();
     let mut merged: Option<GradStore> = None;
     let mut stats = StepStats {
         loss: 0.0,
