@@ -122,9 +122,9 @@ impl DecodeArgs {
 
 #[derive(Args, Debug)]
 struct TrainCli {
-    #[arg(long, default_value = "configs/train-tiny.json")]
+    #[arg(long, default_value = "configs/train-context.json")]
     config: PathBuf,
-    #[arg(long, default_value = "models/tiny")]
+    #[arg(long, default_value = "models/context")]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]

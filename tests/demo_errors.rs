@@ -161,13 +161,13 @@ fn bad_inputs_get_one_error_line_and_no_file() {
         "config.json",
     );
     // A real config and tokenizer with truncated weights.
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-    if tiny.is_dir() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/context");
+    if shipped.is_dir() {
         std::fs::create_dir(d.join("cut-model")).unwrap();
         for f in ["config.json", "tokenizer.json"] {
-            std::fs::copy(tiny.join(f), d.join("cut-model").join(f)).unwrap();
+            std::fs::copy(shipped.join(f), d.join("cut-model").join(f)).unwrap();
         }
-        let w = std::fs::read(tiny.join("model.safetensors")).unwrap();
+        let w = std::fs::read(shipped.join("model.safetensors")).unwrap();
         std::fs::write(d.join("cut-model/model.safetensors"), &w[..w.len() / 3]).unwrap();
         fails_with(
             &run(&[

@@ -24,8 +24,8 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vla-demo"))
 }
 
-fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny")
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/context")
 }
 
 /// Shared, read-only inputs: images, model directories, a training run.
@@ -416,7 +416,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 fn no_special_tokens(stdout: &str) {
     let j: serde_json::Value = serde_json::from_str(stdout).expect("JSON on stdout");
     let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("config.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(shipped().join("config.json")).unwrap())
             .unwrap();
     let offset = cfg["action_offset"].as_u64().unwrap();
     let control = [
@@ -845,7 +845,7 @@ fn model_with_config(
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> PathBuf {
     let dir = root.join("models").join(name);
-    copy_dir(&tiny(), &dir);
+    copy_dir(&shipped(), &dir);
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     edit(&mut cfg);
@@ -855,7 +855,7 @@ fn model_with_config(
 
 fn model_with_file(root: &Path, name: &str, file: &str, bytes: Vec<u8>) -> PathBuf {
     let dir = root.join("models").join(name);
-    copy_dir(&tiny(), &dir);
+    copy_dir(&shipped(), &dir);
     std::fs::write(dir.join(file), bytes).unwrap();
     dir
 }
@@ -1015,7 +1015,7 @@ fn model_dirs(root: &Path) -> Vec<(String, PathBuf, &'static str)> {
         ));
     }
     // Weights.
-    let weights = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    let weights = std::fs::read(shipped().join("model.safetensors")).unwrap();
     let st = Safetensors::parse(&weights);
     let names = st.names();
     for (k, name) in names.iter().enumerate().step_by(names.len() / 12) {
@@ -1113,7 +1113,7 @@ fn model_dirs(root: &Path) -> Vec<(String, PathBuf, &'static str)> {
         "model.safetensors",
     ));
     // Tokenizers.
-    let tok = std::fs::read_to_string(tiny().join("tokenizer.json")).unwrap();
+    let tok = std::fs::read_to_string(shipped().join("tokenizer.json")).unwrap();
     for (label, text) in [
         ("tokenizer garbage", "garbage".to_string()),
         ("tokenizer empty object", "{}".to_string()),
@@ -1134,7 +1134,7 @@ fn model_dirs(root: &Path) -> Vec<(String, PathBuf, &'static str)> {
     }
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
         let dir = root.join("models").join(format!("no-{file}"));
-        copy_dir(&tiny(), &dir);
+        copy_dir(&shipped(), &dir);
         std::fs::remove_file(dir.join(file)).unwrap();
         out.push((format!("checkpoint without {file}"), dir, file));
     }
@@ -1185,7 +1185,7 @@ fn model_cases(fx: &Fixtures, dirs: &[(String, PathBuf, &'static str)]) -> Vec<C
             &["--image", &cup, "--cmd", CUP, "--model-dir", "m"],
             Expect::Fail("regular file"),
         )
-        .copy("m", &tiny())
+        .copy("m", &shipped())
         .fifo("m/config.json"),
     );
     cases

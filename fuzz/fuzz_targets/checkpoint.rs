@@ -29,7 +29,7 @@ struct Parts {
 fn parts() -> &'static Parts {
     static P: OnceLock<Parts> = OnceLock::new();
     P.get_or_init(|| {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny/");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/context/");
         let tokenizer = std::fs::read(format!("{root}tokenizer.json")).unwrap();
         let shipped: Config =
             serde_json::from_slice(&std::fs::read(format!("{root}config.json")).unwrap()).unwrap();

@@ -10,10 +10,10 @@ use vla_demo::limits::MAX_COMMAND_BYTES;
 use vla_demo::model::Config;
 use vla_demo::tokens::CommandTokenizer;
 
-fn tiny() -> &'static (CommandTokenizer, Config) {
+fn shipped() -> &'static (CommandTokenizer, Config) {
     static T: OnceLock<(CommandTokenizer, Config)> = OnceLock::new();
     T.get_or_init(|| {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny/");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/context/");
         let tok = CommandTokenizer::from_file(format!("{root}tokenizer.json").as_ref()).unwrap();
         let cfg = Config::from_json(&std::fs::read_to_string(format!("{root}config.json")).unwrap())
             .unwrap();
@@ -23,7 +23,7 @@ fn tiny() -> &'static (CommandTokenizer, Config) {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let (tok, cfg) = tiny();
+    let (tok, cfg) = shipped();
     let Ok(enc) = tok.encode(&text) else {
         return;
     };

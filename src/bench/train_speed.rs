@@ -22,8 +22,9 @@ use crate::model::Config;
 use crate::tokens::CommandTokenizer;
 use crate::train::{self, AdamW, TrainConfig};
 
-/// The shipped training preset, compiled in so the benchmark runs anywhere.
-const PRESET: &str = include_str!("../../configs/train-tiny.json");
+/// The shipped model's training preset (models/context), compiled in so the
+/// benchmark runs anywhere.
+const PRESET: &str = include_str!("../../configs/train-context.json");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
