@@ -12,6 +12,7 @@
 use anyhow::{bail, Result};
 use candle::{Device, Tensor};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::action::{self, ActionToken, Outcome, ACTION_VOCAB, MAX_ACTION_TOKENS, NUM_BINS};
 use crate::grid::{patch_labels, target_patches};
@@ -142,6 +143,22 @@ pub fn command_target(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec
     Ok(target_patches(&first_target(layout, cmd)?, grid))
 }
 
+/// The patches of the object the second waypoint goes to: the bowl of a
+/// place command; empty for every other command (a push ends on the
+/// table, a pick has one waypoint).
+pub fn destination_patches(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec<f32>> {
+    let Some(id) = cmd.destination.filter(|_| cmd.action.outcome.is_act()) else {
+        return Ok(Vec::new());
+    };
+    match layout.objects.iter().find(|o| o.id == id) {
+        Some(bowl) => Ok(target_patches(bowl, grid)),
+        None => bail!(
+            "command {:?} places on object {id} that the scene lacks",
+            cmd.text
+        ),
+    }
+}
+
 /// The object the first action token should look at.
 pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
     match layout.objects.iter().find(|o| o.id == cmd.target) {
@@ -161,6 +178,34 @@ pub struct Example {
     pub command: Command,
     /// The first action's target patches, see [`crate::grid::target_patches`].
     pub target: Vec<f32>,
+    /// The second waypoint's object's patches ([`destination_patches`]).
+    pub destination: Vec<f32>,
+}
+
+impl Example {
+    /// `command` on image `image`, whose objects are `layout`'s.
+    pub fn new(image: usize, command: Command, layout: &Layout, grid: usize) -> Result<Self> {
+        Ok(Self {
+            image,
+            target: command_target(layout, &command, grid)?,
+            destination: destination_patches(layout, &command, grid)?,
+            command,
+        })
+    }
+}
+
+/// Which action queries the grounding term supervises (see
+/// [`Batch::target_mask`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grounded {
+    /// Only `<boa>`, the query that reads the first x.
+    #[default]
+    Boa,
+    /// Every query that reads a coordinate of an object: `<boa>` and the
+    /// first x token (they read the target's x and y) and, for place, the
+    /// first gripper token and the second x (they read the bowl's).
+    Coordinates,
 }
 
 /// Tensors for one teacher-forced step.
@@ -175,7 +220,9 @@ pub struct Batch {
     /// (B·A, ACTION_VOCAB) target distributions: one-hot for gripper and end
     /// tokens, a Gaussian over neighbouring bins for x and y (see [`soft_target`]).
     pub soft_targets: Tensor,
-    /// (B, N) target patch indicator for the `<boa>` query.
+    /// (B, A, N): for each action query, the patches of the object whose
+    /// coordinate it reads, or zeros where the grounding term leaves it
+    /// free (see [`Grounded`]).
     pub target_mask: Tensor,
     /// (I·N, 2) u32: what each patch of each image shows, `[colour, shape]`
     /// (see [`crate::grid::patch_labels`]); only where training asks for
@@ -226,13 +273,15 @@ pub fn soft_target(t: ActionToken, sigma: f32) -> Vec<f32> {
 }
 
 /// Builds a batch from rendered images and examples; `bin_sigma` shapes the
-/// x/y targets (see [`soft_target`]).
+/// x/y targets (see [`soft_target`]), `grounded` says which queries the
+/// grounding term sees.
 pub fn make_batch(
     images: &[&image::RgbImage],
     examples: &[Example],
     tok: &CommandTokenizer,
     cfg: &Config,
     bin_sigma: f32,
+    grounded: Grounded,
     device: &Device,
 ) -> Result<Batch> {
     let b = examples.len();
@@ -244,7 +293,8 @@ pub fn make_batch(
     let mut action_in = Vec::with_capacity(b * a);
     let mut targets = Vec::with_capacity(b * a);
     let mut weights = Vec::with_capacity(b * a);
-    let mut mask: Vec<f32> = Vec::with_capacity(b * cfg.num_patches());
+    let n = cfg.num_patches();
+    let mut mask: Vec<f32> = Vec::with_capacity(b * a * n);
     let mut soft: Vec<f32> = Vec::with_capacity(b * a * ACTION_VOCAB);
     for e in examples {
         let tokens = action::encode(&e.command.action);
@@ -276,7 +326,18 @@ pub fn make_batch(
                 }
             }
         }
-        mask.extend(&e.target);
+        for k in 0..a {
+            let reads = match (grounded, k) {
+                (_, 0) | (Grounded::Coordinates, 1) => Some(&e.target),
+                (Grounded::Coordinates, 3 | 4) if !e.destination.is_empty() => Some(&e.destination),
+                _ => None,
+            };
+            match reads {
+                Some(patches) if patches.len() == n => mask.extend(patches),
+                Some(patches) => bail!("{} target patches for {n} patches", patches.len()),
+                None => mask.extend(std::iter::repeat_n(0f32, n)),
+            }
+        }
     }
     Ok(Batch {
         inputs: Inputs {
@@ -290,7 +351,7 @@ pub fn make_batch(
         targets: Tensor::from_vec(targets, b * a, device)?,
         weights: Tensor::from_vec(weights, b * a, device)?,
         soft_targets: Tensor::from_vec(soft, (b * a, ACTION_VOCAB), device)?,
-        target_mask: Tensor::from_vec(mask, (b, cfg.num_patches()), device)?,
+        target_mask: Tensor::from_vec(mask, (b, a, n), device)?,
         patch_labels: None,
     })
 }

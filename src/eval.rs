@@ -60,6 +60,9 @@ pub struct Metrics {
     pub n: usize,
     pub success: f64,
     pub pointing: f64,
+    /// The pointing game of the query that predicts the first y (the first
+    /// x token's), on the same target.
+    pub pointing_y: f64,
     pub pointing_best_head: f64,
     pub attention_mass: f64,
     pub token_accuracy: f64,
@@ -114,13 +117,14 @@ impl EvalReport {
 
     /// A Markdown table, as in the README.
     pub fn table(&self) -> String {
-        let mut s = String::from("| family/lang | n | success | pointing | best head | mass | token acc | px error | false flags |\n|---|---|---|---|---|---|---|---|---|\n");
+        let mut s = String::from("| family/lang | n | success | pointing | y pointing | best head | mass | token acc | px error | false flags |\n|---|---|---|---|---|---|---|---|---|---|\n");
         let row = |name: &str, m: &Metrics| {
             format!(
-                "| {name} | {} | {:.1}% | {:.1}% | {:.1}% | {:.2} | {:.1}% | {:.1} | {:.1}% |\n",
+                "| {name} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.2} | {:.1}% | {:.1} | {:.1}% |\n",
                 m.n,
                 m.success * 100.0,
                 m.pointing * 100.0,
+                m.pointing_y * 100.0,
                 m.pointing_best_head * 100.0,
                 m.attention_mass,
                 m.token_accuracy * 100.0,
@@ -166,6 +170,7 @@ impl EvalReport {
 struct Outcome {
     success: bool,
     pointing: bool,
+    pointing_y: bool,
     head_hits: Vec<bool>,
     mass: f32,
     token_acc: f32,
@@ -251,20 +256,16 @@ pub fn evaluate(
         let mut examples = Vec::new();
         for (d, commands) in drawn.into_iter().flatten() {
             for command in commands {
-                let target = data::command_target(&d.layout, &command, cfg.grid())?;
                 // Images and layouts are pushed together: `image` indexes both.
-                examples.push(Example {
-                    image: images.len(),
-                    command,
-                    target,
-                });
+                examples.push(Example::new(images.len(), command, &d.layout, cfg.grid())?);
             }
             images.push(d.view);
             layouts.push(d.layout);
         }
         if !examples.is_empty() {
             let refs: Vec<&image::RgbImage> = images.iter().collect();
-            let batch = data::make_batch(&refs, &examples, tok, cfg, 0.0, device)?;
+            let batch =
+                data::make_batch(&refs, &examples, tok, cfg, 0.0, data::Grounded::Boa, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
             crate::pipeline::check_finite_output(&generated)?;
             if let Some(logits) = &generated.patch_labels {
@@ -274,6 +275,11 @@ pub fn evaluate(
                 .boa_cross
                 .to_dtype(candle::DType::F32)?
                 .to_vec3::<f32>()?; // (B, H, N)
+                                    // The query that predicts the first y: the heads' mean (B, N).
+            let y_cross = match &generated.y_cross {
+                Some(t) => Some(t.to_dtype(candle::DType::F32)?.mean(1)?.to_vec2::<f32>()?),
+                None => None,
+            };
             for (b, e) in examples.iter().enumerate() {
                 let layout = &layouts[e.image];
                 let got = generated.action(b).unwrap_or(Action::new(vec![]));
@@ -317,6 +323,7 @@ pub fn evaluate(
                 let outcome = Outcome {
                     success: succeeded(layout, &e.command, &got),
                     pointing: hit(&mean),
+                    pointing_y: y_cross.as_ref().is_some_and(|y| hit(&y[b])),
                     head_hits: heads.iter().map(|h| hit(h)).collect(),
                     mass: mean.iter().zip(&e.target).map(|(a, t)| a * t).sum(),
                     token_acc: right as f32 / want.len().max(got_tokens.len()) as f32,
@@ -429,6 +436,7 @@ fn average<'a>(items: impl Iterator<Item = &'a Outcome>) -> Metrics {
         n,
         success: mean(&|o| o.success as u8 as f64),
         pointing: mean(&|o| o.pointing as u8 as f64),
+        pointing_y: mean(&|o| o.pointing_y as u8 as f64),
         pointing_best_head: best_head,
         attention_mass: mean(&|o| o.mass as f64),
         token_accuracy: mean(&|o| o.token_acc as f64),

@@ -1510,6 +1510,8 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
         ("relational_share", "2", json("2")),
         ("next_to_boost_en", "-1", json("-1")),
         ("attention_loss_weight", "-1", json("-1")),
+        ("grounded", "unknown", json("\"everything\"")),
+        ("grounded", "a number", json("1")),
         ("bin_sigma", "-1", json("-1")),
         ("eval_scenes", "0", json("0")),
         ("train_seeds", "empty", json("[5, 5]")),

@@ -218,6 +218,59 @@ fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
     assert!(plain.validate().is_err(), "the term without the head");
 }
 
+/// The grounding term's targets, row by row: `<boa>` always reads the
+/// target; with `"coordinates"` the first x token reads it too, and for
+/// place the first gripper token and the second x read the bowl; every
+/// other query, and every query of a refusal, is left free.
+#[test]
+fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
+    use vla_demo::data::{destination_patches, first_target, Grounded};
+    use vla_demo::grid::target_patches;
+    use vla_demo::scene::Family;
+    let tok = vla_demo::checkpoint::Checkpoint::embedded()
+        .unwrap()
+        .tokenizer;
+    let cpu = candle::Device::Cpu;
+    let mut cfg = TrainConfig::load(Path::new("configs/train-coords.json")).unwrap();
+    assert_eq!(cfg.grounded, Grounded::Coordinates);
+    let grid = cfg.model.grid();
+    let (mut places, mut refusals) = (0, 0);
+    for step in [0, 3000] {
+        let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
+        let mask = |grounded| {
+            cfg.grounded = grounded;
+            let b = vla_demo::train::batch_for_step(&cfg, &tok, step, &cpu).unwrap();
+            b.target_mask.to_vec3::<f32>().unwrap()
+        };
+        let (coords, boa) = (mask(Grounded::Coordinates), mask(Grounded::Boa));
+        assert_eq!(coords.len(), examples.len());
+        for ((e, rows), boa_rows) in examples.iter().zip(&coords).zip(&boa) {
+            let zero = vec![0f32; grid * grid];
+            let layout = &drawn[e.image].layout;
+            if !e.command.action.outcome.is_act() {
+                refusals += 1;
+                assert!(rows.iter().chain(boa_rows).all(|r| *r == zero));
+                continue;
+            }
+            let target = target_patches(&first_target(layout, &e.command).unwrap(), grid);
+            let bowl = destination_patches(layout, &e.command, grid).unwrap();
+            let place = e.command.family == Family::Place;
+            assert_eq!(!bowl.is_empty(), place, "{:?}", e.command.text);
+            places += place as usize;
+            for (k, (row, boa_row)) in rows.iter().zip(boa_rows).enumerate() {
+                let want = match k {
+                    0 | 1 => &target,
+                    3 | 4 if place => &bowl,
+                    _ => &zero,
+                };
+                assert_eq!(row, want, "query {k} of {:?}", e.command.text);
+                assert_eq!(boa_row, if k == 0 { &target } else { &zero });
+            }
+        }
+    }
+    assert!(places > 0 && refusals > 0, "{places} {refusals}");
+}
+
 /// Each of `random_extras` reaches the pictures training draws, and nothing
 /// else: the same layouts and commands, some pictures drawn otherwise.
 #[test]

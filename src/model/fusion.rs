@@ -46,8 +46,11 @@ pub struct FusionOut {
     /// Logits over the action slice at each action position: (B, A, ACTION_VOCAB).
     pub logits: Tensor,
     /// The last block's cross-attention of the `<boa>` query, (B, H, N).
-    /// Training can supervise it and evaluation scores it.
+    /// Evaluation scores it.
     pub boa_cross: Tensor,
+    /// The last block's cross-attention of every action query, (B, H, A,
+    /// N), `<boa>` first. Training supervises it (the grounding term).
+    pub action_cross: Tensor,
     /// The pointer's point at each action position, (B, A, 2), normalised
     /// (x, y): training can supervise it directly.
     pub points: Tensor,
@@ -150,9 +153,11 @@ impl FusionHead {
         let t = text.dim(1)?;
         let run = self.run_whole(text, lens, actions, image)?;
         let (logits, points) = self.read_out(&run, image, t, 0)?;
+        let action_cross = run.cross_weights.narrow(2, t, actions.dim(1)?)?; // (B, H, A, N)
         Ok(FusionOut {
             logits,
-            boa_cross: run.cross_weights.narrow(2, t, 1)?.squeeze(2)?, // (B, H, N)
+            boa_cross: action_cross.narrow(2, 0, 1)?.squeeze(2)?, // (B, H, N)
+            action_cross,
             points,
             patch_labels: None,
         })

@@ -86,8 +86,12 @@ pub struct Generated {
     pub maps: Option<AttentionMaps>,
     /// The path that computed it (see [`Path::choose`]).
     pub path: Path,
-    /// The last fusion block's `<boa>` cross-attention, (B, H, N).
+    /// The last fusion block's `<boa>` cross-attention, (B, H, N): the
+    /// query that predicts the first x.
     pub boa_cross: Tensor,
+    /// The same for the first x token's query, which predicts the first y;
+    /// `None` where every command ended after one token.
+    pub y_cross: Option<Tensor>,
     /// What the encoder says each patch of each image shows, (I, N,
     /// PATCH_COLORS + PATCH_SHAPES) logits, for a model with a patch head.
     pub patch_labels: Option<Tensor>,
@@ -305,6 +309,7 @@ impl Vla {
                 .decode_start(&words, &inputs.text_lens, &boa, &kv)
         })?;
         let boa_cross = out.cross.clone();
+        let mut y_cross = None;
         for k in 0..MAX_ACTION_TOKENS {
             let logits = out.logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             let mut next_ids = Vec::with_capacity(b);
@@ -334,6 +339,9 @@ impl Vla {
                 .embed_tokens
                 .forward(&Tensor::from_vec(next_ids, (b, 1), &device)?)?;
             out = record::paused(|| self.fusion.decode_step(&mut cache, &next, &kv))?;
+            if k == 0 {
+                y_cross = Some(out.cross.clone());
+            }
         }
         // The maps: one teacher-forced pass over the positions decoded, which
         // gives every row the cached steps computed, and the words' rows too.
@@ -358,6 +366,7 @@ impl Vla {
             maps,
             path,
             boa_cross,
+            y_cross,
             patch_labels,
             times: StageTimes {
                 vision: ms(t0, t1),

@@ -77,12 +77,7 @@ pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Draw
             &mut rng,
         );
         for command in commands {
-            let target = data::command_target(&d.layout, &command, model.grid())?;
-            examples.push(Example {
-                image: i,
-                command,
-                target,
-            });
+            examples.push(Example::new(i, command, &d.layout, model.grid())?);
         }
     }
     Ok((drawn, examples))
@@ -124,9 +119,18 @@ pub fn shards_of(
                 image: e.image - first,
                 command: e.command.clone(),
                 target: e.target.clone(),
+                destination: e.destination.clone(),
             })
             .collect();
-        let batch = data::make_batch(&refs, &mine, tok, model, cfg.bin_sigma, device)?;
+        let batch = data::make_batch(
+            &refs,
+            &mine,
+            tok,
+            model,
+            cfg.bin_sigma,
+            cfg.grounded,
+            device,
+        )?;
         out.push(if cfg.patch_label_weight > 0.0 {
             let scenes: Vec<&Layout> = scenes.iter().collect();
             batch.with_patch_labels(&scenes, model.grid())?

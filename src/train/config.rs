@@ -30,6 +30,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
+    /// Which action queries that term supervises: `"boa"` (the default, as
+    /// before) or `"coordinates"` (see [`crate::data::Grounded`]).
+    #[serde(default)]
+    pub grounded: crate::data::Grounded,
     /// Weight of the pointer term: how far, in patches, the pointer's point
     /// lies from each x and y target (0, as before, leaves the pointer to the
     /// cross-entropy alone).

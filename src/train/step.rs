@@ -3,7 +3,9 @@
 //! its log, evaluations and checkpoints.
 //!
 //! Loss: cross-entropy on the action tokens (teacher forcing), plus an
-//! optional grounding term, `-log(attention mass of <boa> on the target)`,
+//! optional grounding term, `-log(attention mass on the target)` of
+//! `<boa>` (and, with `grounded: "coordinates"`, of every query that reads
+//! an object's coordinate),
 //! an optional pointer term: the distance, in patches, from the pointer's
 //! point to each x and y target, and an optional patch-label term: the
 //! cross-entropy of the patch head's colour and shape of every patch.
@@ -130,10 +132,11 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
         .sum_all()?
         .neg()?
         .broadcast_div(&count)?;
-    // Mean over heads of the <boa> query's weights, summed over target patches.
-    let mass = (out.boa_cross.mean(1)? * &batch.target_mask)?.sum(1)?; // (B,)
-                                                                       // Refusals have no target: they do not count in the grounding term.
-    let has_target = batch.target_mask.max(1)?; // (B,) 1 or 0
+    // Mean over heads of each action query's weights, summed over the
+    // patches of the object it reads (B, A). Refusals, and queries the
+    // batch leaves free, have no target: they do not count.
+    let mass = (out.action_cross.mean(1)? * &batch.target_mask)?.sum(2)?;
+    let has_target = batch.target_mask.max(2)?; // (B, A) 1 or 0
     let targets = has_target.sum_all()?.maximum(1.0)?;
     let attention = ((mass + 1e-6)?.log()?.neg()? * &has_target)?
         .sum_all()?

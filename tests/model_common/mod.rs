@@ -56,25 +56,25 @@ pub fn batch_on(
     for seed in seeds {
         let layout = Layout::generate(seed);
         for command in vla_demo::scene::draw::draw_commands(&layout, 2, 0.3, &mut rng) {
-            let target = vla_demo::grid::target_patches(
-                &data::first_target(&layout, &command).unwrap(),
-                cfg.grid(),
-            );
-            examples.push(Example {
-                image: images.len(),
-                command,
-                target,
-            });
+            examples.push(Example::new(images.len(), command, &layout, cfg.grid()).unwrap());
         }
         images.push(layout.render(cfg.image_size as u32).unwrap());
         layouts.push(layout);
     }
     let refs: Vec<&image::RgbImage> = images.iter().collect();
     let layouts: Vec<&Layout> = layouts.iter().collect();
-    data::make_batch(&refs, &examples, tok, cfg, 1.5, device)
-        .unwrap()
-        .with_patch_labels(&layouts, cfg.grid())
-        .unwrap()
+    data::make_batch(
+        &refs,
+        &examples,
+        tok,
+        cfg,
+        1.5,
+        data::Grounded::Coordinates,
+        device,
+    )
+    .unwrap()
+    .with_patch_labels(&layouts, cfg.grid())
+    .unwrap()
 }
 
 /// Asserts that every trainable variable has a non-zero gradient; returns
