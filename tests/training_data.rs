@@ -231,14 +231,17 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
         .unwrap()
         .tokenizer;
     let cpu = candle::Device::Cpu;
-    let mut cfg = TrainConfig::load(Path::new("configs/train-coords.json")).unwrap();
+    let cfg = TrainConfig::load(Path::new("configs/train-coords.json")).unwrap();
     assert_eq!(cfg.grounded, Grounded::Coordinates);
     let grid = cfg.model.grid();
     let (mut places, mut refusals) = (0, 0);
     for step in [0, 3000] {
         let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
         let mask = |grounded| {
-            cfg.grounded = grounded;
+            let cfg = TrainConfig {
+                grounded,
+                ..cfg.clone()
+            };
             let b = vla_demo::train::batch_for_step(&cfg, &tok, step, &cpu).unwrap();
             b.target_mask.to_vec3::<f32>().unwrap()
         };
