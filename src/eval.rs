@@ -271,11 +271,12 @@ pub fn evaluate(
             if let Some(logits) = &generated.patch_labels {
                 patch_tally.add(logits, &layouts, cfg.grid())?;
             }
+            // The `<boa>` query's weights (B, H, N), and the heads' mean
+            // (B, N) of the query that predicts the first y.
             let cross = generated
                 .boa_cross
                 .to_dtype(candle::DType::F32)?
-                .to_vec3::<f32>()?; // (B, H, N)
-                                    // The query that predicts the first y: the heads' mean (B, N).
+                .to_vec3::<f32>()?;
             let y_cross = match &generated.y_cross {
                 Some(t) => Some(t.to_dtype(candle::DType::F32)?.mean(1)?.to_vec2::<f32>()?),
                 None => None,

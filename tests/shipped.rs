@@ -140,6 +140,32 @@ fn eval_says_where_every_first_point_landed() {
     assert!(json["landings"]["same_color"].is_number(), "{json}");
 }
 
+/// `eval`'s y pointing tells the two recipes apart: `models/coords` was
+/// trained to look at the target with the query that predicts y, the
+/// shipped model only with `<boa>`, whose pointing is high in both.
+#[test]
+fn y_pointing_shows_which_queries_were_grounded() {
+    use vla_demo::eval::{self, Scenes, Split};
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for (source, grounded_y) in [
+        (Source::Dir(models.join("coords")), true),
+        (Source::Embedded, false),
+    ] {
+        let p = Pipeline::load(&source, "cpu").unwrap();
+        let scenes = Scenes {
+            split: Split::Iid,
+            first_seed: None,
+            count: 10,
+        };
+        let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+        let (boa, y) = (r.overall.pointing, r.overall.pointing_y);
+        assert!(boa > 0.9, "{source:?}: <boa> pointing {boa}");
+        assert_eq!(y > 0.9, grounded_y, "{source:?}: y pointing {y}");
+        assert!(grounded_y || y < 0.5, "{source:?}: y pointing {y}");
+        assert!(r.table().contains("| y pointing |"));
+    }
+}
+
 /// `models/patch-head`'s patch head names what most patches of its own
 /// plain world show, colour and shape, and `eval` reports it.
 #[test]
