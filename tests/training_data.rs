@@ -224,7 +224,7 @@ fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
 /// other query, and every query of a refusal, is left free.
 #[test]
 fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
-    use vla_demo::data::{destination_patches, first_target, Grounded};
+    use vla_demo::data::{first_target, Grounded};
     use vla_demo::grid::target_patches;
     use vla_demo::scene::Family;
     let tok = vla_demo::checkpoint::Checkpoint::embedded()
@@ -234,6 +234,7 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
     let cfg = TrainConfig::load(Path::new("configs/train-coords.json")).unwrap();
     assert_eq!(cfg.grounded, Grounded::Coordinates);
     let grid = cfg.model.grid();
+    let zero = vec![0f32; grid * grid];
     let (mut places, mut refusals) = (0, 0);
     for step in [0, 3000] {
         let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
@@ -248,7 +249,6 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
         let (coords, boa) = (mask(Grounded::Coordinates), mask(Grounded::Boa));
         assert_eq!(coords.len(), examples.len());
         for ((e, rows), boa_rows) in examples.iter().zip(&coords).zip(&boa) {
-            let zero = vec![0f32; grid * grid];
             let layout = &drawn[e.image].layout;
             if !e.command.action.outcome.is_act() {
                 refusals += 1;
@@ -256,14 +256,18 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
                 continue;
             }
             let target = target_patches(&first_target(layout, &e.command).unwrap(), grid);
-            let bowl = destination_patches(layout, &e.command, grid).unwrap();
+            // The bowl, read from the command and the layout directly.
+            let bowl = e
+                .command
+                .destination
+                .map(|id| target_patches(layout.object(id).unwrap(), grid));
             let place = e.command.family == Family::Place;
-            assert_eq!(!bowl.is_empty(), place, "{:?}", e.command.text);
+            assert_eq!(bowl.is_some(), place, "{:?}", e.command.text);
             places += place as usize;
             for (k, (row, boa_row)) in rows.iter().zip(boa_rows).enumerate() {
                 let want = match k {
                     0 | 1 => &target,
-                    3 | 4 if place => &bowl,
+                    3 | 4 if place => bowl.as_ref().unwrap(),
                     _ => &zero,
                 };
                 assert_eq!(row, want, "query {k} of {:?}", e.command.text);
