@@ -200,6 +200,63 @@ fn the_backward_pass_sums_every_path_into_a_gradient() {
     assert_eq!(got(&y), [0.5, 4.0, 1.75]);
 }
 
+/// The vendored candle-core lets gemm write a product's output without
+/// zeroing it first (vendor/README.md). Freed memory full of other values,
+/// reused for the next product, must not show through, in a plain, a
+/// batched and a batch-folded product; and an inner dimension of 0 must
+/// still give zeros.
+#[test]
+fn a_product_written_into_recycled_memory_is_exact() {
+    let dev = Device::Cpu;
+    let naive = |a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize)| -> Vec<f32> {
+        (0..m * n)
+            .map(|i| (0..k).map(|j| a[i / n * k + j] * b[j * n + i % n]).sum())
+            .collect()
+    };
+    let (m, k, n) = (7, 5, 9);
+    let a: Vec<f32> = (0..2 * m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+    for round in 0..20 {
+        // Fill and free buffers of the output's size, so the allocator has
+        // dirty memory of that size to hand out.
+        drop(Tensor::full(f32::NAN, (2, m, n), &dev).unwrap());
+        drop(Tensor::full(1e30f32, (m, n), &dev).unwrap());
+        let at = Tensor::from_vec(a.clone(), (2, m, k), &dev).unwrap();
+        let bt = Tensor::from_vec(b.clone(), (k, n), &dev).unwrap();
+        // (2, m, k)·(k, n) broadcast: the batch folds into the rows.
+        let folded = at.broadcast_matmul(&bt).unwrap();
+        let batched = at
+            .matmul(&bt.unsqueeze(0).unwrap().repeat((2, 1, 1)).unwrap())
+            .unwrap();
+        let plain = at.get(1).unwrap().matmul(&bt).unwrap();
+        let want: Vec<f32> = [
+            naive(&a[..m * k], &b, (m, k, n)),
+            naive(&a[m * k..], &b, (m, k, n)),
+        ]
+        .concat();
+        assert_eq!(
+            folded.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want,
+            "round {round}"
+        );
+        assert_eq!(
+            batched.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want,
+            "round {round}"
+        );
+        assert_eq!(
+            plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want[m * n..],
+            "round {round}"
+        );
+    }
+    let empty = Tensor::zeros((3, 0), DType::F32, &dev)
+        .unwrap()
+        .matmul(&Tensor::zeros((0, 4), DType::F32, &dev).unwrap())
+        .unwrap();
+    assert_eq!(empty.to_vec2::<f32>().unwrap(), vec![vec![0f32; 4]; 3]);
+}
+
 fn save_dir(cfg: &Config, tok: &CommandTokenizer, vars: &VarMap, dir: &Path) {
     checkpoint::save(dir, cfg, tok, vars).unwrap();
 }
