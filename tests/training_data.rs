@@ -165,6 +165,13 @@ fn the_refusals_follow_the_mix() {
     );
 }
 
+/// The tokenizer of the model embedded in the binary.
+fn embedded_tokenizer() -> vla_demo::tokens::CommandTokenizer {
+    vla_demo::checkpoint::Checkpoint::embedded()
+        .unwrap()
+        .tokenizer
+}
+
 /// The patch-label term's labels come with the stream's batches where the
 /// config asks for them: one `[colour, shape]` per patch of every picture,
 /// objects on some patches and the table on most, and never a held-out
@@ -173,9 +180,7 @@ fn the_refusals_follow_the_mix() {
 fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
     use vla_demo::grid::{PATCH_COLORS, PATCH_SHAPES};
     use vla_demo::scene::{Color, Shape};
-    let tok = vla_demo::checkpoint::Checkpoint::embedded()
-        .unwrap()
-        .tokenizer;
+    let tok = embedded_tokenizer();
     let cpu = candle::Device::Cpu;
     let cfg = TrainConfig::load(Path::new("configs/train-patch.json")).unwrap();
     assert!(cfg.patch_label_weight > 0.0 && cfg.model.patch_labels);
@@ -227,9 +232,7 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
     use vla_demo::data::{first_target, Grounded};
     use vla_demo::grid::target_patches;
     use vla_demo::scene::Family;
-    let tok = vla_demo::checkpoint::Checkpoint::embedded()
-        .unwrap()
-        .tokenizer;
+    let tok = embedded_tokenizer();
     let cpu = candle::Device::Cpu;
     let cfg = TrainConfig::load(Path::new("configs/train-coords.json")).unwrap();
     assert_eq!(cfg.grounded, Grounded::Coordinates);
