@@ -25,7 +25,7 @@ use crate::scene::{
     sample_command, sample_hard_negative, sample_refusal, Color, Command, Family, Lang, Layout,
     LayoutSpec, Object, Shape,
 };
-use crate::tokens::CommandTokenizer;
+use crate::tokens::{check_length, to_ids, CommandTokenizer, Encoded};
 
 /// The training scene for the `i`-th draw: a fixed permutation of the seed
 /// range (7919 is prime, so the stride visits every seed before repeating).
@@ -147,13 +147,30 @@ pub fn command_target(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec
 /// place command; empty for every other command (a push ends on the
 /// table, a pick has one waypoint).
 pub fn destination_patches(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec<f32>> {
-    let Some(id) = cmd.destination.filter(|_| cmd.action.outcome.is_act()) else {
+    object_patches(layout, cmd, cmd.destination, "places on", grid)
+}
+
+/// The patches of a relational command's landmark; empty for every other
+/// command.
+pub fn landmark_patches(layout: &Layout, cmd: &Command, grid: usize) -> Result<Vec<f32>> {
+    object_patches(layout, cmd, cmd.landmark, "has the landmark", grid)
+}
+
+/// The patches of object `id` of an acting command, or none.
+fn object_patches(
+    layout: &Layout,
+    cmd: &Command,
+    id: Option<usize>,
+    role: &str,
+    grid: usize,
+) -> Result<Vec<f32>> {
+    let Some(id) = id.filter(|_| cmd.action.outcome.is_act()) else {
         return Ok(Vec::new());
     };
     match layout.objects.iter().find(|o| o.id == id) {
-        Some(bowl) => Ok(target_patches(bowl, grid)),
+        Some(o) => Ok(target_patches(o, grid)),
         None => bail!(
-            "command {:?} places on object {id} that the scene lacks",
+            "command {:?} {role} object {id}, which the scene lacks",
             cmd.text
         ),
     }
@@ -180,6 +197,8 @@ pub struct Example {
     pub target: Vec<f32>,
     /// The second waypoint's object's patches ([`destination_patches`]).
     pub destination: Vec<f32>,
+    /// The landmark's patches, for relational commands ([`landmark_patches`]).
+    pub landmark: Vec<f32>,
 }
 
 impl Example {
@@ -189,6 +208,7 @@ impl Example {
             image,
             target: command_target(layout, &command, grid)?,
             destination: destination_patches(layout, &command, grid)?,
+            landmark: landmark_patches(layout, &command, grid)?,
             command,
         })
     }
@@ -206,6 +226,10 @@ pub enum Grounded {
     /// first x token (they read the target's x and y) and, for place, the
     /// first gripper token and the second x (they read the bowl's).
     Coordinates,
+    /// `Coordinates`, and the words that name a relational command's
+    /// landmark: their queries in the first fusion block read the landmark,
+    /// so that later queries can find the target from where it is.
+    Landmark,
 }
 
 /// Tensors for one teacher-forced step.
@@ -224,6 +248,9 @@ pub struct Batch {
     /// coordinate it reads, or zeros where the grounding term leaves it
     /// free (see [`Grounded`]).
     pub target_mask: Tensor,
+    /// (B, T, N): for each word of the (left-padded) command, the patches
+    /// of the landmark it names, or zeros; only with [`Grounded::Landmark`].
+    pub word_mask: Option<Tensor>,
     /// (I·N, 2) u32: what each patch of each image shows, `[colour, shape]`
     /// (see [`crate::grid::patch_labels`]); only where training asks for
     /// the patch-label term.
@@ -286,8 +313,15 @@ pub fn make_batch(
 ) -> Result<Batch> {
     let b = examples.len();
     let a = MAX_ACTION_TOKENS;
-    let texts: Vec<&str> = examples.iter().map(|e| e.command.text.as_str()).collect();
-    let (text_ids, text_lens) = tok.encode_ids(&texts, cfg.max_text_len, device)?;
+    let encoded = examples
+        .iter()
+        .map(|e| {
+            let enc = tok.encode(&e.command.text)?;
+            check_length(&enc, cfg.max_text_len)?;
+            Ok(enc)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (text_ids, text_lens) = to_ids(&encoded, tok.pad_id(), device)?;
     let image_index: Vec<u32> = examples.iter().map(|e| e.image as u32).collect();
 
     let mut action_in = Vec::with_capacity(b * a);
@@ -326,10 +360,12 @@ pub fn make_batch(
                 }
             }
         }
+        let coordinates = grounded != Grounded::Boa;
         for k in 0..a {
-            let reads = match (grounded, k) {
-                (_, 0) | (Grounded::Coordinates, 1) => Some(&e.target),
-                (Grounded::Coordinates, 3 | 4) if !e.destination.is_empty() => Some(&e.destination),
+            let reads = match k {
+                0 => Some(&e.target),
+                1 if coordinates => Some(&e.target),
+                3 | 4 if coordinates && !e.destination.is_empty() => Some(&e.destination),
                 _ => None,
             };
             match reads {
@@ -339,6 +375,10 @@ pub fn make_batch(
             }
         }
     }
+    let word_mask = match grounded {
+        Grounded::Landmark => Some(landmark_word_mask(examples, &encoded, n, device)?),
+        _ => None,
+    };
     Ok(Batch {
         inputs: Inputs {
             pixels: to_pixels(images, cfg, device)?,
@@ -352,8 +392,40 @@ pub fn make_batch(
         weights: Tensor::from_vec(weights, b * a, device)?,
         soft_targets: Tensor::from_vec(soft, (b * a, ACTION_VOCAB), device)?,
         target_mask: Tensor::from_vec(mask, (b, a, n), device)?,
+        word_mask,
         patch_labels: None,
     })
+}
+
+/// [`Batch::word_mask`]: the landmark's patches on every token of the words
+/// that name it, in the left-padded layout of [`to_ids`].
+fn landmark_word_mask(
+    examples: &[Example],
+    encoded: &[Encoded],
+    n: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let t = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+    let mut mask = vec![0f32; examples.len() * t * n];
+    for (i, (e, enc)) in examples.iter().zip(encoded).enumerate() {
+        let Some(words) = e.command.landmark_words.as_ref() else {
+            continue;
+        };
+        if e.landmark.is_empty() {
+            continue; // a refusal: nothing to read
+        }
+        if e.landmark.len() != n {
+            bail!("{} landmark patches for {n} patches", e.landmark.len());
+        }
+        let pad = t - enc.ids.len();
+        for (j, w) in enc.word_ids.iter().enumerate() {
+            if words.contains(w) {
+                let row = (i * t + pad + j) * n;
+                mask[row..row + n].copy_from_slice(&e.landmark);
+            }
+        }
+    }
+    Ok(Tensor::from_vec(mask, (examples.len(), t, n), device)?)
 }
 
 /// A corpus of commands for training the tokenizer: every family and both

@@ -149,7 +149,10 @@ fn every_trainable_variable_gets_a_gradient() {
         // So must the stem's stride-1 context convolutions.
         cfg.stem_context = usize::from(score == ScoreFn::Additive);
         let (m, vars) = model(&cfg, 5);
-        let b = batch_on(&cfg, &tok, 0..3, &Device::Cpu);
+        let b = batch_on(&cfg, &tok, 0..8, &Device::Cpu);
+        // The batch grounds some landmark words too, so that term is in the loss.
+        let grounded_words = b.word_mask.as_ref().unwrap().sum_all().unwrap();
+        assert!(grounded_words.to_scalar::<f32>().unwrap() > 0.0);
         let (loss, _) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(&vars).unwrap();
@@ -170,6 +173,48 @@ fn every_trainable_variable_gets_a_gradient() {
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }
+}
+
+/// The grounding term is the mean of −log(attention mass on the object)
+/// over every supervised query: the action queries of the last fusion
+/// block and, with landmark words, the first block's word queries, counted
+/// alike. Recomputed here by hand from the model's own attention.
+#[test]
+fn the_grounding_term_counts_landmark_words_like_action_queries() {
+    let (cfg, tok) = tiny(ScoreFn::ScaledDot);
+    let (m, _) = model(&cfg, 5);
+    let mut b = batch_on(&cfg, &tok, 0..8, &Device::Cpu);
+    let out = m.forward(&b.inputs, &b.action_in).unwrap();
+    let terms = |cross: &Tensor, mask: &Tensor| -> Vec<f32> {
+        let w = cross.mean(1).unwrap().to_vec3::<f32>().unwrap();
+        let mask = mask.to_vec3::<f32>().unwrap();
+        let mut out = Vec::new();
+        for (wi, mi) in w.iter().zip(&mask) {
+            for (q, row) in wi.iter().zip(mi) {
+                if row.iter().any(|&v| v > 0.0) {
+                    let mass: f32 = q.iter().zip(row).map(|(a, b)| a * b).sum();
+                    out.push(-(mass + 1e-6).ln());
+                }
+            }
+        }
+        out
+    };
+    let actions = terms(&out.action_cross, &b.target_mask);
+    let words = terms(&out.word_cross, b.word_mask.as_ref().unwrap());
+    assert!(!actions.is_empty() && !words.is_empty());
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let (_, with) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
+    let both: Vec<f32> = actions.iter().chain(&words).copied().collect();
+    assert!(
+        (with.attention - mean(&both)).abs() < 1e-4,
+        "{} {}",
+        with.attention,
+        mean(&both)
+    );
+    b.word_mask = None;
+    let (_, without) = train::loss(&m, &b, LOSS_WEIGHTS).unwrap();
+    assert!((without.attention - mean(&actions)).abs() < 1e-4);
+    assert!((with.attention - without.attention).abs() > 1e-3);
 }
 
 /// The vendored candle-core stores the first gradient to reach a node as it

@@ -281,6 +281,80 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
     assert!(places > 0 && refusals > 0, "{places} {refusals}");
 }
 
+/// With `"landmark"`, every token of the words that name a relational
+/// command's landmark reads the landmark's patches, in the left-padded
+/// layout the model sees; every other word, and every word of a refusal, is
+/// left free, and the action queries read what `"coordinates"` has them read.
+#[test]
+fn the_landmark_words_read_the_landmark() {
+    use vla_demo::data::Grounded;
+    use vla_demo::grid::target_patches;
+    use vla_demo::scene::Family;
+    let tok = embedded_tokenizer();
+    let cpu = candle::Device::Cpu;
+    let cfg = TrainConfig::load(Path::new("configs/train-landmark.json")).unwrap();
+    assert_eq!(cfg.grounded, Grounded::Landmark);
+    let grid = cfg.model.grid();
+    let zero = vec![0f32; grid * grid];
+    let (mut relational, mut landmark_tokens) = (0, 0);
+    for step in [0, 3000] {
+        let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
+        let batch = |grounded| {
+            let cfg = TrainConfig {
+                grounded,
+                ..cfg.clone()
+            };
+            vla_demo::train::batch_for_step(&cfg, &tok, step, &cpu).unwrap()
+        };
+        let (with, without) = (batch(Grounded::Landmark), batch(Grounded::Coordinates));
+        assert!(without.word_mask.is_none());
+        assert_eq!(
+            with.target_mask.to_vec3::<f32>().unwrap(),
+            without.target_mask.to_vec3::<f32>().unwrap()
+        );
+        let words = with.word_mask.unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(words.len(), examples.len());
+        for (e, rows) in examples.iter().zip(&words) {
+            let enc = tok.encode(&e.command.text).unwrap();
+            let pad = rows.len() - enc.ids.len();
+            assert!(rows[..pad].iter().all(|r| *r == zero), "padding is free");
+            let landmark = match (e.command.landmark, e.command.action.outcome.is_act()) {
+                (Some(id), true) => {
+                    relational += 1;
+                    let layout = &drawn[e.image].layout;
+                    Some(target_patches(layout.object(id).unwrap(), grid))
+                }
+                _ => None,
+            };
+            assert_eq!(
+                landmark.is_some(),
+                e.command.family == Family::Relational,
+                "{:?}",
+                e.command.text
+            );
+            for (j, w) in enc.word_ids.iter().enumerate() {
+                let names = e
+                    .command
+                    .landmark_words
+                    .as_ref()
+                    .is_some_and(|r| r.contains(w));
+                let want = match &landmark {
+                    Some(patches) if names => {
+                        landmark_tokens += 1;
+                        patches
+                    }
+                    _ => &zero,
+                };
+                assert_eq!(&rows[pad + j], want, "word {w} of {:?}", e.command.text);
+            }
+        }
+    }
+    assert!(
+        relational > 20 && landmark_tokens >= relational,
+        "{relational} {landmark_tokens}"
+    );
+}
+
 /// Each of `random_extras` reaches the pictures training draws, and nothing
 /// else: the same layouts and commands, some pictures drawn otherwise.
 #[test]

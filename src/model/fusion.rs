@@ -51,6 +51,9 @@ pub struct FusionOut {
     /// The last block's cross-attention of every action query, (B, H, A,
     /// N), `<boa>` first. Training supervises it (the grounding term).
     pub action_cross: Tensor,
+    /// The first block's cross-attention of every word, (B, H, T, N).
+    /// Training can ground the words that name a landmark on it.
+    pub word_cross: Tensor,
     /// The pointer's point at each action position, (B, A, 2), normalised
     /// (x, y): training can supervise it directly.
     pub points: Tensor,
@@ -95,11 +98,12 @@ pub struct DecodeStep {
 }
 
 /// What the blocks computed: the last block's output, its cross-attention
-/// weights and scores (B, H, S, N), and every block's self-attention keys
-/// and values.
+/// weights and scores (B, H, S, N), the first block's cross-attention
+/// weights, and every block's self-attention keys and values.
 struct Run {
     hidden: Tensor,
     cross_weights: Tensor,
+    first_cross_weights: Tensor,
     cross_scores: Tensor,
     self_kv: Vec<(Tensor, Tensor)>,
 }
@@ -158,6 +162,7 @@ impl FusionHead {
             logits,
             boa_cross: action_cross.narrow(2, 0, 1)?.squeeze(2)?, // (B, H, N)
             action_cross,
+            word_cross: run.first_cross_weights.narrow(2, 0, t)?,
             points,
             patch_labels: None,
         })
@@ -203,7 +208,7 @@ impl FusionHead {
     ) -> Result<Run> {
         let mut xs = xs.clone();
         let mut self_kv = Vec::with_capacity(self.blocks.len());
-        let mut cross = None;
+        let (mut first, mut cross) = (None, None);
         for (i, (block, kv)) in self.blocks.iter().zip(&image.kv).enumerate() {
             let memory = Memory {
                 kv,
@@ -214,13 +219,18 @@ impl FusionHead {
             xs = out.hidden;
             self_kv.push(out.self_kv);
             cross = out.cross;
+            if i == 0 {
+                first = cross.as_ref().map(|(w, _)| w.clone());
+            }
         }
-        let Some((cross_weights, cross_scores)) = cross else {
+        let (Some((cross_weights, cross_scores)), Some(first_cross_weights)) = (cross, first)
+        else {
             candle::bail!("the fusion head needs at least one block")
         };
         Ok(Run {
             hidden: xs,
             cross_weights,
+            first_cross_weights,
             cross_scores,
             self_kv,
         })

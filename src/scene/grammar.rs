@@ -125,6 +125,12 @@ pub struct Command {
     /// How the target relates to the landmark, for relational commands.
     #[serde(default)]
     pub relation: Option<Relation>,
+    /// Which of the command's words (split on whitespace) name the
+    /// landmark, for relational commands: "the blue cup" in "pick up the
+    /// red block next to the blue cup", "파란 컵" in "파란 컵 옆에 있는 빨간
+    /// 블록을 집어". Training can ground those words on the landmark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landmark_words: Option<std::ops::Range<usize>>,
     pub action: Action,
 }
 
@@ -156,6 +162,7 @@ pub fn sample_command(
         direction: None,
         landmark: None,
         relation: None,
+        landmark_words: None,
         action: Action::new(Vec::new()),
     };
     match family {
@@ -221,10 +228,24 @@ pub fn sample_command(
             command.target = t.id;
             command.landmark = Some(objs[rel.landmark].id);
             command.relation = Some(rel.relation);
+            // English names the landmark last ("... next to the blue cup"),
+            // Korean first ("파란 컵 옆에 있는 ...").
+            command.landmark_words = phrase_words(&command.text, &landmark, lang == Lang::En);
             command.action = pick_action(t.center);
         }
     }
     Some(command)
+}
+
+/// The words of `text` (split on whitespace) that spell `phrase`: its last
+/// occurrence when `last`, else its first.
+fn phrase_words(text: &str, phrase: &str, last: bool) -> Option<std::ops::Range<usize>> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let want: Vec<&str> = phrase.split_whitespace().collect();
+    let mut starts = (0..=words.len().checked_sub(want.len())?)
+        .filter(|&i| words[i..i + want.len()] == want[..]);
+    let start = if last { starts.last() } else { starts.next() }?;
+    Some(start..start + want.len())
 }
 
 /// "Pick up" the object with id `id` by its minimal name, or `None` when
@@ -249,6 +270,7 @@ pub fn pick_named(layout: &Layout, id: usize, lang: Lang, rng: &mut impl Rng) ->
         direction: None,
         landmark: None,
         relation: None,
+        landmark_words: None,
         action: pick_action(o.center),
     })
 }
@@ -349,5 +371,54 @@ mod tests {
                 assert!(!c.text.is_empty() && c.text == c.text.trim());
             }
         }
+    }
+
+    /// The landmark's words are its name, wherever the language puts it:
+    /// last in English, first in Korean.
+    #[test]
+    fn the_landmark_words_name_the_landmark() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut seen = [0; 2];
+        for seed in 0..300 {
+            let layout = Layout::generate(seed);
+            let refs = minimal_references(&layout);
+            for lang in Lang::ALL {
+                let Some(c) = sample_command(&layout, Family::Relational, lang, &mut rng) else {
+                    continue;
+                };
+                let span = c.landmark_words.clone().expect("a relational command");
+                let words: Vec<&str> = c.text.split_whitespace().collect();
+                let named = &words[span.clone()];
+                let i = layout
+                    .objects
+                    .iter()
+                    .position(|o| Some(o.id) == c.landmark)
+                    .unwrap();
+                let r = refs[i].expect("a landmark has a name of its own");
+                match lang {
+                    Lang::En => {
+                        assert_eq!(named.join(" "), r.en(), "{:?}", c.text);
+                        let after = &words[span.end..];
+                        assert!(after.is_empty() || after == ["please"], "{:?}", c.text);
+                    }
+                    Lang::Ko => {
+                        assert_eq!(span.start, 0, "{:?}", c.text);
+                        assert_eq!(named.len(), 1 + r.color().is_some() as usize);
+                        let shape = named.last().unwrap();
+                        assert!(
+                            korean::shape_words(r.shape()).contains(shape),
+                            "{:?}",
+                            c.text
+                        );
+                    }
+                }
+                seen[lang as usize] += 1;
+            }
+            for c in commands_for(&layout, 2) {
+                let relational = c.family == Family::Relational;
+                assert_eq!(c.landmark_words.is_some(), relational, "{:?}", c.text);
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
     }
 }

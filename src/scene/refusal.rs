@@ -138,6 +138,7 @@ fn refusal_command(
         direction,
         landmark: None,
         relation: None,
+        landmark_words: None,
         action: Action::refuse(outcome),
     }
 }

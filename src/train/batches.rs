@@ -120,6 +120,7 @@ pub fn shards_of(
                 command: e.command.clone(),
                 target: e.target.clone(),
                 destination: e.destination.clone(),
+                landmark: e.landmark.clone(),
             })
             .collect();
         let batch = data::make_batch(

@@ -5,7 +5,8 @@
 //! Loss: cross-entropy on the action tokens (teacher forcing), plus an
 //! optional grounding term, `-log(attention mass on the target)` of
 //! `<boa>` (and, with `grounded: "coordinates"`, of every query that reads
-//! an object's coordinate),
+//! an object's coordinate; with `"landmark"`, also of the words that name a
+//! relational command's landmark, in the first fusion block),
 //! an optional pointer term: the distance, in patches, from the pointer's
 //! point to each x and y target, and an optional patch-label term: the
 //! cross-entropy of the patch head's colour and shape of every patch.
@@ -135,12 +136,22 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
     // Mean over heads of each action query's weights, summed over the
     // patches of the object it reads (B, A). Refusals, and queries the
     // batch leaves free, have no target: they do not count.
-    let mass = (out.action_cross.mean(1)? * &batch.target_mask)?.sum(2)?;
-    let has_target = batch.target_mask.max(2)?; // (B, A) 1 or 0
-    let targets = has_target.sum_all()?.maximum(1.0)?;
-    let attention = ((mass + 1e-6)?.log()?.neg()? * &has_target)?
+    // With `grounded: "landmark"` the words that name a landmark count the
+    // same way, on the first block's cross-attention.
+    let mut rows = vec![(&out.action_cross, &batch.target_mask)];
+    if let Some(words) = &batch.word_mask {
+        rows.push((&out.word_cross, words));
+    }
+    let (mut missed, mut targets) = (Vec::new(), Vec::new());
+    for (cross, mask) in rows {
+        let mass = (cross.mean(1)? * mask)?.sum(2)?;
+        let has_target = mask.max(2)?; // 1 or 0 per query
+        missed.push(((mass + 1e-6)?.log()?.neg()? * &has_target)?.sum_all()?);
+        targets.push(has_target.sum_all()?);
+    }
+    let attention = Tensor::stack(&missed, 0)?
         .sum_all()?
-        .broadcast_div(&targets)?;
+        .broadcast_div(&Tensor::stack(&targets, 0)?.sum_all()?.maximum(1.0)?)?;
     let point = if w.point > 0.0 {
         point_loss(
             &out.points,

@@ -69,7 +69,7 @@ pub fn batch_on(
         tok,
         cfg,
         1.5,
-        data::Grounded::Coordinates,
+        data::Grounded::Landmark,
         device,
     )
     .unwrap()
