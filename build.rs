@@ -1,8 +1,8 @@
-//! Embeds models/context in the binary when it is there (see src/checkpoint.rs).
+//! Embeds models/landmark in the binary when it is there (see src/checkpoint.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_embedded_model)");
-    println!("cargo::rerun-if-changed=models/context");
-    let dir = std::path::Path::new("models/context");
+    println!("cargo::rerun-if-changed=models/landmark");
+    let dir = std::path::Path::new("models/landmark");
     if ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .all(|f| dir.join(f).is_file())

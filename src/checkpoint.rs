@@ -1,7 +1,7 @@
 //! Checkpoints: a directory with config.json, model.safetensors and
 //! tokenizer.json. They load from a local directory (`--model-dir`), from the
 //! Hugging Face Hub through hf-hub (`--model-id owner/name [--revision R]`),
-//! or from the copy of `models/context` embedded in the binary (the default).
+//! or from the copy of `models/landmark` embedded in the binary (the default).
 //!
 //! Every load error names the file, and for weights the key and the shapes.
 
@@ -58,14 +58,14 @@ impl Checkpoint {
         }
     }
 
-    /// The default model, compiled into the binary from `models/context`.
+    /// The default model, compiled into the binary from `models/landmark`.
     #[cfg(has_embedded_model)]
     pub fn embedded() -> Result<Self> {
         macro_rules! shipped {
             ($file:literal) => {
                 include_bytes!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/models/context/",
+                    "/models/landmark/",
                     $file
                 ))
             };
@@ -74,13 +74,13 @@ impl Checkpoint {
             shipped!("config.json"),
             shipped!("tokenizer.json"),
             Cow::Borrowed(shipped!("model.safetensors")),
-            "embedded models/context".into(),
+            "embedded models/landmark".into(),
         )
     }
 
     #[cfg(not(has_embedded_model))]
     pub fn embedded() -> Result<Self> {
-        anyhow::bail!("this build has no embedded model (models/context was missing when it was compiled); use --model-dir")
+        anyhow::bail!("this build has no embedded model (models/landmark was missing when it was compiled); use --model-dir")
     }
 
     pub fn from_dir(dir: &Path) -> Result<Self> {

@@ -122,9 +122,9 @@ impl DecodeArgs {
 
 #[derive(Args, Debug)]
 struct TrainCli {
-    #[arg(long, default_value = "configs/train-context.json")]
+    #[arg(long, default_value = "configs/train-landmark.json")]
     config: PathBuf,
-    #[arg(long, default_value = "models/context")]
+    #[arg(long, default_value = "models/landmark")]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]

@@ -25,7 +25,7 @@ fn bin() -> PathBuf {
 }
 
 fn shipped() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/context")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/landmark")
 }
 
 /// Shared, read-only inputs: images, model directories, a training run.

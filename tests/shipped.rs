@@ -33,16 +33,16 @@ fn scenes() -> Vec<(image::DynamicImage, SceneTruth, String)> {
 /// The colour × shape pairs the embedded model's training never showed
 /// (read from its own training config).
 fn pairs_the_shipped_model_never_saw() -> Vec<(Color, Shape)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/context");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/landmark");
     TrainConfig::load(&dir.join("train_config.json"))
         .unwrap()
         .held_out()
 }
 
 /// Every pick command of the example scenes whose target is a pair the model
-/// was trained on. scene_200019's yellow bowl is one it never saw, and it
-/// answers "not here" for it: the unseen-combo split's failure
-/// (docs/GENERALISATION.md), not the plain world's.
+/// was trained on. scene_200019's yellow bowl is one it never saw: whether
+/// it is found is the unseen-combo split's question (docs/GENERALISATION.md),
+/// not the plain world's.
 #[test]
 fn the_shipped_model_picks_the_named_object_in_every_example_scene() {
     let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();

@@ -95,7 +95,7 @@ pub struct Config {
 impl Config {
     /// The plain-world preset (models/tiny, configs/train-tiny.json), before
     /// the tokenizer fills in the vocabulary ids; the default model,
-    /// models/context, adds two vision blocks and a wider stem to it. It sees
+    /// models/landmark, adds two vision blocks and a wider stem to it. It sees
     /// 160 px through 16 px patches, 10 × 10 = 100 patch tokens; at 224 px the
     /// same model would see 14 × 14 = 196 and train about twice as slowly.
     pub fn tiny() -> Self {
