@@ -140,16 +140,18 @@ fn eval_says_where_every_first_point_landed() {
     assert!(json["landings"]["same_color"].is_number(), "{json}");
 }
 
-/// `eval`'s y pointing tells the two recipes apart: `models/coords` was
-/// trained to look at the target with the query that predicts y, the
-/// shipped model only with `<boa>`, whose pointing is high in both.
+/// `eval`'s y pointing tells the recipes apart: `models/coords` and the
+/// shipped model were trained to look at the target with the query that
+/// predicts y, `models/context` only with `<boa>`, whose pointing is high
+/// in all three.
 #[test]
 fn y_pointing_shows_which_queries_were_grounded() {
     use vla_demo::eval::{self, Scenes, Split};
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     for (source, grounded_y) in [
         (Source::Dir(models.join("coords")), true),
-        (Source::Embedded, false),
+        (Source::Embedded, true),
+        (Source::Dir(models.join("context")), false),
     ] {
         let p = Pipeline::load(&source, "cpu").unwrap();
         let scenes = Scenes {
