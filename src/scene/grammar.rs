@@ -244,7 +244,11 @@ fn phrase_words(text: &str, phrase: &str, last: bool) -> Option<std::ops::Range<
     let want: Vec<&str> = phrase.split_whitespace().collect();
     let mut starts = (0..=words.len().checked_sub(want.len())?)
         .filter(|&i| words[i..i + want.len()] == want[..]);
-    let start = if last { starts.next_back() } else { starts.next() }?;
+    let start = if last {
+        starts.next_back()
+    } else {
+        starts.next()
+    }?;
     Some(start..start + want.len())
 }
 
