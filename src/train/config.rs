@@ -30,8 +30,9 @@ pub struct TrainConfig {
     #[serde(default)]
     pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
-    /// Which action queries that term supervises: `"boa"` (the default, as
-    /// before) or `"coordinates"` (see [`crate::data::Grounded`]).
+    /// Which queries that term supervises: `"boa"` (the default, as
+    /// before), `"coordinates"`, or `"landmark"` (the coordinates and the
+    /// words that name a landmark; see [`crate::data::Grounded`]).
     #[serde(default)]
     pub grounded: crate::data::Grounded,
     /// Weight of the pointer term: how far, in patches, the pointer's point
