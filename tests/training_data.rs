@@ -223,6 +223,21 @@ fn the_patch_labels_come_with_the_batches_that_ask_for_them() {
     assert!(plain.validate().is_err(), "the term without the head");
 }
 
+/// Step `step`'s batch of `cfg`'s stream, with `grounded` in place of the
+/// config's own setting (the same scenes and commands either way).
+fn batch_grounded(
+    cfg: &TrainConfig,
+    grounded: vla_demo::data::Grounded,
+    tok: &vla_demo::tokens::CommandTokenizer,
+    step: usize,
+) -> vla_demo::data::Batch {
+    let cfg = TrainConfig {
+        grounded,
+        ..cfg.clone()
+    };
+    vla_demo::train::batch_for_step(&cfg, tok, step, &candle::Device::Cpu).unwrap()
+}
+
 /// The grounding term's targets, row by row: `<boa>` always reads the
 /// target; with `"coordinates"` the first x token reads it too, and for
 /// place the first gripper token and the second x read the bowl; every
@@ -233,7 +248,6 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
     use vla_demo::grid::target_patches;
     use vla_demo::scene::Family;
     let tok = embedded_tokenizer();
-    let cpu = candle::Device::Cpu;
     let cfg = TrainConfig::load(Path::new("configs/train-coords.json")).unwrap();
     assert_eq!(cfg.grounded, Grounded::Coordinates);
     let grid = cfg.model.grid();
@@ -242,11 +256,7 @@ fn the_grounded_queries_read_the_object_whose_coordinate_they_predict() {
     for step in [0, 3000] {
         let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
         let mask = |grounded| {
-            let cfg = TrainConfig {
-                grounded,
-                ..cfg.clone()
-            };
-            let b = vla_demo::train::batch_for_step(&cfg, &tok, step, &cpu).unwrap();
+            let b = batch_grounded(&cfg, grounded, &tok, step);
             b.target_mask.to_vec3::<f32>().unwrap()
         };
         let (coords, boa) = (mask(Grounded::Coordinates), mask(Grounded::Boa));
@@ -291,7 +301,6 @@ fn the_landmark_words_read_the_landmark() {
     use vla_demo::grid::target_patches;
     use vla_demo::scene::Family;
     let tok = embedded_tokenizer();
-    let cpu = candle::Device::Cpu;
     let cfg = TrainConfig::load(Path::new("configs/train-landmark.json")).unwrap();
     assert_eq!(cfg.grounded, Grounded::Landmark);
     let grid = cfg.model.grid();
@@ -299,13 +308,7 @@ fn the_landmark_words_read_the_landmark() {
     let (mut relational, mut landmark_tokens) = (0, 0);
     for step in [0, 3000] {
         let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
-        let batch = |grounded| {
-            let cfg = TrainConfig {
-                grounded,
-                ..cfg.clone()
-            };
-            vla_demo::train::batch_for_step(&cfg, &tok, step, &cpu).unwrap()
-        };
+        let batch = |grounded| batch_grounded(&cfg, grounded, &tok, step);
         let (with, without) = (batch(Grounded::Landmark), batch(Grounded::Coordinates));
         assert!(without.word_mask.is_none());
         assert_eq!(
