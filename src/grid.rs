@@ -216,11 +216,18 @@ pub fn patch_labels(objects: &[Object], grid: usize) -> Vec<[u32; 2]> {
 }
 
 /// The label of a patch that `obj` covers: `[colour, shape]` as 1 + their
-/// indices in [`Color::ALL`] and [`Shape::ALL`].
+/// indices in [`Color::ALL`] and [`Shape::ALL`]. A colour no command names
+/// is labelled 0, like the table: the patch head learns its shape only.
 pub fn patch_label(obj: &Object) -> [u32; 2] {
-    let color = Color::ALL.iter().position(|c| *c == obj.color).unwrap_or(0);
-    let shape = Shape::ALL.iter().position(|s| *s == obj.shape).unwrap_or(0);
-    [color as u32 + 1, shape as u32 + 1]
+    let color = Color::ALL
+        .iter()
+        .position(|c| *c == obj.color)
+        .map_or(0, |i| i + 1);
+    let shape = Shape::ALL
+        .iter()
+        .position(|s| *s == obj.shape)
+        .map_or(0, |i| i + 1);
+    [color as u32, shape as u32]
 }
 
 /// Per patch, the index in `objects` of the object covering most of it (at

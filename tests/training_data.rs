@@ -370,10 +370,12 @@ fn the_world_extras_change_only_the_pictures() {
         Extras {
             finishes: true,
             casts: false,
+            ..Extras::default()
         },
         Extras {
             finishes: false,
             casts: true,
+            ..Extras::default()
         },
     ] {
         cfg.random_extras = extras;
@@ -392,4 +394,59 @@ fn the_world_extras_change_only_the_pictures() {
     }
     let finishes = TrainConfig::load(Path::new("configs/train-finishes.json")).unwrap();
     assert!(finishes.random_extras.finishes && !finishes.random_extras.casts);
+}
+
+/// With `unnamed` on, training pictures hold objects painted white, grey or
+/// black, and no command says those colours: such an object is a target
+/// only as "the cup" when it is the only cup, and its patches are labelled
+/// with its shape and no colour.
+#[test]
+fn unnamed_colours_reach_the_pictures_and_labels_but_never_the_words() {
+    use vla_demo::grid::{patch_label, PATCH_COLORS};
+    use vla_demo::scene::Color;
+    let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
+    cfg.random_share = 1.0;
+    cfg.random_ramp = [0, 0];
+    cfg.random_extras.unnamed = true;
+    let words: Vec<String> = Color::UNNAMED
+        .iter()
+        .flat_map(|c| {
+            let ko = color_words(*c).iter().map(|w| w.to_string());
+            std::iter::once(c.name_en().to_string()).chain(ko)
+        })
+        .collect();
+    let (mut unnamed, mut targets) = (0, 0);
+    for step in 0..20 {
+        let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
+        for o in drawn.iter().flat_map(|d| &d.layout.objects) {
+            if !o.color.is_named() {
+                unnamed += 1;
+                let [c, s] = patch_label(o);
+                assert!(c == 0 && s > 0 && (c as usize) < PATCH_COLORS);
+            }
+        }
+        for e in &examples {
+            let text = e.command.text.to_lowercase();
+            for w in text.split_whitespace() {
+                assert!(
+                    !words.iter().any(|u| w.starts_with(u.as_str())),
+                    "step {step}: {text:?} says an unnamed colour"
+                );
+            }
+            if !e.command.action.outcome.is_act() {
+                continue;
+            }
+            let objects = &drawn[e.image].layout.objects;
+            let said = std::iter::once(e.command.target).chain(e.command.destination);
+            for o in said.map(|i| &objects[i]).filter(|o| !o.color.is_named()) {
+                targets += 1;
+                let alike = objects.iter().filter(|p| p.shape == o.shape).count();
+                assert_eq!(alike, 1, "step {step}: {text:?} means an unnamed object");
+            }
+        }
+    }
+    assert!(
+        unnamed > 0 && targets > 0,
+        "{unnamed} unnamed, {targets} as targets"
+    );
 }

@@ -59,6 +59,9 @@ pub fn color_words(color: Color) -> &'static [&'static str] {
         Color::Yellow => &["노란", "노란색"],
         Color::Purple => &["보라색", "보라"],
         Color::Orange => &["주황색", "주황"],
+        Color::White => &["흰", "흰색"],
+        Color::Grey => &["회색"],
+        Color::Black => &["검은", "검은색"],
     }
 }
 

@@ -10,9 +10,11 @@
 use serde::{Deserialize, Serialize};
 use std::f32::consts::{PI, TAU};
 
-/// The six paint colours. Their hues are far apart so that the model can tell
-/// them from pixel colour alone (red 0°, orange ~27°, yellow ~49°, green ~131°,
-/// blue ~222°, purple ~281°).
+/// The six paint colours that commands name. Their hues are far apart so
+/// that the model can tell them from pixel colour alone (red 0°, orange ~27°,
+/// yellow ~49°, green ~131°, blue ~222°, purple ~281°). Three more, without
+/// hue, are never named ([`Color::UNNAMED`]): training paints some objects in
+/// them so that a shape has to be read from its outline, not its colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Color {
@@ -22,6 +24,9 @@ pub enum Color {
     Yellow,
     Purple,
     Orange,
+    White,
+    Grey,
+    Black,
 }
 
 impl Color {
@@ -34,6 +39,15 @@ impl Color {
         Color::Orange,
     ];
 
+    /// The colours no command names: an object painted in one is a
+    /// candidate for "the cup", but never "the grey cup".
+    pub const UNNAMED: [Color; 3] = [Color::White, Color::Grey, Color::Black];
+
+    /// Whether commands name this colour (it is one of [`Color::ALL`]).
+    pub fn is_named(&self) -> bool {
+        Color::ALL.contains(self)
+    }
+
     pub fn name_en(&self) -> &'static str {
         match self {
             Color::Red => "red",
@@ -42,6 +56,9 @@ impl Color {
             Color::Yellow => "yellow",
             Color::Purple => "purple",
             Color::Orange => "orange",
+            Color::White => "white",
+            Color::Grey => "grey",
+            Color::Black => "black",
         }
     }
 
@@ -54,6 +71,9 @@ impl Color {
             Color::Yellow => "노란",
             Color::Purple => "보라색",
             Color::Orange => "주황색",
+            Color::White => "흰",
+            Color::Grey => "회색",
+            Color::Black => "검은",
         }
     }
 
@@ -66,6 +86,9 @@ impl Color {
             Color::Yellow => [236, 200, 36],
             Color::Purple => [140, 62, 186],
             Color::Orange => [242, 126, 26],
+            Color::White => [232, 232, 228],
+            Color::Grey => [140, 140, 140],
+            Color::Black => [52, 52, 56],
         }
     }
 }

@@ -17,14 +17,16 @@
 //! - **extras**, switched on by the training config ([`Extras`]): objects
 //!   drawn flat, as a cartoon would, or with markings (dots, stripes, checks,
 //!   specks) on any shape, so that neither shading nor markings tell a shape,
-//!   only its outline, its handle and its hollow do; and colour casts.
+//!   only its outline, its handle and its hollow do; colour casts; and
+//!   objects painted white, grey or black, colours no command names, so
+//!   that a shape cannot be told from its colour either.
 //!
 //! Masks stay exact: an object covers a pixel exactly when its hit test holds
 //! at the table point under the pixel's centre, whatever its drawing.
 
 use anyhow::Result;
 use image::RgbImage;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,10 @@ const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
 /// And the colour cast.
 const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
+/// And which objects are painted in a colour no command names.
+const UNNAMED_SEED: u64 = 0x5EED_10C4_0000_0005;
+/// The share of objects painted white, grey or black when that extra is on.
+pub const UNNAMED_SHARE: f64 = 0.2;
 
 /// The colour × shape pairs that training never shows (the unseen-combo
 /// split): each colour and each shape is still seen, just not together.
@@ -91,6 +97,11 @@ pub struct Extras {
     /// a camera's white balance and colour response can (`looks::Cast`).
     #[serde(default)]
     pub casts: bool,
+    /// Some objects painted white, grey or black ([`Color::UNNAMED`]): only
+    /// their shape can name them, and their shape is all the patch head is
+    /// told of them. Unlike the others, this extra changes the layouts.
+    #[serde(default)]
+    pub unnamed: bool,
 }
 
 impl Default for RandomSpec {
@@ -124,6 +135,14 @@ impl RandomScene {
             spec.layout.size_scale.1 * short,
         );
         let mut layout = Layout::generate_with(seed, &layout_spec);
+        if spec.extras.unnamed {
+            let mut paints = ChaCha8Rng::seed_from_u64(seed ^ UNNAMED_SEED);
+            for o in layout.objects.iter_mut() {
+                if paints.random_bool(UNNAMED_SHARE) {
+                    o.color = Color::UNNAMED[paints.random_range(0..Color::UNNAMED.len())];
+                }
+            }
+        }
         let mut handles = ChaCha8Rng::seed_from_u64(seed ^ HANDLE_SEED);
         for o in layout.objects.iter_mut().filter(|o| o.shape == Shape::Cup) {
             o.handle = Handle::random(&mut handles);
@@ -318,6 +337,7 @@ mod tests {
             extras: Extras {
                 finishes: true,
                 casts: false,
+                ..Extras::default()
             },
             ..RandomSpec::default()
         };
@@ -359,5 +379,44 @@ mod tests {
                 assert!((x / 255.0 - y).abs() < 1e-4);
             }
         }
+    }
+
+    #[test]
+    fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
+        let spec = RandomSpec {
+            extras: Extras {
+                unnamed: true,
+                ..Extras::default()
+            },
+            ..RandomSpec::default()
+        };
+        let (mut seen, mut total, mut unnamed) = (std::collections::HashSet::new(), 0, 0);
+        for seed in 0..300 {
+            let s = RandomScene::generate(seed, &spec);
+            let plain = RandomScene::generate(seed, &RandomSpec::default());
+            assert!(plain.layout.objects.iter().all(|o| o.color.is_named()));
+            assert_eq!(s.layout.objects.len(), plain.layout.objects.len());
+            for ((o, p), look) in s
+                .layout
+                .objects
+                .iter()
+                .zip(&plain.layout.objects)
+                .zip(&s.looks)
+            {
+                assert_eq!((o.shape, o.center, o.size), (p.shape, p.center, p.size));
+                total += 1;
+                if o.color != p.color {
+                    assert!(Color::UNNAMED.contains(&o.color), "seed {seed}");
+                    // Without hue: the paint's channels stay within a few levels.
+                    let [r, g, b] = look.paint;
+                    assert!(r.max(g).max(b) - r.min(g).min(b) < 6.0, "{:?}", look.paint);
+                    seen.insert((o.color, o.shape));
+                    unnamed += 1;
+                }
+            }
+        }
+        let share = unnamed as f64 / total as f64;
+        assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
+        assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
     }
 }

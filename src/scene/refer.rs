@@ -96,7 +96,9 @@ pub struct RelationalRef {
     pub landmark_ref: Reference,
 }
 
-/// The minimal name of every object, by index: `None` where a relation is needed.
+/// The minimal name of every object, by index: `None` where a relation is
+/// needed, or where only a colour no command names ([`Color::UNNAMED`])
+/// would tell it apart. Unnamed objects still count against "the cup".
 pub fn minimal_references(layout: &Layout) -> Vec<Option<Reference>> {
     let objs = &layout.objects;
     objs.iter()
@@ -108,7 +110,7 @@ pub fn minimal_references(layout: &Layout) -> Vec<Option<Reference>> {
                 .count();
             if same_shape == 1 {
                 Some(Reference::Shape(o.shape))
-            } else if same_kind == 1 {
+            } else if same_kind == 1 && o.color.is_named() {
                 Some(Reference::ColorShape(o.color, o.shape))
             } else {
                 None
@@ -124,13 +126,17 @@ pub fn minimal_reference(layout: &Layout, id: usize) -> Option<Reference> {
 }
 
 /// Every clear relational name in the scene, given the minimal names `refs`
-/// (from [`minimal_references`]). Only objects without a minimal name get one.
+/// (from [`minimal_references`]). Only objects without a minimal name get
+/// one, and only in a colour commands name.
 pub fn relational_references(layout: &Layout, refs: &[Option<Reference>]) -> Vec<RelationalRef> {
     let objs = &layout.objects;
     let mut out = Vec::new();
     // Each group of same-colour, same-shape objects is handled once, from its first member.
     for (first, o) in objs.iter().enumerate() {
-        if refs[first].is_some() || objs[..first].iter().any(|p| same_kind(p, o)) {
+        if refs[first].is_some()
+            || !o.color.is_named()
+            || objs[..first].iter().any(|p| same_kind(p, o))
+        {
             continue;
         }
         let candidates: Vec<usize> = (0..objs.len())
@@ -242,5 +248,37 @@ mod tests {
             .iter()
             .any(|r| r.relation == Relation::RightOf && r.landmark == 2));
         assert!(rels.iter().all(|r| r.target == 3 || r.target == 4));
+    }
+
+    #[test]
+    fn an_unnamed_colour_is_never_said_but_still_counts() {
+        let layout = Layout {
+            seed: 0,
+            objects: vec![
+                obj(0, Color::Red, Shape::Cup, 0.2, 0.2),
+                obj(1, Color::Grey, Shape::Cup, 0.5, 0.2),
+                obj(2, Color::Black, Shape::Ball, 0.8, 0.5),
+                obj(3, Color::White, Shape::Block, 0.2, 0.8),
+                obj(4, Color::White, Shape::Block, 0.8, 0.8),
+            ],
+        };
+        let refs = minimal_references(&layout);
+        // The grey cup makes "the cup" ambiguous, so the red one needs its colour,
+        // and the grey one has no name at all.
+        assert_eq!(refs[0].map(|r| r.en()), Some("the red cup".into()));
+        assert_eq!(refs[1], None);
+        // Alone in its shape, an unnamed object is "the ball".
+        assert_eq!(refs[2].map(|r| r.en()), Some("the ball".into()));
+        assert_eq!(refs[3], None);
+        // No relation picks out an unnamed object, though one may be a landmark.
+        let rels = relational_references(&layout, &refs);
+        assert!(rels
+            .iter()
+            .all(|r| layout.objects[r.target].color.is_named()));
+        let mut named = layout.clone();
+        named.objects[3].color = Color::Red;
+        named.objects[4].color = Color::Red;
+        let rels = relational_references(&named, &minimal_references(&named));
+        assert!(rels.iter().any(|r| r.landmark == 2));
     }
 }
