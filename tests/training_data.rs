@@ -394,6 +394,12 @@ fn the_world_extras_change_only_the_pictures() {
     }
     let finishes = TrainConfig::load(Path::new("configs/train-finishes.json")).unwrap();
     assert!(finishes.random_extras.finishes && !finishes.random_extras.casts);
+    // Without the randomised world an extra would change nothing: refused.
+    let mut plain = TrainConfig::load(Path::new("configs/train-quick.json")).unwrap();
+    assert_eq!(plain.random_share, 0.0);
+    plain.random_extras.unnamed = true;
+    let err = plain.validate().unwrap_err().to_string();
+    assert!(err.contains("random_share"), "{err}");
 }
 
 /// With `unnamed` on, training pictures hold objects painted white, grey or

@@ -178,6 +178,9 @@ impl TrainConfig {
         if self.patch_label_weight > 0.0 && !self.model.patch_labels {
             bail!("patch_label_weight needs \"patch_labels\": true in the model config");
         }
+        if self.random_share == 0.0 && self.random_extras != Default::default() {
+            bail!("random_extras only change the randomised world: set random_share above 0");
+        }
         real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
         Ok(())
     }
