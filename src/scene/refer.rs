@@ -220,18 +220,28 @@ mod tests {
         }
     }
 
+    /// Two cups, a ball and two blocks, always in the same places, in `colors`.
+    fn five(colors: [Color; 5]) -> Layout {
+        let places = [
+            (Shape::Cup, 0.2, 0.2),
+            (Shape::Cup, 0.5, 0.2),
+            (Shape::Ball, 0.8, 0.5),
+            (Shape::Block, 0.2, 0.8),
+            (Shape::Block, 0.8, 0.8),
+        ];
+        let objects = places
+            .into_iter()
+            .zip(colors)
+            .enumerate()
+            .map(|(id, ((shape, x, y), color))| obj(id, color, shape, x, y))
+            .collect();
+        Layout { seed: 0, objects }
+    }
+
     #[test]
     fn minimal_names_follow_language_table() {
-        let layout = Layout {
-            seed: 0,
-            objects: vec![
-                obj(0, Color::Red, Shape::Cup, 0.2, 0.2),
-                obj(1, Color::Blue, Shape::Cup, 0.5, 0.2),
-                obj(2, Color::Green, Shape::Ball, 0.8, 0.5),
-                obj(3, Color::Red, Shape::Block, 0.2, 0.8),
-                obj(4, Color::Red, Shape::Block, 0.8, 0.8),
-            ],
-        };
+        use Color::*;
+        let layout = five([Red, Blue, Green, Red, Red]);
         let refs = minimal_references(&layout);
         assert_eq!(refs[0].map(|r| r.en()), Some("the red cup".into()));
         assert_eq!(refs[2].map(|r| r.en()), Some("the ball".into()));
@@ -252,16 +262,8 @@ mod tests {
 
     #[test]
     fn an_unnamed_colour_is_never_said_but_still_counts() {
-        let layout = Layout {
-            seed: 0,
-            objects: vec![
-                obj(0, Color::Red, Shape::Cup, 0.2, 0.2),
-                obj(1, Color::Grey, Shape::Cup, 0.5, 0.2),
-                obj(2, Color::Black, Shape::Ball, 0.8, 0.5),
-                obj(3, Color::White, Shape::Block, 0.2, 0.8),
-                obj(4, Color::White, Shape::Block, 0.8, 0.8),
-            ],
-        };
+        use Color::*;
+        let layout = five([Red, Grey, Black, White, White]);
         let refs = minimal_references(&layout);
         // The grey cup makes "the cup" ambiguous, so the red one needs its colour,
         // and the grey one has no name at all.
@@ -275,9 +277,7 @@ mod tests {
         assert!(rels
             .iter()
             .all(|r| layout.objects[r.target].color.is_named()));
-        let mut named = layout.clone();
-        named.objects[3].color = Color::Red;
-        named.objects[4].color = Color::Red;
+        let named = five([Red, Grey, Black, Red, Red]);
         let rels = relational_references(&named, &minimal_references(&named));
         assert!(rels.iter().any(|r| r.landmark == 2));
     }
