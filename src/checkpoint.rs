@@ -45,6 +45,18 @@ pub enum Source {
     },
 }
 
+/// The shipped model's directory, as a literal for `include_bytes!` (build.rs
+/// names it too, to embed it only when it is there).
+macro_rules! shipped_dir {
+    () => {
+        "models/landmark"
+    };
+}
+
+/// The shipped model's directory, relative to the crate root: what the
+/// binary embeds and what `vla-demo train` writes by default.
+pub const SHIPPED_DIR: &str = shipped_dir!();
+
 impl Checkpoint {
     pub fn open(source: &Source) -> Result<Self> {
         match source {
@@ -58,14 +70,16 @@ impl Checkpoint {
         }
     }
 
-    /// The default model, compiled into the binary from `models/landmark`.
+    /// The default model, compiled into the binary from [`SHIPPED_DIR`].
     #[cfg(has_embedded_model)]
     pub fn embedded() -> Result<Self> {
         macro_rules! shipped {
             ($file:literal) => {
                 include_bytes!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/models/landmark/",
+                    "/",
+                    shipped_dir!(),
+                    "/",
                     $file
                 ))
             };
@@ -74,13 +88,13 @@ impl Checkpoint {
             shipped!("config.json"),
             shipped!("tokenizer.json"),
             Cow::Borrowed(shipped!("model.safetensors")),
-            "embedded models/landmark".into(),
+            format!("embedded {SHIPPED_DIR}"),
         )
     }
 
     #[cfg(not(has_embedded_model))]
     pub fn embedded() -> Result<Self> {
-        anyhow::bail!("this build has no embedded model (models/landmark was missing when it was compiled); use --model-dir")
+        anyhow::bail!("this build has no embedded model ({SHIPPED_DIR} was missing when it was compiled); use --model-dir")
     }
 
     pub fn from_dir(dir: &Path) -> Result<Self> {

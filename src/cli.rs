@@ -124,7 +124,7 @@ impl DecodeArgs {
 struct TrainCli {
     #[arg(long, default_value = "configs/train-landmark.json")]
     config: PathBuf,
-    #[arg(long, default_value = "models/landmark")]
+    #[arg(long, default_value = vla_demo::checkpoint::SHIPPED_DIR)]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]

@@ -161,7 +161,7 @@ fn bad_inputs_get_one_error_line_and_no_file() {
         "config.json",
     );
     // A real config and tokenizer with truncated weights.
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/landmark");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(vla_demo::checkpoint::SHIPPED_DIR);
     if shipped.is_dir() {
         std::fs::create_dir(d.join("cut-model")).unwrap();
         for f in ["config.json", "tokenizer.json"] {

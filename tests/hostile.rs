@@ -25,7 +25,7 @@ fn bin() -> PathBuf {
 }
 
 fn shipped() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/landmark")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(vla_demo::checkpoint::SHIPPED_DIR)
 }
 
 /// Shared, read-only inputs: images, model directories, a training run.

@@ -33,7 +33,7 @@ fn scenes() -> Vec<(image::DynamicImage, SceneTruth, String)> {
 /// The colour × shape pairs the embedded model's training never showed
 /// (read from its own training config).
 fn pairs_the_shipped_model_never_saw() -> Vec<(Color, Shape)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/landmark");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(vla_demo::checkpoint::SHIPPED_DIR);
     TrainConfig::load(&dir.join("train_config.json"))
         .unwrap()
         .held_out()
