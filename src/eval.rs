@@ -29,6 +29,7 @@
 pub mod faithfulness;
 pub mod landing;
 pub mod patches;
+pub mod refusal_curve;
 pub mod splits;
 
 use std::collections::BTreeMap;
@@ -100,6 +101,9 @@ pub struct EvalReport {
     /// What the patch head read, for a model with one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patch_labels: Option<patches::PatchScore>,
+    /// Flagged and false flags at other refusal thresholds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal_curve: Option<Vec<refusal_curve::CurvePoint>>,
 }
 
 impl EvalReport {
@@ -153,6 +157,9 @@ impl EvalReport {
                     m.right_kind * 100.0
                 );
             }
+        }
+        if let Some(curve) = &self.refusal_curve {
+            s += &refusal_curve::table(curve);
         }
         s
     }
@@ -243,6 +250,7 @@ pub fn evaluate(
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut refusals: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
     let mut patch_tally = patches::PatchTally::default();
+    let mut refusal_tally = refusal_curve::RefusalTally::default();
     let last = first_seed.saturating_add(scenes);
     let mut start = first_seed;
     while start < last {
@@ -285,6 +293,8 @@ pub fn evaluate(
                 let layout = &layouts[e.image];
                 let got = generated.action(b).unwrap_or(Action::new(vec![]));
                 let want_outcome = e.command.action.outcome;
+                let first = generated.steps[b].first().map_or([0.0; 2], |s| s.refusal);
+                refusal_tally.add(first, !want_outcome.is_act());
                 if !want_outcome.is_act() {
                     refusals
                         .entry(format!(
@@ -385,6 +395,7 @@ pub fn evaluate(
         refusals,
         landings,
         patch_labels: patch_tally.score(),
+        refusal_curve: refusal_tally.curve(),
     })
 }
 

@@ -140,6 +140,45 @@ fn eval_says_where_every_first_point_landed() {
     assert!(json["landings"]["same_color"].is_number(), "{json}");
 }
 
+/// The refusal curve's point at the decoder's own threshold is what the
+/// decoder did: the same flagged share and the same false flags.
+#[test]
+fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
+    use vla_demo::eval::refusal_curve::REFUSAL_THRESHOLD;
+    use vla_demo::eval::{self, Scenes, Split};
+    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
+    let scenes = Scenes {
+        split: Split::Absent,
+        first_seed: None,
+        count: 8,
+    };
+    let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+    let curve = r.refusal_curve.as_ref().expect("a curve");
+    let at = curve
+        .iter()
+        .find(|c| c.threshold == REFUSAL_THRESHOLD)
+        .unwrap();
+    assert!(
+        (at.flagged.unwrap() - r.flagged()).abs() < 1e-9,
+        "{curve:?}"
+    );
+    assert!(
+        (at.false_flags - r.overall.false_flags).abs() < 1e-9,
+        "{curve:?}"
+    );
+    // A lower threshold flags at least as much of both, a higher one no more.
+    for w in curve.windows(2) {
+        assert!(w[0].threshold < w[1].threshold);
+        assert!(w[0].flagged >= w[1].flagged && w[0].false_flags >= w[1].false_flags);
+    }
+    assert!(r.table().contains("(decoder)"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json["refusal_curve"][0]["false_flags"].is_number(),
+        "{json}"
+    );
+}
+
 /// `eval`'s y pointing tells the recipes apart: `models/coords` and the
 /// shipped model were trained to look at the target with the query that
 /// predicts y, `models/context` only with `<boa>`, whose pointing is high

@@ -382,6 +382,24 @@ fn sync(device: &Device) -> Result<()> {
     device.synchronize()
 }
 
+/// The decoder refuses when [`refusal_score`] is above this: when the
+/// stronger refusal outweighs acting.
+pub const REFUSAL_THRESHOLD: f32 = 0.5;
+
+/// How strongly a first step refuses, from its P(`<absent>`) and
+/// P(`<ambiguous>`): the stronger refusal's share of itself and acting,
+/// where P(act) = 1 − both. Above one half exactly when that refusal is
+/// more likely than acting (see [`choose`]).
+pub fn refusal_score(refusal: [f32; 2]) -> f32 {
+    let strongest = refusal[0].max(refusal[1]);
+    let act = (1.0 - refusal[0] - refusal[1]).max(0.0);
+    if strongest + act > 0.0 {
+        strongest / (strongest + act)
+    } else {
+        0.0
+    }
+}
+
 /// Picks the next token from one row of action logits, allowing only tokens
 /// that keep the action well formed.
 ///
@@ -390,7 +408,7 @@ fn sync(device: &Device) -> Result<()> {
 /// each refusal is one token: comparing tokens one by one would let a 12%
 /// `<absent>` beat a confident action spread over three neighbouring bins.
 /// So the decoder first compares P(act) = Σ P(x bin) with P(`<absent>`) and
-/// P(`<ambiguous>`), and only then picks (or samples) a bin.
+/// P(`<ambiguous>`) ([`refusal_score`]), and only then picks (or samples) a bin.
 fn choose(
     row: &[f32],
     prefix: &[ActionToken],
@@ -412,8 +430,7 @@ fn choose(
         probs[ActionToken::Absent.index()],
         probs[ActionToken::Ambiguous.index()],
     ];
-    let act = 1.0 - refusal[0] - refusal[1];
-    let index = if prefix.is_empty() && refusal[0].max(refusal[1]) > act {
+    let index = if prefix.is_empty() && refusal_score(refusal) > REFUSAL_THRESHOLD {
         if refusal[0] >= refusal[1] {
             ActionToken::Absent.index()
         } else {

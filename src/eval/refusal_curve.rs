@@ -1,0 +1,138 @@
+//! How the refusal rule trades flags against false flags.
+//!
+//! The decoder refuses when the stronger refusal outweighs acting
+//! ([`refusal_score`] above [`REFUSAL_THRESHOLD`]). Any other threshold would
+//! flag more of the commands to refuse, or fewer of the valid ones, at the
+//! other's cost. The score is known from the first step alone, so one
+//! evaluation gives the whole curve: for each threshold, the share of
+//! commands to refuse that it flags and the share of valid commands it
+//! flags too. A learner can read off whether any threshold meets a bar on
+//! both, without decoding again.
+
+use serde::Serialize;
+
+use crate::model::vla::refusal_score;
+pub use crate::model::vla::REFUSAL_THRESHOLD;
+
+/// The thresholds the curve is measured at; the decoder's is among them.
+pub const THRESHOLDS: [f32; 9] = [0.1, 0.2, 0.3, 0.4, REFUSAL_THRESHOLD, 0.6, 0.7, 0.8, 0.9];
+
+/// One point of the curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub threshold: f32,
+    /// Share of the commands to refuse (absent or ambiguous) with a score
+    /// above the threshold; `None` where the split has none.
+    pub flagged: Option<f64>,
+    /// Share of the valid commands with a score above the threshold.
+    pub false_flags: f64,
+}
+
+/// First-step refusal scores, gathered during an evaluation.
+#[derive(Debug, Default)]
+pub struct RefusalTally {
+    to_refuse: Vec<f32>,
+    valid: Vec<f32>,
+}
+
+impl RefusalTally {
+    /// Adds one command's first-step P(`<absent>`), P(`<ambiguous>`).
+    pub fn add(&mut self, refusal: [f32; 2], should_refuse: bool) {
+        let score = refusal_score(refusal);
+        if should_refuse {
+            self.to_refuse.push(score);
+        } else {
+            self.valid.push(score);
+        }
+    }
+
+    /// The curve at [`THRESHOLDS`]; `None` before any valid command.
+    pub fn curve(&self) -> Option<Vec<CurvePoint>> {
+        if self.valid.is_empty() {
+            return None;
+        }
+        let above = |scores: &[f32], t: f32| {
+            scores.iter().filter(|&&s| s > t).count() as f64 / scores.len() as f64
+        };
+        Some(
+            THRESHOLDS
+                .iter()
+                .map(|&t| CurvePoint {
+                    threshold: t,
+                    flagged: (!self.to_refuse.is_empty()).then(|| above(&self.to_refuse, t)),
+                    false_flags: above(&self.valid, t),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A Markdown table of the curve, the decoder's own threshold marked.
+pub fn table(curve: &[CurvePoint]) -> String {
+    let mut s = String::from(
+        "\n| refuse when score > | flagged (to refuse) | false flags (valid) |\n|---|---|---|\n",
+    );
+    for p in curve {
+        let mark = if p.threshold == REFUSAL_THRESHOLD {
+            " (decoder)"
+        } else {
+            ""
+        };
+        let flagged = p
+            .flagged
+            .map_or("–".to_string(), |f| format!("{:.1}%", f * 100.0));
+        s += &format!(
+            "| {:.1}{mark} | {flagged} | {:.1}% |\n",
+            p.threshold,
+            p.false_flags * 100.0
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curve_counts_scores_above_each_threshold_and_agrees_with_the_decoder() {
+        let mut tally = RefusalTally::default();
+        assert!(tally.curve().is_none());
+        // Valid commands, acting at 15/16, 5/8 and 1/4 (binary fractions,
+        // so the scores are exact): scores 1/16, 3/8, 3/4.
+        for act in [0.9375f32, 0.625, 0.25] {
+            tally.add([1.0 - act, 0.0], false);
+        }
+        // Commands to refuse: absent at 0.9 (score 0.9/0.95), and ambiguous
+        // at 7/16 beside absent at 1/8, so acting is 7/16 too: score 1/2.
+        tally.add([0.9, 0.05], true);
+        tally.add([0.125, 0.4375], true);
+        let curve = tally.curve().unwrap();
+        let at = |t: f32| curve.iter().find(|p| p.threshold == t).unwrap();
+        assert_eq!(at(0.1).false_flags, 2.0 / 3.0);
+        assert_eq!(at(0.1).flagged, Some(1.0));
+        assert_eq!(at(0.6).false_flags, 1.0 / 3.0);
+        assert_eq!(at(0.6).flagged, Some(0.5));
+        assert_eq!(at(0.9).false_flags, 0.0);
+        // The decoder's point is its own rule: refuse when the stronger
+        // refusal beats acting; a tie (7/16 against 7/16) acts.
+        assert_eq!(at(REFUSAL_THRESHOLD).flagged, Some(0.5));
+        assert_eq!(at(REFUSAL_THRESHOLD).false_flags, 1.0 / 3.0);
+        let printed = table(&curve);
+        assert!(
+            printed.contains("| 0.5 (decoder) | 50.0% | 33.3% |"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn a_split_without_commands_to_refuse_has_no_flagged_column() {
+        let mut tally = RefusalTally::default();
+        tally.add([0.0, 0.0], false);
+        let curve = tally.curve().unwrap();
+        assert!(curve
+            .iter()
+            .all(|p| p.flagged.is_none() && p.false_flags == 0.0));
+        assert!(table(&curve).contains("| 0.1 | – | 0.0% |"));
+    }
+}
