@@ -4,11 +4,24 @@
 use std::path::Path;
 
 use vla_demo::checkpoint::Source;
+use vla_demo::eval::{self, EvalReport, Scenes, Split};
 use vla_demo::model::vla::Decoding;
 use vla_demo::preprocess::load_image;
 use vla_demo::scene::{Color, Family, SceneTruth, Shape};
 use vla_demo::train::TrainConfig;
 use vla_demo::Pipeline;
+
+/// `vla-demo eval` on the first `count` scenes of `split`, with the model
+/// from `source`.
+fn evaluate(source: &Source, split: Split, count: u64) -> EvalReport {
+    let p = Pipeline::load(source, "cpu").unwrap();
+    let scenes = Scenes {
+        split,
+        first_seed: None,
+        count,
+    };
+    eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap()
+}
 
 /// Every committed scene with its ground truth.
 fn scenes() -> Vec<(image::DynamicImage, SceneTruth, String)> {
@@ -109,16 +122,10 @@ fn the_readme_scene_is_the_red_cup_one() {
 
 #[test]
 fn eval_says_where_every_first_point_landed() {
-    use vla_demo::eval::{self, Landing, Scenes, Split};
-    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
+    use vla_demo::eval::Landing;
     // The held-out style, where the plain-world model misses often enough
     // for the landings to spread over several kinds.
-    let scenes = Scenes {
-        split: Split::Style,
-        first_seed: None,
-        count: 6,
-    };
-    let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+    let r = evaluate(&Source::Embedded, Split::Style, 6);
     let share = |l: Landing| r.landings.get(&l).copied().unwrap();
     let total: f64 = Landing::ALL.iter().map(|&l| share(l)).sum();
     assert!((total - 1.0).abs() < 1e-9, "{:?}", r.landings);
@@ -145,14 +152,7 @@ fn eval_says_where_every_first_point_landed() {
 #[test]
 fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
     use vla_demo::eval::refusal_curve::REFUSAL_THRESHOLD;
-    use vla_demo::eval::{self, Scenes, Split};
-    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
-    let scenes = Scenes {
-        split: Split::Absent,
-        first_seed: None,
-        count: 8,
-    };
-    let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+    let r = evaluate(&Source::Embedded, Split::Absent, 8);
     let curve = r.refusal_curve.as_ref().expect("a curve");
     let at = curve
         .iter()
@@ -185,20 +185,13 @@ fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
 /// in all three.
 #[test]
 fn y_pointing_shows_which_queries_were_grounded() {
-    use vla_demo::eval::{self, Scenes, Split};
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     for (source, grounded_y) in [
         (Source::Dir(models.join("coords")), true),
         (Source::Embedded, true),
         (Source::Dir(models.join("context")), false),
     ] {
-        let p = Pipeline::load(&source, "cpu").unwrap();
-        let scenes = Scenes {
-            split: Split::Iid,
-            first_seed: None,
-            count: 10,
-        };
-        let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+        let r = evaluate(&source, Split::Iid, 10);
         let (boa, y) = (r.overall.pointing, r.overall.pointing_y);
         assert!(boa > 0.9, "{source:?}: <boa> pointing {boa}");
         assert_eq!(y > 0.9, grounded_y, "{source:?}: y pointing {y}");
@@ -211,16 +204,8 @@ fn y_pointing_shows_which_queries_were_grounded() {
 /// plain world show, colour and shape, and `eval` reports it.
 #[test]
 fn the_shipped_patch_head_reads_the_plain_world() {
-    use vla_demo::eval::{self, Scenes, Split};
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/patch-head");
-    let p = Pipeline::load(&Source::Dir(dir), "cpu").unwrap();
-    assert!(p.model.config().patch_labels);
-    let scenes = Scenes {
-        split: Split::Iid,
-        first_seed: None,
-        count: 8,
-    };
-    let r = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap();
+    let r = evaluate(&Source::Dir(dir), Split::Iid, 8);
     let head = r.patch_labels.as_ref().expect("a patch head");
     assert!(head.object_patches > 50, "{head:?}");
     assert!(head.both > 0.9 && head.table > 0.9, "{head:?}");
