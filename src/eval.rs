@@ -45,7 +45,7 @@ use crate::data::{self, Example};
 use crate::maps::argmax;
 use crate::model::vla::Decoding;
 use crate::model::Vla;
-use crate::scene::{Family, Lang, Layout, Relation};
+use crate::scene::{Family, Lang, Layout, Reference, Relation};
 use crate::tokens::CommandTokenizer;
 pub use landing::Landing;
 pub use splits::Split;
@@ -95,6 +95,10 @@ pub struct EvalReport {
     pub overall: Metrics,
     /// Commands to refuse, keyed "absent/en", "ambiguous/ko", ...
     pub refusals: BTreeMap<String, RefusalMetrics>,
+    /// The same by the kind of name, both languages together:
+    /// "ambiguous/shape" ("the cup" beside two cups), "ambiguous/color_shape"
+    /// ("the red block" beside two red blocks), ...
+    pub refusals_by_name: BTreeMap<String, RefusalMetrics>,
     /// Valid commands by where their first point landed: the share of each
     /// [`Landing`], keyed by its name, over all families and languages.
     pub landings: BTreeMap<Landing, f64>,
@@ -149,7 +153,7 @@ impl EvalReport {
         }
         if !self.refusals.is_empty() {
             s += "\n| to refuse | n | flagged | right kind |\n|---|---|---|---|\n";
-            for (k, m) in &self.refusals {
+            for (k, m) in self.refusals.iter().chain(&self.refusals_by_name) {
                 s += &format!(
                     "| {k} | {} | {:.1}% | {:.1}% |\n",
                     m.n,
@@ -249,6 +253,7 @@ pub fn evaluate(
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut refusals: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
+    let mut refusals_by_name: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
     let mut patch_tally = patches::PatchTally::default();
     let mut refusal_tally = refusal_curve::RefusalTally::default();
     let last = first_seed.saturating_add(scenes);
@@ -296,14 +301,18 @@ pub fn evaluate(
                 let first = generated.steps[b].first().map_or([0.0; 2], |s| s.refusal);
                 refusal_tally.add(first, !want_outcome.is_act());
                 if !want_outcome.is_act() {
-                    refusals
-                        .entry(format!(
-                            "{}/{}",
-                            want_outcome.name(),
-                            lang_name(e.command.lang)
-                        ))
-                        .or_default()
-                        .push((!got.outcome.is_act(), got.outcome == want_outcome));
+                    let answer = (!got.outcome.is_act(), got.outcome == want_outcome);
+                    let lang = lang_name(e.command.lang);
+                    let key = format!("{}/{lang}", want_outcome.name());
+                    refusals.entry(key).or_default().push(answer);
+                    if let Some(name) = e.command.refused_name {
+                        let kind = match name {
+                            Reference::Shape(_) => "shape",
+                            Reference::ColorShape(..) => "color_shape",
+                        };
+                        let key = format!("{}/{kind}", want_outcome.name());
+                        refusals_by_name.entry(key).or_default().push(answer);
+                    }
                     continue;
                 }
                 let heads = &cross[b];
@@ -370,21 +379,23 @@ pub fn evaluate(
         .iter()
         .map(|(k, v)| (k.clone(), average(v.iter())))
         .collect();
-    let refusals = refusals
-        .into_iter()
-        .map(|(k, v)| {
-            let n = v.len();
-            let share = |f: &dyn Fn(&(bool, bool)) -> bool| {
-                v.iter().filter(|x| f(x)).count() as f64 / n.max(1) as f64
-            };
-            let m = RefusalMetrics {
-                n,
-                flagged: share(&|x| x.0),
-                right_kind: share(&|x| x.1),
-            };
-            (k, m)
-        })
-        .collect();
+    let refusal_metrics = |answers: BTreeMap<String, Vec<(bool, bool)>>| {
+        answers
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v.len();
+                let share = |f: &dyn Fn(&(bool, bool)) -> bool| {
+                    v.iter().filter(|x| f(x)).count() as f64 / n.max(1) as f64
+                };
+                let m = RefusalMetrics {
+                    n,
+                    flagged: share(&|x| x.0),
+                    right_kind: share(&|x| x.1),
+                };
+                (k, m)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
     Ok(EvalReport {
         split: split.name().to_string(),
         scenes,
@@ -392,7 +403,8 @@ pub fn evaluate(
         cells,
         relations,
         overall,
-        refusals,
+        refusals: refusal_metrics(refusals),
+        refusals_by_name: refusal_metrics(refusals_by_name),
         landings,
         patch_labels: patch_tally.score(),
         refusal_curve: refusal_tally.curve(),

@@ -172,6 +172,15 @@ fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
         assert!(w[0].flagged >= w[1].flagged && w[0].false_flags >= w[1].false_flags);
     }
     assert!(r.table().contains("(decoder)"));
+    // Every command to refuse is also counted by the kind of name it uses.
+    let n = |m: &std::collections::BTreeMap<String, eval::RefusalMetrics>| {
+        m.values().map(|x| x.n).sum::<usize>()
+    };
+    assert_eq!(n(&r.refusals_by_name), n(&r.refusals));
+    assert!(r
+        .refusals_by_name
+        .keys()
+        .all(|k| k.ends_with("/shape") || k.ends_with("/color_shape")));
     let json = serde_json::to_value(&r).unwrap();
     assert!(
         json["refusal_curve"][0]["false_flags"].is_number(),

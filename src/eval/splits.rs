@@ -190,6 +190,8 @@ fn one_per_family(layout: &Layout, rng: &mut impl Rng) -> Vec<Command> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::scene::NO_TARGET;
 
@@ -225,19 +227,42 @@ mod tests {
     #[test]
     fn the_absent_split_asks_for_refusals_in_both_languages() {
         let cfg = Config::tiny();
-        let mut seen = std::collections::BTreeSet::new();
-        for seed in Split::Absent.first_seed()..Split::Absent.first_seed() + 12 {
+        let (mut seen, mut kinds) = (BTreeSet::new(), BTreeSet::new());
+        for seed in Split::Absent.first_seed()..Split::Absent.first_seed() + 40 {
             let (d, commands) = Split::Absent.scene(seed, &cfg).unwrap().unwrap();
             for c in commands {
                 if c.action.outcome.is_act() {
                     assert!(d.layout.object(c.target).is_some());
+                    assert!(c.refused_name.is_none());
                 } else {
                     assert_eq!(c.target, NO_TARGET);
+                    // The name it carries fits no object (absent) or two
+                    // or more (ambiguous), and the words say it.
+                    let name = c.refused_name.expect("a command to refuse keeps its name");
+                    let fits = d
+                        .layout
+                        .objects
+                        .iter()
+                        .filter(|o| {
+                            o.shape == name.shape() && name.color().is_none_or(|k| o.color == k)
+                        })
+                        .count();
+                    match c.action.outcome {
+                        Outcome::Absent => assert_eq!(fits, 0, "{c:?}"),
+                        _ => assert!(fits >= 2, "{c:?}"),
+                    }
+                    if c.lang == Lang::En {
+                        assert!(c.text.contains(&name.en()), "{c:?}");
+                    }
                     seen.insert((c.action.outcome, c.lang));
+                    let shape_only = matches!(name, crate::scene::Reference::Shape(_));
+                    kinds.insert((c.action.outcome, shape_only));
                 }
             }
         }
+        // Both outcomes in both languages, and with both kinds of name.
         assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
     }
 
     #[test]

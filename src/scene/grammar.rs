@@ -131,6 +131,11 @@ pub struct Command {
     /// 블록을 집어". Training can ground those words on the landmark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landmark_words: Option<std::ops::Range<usize>>,
+    /// The name a command to refuse uses ("the red block" beside two red
+    /// blocks), so an evaluation can tell a shape's name from a colour and
+    /// shape's; `None` for a command to act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_name: Option<Reference>,
     pub action: Action,
 }
 
@@ -163,6 +168,7 @@ pub fn sample_command(
         landmark: None,
         relation: None,
         landmark_words: None,
+        refused_name: None,
         action: Action::new(Vec::new()),
     };
     match family {
@@ -275,6 +281,7 @@ pub fn pick_named(layout: &Layout, id: usize, lang: Lang, rng: &mut impl Rng) ->
         landmark: None,
         relation: None,
         landmark_words: None,
+        refused_name: None,
         action: pick_action(o.center),
     })
 }

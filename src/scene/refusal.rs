@@ -139,6 +139,7 @@ fn refusal_command(
         landmark: None,
         relation: None,
         landmark_words: None,
+        refused_name: Some(name),
         action: Action::refuse(outcome),
     }
 }
