@@ -29,7 +29,7 @@
 pub mod faithfulness;
 pub mod landing;
 pub mod patches;
-pub mod refusal_curve;
+pub mod refusals;
 pub mod splits;
 
 use std::collections::BTreeMap;
@@ -45,9 +45,10 @@ use crate::data::{self, Example};
 use crate::maps::argmax;
 use crate::model::vla::Decoding;
 use crate::model::Vla;
-use crate::scene::{Family, Lang, Layout, Reference, Relation};
+use crate::scene::{Family, Lang, Layout, Relation};
 use crate::tokens::CommandTokenizer;
 pub use landing::Landing;
+pub use refusals::RefusalMetrics;
 pub use splits::Split;
 
 /// How close a push must end to the expected point, as a share of the table side.
@@ -70,16 +71,6 @@ pub struct Metrics {
     pub pixel_error: f64,
     /// Share of these (valid) commands the model refused.
     pub false_flags: f64,
-}
-
-/// How the model answered commands it should refuse.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RefusalMetrics {
-    pub n: usize,
-    /// Refused at all (absent or ambiguous).
-    pub flagged: f64,
-    /// Refused with the right kind.
-    pub right_kind: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +98,7 @@ pub struct EvalReport {
     pub patch_labels: Option<patches::PatchScore>,
     /// Flagged and false flags at other refusal thresholds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub refusal_curve: Option<Vec<refusal_curve::CurvePoint>>,
+    pub refusal_curve: Option<Vec<refusals::CurvePoint>>,
 }
 
 impl EvalReport {
@@ -163,7 +154,7 @@ impl EvalReport {
             }
         }
         if let Some(curve) = &self.refusal_curve {
-            s += &refusal_curve::table(curve);
+            s += &refusals::curve_table(curve);
         }
         s
     }
@@ -252,10 +243,9 @@ pub fn evaluate(
     let scenes = scenes.count;
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
-    let mut refusals: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
-    let mut refusals_by_name: BTreeMap<String, Vec<(bool, bool)>> = BTreeMap::new();
+    let mut to_refuse = refusals::RefusalAnswers::default();
     let mut patch_tally = patches::PatchTally::default();
-    let mut refusal_tally = refusal_curve::RefusalTally::default();
+    let mut refusal_tally = refusals::RefusalTally::default();
     let last = first_seed.saturating_add(scenes);
     let mut start = first_seed;
     while start < last {
@@ -301,18 +291,7 @@ pub fn evaluate(
                 let first = generated.steps[b].first().map_or([0.0; 2], |s| s.refusal);
                 refusal_tally.add(first, !want_outcome.is_act());
                 if !want_outcome.is_act() {
-                    let answer = (!got.outcome.is_act(), got.outcome == want_outcome);
-                    let lang = lang_name(e.command.lang);
-                    let key = format!("{}/{lang}", want_outcome.name());
-                    refusals.entry(key).or_default().push(answer);
-                    if let Some(name) = e.command.refused_name {
-                        let kind = match name {
-                            Reference::Shape(_) => "shape",
-                            Reference::ColorShape(..) => "color_shape",
-                        };
-                        let key = format!("{}/{kind}", want_outcome.name());
-                        refusals_by_name.entry(key).or_default().push(answer);
-                    }
+                    to_refuse.add(&e.command, got.outcome);
                     continue;
                 }
                 let heads = &cross[b];
@@ -379,23 +358,6 @@ pub fn evaluate(
         .iter()
         .map(|(k, v)| (k.clone(), average(v.iter())))
         .collect();
-    let refusal_metrics = |answers: BTreeMap<String, Vec<(bool, bool)>>| {
-        answers
-            .into_iter()
-            .map(|(k, v)| {
-                let n = v.len();
-                let share = |f: &dyn Fn(&(bool, bool)) -> bool| {
-                    v.iter().filter(|x| f(x)).count() as f64 / n.max(1) as f64
-                };
-                let m = RefusalMetrics {
-                    n,
-                    flagged: share(&|x| x.0),
-                    right_kind: share(&|x| x.1),
-                };
-                (k, m)
-            })
-            .collect::<BTreeMap<_, _>>()
-    };
     Ok(EvalReport {
         split: split.name().to_string(),
         scenes,
@@ -403,8 +365,8 @@ pub fn evaluate(
         cells,
         relations,
         overall,
-        refusals: refusal_metrics(refusals),
-        refusals_by_name: refusal_metrics(refusals_by_name),
+        refusals: to_refuse.by_language(),
+        refusals_by_name: to_refuse.by_name(),
         landings,
         patch_labels: patch_tally.score(),
         refusal_curve: refusal_tally.curve(),

@@ -151,7 +151,7 @@ fn eval_says_where_every_first_point_landed() {
 /// decoder did: the same flagged share and the same false flags.
 #[test]
 fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
-    use vla_demo::eval::refusal_curve::REFUSAL_THRESHOLD;
+    use vla_demo::eval::refusals::REFUSAL_THRESHOLD;
     let r = evaluate(&Source::Embedded, Split::Absent, 8);
     let curve = r.refusal_curve.as_ref().expect("a curve");
     let at = curve

@@ -1,4 +1,6 @@
-//! How the refusal rule trades flags against false flags.
+//! Commands the model should refuse: how it answered them, by language and
+//! by the kind of name they use, and how the refusal rule trades flags
+//! against false flags.
 //!
 //! The decoder refuses when the stronger refusal outweighs acting
 //! ([`refusal_score`] above [`REFUSAL_THRESHOLD`]). Any other threshold would
@@ -9,10 +11,78 @@
 //! flags too. A learner can read off whether any threshold meets a bar on
 //! both, without decoding again.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
+use crate::action::Outcome;
+use crate::eval::lang_name;
 use crate::model::vla::refusal_score;
 pub use crate::model::vla::REFUSAL_THRESHOLD;
+use crate::scene::{Command, Reference};
+
+/// How the model answered commands it should refuse.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefusalMetrics {
+    pub n: usize,
+    /// Refused at all (absent or ambiguous).
+    pub flagged: f64,
+    /// Refused with the right kind.
+    pub right_kind: f64,
+}
+
+/// Answers to commands to refuse, gathered during an evaluation: whether
+/// each was flagged, and with the right kind.
+#[derive(Debug, Default)]
+pub struct RefusalAnswers {
+    /// Keyed "absent/en", "ambiguous/ko", ...
+    by_language: BTreeMap<String, Vec<(bool, bool)>>,
+    /// Keyed "absent/shape", "ambiguous/color_shape", ...
+    by_name: BTreeMap<String, Vec<(bool, bool)>>,
+}
+
+impl RefusalAnswers {
+    /// Adds the model's answer `got` to `command`, one to refuse.
+    pub fn add(&mut self, command: &Command, got: Outcome) {
+        let want = command.action.outcome;
+        let answer = (!got.is_act(), got == want);
+        let key = format!("{}/{}", want.name(), lang_name(command.lang));
+        self.by_language.entry(key).or_default().push(answer);
+        if let Some(name) = command.refused_name {
+            let kind = match name {
+                Reference::Shape(_) => "shape",
+                Reference::ColorShape(..) => "color_shape",
+            };
+            let key = format!("{}/{kind}", want.name());
+            self.by_name.entry(key).or_default().push(answer);
+        }
+    }
+
+    pub fn by_language(&self) -> BTreeMap<String, RefusalMetrics> {
+        metrics(&self.by_language)
+    }
+
+    pub fn by_name(&self) -> BTreeMap<String, RefusalMetrics> {
+        metrics(&self.by_name)
+    }
+}
+
+fn metrics(answers: &BTreeMap<String, Vec<(bool, bool)>>) -> BTreeMap<String, RefusalMetrics> {
+    answers
+        .iter()
+        .map(|(k, v)| {
+            let share = |f: fn(&(bool, bool)) -> bool| {
+                v.iter().filter(|x| f(x)).count() as f64 / v.len().max(1) as f64
+            };
+            let m = RefusalMetrics {
+                n: v.len(),
+                flagged: share(|x| x.0),
+                right_kind: share(|x| x.1),
+            };
+            (k.clone(), m)
+        })
+        .collect()
+}
 
 /// The thresholds the curve is measured at; the decoder's is among them.
 pub const THRESHOLDS: [f32; 9] = [0.1, 0.2, 0.3, 0.4, REFUSAL_THRESHOLD, 0.6, 0.7, 0.8, 0.9];
@@ -68,7 +138,7 @@ impl RefusalTally {
 }
 
 /// A Markdown table of the curve, the decoder's own threshold marked.
-pub fn table(curve: &[CurvePoint]) -> String {
+pub fn curve_table(curve: &[CurvePoint]) -> String {
     let mut s = String::from(
         "\n| refuse when score > | flagged (to refuse) | false flags (valid) |\n|---|---|---|\n",
     );
@@ -118,11 +188,46 @@ mod tests {
         // refusal beats acting; a tie (7/16 against 7/16) acts.
         assert_eq!(at(REFUSAL_THRESHOLD).flagged, Some(0.5));
         assert_eq!(at(REFUSAL_THRESHOLD).false_flags, 1.0 / 3.0);
-        let printed = table(&curve);
+        let printed = curve_table(&curve);
         assert!(
             printed.contains("| 0.5 (decoder) | 50.0% | 33.3% |"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn answers_are_counted_by_language_and_by_kind_of_name() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let command = (0..100)
+            .find_map(|seed| {
+                let layout = crate::scene::Layout::generate(seed);
+                crate::scene::sample_refusal(
+                    &layout,
+                    Outcome::Ambiguous,
+                    crate::scene::Lang::Ko,
+                    &[],
+                    &mut rng,
+                )
+            })
+            .unwrap();
+        let kind = match command.refused_name.unwrap() {
+            Reference::Shape(_) => "ambiguous/shape",
+            Reference::ColorShape(..) => "ambiguous/color_shape",
+        };
+        let mut answers = RefusalAnswers::default();
+        // Flagged with the wrong kind, flagged right, and acted on.
+        for got in [Outcome::Absent, Outcome::Ambiguous, Outcome::Act] {
+            answers.add(&command, got);
+        }
+        for (key, m) in [
+            ("ambiguous/ko", &answers.by_language()),
+            (kind, &answers.by_name()),
+        ] {
+            assert_eq!(m.len(), 1, "{m:?}");
+            let m = &m[key];
+            assert_eq!((m.n, m.flagged, m.right_kind), (3, 2.0 / 3.0, 1.0 / 3.0));
+        }
     }
 
     #[test]
@@ -133,6 +238,6 @@ mod tests {
         assert!(curve
             .iter()
             .all(|p| p.flagged.is_none() && p.false_flags == 0.0));
-        assert!(table(&curve).contains("| 0.1 | – | 0.0% |"));
+        assert!(curve_table(&curve).contains("| 0.1 | – | 0.0% |"));
     }
 }
