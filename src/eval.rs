@@ -19,8 +19,9 @@
 //! Every split of [`splits`] is scored the same way. Commands the model
 //! should refuse ("the green cup" with no green cup) are scored apart: the
 //! share **flagged** (any refusal) and the share flagged with the right kind
-//! (absent or ambiguous); and on the commands it should act on, the share of
-//! **false flags**.
+//! (absent or ambiguous), by language and by the kind of name; on the
+//! commands it should act on, the share of **false flags**; and both again
+//! at other refusal thresholds ([`refusals`]).
 //!
 //! And where the first point of each valid command landed ([`landing`]),
 //! and, for a model with a patch head, what it says each patch shows
