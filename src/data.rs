@@ -176,6 +176,26 @@ fn object_patches(
     }
 }
 
+/// The patches of every object an ambiguous command's name fits (the union
+/// of their [`target_patches`]): where "the red block" beside two red
+/// blocks should look before it asks "which one?". Empty for every other
+/// command.
+pub fn candidate_patches(layout: &Layout, cmd: &Command, grid: usize) -> Vec<f32> {
+    let Some(name) = cmd
+        .refused_name
+        .filter(|_| cmd.action.outcome == Outcome::Ambiguous)
+    else {
+        return Vec::new();
+    };
+    let mut union = vec![0f32; grid * grid];
+    for o in layout.objects.iter().filter(|o| name.fits(o)) {
+        for (u, p) in union.iter_mut().zip(target_patches(o, grid)) {
+            *u = u.max(p);
+        }
+    }
+    union
+}
+
 /// The object the first action token should look at.
 pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
     match layout.objects.iter().find(|o| o.id == cmd.target) {
@@ -189,6 +209,7 @@ pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
 }
 
 /// One (image, command) pair for a batch.
+#[derive(Clone)]
 pub struct Example {
     /// Index into the batch's images.
     pub image: usize,
@@ -199,6 +220,8 @@ pub struct Example {
     pub destination: Vec<f32>,
     /// The landmark's patches, for relational commands ([`landmark_patches`]).
     pub landmark: Vec<f32>,
+    /// Every object an ambiguous command's name fits ([`candidate_patches`]).
+    pub candidates: Vec<f32>,
 }
 
 impl Example {
@@ -209,6 +232,7 @@ impl Example {
             target: command_target(layout, &command, grid)?,
             destination: destination_patches(layout, &command, grid)?,
             landmark: landmark_patches(layout, &command, grid)?,
+            candidates: candidate_patches(layout, &command, grid),
             command,
         })
     }
@@ -230,6 +254,10 @@ pub enum Grounded {
     /// landmark: their queries in the first fusion block read the landmark,
     /// so that later queries can find the target from where it is.
     Landmark,
+    /// `Landmark`, and the `<boa>` of an ambiguous command reads every
+    /// object its name fits, so that "which one?" is answered from having
+    /// found two (see [`candidate_patches`]).
+    Candidates,
 }
 
 /// Tensors for one teacher-forced step.
@@ -361,8 +389,10 @@ pub fn make_batch(
             }
         }
         let coordinates = grounded != Grounded::Boa;
+        let candidates = grounded == Grounded::Candidates && !e.candidates.is_empty();
         for k in 0..a {
             let reads = match k {
+                0 if candidates => Some(&e.candidates),
                 0 => Some(&e.target),
                 1 if coordinates => Some(&e.target),
                 3 | 4 if coordinates && !e.destination.is_empty() => Some(&e.destination),
@@ -376,7 +406,7 @@ pub fn make_batch(
         }
     }
     let word_mask = match grounded {
-        Grounded::Landmark => Some(landmark_word_mask(examples, &encoded, n, device)?),
+        Grounded::Landmark | Grounded::Candidates => Some(landmark_word_mask(examples, &encoded, n, device)?),
         _ => None,
     };
     Ok(Batch {

@@ -456,3 +456,62 @@ fn unnamed_colours_reach_the_pictures_and_labels_but_never_the_words() {
         "{unnamed} unnamed, {targets} as targets"
     );
 }
+
+/// With `"candidates"`, the `<boa>` of an ambiguous command reads every
+/// object its name fits (found here from the scene's objects and the name's
+/// colour and shape), an absent command's stays free, and every other row
+/// and word is what `"landmark"` has it.
+#[test]
+fn an_ambiguous_commands_boa_reads_every_object_its_name_fits() {
+    use vla_demo::action::Outcome;
+    use vla_demo::data::Grounded;
+    use vla_demo::grid::target_patches;
+    let tok = embedded_tokenizer();
+    let cfg = TrainConfig::load(Path::new("configs/train-candidates.json")).unwrap();
+    assert_eq!(cfg.grounded, Grounded::Candidates);
+    let grid = cfg.model.grid();
+    let zero = vec![0f32; grid * grid];
+    let (mut ambiguous, mut absent) = (0, 0);
+    for step in [0, 3000, 6000] {
+        let (drawn, examples) = scenes_for_step(&cfg, step).unwrap();
+        let batch = |grounded| batch_grounded(&cfg, grounded, &tok, step);
+        let (with, without) = (batch(Grounded::Candidates), batch(Grounded::Landmark));
+        assert_eq!(
+            with.word_mask.unwrap().to_vec3::<f32>().unwrap(),
+            without.word_mask.unwrap().to_vec3::<f32>().unwrap()
+        );
+        let (with, without) = (
+            with.target_mask.to_vec3::<f32>().unwrap(),
+            without.target_mask.to_vec3::<f32>().unwrap(),
+        );
+        for ((e, rows), before) in examples.iter().zip(&with).zip(&without) {
+            let c = &e.command;
+            if c.action.outcome != Outcome::Ambiguous {
+                absent += (c.action.outcome == Outcome::Absent) as usize;
+                assert_eq!(rows, before, "{:?}", c.text);
+                continue;
+            }
+            ambiguous += 1;
+            let name = c.refused_name.unwrap();
+            let fitting: Vec<_> = drawn[e.image]
+                .layout
+                .objects
+                .iter()
+                .filter(|o| o.shape == name.shape() && name.color().is_none_or(|k| k == o.color))
+                .collect();
+            assert!(fitting.len() >= 2, "{:?}", c.text);
+            let mut want = zero.clone();
+            for o in fitting {
+                let patches = target_patches(o, grid);
+                assert!(patches.contains(&1.0), "{:?}: an object on no patch", c.text);
+                for (w, p) in want.iter_mut().zip(patches) {
+                    *w = w.max(p);
+                }
+            }
+            assert_eq!(rows[0], want, "{:?}", c.text);
+            assert!(rows[1..].iter().all(|r| *r == zero), "{:?}", c.text);
+            assert!(before.iter().all(|r| *r == zero), "{:?}", c.text);
+        }
+    }
+    assert!(ambiguous > 5 && absent > 5, "{ambiguous} {absent}");
+}

@@ -47,6 +47,12 @@ impl Reference {
         }
     }
 
+    /// Whether the name fits `o`: its shape, and its colour where the name
+    /// has one.
+    pub fn fits(&self, o: &Object) -> bool {
+        o.shape == self.shape() && self.color().is_none_or(|c| o.color == c)
+    }
+
     /// English noun phrase with its article: "the cup", "the red cup".
     pub fn en(&self) -> String {
         match self {

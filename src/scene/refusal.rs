@@ -62,25 +62,21 @@ fn names_to_refuse(
     outcome: Outcome,
     exclude: &[(Color, Shape)],
 ) -> Vec<Reference> {
-    let count = |c: Option<Color>, s: Shape| {
-        layout
-            .objects
-            .iter()
-            .filter(|o| o.shape == s && c.is_none_or(|c| o.color == c))
-            .count()
-    };
-    let fits = |n: usize| match outcome {
-        Outcome::Absent => n == 0,
-        Outcome::Ambiguous => n >= 2,
-        Outcome::Act => false,
+    let refuse = |name: Reference| {
+        let n = layout.objects.iter().filter(|o| name.fits(o)).count();
+        match outcome {
+            Outcome::Absent => n == 0,
+            Outcome::Ambiguous => n >= 2,
+            Outcome::Act => false,
+        }
     };
     let mut names = Vec::new();
     for s in Shape::ALL {
-        if fits(count(None, s)) {
+        if refuse(Reference::Shape(s)) {
             names.push(Reference::Shape(s));
         }
         for c in Color::ALL {
-            if fits(count(Some(c), s)) && !exclude.contains(&(c, s)) {
+            if refuse(Reference::ColorShape(c, s)) && !exclude.contains(&(c, s)) {
                 names.push(Reference::ColorShape(c, s));
             }
         }

@@ -117,10 +117,7 @@ pub fn shards_of(
             .filter(|e| e.image >= first && e.image < first + chunk.len())
             .map(|e| Example {
                 image: e.image - first,
-                command: e.command.clone(),
-                target: e.target.clone(),
-                destination: e.destination.clone(),
-                landmark: e.landmark.clone(),
+                ..e.clone()
             })
             .collect();
         let batch = data::make_batch(

@@ -31,8 +31,10 @@ pub struct TrainConfig {
     pub next_to_boost_en: f64,
     pub attention_loss_weight: f64,
     /// Which queries that term supervises: `"boa"` (the default, as
-    /// before), `"coordinates"`, or `"landmark"` (the coordinates and the
-    /// words that name a landmark; see [`crate::data::Grounded`]).
+    /// before), `"coordinates"`, `"landmark"` (the coordinates and the
+    /// words that name a landmark), or `"candidates"` (the landmark's, and
+    /// an ambiguous command's `<boa>` on every object its name fits); see
+    /// [`crate::data::Grounded`].
     #[serde(default)]
     pub grounded: crate::data::Grounded,
     /// Weight of the pointer term: how far, in patches, the pointer's point

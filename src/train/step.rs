@@ -6,7 +6,9 @@
 //! optional grounding term, `-log(attention mass on the target)` of
 //! `<boa>` (and, with `grounded: "coordinates"`, of every query that reads
 //! an object's coordinate; with `"landmark"`, also of the words that name a
-//! relational command's landmark, in the first fusion block),
+//! relational command's landmark, in the first fusion block; with
+//! `"candidates"`, also of an ambiguous command's `<boa>` on every object
+//! its name fits),
 //! an optional pointer term: the distance, in patches, from the pointer's
 //! point to each x and y target, and an optional patch-label term: the
 //! cross-entropy of the patch head's colour and shape of every patch.
@@ -134,7 +136,8 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
         .neg()?
         .broadcast_div(&count)?;
     // Mean over heads of each action query's weights, summed over the
-    // patches of the object it reads (B, A). Refusals, and queries the
+    // patches of the object it reads (B, A). Refusals (but for an ambiguous
+    // command's `<boa>` with `grounded: "candidates"`), and queries the
     // batch leaves free, have no target: they do not count.
     // With `grounded: "landmark"` the words that name a landmark count the
     // same way, on the first block's cross-attention.
