@@ -406,7 +406,9 @@ pub fn make_batch(
         }
     }
     let word_mask = match grounded {
-        Grounded::Landmark | Grounded::Candidates => Some(landmark_word_mask(examples, &encoded, n, device)?),
+        Grounded::Landmark | Grounded::Candidates => {
+            Some(landmark_word_mask(examples, &encoded, n, device)?)
+        }
         _ => None,
     };
     Ok(Batch {

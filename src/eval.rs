@@ -19,9 +19,10 @@
 //! Every split of [`splits`] is scored the same way. Commands the model
 //! should refuse ("the green cup" with no green cup) are scored apart: the
 //! share **flagged** (any refusal) and the share flagged with the right kind
-//! (absent or ambiguous), by language and by the kind of name; on the
-//! commands it should act on, the share of **false flags**; and both again
-//! at other refusal thresholds ([`refusals`]).
+//! (absent or ambiguous), by language and by the kind of name, and for an
+//! ambiguous command the `<boa>` attention's **mass on the objects its name
+//! fits**; on the commands it should act on, the share of **false flags**;
+//! and both again at other refusal thresholds ([`refusals`]).
 //!
 //! And where the first point of each valid command landed ([`landing`]),
 //! and, for a model with a patch head, what it says each patch shows
@@ -144,10 +145,11 @@ impl EvalReport {
             s += &patches::table(p);
         }
         if !self.refusals.is_empty() {
-            s += "\n| to refuse | n | flagged | right kind |\n|---|---|---|---|\n";
+            s += "\n| to refuse | n | flagged | right kind | mass on the objects it fits |\n|---|---|---|---|---|\n";
             for (k, m) in self.refusals.iter().chain(&self.refusals_by_name) {
+                let mass = m.candidate_mass.map_or("–".into(), |x| format!("{x:.2}"));
                 s += &format!(
-                    "| {k} | {} | {:.1}% | {:.1}% |\n",
+                    "| {k} | {} | {:.1}% | {:.1}% | {mass} |\n",
                     m.n,
                     m.flagged * 100.0,
                     m.right_kind * 100.0
@@ -291,15 +293,17 @@ pub fn evaluate(
                 let want_outcome = e.command.action.outcome;
                 let first = generated.steps[b].first().map_or([0.0; 2], |s| s.refusal);
                 refusal_tally.add(first, !want_outcome.is_act());
-                if !want_outcome.is_act() {
-                    to_refuse.add(&e.command, got.outcome);
-                    continue;
-                }
                 let heads = &cross[b];
                 let n = heads[0].len();
                 let mean: Vec<f32> = (0..n)
                     .map(|p| heads.iter().map(|h| h[p]).sum::<f32>() / heads.len() as f32)
                     .collect();
+                let mass_on = |patches: &[f32]| mean.iter().zip(patches).map(|(a, t)| a * t).sum();
+                if !want_outcome.is_act() {
+                    let candidates = (!e.candidates.is_empty()).then(|| mass_on(&e.candidates));
+                    to_refuse.add(&e.command, got.outcome, candidates);
+                    continue;
+                }
                 let hit = |w: &[f32]| e.target[argmax(w)] > 0.5;
                 let want = action::encode(&e.command.action);
                 let got_tokens: Vec<_> = generated.steps[b].iter().map(|s| s.token).collect();
@@ -325,7 +329,7 @@ pub fn evaluate(
                     pointing: hit(&mean),
                     pointing_y: y_cross.as_ref().is_some_and(|y| hit(&y[b])),
                     head_hits: heads.iter().map(|h| hit(h)).collect(),
-                    mass: mean.iter().zip(&e.target).map(|(a, t)| a * t).sum(),
+                    mass: mass_on(&e.target),
                     token_acc: right as f32 / want.len().max(got_tokens.len()) as f32,
                     pixel_error,
                     refused: got.outcome != Answer::Act,

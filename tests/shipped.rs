@@ -181,6 +181,16 @@ fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
         .refusals_by_name
         .keys()
         .all(|k| k.ends_with("/shape") || k.ends_with("/color_shape")));
+    // Ambiguous commands say how much of `<boa>`'s attention fell on the
+    // objects their name fits; absent ones have none to fall on.
+    assert!(r.refusals.keys().any(|k| k.starts_with("ambiguous/")));
+    for (k, m) in r.refusals.iter().chain(&r.refusals_by_name) {
+        match m.candidate_mass {
+            Some(mass) => assert!(k.starts_with("ambiguous/") && (0.0..=1.0).contains(&mass)),
+            None => assert!(k.starts_with("absent/"), "{k}: {m:?}"),
+        }
+    }
+    assert!(r.table().contains("mass on the objects it fits"));
     let json = serde_json::to_value(&r).unwrap();
     assert!(
         json["refusal_curve"][0]["false_flags"].is_number(),

@@ -503,7 +503,11 @@ fn an_ambiguous_commands_boa_reads_every_object_its_name_fits() {
             let mut want = zero.clone();
             for o in fitting {
                 let patches = target_patches(o, grid);
-                assert!(patches.contains(&1.0), "{:?}: an object on no patch", c.text);
+                assert!(
+                    patches.contains(&1.0),
+                    "{:?}: an object on no patch",
+                    c.text
+                );
                 for (w, p) in want.iter_mut().zip(patches) {
                     *w = w.max(p);
                 }

@@ -29,6 +29,19 @@ pub struct RefusalMetrics {
     pub flagged: f64,
     /// Refused with the right kind.
     pub right_kind: f64,
+    /// For ambiguous commands: the mean share of the `<boa>` query's
+    /// attention (mean of heads) on the objects the name fits. "Which one?"
+    /// is best said having looked at each of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_mass: Option<f64>,
+}
+
+/// One answer to a command to refuse.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    flagged: bool,
+    right_kind: bool,
+    candidate_mass: Option<f32>,
 }
 
 /// Answers to commands to refuse, gathered during an evaluation: whether
@@ -36,16 +49,22 @@ pub struct RefusalMetrics {
 #[derive(Debug, Default)]
 pub struct RefusalAnswers {
     /// Keyed "absent/en", "ambiguous/ko", ...
-    by_language: BTreeMap<String, Vec<(bool, bool)>>,
+    by_language: BTreeMap<String, Vec<Answer>>,
     /// Keyed "absent/shape", "ambiguous/color_shape", ...
-    by_name: BTreeMap<String, Vec<(bool, bool)>>,
+    by_name: BTreeMap<String, Vec<Answer>>,
 }
 
 impl RefusalAnswers {
-    /// Adds the model's answer `got` to `command`, one to refuse.
-    pub fn add(&mut self, command: &Command, got: Outcome) {
+    /// Adds the model's answer `got` to `command`, one to refuse, with the
+    /// `<boa>` attention's mass on the objects its name fits where it is
+    /// ambiguous.
+    pub fn add(&mut self, command: &Command, got: Outcome, candidate_mass: Option<f32>) {
         let want = command.action.outcome;
-        let answer = (!got.is_act(), got == want);
+        let answer = Answer {
+            flagged: !got.is_act(),
+            right_kind: got == want,
+            candidate_mass,
+        };
         let key = format!("{}/{}", want.name(), lang_name(command.lang));
         self.by_language.entry(key).or_default().push(answer);
         if let Some(name) = command.refused_name {
@@ -67,17 +86,24 @@ impl RefusalAnswers {
     }
 }
 
-fn metrics(answers: &BTreeMap<String, Vec<(bool, bool)>>) -> BTreeMap<String, RefusalMetrics> {
+fn metrics(answers: &BTreeMap<String, Vec<Answer>>) -> BTreeMap<String, RefusalMetrics> {
     answers
         .iter()
         .map(|(k, v)| {
-            let share = |f: fn(&(bool, bool)) -> bool| {
+            let share = |f: fn(&Answer) -> bool| {
                 v.iter().filter(|x| f(x)).count() as f64 / v.len().max(1) as f64
             };
+            let masses: Vec<f64> = v
+                .iter()
+                .filter_map(|a| a.candidate_mass)
+                .map(f64::from)
+                .collect();
             let m = RefusalMetrics {
                 n: v.len(),
-                flagged: share(|x| x.0),
-                right_kind: share(|x| x.1),
+                flagged: share(|x| x.flagged),
+                right_kind: share(|x| x.right_kind),
+                candidate_mass: (!masses.is_empty())
+                    .then(|| masses.iter().sum::<f64>() / masses.len() as f64),
             };
             (k.clone(), m)
         })
@@ -216,9 +242,14 @@ mod tests {
             Reference::ColorShape(..) => "ambiguous/color_shape",
         };
         let mut answers = RefusalAnswers::default();
-        // Flagged with the wrong kind, flagged right, and acted on.
-        for got in [Outcome::Absent, Outcome::Ambiguous, Outcome::Act] {
-            answers.add(&command, got);
+        // Flagged with the wrong kind, flagged right, and acted on, with
+        // 1/4, 1/2 and 3/4 of the attention on the objects the name fits.
+        for (got, mass) in [
+            (Outcome::Absent, 0.25),
+            (Outcome::Ambiguous, 0.5),
+            (Outcome::Act, 0.75),
+        ] {
+            answers.add(&command, got, Some(mass));
         }
         for (key, m) in [
             ("ambiguous/ko", &answers.by_language()),
@@ -227,7 +258,12 @@ mod tests {
             assert_eq!(m.len(), 1, "{m:?}");
             let m = &m[key];
             assert_eq!((m.n, m.flagged, m.right_kind), (3, 2.0 / 3.0, 1.0 / 3.0));
+            assert_eq!(m.candidate_mass, Some(0.5));
         }
+        // An absent command has nothing to look at.
+        let mut absent = RefusalAnswers::default();
+        absent.add(&command, Outcome::Absent, None);
+        assert_eq!(absent.by_language()["ambiguous/ko"].candidate_mass, None);
     }
 
     #[test]
