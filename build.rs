@@ -1,8 +1,8 @@
-//! Embeds models/landmark in the binary when it is there (see src/checkpoint.rs).
+//! Embeds models/candidates in the binary when it is there (see src/checkpoint.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_embedded_model)");
-    println!("cargo::rerun-if-changed=models/landmark");
-    let dir = std::path::Path::new("models/landmark");
+    println!("cargo::rerun-if-changed=models/candidates");
+    let dir = std::path::Path::new("models/candidates");
     if ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .all(|f| dir.join(f).is_file())

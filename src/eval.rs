@@ -21,8 +21,9 @@
 //! share **flagged** (any refusal) and the share flagged with the right kind
 //! (absent or ambiguous), by language and by the kind of name, and for an
 //! ambiguous command the `<boa>` attention's **mass on the objects its name
-//! fits**; on the commands it should act on, the share of **false flags**;
-//! and both again at other refusal thresholds ([`refusals`]).
+//! fits**, all together and on the one it looked at least; on the commands
+//! it should act on, the share of **false flags**; and both again at other
+//! refusal thresholds ([`refusals`]).
 //!
 //! And where the first point of each valid command landed ([`landing`]),
 //! and, for a model with a patch head, what it says each patch shows
@@ -145,11 +146,12 @@ impl EvalReport {
             s += &patches::table(p);
         }
         if !self.refusals.is_empty() {
-            s += "\n| to refuse | n | flagged | right kind | mass on the objects it fits |\n|---|---|---|---|---|\n";
+            s += "\n| to refuse | n | flagged | right kind | mass on the objects it fits | on the least looked at |\n|---|---|---|---|---|---|\n";
             for (k, m) in self.refusals.iter().chain(&self.refusals_by_name) {
-                let mass = m.candidate_mass.map_or("–".into(), |x| format!("{x:.2}"));
+                let mass = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
+                let (all, least) = (mass(m.candidate_mass), mass(m.least_candidate_mass));
                 s += &format!(
-                    "| {k} | {} | {:.1}% | {:.1}% | {mass} |\n",
+                    "| {k} | {} | {:.1}% | {:.1}% | {all} | {least} |\n",
                     m.n,
                     m.flagged * 100.0,
                     m.right_kind * 100.0
@@ -300,8 +302,20 @@ pub fn evaluate(
                     .collect();
                 let mass_on = |patches: &[f32]| mean.iter().zip(patches).map(|(a, t)| a * t).sum();
                 if !want_outcome.is_act() {
-                    let candidates = (!e.candidates.is_empty()).then(|| mass_on(&e.candidates));
-                    to_refuse.add(&e.command, got.outcome, candidates);
+                    let looked = e
+                        .command
+                        .refused_name
+                        .filter(|_| !e.candidates.is_empty())
+                        .map(|name| {
+                            let objects: Vec<Vec<f32>> = layout
+                                .objects
+                                .iter()
+                                .filter(|o| name.fits(o))
+                                .map(|o| crate::grid::target_patches(o, cfg.grid()))
+                                .collect();
+                            refusals::Looked::of(&mean, &objects)
+                        });
+                    to_refuse.add(&e.command, got.outcome, looked);
                     continue;
                 }
                 let hit = |w: &[f32]| e.target[argmax(w)] > 0.5;

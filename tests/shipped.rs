@@ -185,9 +185,12 @@ fn the_refusal_curve_meets_the_decoder_at_its_threshold() {
     // objects their name fits; absent ones have none to fall on.
     assert!(r.refusals.keys().any(|k| k.starts_with("ambiguous/")));
     for (k, m) in r.refusals.iter().chain(&r.refusals_by_name) {
-        match m.candidate_mass {
-            Some(mass) => assert!(k.starts_with("ambiguous/") && (0.0..=1.0).contains(&mass)),
-            None => assert!(k.starts_with("absent/"), "{k}: {m:?}"),
+        match (m.candidate_mass, m.least_candidate_mass) {
+            (Some(all), Some(least)) => {
+                assert!(k.starts_with("ambiguous/") && 0.0 <= least && least <= all && all <= 1.0)
+            }
+            (None, None) => assert!(k.starts_with("absent/"), "{k}: {m:?}"),
+            _ => panic!("{k}: {m:?}"),
         }
     }
     assert!(r.table().contains("mass on the objects it fits"));

@@ -29,11 +29,43 @@ pub struct RefusalMetrics {
     pub flagged: f64,
     /// Refused with the right kind.
     pub right_kind: f64,
-    /// For ambiguous commands: the mean share of the `<boa>` query's
-    /// attention (mean of heads) on the objects the name fits. "Which one?"
-    /// is best said having looked at each of them.
+    /// For ambiguous commands, the mean over commands of [`Looked::all`]:
+    /// the share of the `<boa>` query's attention on the objects the name
+    /// fits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidate_mass: Option<f64>,
+    /// And of [`Looked::least`]: its share on the one of them it looked at
+    /// least. "Which one?" is best said having looked at each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub least_candidate_mass: Option<f64>,
+}
+
+/// Where an ambiguous command's `<boa>` query looked (its attention, mean
+/// of heads), among the objects its name fits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Looked {
+    /// The share on all of them together.
+    pub all: f32,
+    /// The share on the one it looked at least.
+    pub least: f32,
+}
+
+impl Looked {
+    /// `weights`: one per patch; `objects`: the patches of each object the
+    /// name fits (1 on a patch of the object, 0 elsewhere).
+    pub fn of(weights: &[f32], objects: &[Vec<f32>]) -> Looked {
+        let mass = |patches: &[f32]| weights.iter().zip(patches).map(|(w, p)| w * p).sum();
+        let union: Vec<f32> = (0..weights.len())
+            .map(|i| objects.iter().map(|o| o[i]).fold(0.0, f32::max))
+            .collect();
+        Looked {
+            all: mass(&union),
+            least: objects
+                .iter()
+                .map(|o| mass(o))
+                .fold(f32::INFINITY, f32::min),
+        }
+    }
 }
 
 /// One answer to a command to refuse.
@@ -41,7 +73,7 @@ pub struct RefusalMetrics {
 struct Answer {
     flagged: bool,
     right_kind: bool,
-    candidate_mass: Option<f32>,
+    looked: Option<Looked>,
 }
 
 /// Answers to commands to refuse, gathered during an evaluation: whether
@@ -55,15 +87,15 @@ pub struct RefusalAnswers {
 }
 
 impl RefusalAnswers {
-    /// Adds the model's answer `got` to `command`, one to refuse, with the
-    /// `<boa>` attention's mass on the objects its name fits where it is
+    /// Adds the model's answer `got` to `command`, one to refuse, with
+    /// where it looked among the objects its name fits where it is
     /// ambiguous.
-    pub fn add(&mut self, command: &Command, got: Outcome, candidate_mass: Option<f32>) {
+    pub fn add(&mut self, command: &Command, got: Outcome, looked: Option<Looked>) {
         let want = command.action.outcome;
         let answer = Answer {
             flagged: !got.is_act(),
             right_kind: got == want,
-            candidate_mass,
+            looked,
         };
         let key = format!("{}/{}", want.name(), lang_name(command.lang));
         self.by_language.entry(key).or_default().push(answer);
@@ -93,17 +125,18 @@ fn metrics(answers: &BTreeMap<String, Vec<Answer>>) -> BTreeMap<String, RefusalM
             let share = |f: fn(&Answer) -> bool| {
                 v.iter().filter(|x| f(x)).count() as f64 / v.len().max(1) as f64
             };
-            let masses: Vec<f64> = v
-                .iter()
-                .filter_map(|a| a.candidate_mass)
-                .map(f64::from)
-                .collect();
+            let looked: Vec<Looked> = v.iter().filter_map(|a| a.looked).collect();
+            let mean = |f: fn(&Looked) -> f32| {
+                (!looked.is_empty()).then(|| {
+                    looked.iter().map(|l| f64::from(f(l))).sum::<f64>() / looked.len() as f64
+                })
+            };
             let m = RefusalMetrics {
                 n: v.len(),
                 flagged: share(|x| x.flagged),
                 right_kind: share(|x| x.right_kind),
-                candidate_mass: (!masses.is_empty())
-                    .then(|| masses.iter().sum::<f64>() / masses.len() as f64),
+                candidate_mass: mean(|l| l.all),
+                least_candidate_mass: mean(|l| l.least),
             };
             (k.clone(), m)
         })
@@ -243,13 +276,14 @@ mod tests {
         };
         let mut answers = RefusalAnswers::default();
         // Flagged with the wrong kind, flagged right, and acted on, with
-        // 1/4, 1/2 and 3/4 of the attention on the objects the name fits.
-        for (got, mass) in [
+        // 1/4, 1/2 and 3/4 of the attention on the objects the name fits
+        // (an eighth of it on the one looked at least).
+        for (got, all) in [
             (Outcome::Absent, 0.25),
             (Outcome::Ambiguous, 0.5),
             (Outcome::Act, 0.75),
         ] {
-            answers.add(&command, got, Some(mass));
+            answers.add(&command, got, Some(Looked { all, least: 0.125 }));
         }
         for (key, m) in [
             ("ambiguous/ko", &answers.by_language()),
@@ -259,11 +293,27 @@ mod tests {
             let m = &m[key];
             assert_eq!((m.n, m.flagged, m.right_kind), (3, 2.0 / 3.0, 1.0 / 3.0));
             assert_eq!(m.candidate_mass, Some(0.5));
+            assert_eq!(m.least_candidate_mass, Some(0.125));
         }
         // An absent command has nothing to look at.
         let mut absent = RefusalAnswers::default();
         absent.add(&command, Outcome::Absent, None);
         assert_eq!(absent.by_language()["ambiguous/ko"].candidate_mass, None);
+    }
+
+    #[test]
+    fn looking_at_candidates_counts_shared_patches_once() {
+        // Two objects sharing patch 1; half the weight on patch 0.
+        let weights = [0.5, 0.25, 0.125, 0.125];
+        let objects = [vec![1.0, 1.0, 0.0, 0.0], vec![0.0, 1.0, 1.0, 0.0]];
+        let looked = Looked::of(&weights, &objects);
+        assert_eq!(
+            looked,
+            Looked {
+                all: 0.875,
+                least: 0.375
+            }
+        );
     }
 
     #[test]
