@@ -302,19 +302,7 @@ pub fn evaluate(
                     .collect();
                 let mass_on = |patches: &[f32]| mean.iter().zip(patches).map(|(a, t)| a * t).sum();
                 if !want_outcome.is_act() {
-                    let looked = e
-                        .command
-                        .refused_name
-                        .filter(|_| !e.candidates.is_empty())
-                        .map(|name| {
-                            let objects: Vec<Vec<f32>> = layout
-                                .objects
-                                .iter()
-                                .filter(|o| name.fits(o))
-                                .map(|o| crate::grid::target_patches(o, cfg.grid()))
-                                .collect();
-                            refusals::Looked::of(&mean, &objects)
-                        });
+                    let looked = refusals::Looked::among(&mean, layout, &e.command, cfg.grid());
                     to_refuse.add(&e.command, got.outcome, looked);
                     continue;
                 }

@@ -17,9 +17,10 @@ use serde::Serialize;
 
 use crate::action::Outcome;
 use crate::eval::lang_name;
+use crate::grid::target_patches;
 use crate::model::vla::refusal_score;
 pub use crate::model::vla::REFUSAL_THRESHOLD;
-use crate::scene::{Command, Reference};
+use crate::scene::{Command, Layout, Reference};
 
 /// How the model answered commands it should refuse.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,6 +52,27 @@ pub struct Looked {
 }
 
 impl Looked {
+    /// Where `weights` (one per patch) fell among the objects of `layout`
+    /// that an ambiguous `command`'s name fits; `None` for any other
+    /// command.
+    pub fn among(
+        weights: &[f32],
+        layout: &Layout,
+        command: &Command,
+        grid: usize,
+    ) -> Option<Looked> {
+        let name = command
+            .refused_name
+            .filter(|_| command.action.outcome == Outcome::Ambiguous)?;
+        let objects: Vec<Vec<f32>> = layout
+            .objects
+            .iter()
+            .filter(|o| name.fits(o))
+            .map(|o| target_patches(o, grid))
+            .collect();
+        Some(Looked::of(weights, &objects))
+    }
+
     /// `weights`: one per patch; `objects`: the patches of each object the
     /// name fits (1 on a patch of the object, 0 elsewhere).
     pub fn of(weights: &[f32], objects: &[Vec<f32>]) -> Looked {
