@@ -176,24 +176,34 @@ fn object_patches(
     }
 }
 
-/// The patches of every object an ambiguous command's name fits (the union
-/// of their [`target_patches`]): where "the red block" beside two red
-/// blocks should look before it asks "which one?". Empty for every other
+/// The patches of each object an ambiguous command's name fits ("the red
+/// block" beside two red blocks: both blocks); none for every other
 /// command.
-pub fn candidate_patches(layout: &Layout, cmd: &Command, grid: usize) -> Vec<f32> {
-    let Some(name) = cmd
+pub fn candidate_objects(layout: &Layout, cmd: &Command, grid: usize) -> Vec<Vec<f32>> {
+    match cmd
         .refused_name
         .filter(|_| cmd.action.outcome == Outcome::Ambiguous)
-    else {
-        return Vec::new();
-    };
-    let mut union = vec![0f32; grid * grid];
-    for o in layout.objects.iter().filter(|o| name.fits(o)) {
-        for (u, p) in union.iter_mut().zip(target_patches(o, grid)) {
-            *u = u.max(p);
-        }
+    {
+        Some(name) => layout
+            .objects
+            .iter()
+            .filter(|o| name.fits(o))
+            .map(|o| target_patches(o, grid))
+            .collect(),
+        None => Vec::new(),
     }
-    union
+}
+
+/// The union of [`candidate_objects`]: where an ambiguous command should
+/// look before it asks "which one?". Empty for every other command.
+pub fn candidate_patches(layout: &Layout, cmd: &Command, grid: usize) -> Vec<f32> {
+    let objects = candidate_objects(layout, cmd, grid);
+    if objects.is_empty() {
+        return Vec::new();
+    }
+    (0..grid * grid)
+        .map(|i| objects.iter().map(|o| o[i]).fold(0.0, f32::max))
+        .collect()
 }
 
 /// The object the first action token should look at.

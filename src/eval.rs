@@ -302,7 +302,9 @@ pub fn evaluate(
                     .collect();
                 let mass_on = |patches: &[f32]| mean.iter().zip(patches).map(|(a, t)| a * t).sum();
                 if !want_outcome.is_act() {
-                    let looked = refusals::Looked::among(&mean, layout, &e.command, cfg.grid());
+                    let objects = data::candidate_objects(layout, &e.command, cfg.grid());
+                    let looked = (!objects.is_empty())
+                        .then(|| refusals::Looked::of(&mean, &e.candidates, &objects));
                     to_refuse.add(&e.command, got.outcome, looked);
                     continue;
                 }

@@ -17,10 +17,9 @@ use serde::Serialize;
 
 use crate::action::Outcome;
 use crate::eval::lang_name;
-use crate::grid::target_patches;
 use crate::model::vla::refusal_score;
 pub use crate::model::vla::REFUSAL_THRESHOLD;
-use crate::scene::{Command, Layout, Reference};
+use crate::scene::{Command, Reference};
 
 /// How the model answered commands it should refuse.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,36 +51,13 @@ pub struct Looked {
 }
 
 impl Looked {
-    /// Where `weights` (one per patch) fell among the objects of `layout`
-    /// that an ambiguous `command`'s name fits; `None` for any other
-    /// command.
-    pub fn among(
-        weights: &[f32],
-        layout: &Layout,
-        command: &Command,
-        grid: usize,
-    ) -> Option<Looked> {
-        let name = command
-            .refused_name
-            .filter(|_| command.action.outcome == Outcome::Ambiguous)?;
-        let objects: Vec<Vec<f32>> = layout
-            .objects
-            .iter()
-            .filter(|o| name.fits(o))
-            .map(|o| target_patches(o, grid))
-            .collect();
-        Some(Looked::of(weights, &objects))
-    }
-
-    /// `weights`: one per patch; `objects`: the patches of each object the
-    /// name fits (1 on a patch of the object, 0 elsewhere).
-    pub fn of(weights: &[f32], objects: &[Vec<f32>]) -> Looked {
+    /// `weights`: one per patch; `union`: the patches of all the objects
+    /// the name fits, `objects`: of each ([`crate::data::candidate_patches`]
+    /// and [`crate::data::candidate_objects`]).
+    pub fn of(weights: &[f32], union: &[f32], objects: &[Vec<f32>]) -> Looked {
         let mass = |patches: &[f32]| weights.iter().zip(patches).map(|(w, p)| w * p).sum();
-        let union: Vec<f32> = (0..weights.len())
-            .map(|i| objects.iter().map(|o| o[i]).fold(0.0, f32::max))
-            .collect();
         Looked {
-            all: mass(&union),
+            all: mass(union),
             least: objects
                 .iter()
                 .map(|o| mass(o))
@@ -324,11 +300,12 @@ mod tests {
     }
 
     #[test]
-    fn looking_at_candidates_counts_shared_patches_once() {
-        // Two objects sharing patch 1; half the weight on patch 0.
+    fn looking_at_candidates_sums_their_union_and_each_one() {
+        // Two objects sharing patch 1 (their union counts it once); half
+        // the weight on patch 0.
         let weights = [0.5, 0.25, 0.125, 0.125];
         let objects = [vec![1.0, 1.0, 0.0, 0.0], vec![0.0, 1.0, 1.0, 0.0]];
-        let looked = Looked::of(&weights, &objects);
+        let looked = Looked::of(&weights, &[1.0, 1.0, 1.0, 0.0], &objects);
         assert_eq!(
             looked,
             Looked {
