@@ -140,7 +140,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     check_args(args)?;
     if args.skip_inference && args.train_steps > 0 {
         // Before the first tensor operation, as `vla-demo train` does.
-        crate::train::single_threaded_kernels();
+        crate::train::set_up_training_process();
     }
     let load_start = sys::load_average();
     let device = crate::device::select(&args.device)?;

@@ -209,17 +209,19 @@ pub fn conv2d_nhwc(
     let (b, height, width, _) = x.dims4()?;
     let (c_out, c_in, k, _) = weight.dims4()?;
     let (oh, ow) = (geometry.out_size(height), geometry.out_size(width));
-    // Rows (B, OH, OW, k·k·C_in), and the kernel in the rows' order:
-    // (C_out, C_in, k, k) -> (k, k, C_in, C_out) -> (k·k·C_in, C_out).
+    // Rows (B, OH, OW, k·k·C_in), and the kernel in the rows' order, as a
+    // linear layer's weight: (C_out, C_in, k, k) -> (C_out, k, k, C_in)
+    // -> (C_out, k·k·C_in). The fused linear op also sums the bias's
+    // gradient over the rows in one pass.
     let rows = x.apply_op1(Im2Col(geometry))?;
     let kernel = weight
-        .permute((2, 3, 1, 0))?
+        .permute((0, 2, 3, 1))?
         .contiguous()?
-        .reshape((k * k * c_in, c_out))?;
-    let out = rows.reshape((b * oh * ow, k * k * c_in))?.matmul(&kernel)?;
+        .reshape((c_out, k * k * c_in))?;
+    let rows = rows.reshape((b * oh * ow, k * k * c_in))?;
     let out = match bias {
-        Some(bias) => out.broadcast_add(bias)?,
-        None => out,
+        Some(bias) => super::ops::linear(&rows, &kernel, bias)?,
+        None => rows.matmul(&kernel.t()?)?,
     };
     out.reshape((b, oh, ow, c_out))
 }
