@@ -302,9 +302,8 @@ pub fn evaluate(
                     .collect();
                 let mass_on = |patches: &[f32]| mean.iter().zip(patches).map(|(a, t)| a * t).sum();
                 if !want_outcome.is_act() {
-                    let objects = data::candidate_objects(layout, &e.command, cfg.grid());
-                    let looked = (!objects.is_empty())
-                        .then(|| refusals::Looked::of(&mean, &e.candidates, &objects));
+                    let looked = (!e.candidates.is_empty())
+                        .then(|| refusals::Looked::of(&mean, &e.candidates));
                     to_refuse.add(&e.command, got.outcome, looked);
                     continue;
                 }

@@ -33,12 +33,14 @@ mod adamw;
 mod batches;
 mod config;
 pub mod init;
+mod loss;
 mod step;
 
 pub use adamw::AdamW;
 pub use batches::{batch_for_step, scenes_for_step, shards_for_step, shards_of, worlds_for_step};
 pub use config::TrainConfig;
-pub use step::{init_model, loss, parallel_grads, LossWeights, StepStats};
+pub use loss::{loss, LossWeights, StepStats};
+pub use step::{init_model, parallel_grads};
 
 pub const TRAIN_CONFIG: &str = "train_config.json";
 pub const STATE: &str = "training_state.safetensors";

@@ -460,7 +460,9 @@ fn unnamed_colours_reach_the_pictures_and_labels_but_never_the_words() {
 /// With `"candidates"`, the `<boa>` of an ambiguous command reads every
 /// object its name fits (found here from the scene's objects and the name's
 /// colour and shape), an absent command's stays free, and every other row
-/// and word is what `"landmark"` has it.
+/// and word is what `"landmark"` has it. The batch also holds each of those
+/// objects on a row of its own (`candidate_masks`), and zeros for every
+/// other command.
 #[test]
 fn an_ambiguous_commands_boa_reads_every_object_its_name_fits() {
     use vla_demo::action::Outcome;
@@ -480,15 +482,18 @@ fn an_ambiguous_commands_boa_reads_every_object_its_name_fits() {
             with.word_mask.unwrap().to_vec3::<f32>().unwrap(),
             without.word_mask.unwrap().to_vec3::<f32>().unwrap()
         );
+        assert!(without.candidate_masks.is_none());
+        let each = with.candidate_masks.unwrap().to_vec3::<f32>().unwrap();
         let (with, without) = (
             with.target_mask.to_vec3::<f32>().unwrap(),
             without.target_mask.to_vec3::<f32>().unwrap(),
         );
-        for ((e, rows), before) in examples.iter().zip(&with).zip(&without) {
+        for (((e, rows), before), each) in examples.iter().zip(&with).zip(&without).zip(&each) {
             let c = &e.command;
             if c.action.outcome != Outcome::Ambiguous {
                 absent += (c.action.outcome == Outcome::Absent) as usize;
                 assert_eq!(rows, before, "{:?}", c.text);
+                assert!(each.iter().all(|r| *r == zero), "{:?}", c.text);
                 continue;
             }
             ambiguous += 1;
@@ -501,17 +506,23 @@ fn an_ambiguous_commands_boa_reads_every_object_its_name_fits() {
                 .collect();
             assert!(fitting.len() >= 2, "{:?}", c.text);
             let mut want = zero.clone();
-            for o in fitting {
+            for (i, o) in fitting.iter().enumerate() {
                 let patches = target_patches(o, grid);
                 assert!(
                     patches.contains(&1.0),
                     "{:?}: an object on no patch",
                     c.text
                 );
+                assert_eq!(each[i], patches, "{:?}: candidate {i}", c.text);
                 for (w, p) in want.iter_mut().zip(patches) {
                     *w = w.max(p);
                 }
             }
+            assert!(
+                each[fitting.len()..].iter().all(|r| *r == zero),
+                "{:?}",
+                c.text
+            );
             assert_eq!(rows[0], want, "{:?}", c.text);
             assert!(rows[1..].iter().all(|r| *r == zero), "{:?}", c.text);
             assert!(before.iter().all(|r| *r == zero), "{:?}", c.text);

@@ -51,13 +51,13 @@ pub struct Looked {
 }
 
 impl Looked {
-    /// `weights`: one per patch; `union`: the patches of all the objects
-    /// the name fits, `objects`: of each ([`crate::data::candidate_patches`]
-    /// and [`crate::data::candidate_objects`]).
-    pub fn of(weights: &[f32], union: &[f32], objects: &[Vec<f32>]) -> Looked {
+    /// `weights`: one per patch; `objects`: the patches of each object the
+    /// name fits ([`crate::data::candidate_objects`]), whose union
+    /// ([`crate::data::candidate_union`]) gives `all`.
+    pub fn of(weights: &[f32], objects: &[Vec<f32>]) -> Looked {
         let mass = |patches: &[f32]| weights.iter().zip(patches).map(|(w, p)| w * p).sum();
         Looked {
-            all: mass(union),
+            all: mass(&crate::data::candidate_union(objects)),
             least: objects
                 .iter()
                 .map(|o| mass(o))
@@ -305,7 +305,7 @@ mod tests {
         // the weight on patch 0.
         let weights = [0.5, 0.25, 0.125, 0.125];
         let objects = [vec![1.0, 1.0, 0.0, 0.0], vec![0.0, 1.0, 1.0, 0.0]];
-        let looked = Looked::of(&weights, &[1.0, 1.0, 1.0, 0.0], &objects);
+        let looked = Looked::of(&weights, &objects);
         assert_eq!(
             looked,
             Looked {

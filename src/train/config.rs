@@ -37,6 +37,12 @@ pub struct TrainConfig {
     /// [`crate::data::Grounded`].
     #[serde(default)]
     pub grounded: crate::data::Grounded,
+    /// Weight of the candidate balance term (needs `grounded:
+    /// "candidates"`): an ambiguous command's `<boa>` asked to read each
+    /// object its name fits alike, not just one of them. 0, as before,
+    /// leaves the split to the model.
+    #[serde(default)]
+    pub each_candidate_weight: f64,
     /// Weight of the pointer term: how far, in patches, the pointer's point
     /// lies from each x and y target (0, as before, leaves the pointer to the
     /// cross-entropy alone).
@@ -175,6 +181,15 @@ impl TrainConfig {
             1e3,
         )?;
         real("point_loss_weight", self.point_loss_weight, 0.0, 1e3)?;
+        real(
+            "each_candidate_weight",
+            self.each_candidate_weight,
+            0.0,
+            1e3,
+        )?;
+        if self.each_candidate_weight > 0.0 && self.grounded != crate::data::Grounded::Candidates {
+            bail!("each_candidate_weight needs \"grounded\": \"candidates\"");
+        }
         real("patch_label_weight", self.patch_label_weight, 0.0, 1e3)?;
         real("patch_object_weight", self.patch_object_weight, 0.0, 1e3)?;
         if self.patch_label_weight > 0.0 && !self.model.patch_labels {

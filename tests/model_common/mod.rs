@@ -18,6 +18,7 @@ pub const LOSS_WEIGHTS: LossWeights = LossWeights {
     point: 0.3,
     patch: 0.3,
     patch_object: 2.0,
+    each_candidate: 0.3,
 };
 
 /// A model config small enough for a test: 64 px, hidden 32, one vision and
