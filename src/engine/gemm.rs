@@ -9,7 +9,7 @@
 //!   `softmax(q kᵀ/√d) v` with the scores kept in the core's cache.
 //!
 //! [`gemm_rows`] is the same product over a whole matrix on candle's
-//! threads, for the fused linear layer of `ops.rs`.
+//! threads, for the fused linear layer of `linear_op.rs`.
 //!
 //! Forward only: no backward pass. The reference model in `src/model`
 //! computes the same functions (tested in `vision.rs`).

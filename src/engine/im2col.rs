@@ -220,7 +220,7 @@ pub fn conv2d_nhwc(
         .reshape((c_out, k * k * c_in))?;
     let rows = rows.reshape((b * oh * ow, k * k * c_in))?;
     let out = match bias {
-        Some(bias) => super::ops::linear(&rows, &kernel, bias)?,
+        Some(bias) => super::linear_op::linear(&rows, &kernel, bias)?,
         None => rows.matmul(&kernel.t()?)?,
     };
     out.reshape((b, oh, ow, c_out))

@@ -5,10 +5,11 @@
 //!   ([`vision`]), built from one tiled gemm with its bias and GELU
 //!   ([`gemm`]), one convolution and one layer norm ([`layers`]), and one
 //!   attention kernel ([`gemm::head_attention`]).
-//! - **Training** ([`ops`], [`im2col`]): softmax, GELU, layer norm and the
-//!   convolution as fused CPU ops *with* backward passes (candle 0.11's fused
-//!   softmax and layer norm have none). The reference model calls them; off
-//!   the CPU they fall back to candle's own ops.
+//! - **Training** ([`ops`], [`linear_op`], [`im2col`]): softmax, GELU,
+//!   layer norm, the linear layer and the convolution as fused CPU ops
+//!   *with* backward passes (candle 0.11's fused softmax and layer norm have
+//!   none). The reference model calls them; off the CPU they fall back to
+//!   candle's own ops.
 //! - **Attention for long sequences** ([`long_attention`], with its CPU
 //!   kernel in [`long_attention_cpu`]): tiled, flash-style attention and the
 //!   device kernels, compared by `bench --attention-sweep`.
@@ -20,6 +21,7 @@
 pub mod gemm;
 pub mod im2col;
 pub mod layers;
+pub mod linear_op;
 pub mod long_attention;
 pub mod long_attention_cpu;
 pub mod ops;

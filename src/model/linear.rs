@@ -1,6 +1,6 @@
 //! The linear layer every projection in the model uses, `x·Wᵀ + b` over
 //! the last dimension, with candle_nn's weights, names and initialisation.
-//! It runs as one fused op (`engine::ops::linear`) whose backward is two
+//! It runs as one fused op (`engine::linear_op::linear`) whose backward is two
 //! matrix products and a sum of rows. candle_nn's layer is five nodes of
 //! candle's backward, and the gradient of its broadcast bias alone took a
 //! tenth of a training step (docs/BENCH.md).
@@ -8,7 +8,7 @@
 use candle::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::engine::ops;
+use crate::engine::linear_op;
 
 /// A linear layer: weight (out, in) and bias (out).
 #[derive(Debug, Clone)]
@@ -44,6 +44,6 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        ops::linear(xs, &self.weight, &self.bias)
+        linear_op::linear(xs, &self.weight, &self.bias)
     }
 }
