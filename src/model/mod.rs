@@ -3,7 +3,8 @@
 //! transformer block) → the three stacks: [`vision`] (a ViT over patches),
 //! [`text`] (a causal decoder over the command) and [`fusion`] (words and
 //! actions cross-attending to patches, with [`geometry`] and [`pointer`])
-//! → [`vla`], which ties them together and decodes actions.
+//! → [`vla`], which ties them together and decodes actions, one token at a
+//! time as [`decode`] chooses it.
 //!
 //! Attention is written once, in [`attention`]; every weight it computes can
 //! be recorded ([`record`]). The fast inference kernels live apart, in
@@ -12,6 +13,7 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+pub mod decode;
 pub mod fusion;
 pub mod geometry;
 pub mod linear;
