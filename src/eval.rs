@@ -34,6 +34,7 @@ pub mod landing;
 pub mod patches;
 pub mod refusals;
 pub mod splits;
+pub mod success;
 
 use std::collections::BTreeMap;
 
@@ -48,14 +49,12 @@ use crate::data::{self, Example};
 use crate::maps::argmax;
 use crate::model::vla::Decoding;
 use crate::model::Vla;
-use crate::scene::{Family, Lang, Layout, Relation};
+use crate::scene::{Family, Lang, Relation};
 use crate::tokens::CommandTokenizer;
 pub use landing::Landing;
 pub use refusals::RefusalMetrics;
 pub use splits::Split;
-
-/// How close a push must end to the expected point, as a share of the table side.
-pub const PUSH_TOLERANCE: f32 = 0.05;
+pub use success::{succeeded, PUSH_TOLERANCE};
 
 /// Scenes per forward pass.
 const CHUNK: u64 = 16;
@@ -184,38 +183,6 @@ struct Outcome {
     pixel_error: Option<f32>,
     refused: bool,
     landing: Landing,
-}
-
-fn inside(layout: &Layout, id: usize, x: f32, y: f32) -> bool {
-    layout
-        .objects
-        .iter()
-        .any(|o| o.id == id && o.contains(x, y))
-}
-
-/// Whether a predicted action does what the command asked.
-pub fn succeeded(layout: &Layout, cmd: &crate::scene::Command, got: &Action) -> bool {
-    if got.outcome != cmd.action.outcome {
-        return false;
-    }
-    let want = &cmd.action.waypoints;
-    let got = &got.waypoints;
-    if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| g.gripper != w.gripper) {
-        return false;
-    }
-    let on_target = inside(layout, cmd.target, got[0].x, got[0].y);
-    match cmd.family {
-        Family::Pick | Family::Relational => on_target,
-        Family::Place => {
-            on_target
-                && cmd
-                    .destination
-                    .is_some_and(|d| inside(layout, d, got[1].x, got[1].y))
-        }
-        Family::Push => {
-            on_target && (got[1].x - want[1].x).hypot(got[1].y - want[1].y) <= PUSH_TOLERANCE
-        }
-    }
 }
 
 /// Which held-out scenes an evaluation runs on.
