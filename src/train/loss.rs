@@ -117,8 +117,9 @@ fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Res
 /// `<boa>` query's attention (the mean of its heads) is from reading each
 /// object its name fits alike. With masses `m_1..m_k` on its `k`
 /// candidates (rows of `masks`, (B, K, N); zero rows pad) and `M = Σ m_i`,
-/// it is the KL divergence of `m_i / M` from the uniform `1/k`,
-/// `Σ (1/k) log((1/k) / (m_i / M)) = log M - (1/k) Σ log m_i - log k`. It is 0 when every candidate holds
+/// it is KL(uniform ‖ m / M), the divergence of the uniform `1/k` from the
+/// shares `m_i / M`: `Σ (1/k) log((1/k) / (m_i / M))`, which is
+/// `log M - (1/k) Σ log m_i - log k`. It is 0 when every candidate holds
 /// the same mass, whatever M is (the grounding term asks for M), and grows
 /// without bound as one candidate is left unread. The mean over the batch's
 /// ambiguous commands; 0 when it has none. `boa`: (B, N).
@@ -137,8 +138,8 @@ fn candidate_balance(boa: &Tensor, masks: &Tensor) -> Result<Tensor> {
     Ok(gap.broadcast_div(&ambiguous.sum_all()?.maximum(1.0)?)?)
 }
 
-/// Cross-entropy over the real action tokens, plus the grounding, pointer
-/// and patch-label terms.
+/// Cross-entropy over the real action tokens, plus the grounding, balance,
+/// pointer and patch-label terms.
 pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor, StepStats)> {
     let out = model.forward(&batch.inputs, &batch.action_in)?;
     let (b, a, v) = out.logits.dims3()?;
