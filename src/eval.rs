@@ -32,6 +32,7 @@
 pub mod faithfulness;
 pub mod landing;
 pub mod patches;
+pub mod per_command;
 pub mod refusals;
 pub mod splits;
 pub mod success;
@@ -52,6 +53,7 @@ use crate::model::Vla;
 use crate::scene::{Family, Lang, Relation};
 use crate::tokens::CommandTokenizer;
 pub use landing::Landing;
+pub use per_command::CommandRecord;
 pub use refusals::RefusalMetrics;
 pub use splits::Split;
 pub use success::{succeeded, PUSH_TOLERANCE};
@@ -209,6 +211,18 @@ pub fn evaluate(
     device: &Device,
     bar: Option<&ProgressBar>,
 ) -> Result<EvalReport> {
+    evaluate_with(model, tok, scenes, device, bar, None)
+}
+
+/// [`evaluate`], also keeping one [`CommandRecord`] per command in `records`.
+pub fn evaluate_with(
+    model: &Vla,
+    tok: &CommandTokenizer,
+    scenes: Scenes,
+    device: &Device,
+    bar: Option<&ProgressBar>,
+    mut records: Option<&mut Vec<CommandRecord>>,
+) -> Result<EvalReport> {
     let cfg = model.config();
     let size = cfg.image_size as f32;
     let (split, first_seed) = (scenes.split, scenes.first());
@@ -228,8 +242,10 @@ pub fn evaluate(
             .collect::<Result<Vec<_>>>()?;
         let mut layouts = Vec::new();
         let mut images = Vec::new();
+        let mut seeds = Vec::new();
         let mut examples = Vec::new();
-        for (d, commands) in drawn.into_iter().flatten() {
+        for (seed, (d, commands)) in (start..end).zip(drawn).filter_map(|(s, d)| Some((s, d?))) {
+            seeds.push(seed);
             for command in commands {
                 // Images and layouts are pushed together: `image` indexes both.
                 examples.push(Example::new(images.len(), command, &d.layout, cfg.grid())?);
@@ -243,8 +259,13 @@ pub fn evaluate(
                 data::make_batch(&refs, &examples, tok, cfg, 0.0, data::Grounded::Boa, device)?;
             let generated = model.generate(&batch.inputs, &Decoding::default(), false)?;
             crate::pipeline::check_finite_output(&generated)?;
-            if let Some(logits) = &generated.patch_labels {
-                patch_tally.add(logits, &layouts, cfg.grid())?;
+            let readings = generated
+                .patch_labels
+                .as_ref()
+                .map(patches::readings)
+                .transpose()?;
+            if let Some(readings) = &readings {
+                patch_tally.add(readings, &layouts, cfg.grid())?;
             }
             // The `<boa>` query's weights (B, H, N), and the heads' mean
             // (B, N) of the query that predicts the first y.
@@ -268,13 +289,31 @@ pub fn evaluate(
                     .map(|p| heads.iter().map(|h| h[p]).sum::<f32>() / heads.len() as f32)
                     .collect();
                 let mass_on = |patches: &[f32]| mean.iter().zip(patches).map(|(a, t)| a * t).sum();
+                let hit = |w: &[f32]| e.target[argmax(w)] > 0.5;
+                if let Some(records) = records.as_deref_mut() {
+                    let valid = want_outcome.is_act();
+                    records.push(CommandRecord {
+                        split: split.name(),
+                        seed: seeds[e.image],
+                        command: e.command.text.clone(),
+                        lang: lang_name(e.command.lang),
+                        family: family_name(e.command.family),
+                        expected: want_outcome,
+                        answer: got.outcome,
+                        success: valid.then(|| succeeded(layout, &e.command, &got)),
+                        pointing: valid.then(|| hit(&mean)),
+                        refusal: first,
+                        object: per_command::object_of(&e.command, layout),
+                        boa: per_command::rounded(&mean),
+                        read: readings.as_ref().map(|r| r[e.image].clone()),
+                    });
+                }
                 if !want_outcome.is_act() {
                     let looked = (!e.candidates.is_empty())
                         .then(|| refusals::Looked::of(&mean, &e.candidates));
                     to_refuse.add(&e.command, got.outcome, looked);
                     continue;
                 }
-                let hit = |w: &[f32]| e.target[argmax(w)] > 0.5;
                 let want = action::encode(&e.command.action);
                 let got_tokens: Vec<_> = generated.steps[b].iter().map(|s| s.token).collect();
                 let right = want.iter().zip(&got_tokens).filter(|(a, b)| a == b).count();

@@ -1391,6 +1391,16 @@ fn eval_cases() -> Vec<Case> {
         ),
         ("bad device", vec!["--device", "nope", "--scenes", "1"], ""),
         (
+            "per-command into a missing directory",
+            vec!["--scenes", "1", "--per-command", "no/such/dir/c.jsonl"],
+            "cannot write",
+        ),
+        (
+            "per-command with faithfulness",
+            vec!["--faithfulness", "--per-command", "c.jsonl"],
+            "",
+        ),
+        (
             "model-dir missing",
             vec!["--model-dir", "nope", "--scenes", "1"],
             "does not exist",

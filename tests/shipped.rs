@@ -147,6 +147,57 @@ fn eval_says_where_every_first_point_landed() {
     assert!(json["landings"]["same_color"].is_number(), "{json}");
 }
 
+/// `eval --per-command` keeps one record per command, and the records add
+/// up to the report: the same commands flagged, the same successes.
+#[test]
+fn per_command_records_add_up_to_the_report() {
+    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
+    let scenes = Scenes {
+        split: Split::Absent,
+        first_seed: None,
+        count: 6,
+    };
+    let mut records = Vec::new();
+    let r = eval::evaluate_with(
+        &p.model,
+        &p.tokenizer,
+        scenes,
+        &p.device,
+        None,
+        Some(&mut records),
+    )
+    .unwrap();
+    let (valid, to_refuse): (Vec<_>, Vec<_>) = records
+        .iter()
+        .partition(|c| c.expected == vla_demo::action::Outcome::Act);
+    let refusals: usize = r.refusals.values().map(|m| m.n).sum();
+    assert_eq!(to_refuse.len(), refusals);
+    assert!(!valid.is_empty() && !to_refuse.is_empty());
+    let share = |n: usize, of: usize| n as f64 / of as f64;
+    let flagged = to_refuse
+        .iter()
+        .filter(|c| c.answer != vla_demo::action::Outcome::Act);
+    assert!((share(flagged.count(), to_refuse.len()) - r.flagged()).abs() < 1e-9);
+    let wins = valid.iter().filter(|c| c.success == Some(true)).count();
+    assert!((share(wins, valid.len()) - r.overall.success).abs() < 1e-6);
+    let hits = valid.iter().filter(|c| c.pointing == Some(true)).count();
+    assert!((share(hits, valid.len()) - r.overall.pointing).abs() < 1e-6);
+    let patches = p.model.config().grid().pow(2);
+    for c in &records {
+        assert_eq!((c.split, c.boa.len()), ("absent", patches));
+        assert!((c.boa.iter().sum::<f32>() - 1.0).abs() < 1e-2, "{c:?}");
+        assert_eq!(c.read.as_ref().map(Vec::len), Some(patches));
+        assert!(c.seed >= Split::Absent.first_seed() && c.seed < Split::Absent.first_seed() + 6);
+        assert!(!c.object.is_empty() && !c.command.is_empty());
+        assert_eq!(
+            c.success.is_some(),
+            c.expected == vla_demo::action::Outcome::Act
+        );
+    }
+    let lines = eval::per_command::to_jsonl(&records).unwrap();
+    assert_eq!(lines.lines().count(), records.len());
+}
+
 /// The refusal curve's point at the decoder's own threshold is what the
 /// decoder did: the same flagged share and the same false flags.
 #[test]

@@ -1,5 +1,6 @@
 //! `vla-demo bench --train-steps N`: the speed of `vla-demo train`, step by
-//! step, exactly as `train::run` does them: make the batch (render scenes,
+//! step, exactly as `train::run` does them, from the step where the preset
+//! draws its full mix of worlds: make the batch (render scenes,
 //! tokenise, split it into the config's shards), the gradients (forward,
 //! loss and backward of every shard on its own thread, summed), then the
 //! gradient norm and the AdamW update.
@@ -89,7 +90,10 @@ pub fn bench_train(
     let mut cols: [Vec<f64>; 4] = Default::default();
     let mut batch_size = 0;
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-    for step in 0..steps + 1 {
+    // From the step where the preset's mix of worlds is complete: earlier
+    // steps draw only the plain world, whose scenes cost a tenth as much.
+    let first = cfg.random_ramp[1];
+    for step in first..=first + steps {
         let t0 = Instant::now();
         let batches = train::shards_for_step(&cfg, tok, step, shards, device)?;
         let data_ms = ms(t0);
@@ -108,7 +112,7 @@ pub fn bench_train(
         device.synchronize()?;
         let opt_ms = ms(t3);
         batch_size = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
-        if step > 0 {
+        if step > first {
             for (c, v) in cols.iter_mut().zip([data_ms, grad_ms, opt_ms, ms(t0)]) {
                 c.push(v);
             }

@@ -33,6 +33,10 @@ pub struct EvalCli {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write one JSON line per command to this file: the answer, the
+    /// refusal probabilities, the `<boa>` weights and the patch head's readings.
+    #[arg(long, value_name = "FILE", conflicts_with = "faithfulness")]
+    per_command: Option<std::path::PathBuf>,
 }
 
 fn family(s: &str) -> Result<vla_demo::scene::Family, String> {
@@ -66,15 +70,23 @@ pub fn run_eval(a: &EvalCli) -> Result<()> {
             a.scenes
         );
     }
+    // A file that cannot be written fails now, not after the evaluation.
+    let mut files = output::Staged::new();
+    if let Some(path) = &a.per_command {
+        files.add(path, b"")?;
+    }
     let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
     if a.faithfulness {
         return run_faithfulness(a, &splits, &p);
     }
     let mut reports = Vec::new();
+    let mut records = Vec::new();
     let mut text = String::new();
     for split in splits {
         let (scenes, bar) = scenes_and_bar(a, split);
-        let report = eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, Some(&bar))?;
+        let keep = a.per_command.is_some().then_some(&mut records);
+        let report =
+            eval::evaluate_with(&p.model, &p.tokenizer, scenes, &p.device, Some(&bar), keep)?;
         bar.finish_and_clear();
         text += &format!(
             "split {}: {} held-out scenes from seed {} ({})\n\n{}\n",
@@ -86,18 +98,22 @@ pub fn run_eval(a: &EvalCli) -> Result<()> {
         );
         reports.push(report);
     }
+    if let Some(path) = &a.per_command {
+        files = output::Staged::new();
+        files.add(path, eval::per_command::to_jsonl(&records)?.as_bytes())?;
+    }
     if a.json {
         let json = if reports.len() == 1 {
             serde_json::to_string_pretty(&reports[0])?
         } else {
             serde_json::to_string_pretty(&reports)?
         };
-        output::print(&format!("{json}\n"))
+        output::print_and_commit(&format!("{json}\n"), files)
     } else {
         if reports.len() > 1 {
             text += &eval::bar_table(&reports);
         }
-        output::print(&text)
+        output::print_and_commit(&text, files)
     }
 }
 

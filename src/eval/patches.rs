@@ -63,15 +63,35 @@ pub struct PatchTally {
     by_size: [[usize; 2]; SIZE_BINS.len()],
 }
 
+/// The head's reading of every patch of every image, `[colour, shape]` as
+/// in [`crate::grid::patch_labels`], from its logits (I, N, PATCH_COLORS +
+/// PATCH_SHAPES).
+pub fn readings(logits: &Tensor) -> Result<Vec<Vec<[u8; 2]>>> {
+    let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
+    Ok(logits
+        .iter()
+        .map(|image| {
+            image
+                .iter()
+                .map(|row| read_patch_label(row).map(|v| v as u8))
+                .collect()
+        })
+        .collect())
+}
+
 impl PatchTally {
-    /// Scores the head's `logits` (I, N, PATCH_COLORS + PATCH_SHAPES)
-    /// against the objects of the I `layouts` (view coordinates).
-    pub fn add(&mut self, logits: &Tensor, layouts: &[Layout], grid: usize) -> Result<()> {
-        let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
-        anyhow::ensure!(logits.len() == layouts.len(), "one layout per image");
-        for (image, layout) in logits.iter().zip(layouts) {
-            for (row, owner) in image.iter().zip(patch_owners(&layout.objects, grid)) {
-                let [got_c, got_s] = read_patch_label(row);
+    /// Scores the head's [`readings`] of I images against the objects of
+    /// the I `layouts` (view coordinates).
+    pub fn add(
+        &mut self,
+        readings: &[Vec<[u8; 2]>],
+        layouts: &[Layout],
+        grid: usize,
+    ) -> Result<()> {
+        anyhow::ensure!(readings.len() == layouts.len(), "one layout per image");
+        for (image, layout) in readings.iter().zip(layouts) {
+            for (&read, owner) in image.iter().zip(patch_owners(&layout.objects, grid)) {
+                let [got_c, got_s] = read.map(u32::from);
                 let Some(owner) = owner.map(|i| &layout.objects[i]) else {
                     self.tables += 1;
                     self.table += (got_c == 0 && got_s == 0) as usize;
@@ -212,7 +232,9 @@ mod tests {
         let logits = Tensor::from_vec(rows.concat(), (1, 4, k), &candle::Device::Cpu).unwrap();
         let mut tally = PatchTally::default();
         assert_eq!(tally.score(), None);
-        tally.add(&logits, &[layout], 2).unwrap();
+        tally
+            .add(&readings(&logits).unwrap(), &[layout], 2)
+            .unwrap();
         let p = tally.score().unwrap();
         assert_eq!((p.object_patches, p.table_patches), (1, 3));
         assert_eq!((p.color, p.shape, p.both), (1.0, 0.0, 0.0));

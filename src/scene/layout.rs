@@ -67,6 +67,9 @@ pub struct LayoutSpec {
     /// One size range for every shape (diameter or side, before `size_scale`),
     /// instead of today's ranges per shape.
     pub sizes: Option<(f32, f32)>,
+    /// Draw each size log-uniformly over its range (as many objects
+    /// between 4% and 6% as between 10% and 15%), not uniformly.
+    pub log_sizes: bool,
     /// Pairs that never appear.
     pub exclude: Vec<(Color, Shape)>,
     /// A pair placed first, whatever `exclude` says (for the unseen-combo split).
@@ -83,6 +86,7 @@ impl Default for LayoutSpec {
             max_objects: MAX_OBJECTS,
             size_scale: (1.0, 1.0),
             sizes: None,
+            log_sizes: false,
             exclude: Vec::new(),
             force: None,
             visible: [0.0, 0.0, 1.0, 1.0],
@@ -147,7 +151,14 @@ impl Layout {
                     color,
                     shape,
                     center: [0.5, 0.5],
-                    size: round4(scale * rng.random_range(lo..=hi)),
+                    size: round4(
+                        scale
+                            * if spec.log_sizes {
+                                lo * (hi / lo).powf(rng.random_range(0.0..=1.0))
+                            } else {
+                                rng.random_range(lo..=hi)
+                            },
+                    ),
                     angle: round4(rng.random_range(0.0..TAU)),
                     tone: round4(rng.random_range(0.9..=1.08)),
                     handle: Default::default(),

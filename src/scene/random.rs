@@ -102,6 +102,10 @@ pub struct Extras {
     /// told of them. Unlike the others, this extra changes the layouts.
     #[serde(default)]
     pub unnamed: bool,
+    /// Object sizes drawn log-uniformly over the same range, so that small
+    /// objects come up more often. Like `unnamed`, it changes the layouts.
+    #[serde(default)]
+    pub log_sizes: bool,
 }
 
 impl Default for RandomSpec {
@@ -130,6 +134,7 @@ impl RandomScene {
         // Sizes are relative to the picture's short side, not the table's.
         let short = camera.width.min(camera.height) as f32 / camera.scale;
         let mut layout_spec = camera.spec(&spec.layout);
+        layout_spec.log_sizes |= spec.extras.log_sizes;
         layout_spec.size_scale = (
             spec.layout.size_scale.0 * short,
             spec.layout.size_scale.1 * short,
@@ -418,5 +423,36 @@ mod tests {
         let share = unnamed as f64 / total as f64;
         assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
         assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
+    }
+    #[test]
+    fn log_sizes_keep_the_range_and_draw_small_objects_more_often() {
+        let spec = RandomSpec {
+            extras: Extras {
+                log_sizes: true,
+                ..Extras::default()
+            },
+            ..RandomSpec::default()
+        };
+        // Sizes as a share of the picture's short side (the spec's range is
+        // of diameters: radius 4–15%).
+        let shares = |spec: &RandomSpec| {
+            let mut out = Vec::new();
+            for seed in 0..300 {
+                let s = RandomScene::generate(seed, spec);
+                let short = s.camera.width.min(s.camera.height) as f32 / s.camera.scale;
+                out.extend(s.layout.objects.iter().map(|o| o.size / short));
+            }
+            out
+        };
+        let (logs, uniform) = (shares(&spec), shares(&RandomSpec::default()));
+        let (lo, hi) = (0.08, 0.30);
+        for s in logs.iter().chain(&uniform) {
+            assert!((lo - 1e-3..=hi + 1e-3).contains(s), "{s}");
+        }
+        // Below 6% radius: 2/11 of a uniform draw, ln 1.5 / ln 3.75 = 31% of
+        // a log-uniform one (placement drops a few large objects from both).
+        let below = |v: &[f32]| v.iter().filter(|s| **s < 0.12).count() as f64 / v.len() as f64;
+        assert!(below(&uniform) < 0.24, "{}", below(&uniform));
+        assert!(below(&logs) > 0.27, "{}", below(&logs));
     }
 }
