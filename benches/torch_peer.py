@@ -414,17 +414,16 @@ def cycle(t, b):
     return t[torch.arange(b) % t.shape[0]]
 
 
-def train_step_fn(model, ref, scenes, per_scene):
+def train_step_fn(model, ref, scenes, b):
     """One training step shaped like `vla-demo train`'s: `scenes` images,
-    `scenes * per_scene` commands, cross-entropy on the action tokens plus the
-    <boa> attention term, backward, gradient clipping and AdamW."""
-    b = scenes * per_scene
+    `b` commands spread evenly over them, cross-entropy on the action tokens
+    plus the <boa> attention term, backward, gradient clipping and AdamW."""
     n = ref["pixels"].shape[0]
     pixels, ids, lens, action_ids = batch_inputs(ref, min(b, n))
     pixels = cycle(pixels, scenes).clone()
     ids, action_ids = cycle(ids, b), cycle(action_ids, b)
     lens = [lens[i % len(lens)] for i in range(b)]
-    image_index = torch.arange(b) // per_scene
+    image_index = torch.arange(b) * scenes // b
     tokens = cycle(ref["tokens"], b).reshape(-1)
     weights = (tokens >= 0).float()
     targets = tokens.clamp(min=0)
@@ -540,10 +539,10 @@ def main():
     if args.train_steps and bench.get("train"):
         tr = bench["train"]
         scenes = tr["scenes"]
-        step, bsz = train_step_fn(model, ref, scenes, tr["batch"] // scenes)
+        step, bsz = train_step_fn(model, ref, scenes, tr["batch"])
         t = median_ms(step, 1, args.train_steps)
         c_compute = tr["gradients"]["median"] + tr["optimizer"]["median"]
-        print(f"\ntraining step, batch {bsz} ({scenes} scenes x {bsz // scenes} commands; candle in {tr['shards']} shards, as "
+        print(f"\ntraining step, batch {bsz} ({scenes} scenes, {bsz / scenes:.1f} commands each; candle in {tr['shards']} shards, as "
               f"`vla-demo train` runs it): candle {c_compute:.0f} ms compute "
               f"({tr['step']['median']:.0f} ms with data), torch {t:.0f} ms; "
               f"candle/torch step = {c_compute / t:.2f} compute only, {tr['step']['median'] / t:.2f} with data "

@@ -285,7 +285,10 @@ fn bench_times_training_steps_as_train_runs_them() {
         let t = &report["train"];
         assert_eq!(t["steps"], 1, "{extra:?}");
         assert_eq!(t["shards"], 2, "{extra:?}");
-        assert_eq!(t["batch"], 48, "{extra:?}");
+        // Up to 6 commands on each of 8 scenes; a randomised scene with few
+        // objects allows fewer.
+        let batch = t["batch"].as_u64().unwrap();
+        assert!((1..=48).contains(&batch), "{extra:?}: {batch}");
         assert_eq!(t["scenes"], 8, "{extra:?}");
         assert!(t["gradients"]["median"].as_f64().unwrap() > 0.0);
         assert_eq!(

@@ -30,7 +30,9 @@ const PRESET: &str = include_str!("../../configs/train-candidates.json");
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
     pub steps: usize,
-    /// (image, command) pairs per step, over `scenes` pictures.
+    /// (image, command) pairs per step, over `scenes` pictures: the mean
+    /// over the timed steps, since a randomised scene with few objects
+    /// allows fewer commands.
     pub batch: usize,
     pub scenes: usize,
     /// Threads the batch was split over (the preset's shards on the CPU, 1 on a GPU).
@@ -88,7 +90,7 @@ pub fn bench_train(
     let mut opt = AdamW::new(&vars)?;
     let shards = if device.is_cpu() { cfg.shards } else { 1 };
     let mut cols: [Vec<f64>; 4] = Default::default();
-    let mut batch_size = 0;
+    let mut samples = 0;
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     // From the step where the preset's mix of worlds is complete: earlier
     // steps draw only the plain world, whose scenes cost a tenth as much.
@@ -111,8 +113,8 @@ pub fn bench_train(
         opt.step(&grads, cfg.lr_at(step), cfg.weight_decay, clip)?;
         device.synchronize()?;
         let opt_ms = ms(t3);
-        batch_size = batches.iter().map(|b| b.inputs.text_lens.len()).sum();
         if step > first {
+            samples += batches.iter().map(|b| b.inputs.text_lens.len()).sum::<usize>();
             for (c, v) in cols.iter_mut().zip([data_ms, grad_ms, opt_ms, ms(t0)]) {
                 c.push(v);
             }
@@ -122,13 +124,13 @@ pub fn bench_train(
     let s: Vec<Summary> = cols.iter().map(|c| sys::summarize(c)).collect();
     Ok(TrainReport {
         steps,
-        batch: batch_size,
+        batch: (samples as f64 / steps.max(1) as f64).round() as usize,
         scenes: cfg.scenes_per_step,
         shards,
         data: s[0],
         gradients: s[1],
         optimizer: s[2],
         step: s[3],
-        samples_per_s: batch_size as f64 / (s[3].median * 1e-3),
+        samples_per_s: samples as f64 / steps.max(1) as f64 / (s[3].median * 1e-3),
     })
 }
