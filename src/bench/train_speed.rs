@@ -114,7 +114,10 @@ pub fn bench_train(
         device.synchronize()?;
         let opt_ms = ms(t3);
         if step > first {
-            samples += batches.iter().map(|b| b.inputs.text_lens.len()).sum::<usize>();
+            samples += batches
+                .iter()
+                .map(|b| b.inputs.text_lens.len())
+                .sum::<usize>();
             for (c, v) in cols.iter_mut().zip([data_ms, grad_ms, opt_ms, ms(t0)]) {
                 c.push(v);
             }
