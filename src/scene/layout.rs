@@ -262,4 +262,27 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn log_sizes_keep_the_range_and_draw_small_sizes_more_often() {
+        let below = |log_sizes: bool| {
+            let spec = LayoutSpec {
+                sizes: Some((0.08, 0.30)),
+                log_sizes,
+                ..LayoutSpec::default()
+            };
+            let sizes: Vec<f32> = (0..300)
+                .flat_map(|seed| Layout::generate_with(seed, &spec).objects)
+                .map(|o| o.size)
+                .collect();
+            assert!(sizes
+                .iter()
+                .all(|s| (0.08 - 1e-3..=0.30 + 1e-3).contains(s)));
+            sizes.iter().filter(|s| **s < 0.12).count() as f64 / sizes.len() as f64
+        };
+        // Below 0.12: 2/11 of a uniform draw, ln 1.5 / ln 3.75 = 31% of a
+        // log-uniform one (placement drops a few large objects from both).
+        let (uniform, log) = (below(false), below(true));
+        assert!(uniform < 0.24 && log > 0.27, "{uniform} {log}");
+    }
 }
