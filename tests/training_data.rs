@@ -530,3 +530,28 @@ fn an_ambiguous_commands_boa_reads_every_object_its_name_fits() {
     }
     assert!(ambiguous > 5 && absent > 5, "{ambiguous} {absent}");
 }
+
+/// `log_sizes` reaches the scenes training draws: the same pictures' objects
+/// come out smaller on the whole (a log-uniform draw over the range has
+/// 0.88 of a uniform one's mean; `scene::layout`'s test has the shares).
+#[test]
+fn the_log_sizes_extra_draws_smaller_objects() {
+    let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
+    cfg.random_share = 1.0;
+    cfg.random_ramp = [0, 0];
+    let mean_radius = |cfg: &TrainConfig| {
+        let radii: Vec<f32> = (0..20)
+            .flat_map(|step| scenes_for_step(cfg, step).unwrap().0)
+            .flat_map(|d| d.layout.objects)
+            .map(|o| o.radius())
+            .collect();
+        radii.iter().sum::<f32>() / radii.len() as f32
+    };
+    let uniform = mean_radius(&cfg);
+    cfg.random_extras = Extras {
+        log_sizes: true,
+        ..cfg.random_extras
+    };
+    let log = mean_radius(&cfg);
+    assert!(log < 0.95 * uniform, "{log} {uniform}");
+}

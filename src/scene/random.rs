@@ -424,33 +424,4 @@ mod tests {
         assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
         assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
     }
-    #[test]
-    fn the_log_sizes_extra_reaches_the_layouts() {
-        let spec = RandomSpec {
-            extras: Extras {
-                log_sizes: true,
-                ..Extras::default()
-            },
-            ..RandomSpec::default()
-        };
-        // The share of objects under a radius of 6% of the picture's short
-        // side (`scene::layout`'s test has the numbers).
-        let small = |spec: &RandomSpec| {
-            let (mut n, mut below) = (0, 0);
-            for seed in 0..200 {
-                let s = RandomScene::generate(seed, spec);
-                let short = s.camera.width.min(s.camera.height) as f32 / s.camera.scale;
-                n += s.layout.objects.len();
-                below += s
-                    .layout
-                    .objects
-                    .iter()
-                    .filter(|o| o.size < 0.12 * short)
-                    .count();
-            }
-            below as f64 / n as f64
-        };
-        let (log, uniform) = (small(&spec), small(&RandomSpec::default()));
-        assert!(log > uniform + 0.05, "{log} {uniform}");
-    }
 }
