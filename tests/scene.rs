@@ -505,3 +505,59 @@ fn cups_get_handles_of_many_lengths_and_thicknesses() {
     );
     assert!(handles.iter().all(|h| h.end + h.radius <= Handle::REACH));
 }
+
+// ---------------------------------------------------------------- pinned splits
+
+/// The held-out splits draw exactly the scenes the README's figures were
+/// measured on: the first scenes of each split, pictures and commands, hash
+/// to the values they had when those figures were taken. A change that makes
+/// drawing faster must leave these alone; one that moves them changes every
+/// split, and the figures must be measured again (and these values updated).
+#[test]
+fn the_held_out_splits_draw_the_scenes_they_were_measured_on() {
+    use vla_demo::eval::Split;
+    use vla_demo::model::Config;
+    const PINNED: [(&str, u64); 7] = [
+        ("iid", 0x303b040b6a12ec39),
+        ("style", 0xee23be0160c9d47f),
+        ("small", 0xc0be8220c0150517),
+        ("crowded", 0x4d574bff89121dc3),
+        ("unseen-combo", 0x149cdbe169f9e924),
+        ("counterfactual", 0xa8f95c138026da99),
+        ("absent", 0x48ee0940f8b14e8b),
+    ];
+    let cfg = Config::tiny();
+    let mut got = Vec::new();
+    for split in Split::ALL {
+        let mut h = Fnv::default();
+        for seed in split.first_seed()..split.first_seed() + 6 {
+            let Some((drawn, commands)) = split.scene(seed, &cfg).unwrap() else {
+                h.write(b"none");
+                continue;
+            };
+            h.write(drawn.view.as_raw());
+            for c in &commands {
+                h.write(c.text.as_bytes());
+            }
+        }
+        got.push((split.name(), h.0));
+    }
+    assert_eq!(got, PINNED, "the held-out splits' first scenes changed");
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across Rust versions.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
