@@ -103,11 +103,15 @@ pub fn letterbox(img: &DynamicImage, cfg: &Config) -> (RgbImage, Frame) {
         ((w as f32 * scale).round() as u32).clamp(1, size),
         ((h as f32 * scale).round() as u32).clamp(1, size),
     );
-    let rgb = img.to_rgb8();
+    // An RGB picture is read in place; any other is converted first.
+    let rgb = match img.as_rgb8() {
+        Some(rgb) => std::borrow::Cow::Borrowed(rgb),
+        None => std::borrow::Cow::Owned(img.to_rgb8()),
+    };
     let resized = if (nw, nh) == (w, h) {
-        rgb
+        rgb.into_owned()
     } else {
-        image::imageops::resize(&rgb, nw, nh, FilterType::Triangle)
+        image::imageops::resize(&*rgb, nw, nh, FilterType::Triangle)
     };
     let (px, py) = ((size - nw) / 2, (size - nh) / 2);
     let fill = cfg.image_mean.map(|m| (m * 255.0).round() as u8);

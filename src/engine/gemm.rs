@@ -41,6 +41,7 @@ pub(crate) fn gemm_tile(
 }
 
 /// `dst (R, N) = lhs (R, K) · wᵀ` on `threads` threads (0 or 1: this one).
+/// Every value of `dst` is written and none is read first.
 pub(crate) fn gemm_rows(
     dst: &mut [f32],
     lhs: &[f32],

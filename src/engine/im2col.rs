@@ -24,6 +24,8 @@
 use candle::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::written;
+
 /// Geometry of one square convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -60,8 +62,9 @@ struct Col2Im {
 }
 
 /// The im2col rows of output row `oy` of image `bi`: `dst` (OW, k·k·C),
-/// zeroed beforehand (the taps that fall in the padding stay 0). `x` is the
-/// input from its start offset, with `strides` for (B, H, W, C).
+/// every value written (the taps that fall in the padding get 0), so `dst`
+/// need not be zeroed first. `x` is the input from its start offset, with
+/// `strides` for (B, H, W, C).
 pub(crate) fn im2col_row(
     x: &[f32],
     strides: [usize; 4],
@@ -75,17 +78,16 @@ pub(crate) fn im2col_row(
     let (ow, k) = (g.out_size(w), g.kernel);
     let row = k * k * c;
     for ky in 0..k {
-        let Some(iy) = g.input_at(oy, ky, h) else {
-            continue;
-        };
+        let iy = g.input_at(oy, ky, h);
         for ox in 0..ow {
             for kx in 0..k {
-                let Some(ix) = g.input_at(ox, kx, w) else {
+                let at = ox * row + (ky * k + kx) * c;
+                let dst = &mut dst[at..at + c];
+                let (Some(iy), Some(ix)) = (iy, g.input_at(ox, kx, w)) else {
+                    dst.fill(0.0);
                     continue;
                 };
                 let src = bi * sb + iy * sh + ix * sw;
-                let at = ox * row + (ky * k + kx) * c;
-                let dst = &mut dst[at..at + c];
                 if sc == 1 {
                     dst.copy_from_slice(&x[src..src + c]);
                 } else {
@@ -117,13 +119,14 @@ impl CustomOp1 for Im2Col {
         let g = self.0;
         let (oh, ow) = (g.out_size(h), g.out_size(w));
         let row = g.kernel * g.kernel * c;
-        let mut out = vec![0f32; b * oh * ow * row];
         // One chunk per output row of one image: (OW, k·k·C) values.
-        out.par_chunks_mut(ow * row)
-            .enumerate()
-            .for_each(|(by, dst)| {
-                im2col_row(x, [sb, sh, sw, sc], (h, w, c), g, by / oh, by % oh, dst)
-            });
+        let out = written(b * oh * ow * row, |out| {
+            out.par_chunks_mut(ow * row)
+                .enumerate()
+                .for_each(|(by, dst)| {
+                    im2col_row(x, [sb, sh, sw, sc], (h, w, c), g, by / oh, by % oh, dst)
+                })
+        });
         Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, row))))
     }
 
@@ -270,6 +273,34 @@ mod tests {
             let (candle, ours) = both(&x, &w, &b, g);
             assert_eq!(candle.dims(), ours.dims(), "{g:?}");
             assert!(max_diff(&candle, &ours) < 1e-5, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn an_im2col_row_writes_every_value_and_zeros_in_the_padding() {
+        // Its output is not zeroed first, so nothing may be left as it was.
+        let g = ConvGeometry {
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        };
+        let (h, w, c) = (5, 7, 2);
+        let x: Vec<f32> = (1..=h * w * c).map(|v| v as f32).collect();
+        let strides = [h * w * c, w * c, c, 1];
+        let (oh, ow, row) = (g.out_size(h), g.out_size(w), 9 * c);
+        for oy in 0..oh {
+            let mut dst = vec![f32::NAN; ow * row];
+            im2col_row(&x, strides, (h, w, c), g, 0, oy, &mut dst);
+            for ox in 0..ow {
+                for (tap, values) in dst[ox * row..][..row].chunks(c).enumerate() {
+                    let (ky, kx) = (tap / 3, tap % 3);
+                    let want: Vec<f32> = match (g.input_at(oy, ky, h), g.input_at(ox, kx, w)) {
+                        (Some(iy), Some(ix)) => x[(iy * w + ix) * c..][..c].to_vec(),
+                        _ => vec![0.0; c],
+                    };
+                    assert_eq!(values, want.as_slice(), "({oy}, {ox}) tap {tap}");
+                }
+            }
         }
     }
 

@@ -143,7 +143,6 @@ impl ConvLayer {
         {
             let rows = dst.len() / (ow * c_out);
             let cols = &mut cols[..rows * ow * row];
-            cols.fill(0.0); // the taps in the padding stay 0
             for (i, cols) in cols.chunks_mut(ow * row).enumerate() {
                 im2col_row(x, [0, sh, sw, sc], (h, w, c), g, 0, t * tile + i, cols);
             }

@@ -8,7 +8,7 @@ use candle::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm;
 use super::ops::fused_here;
-use super::simd::{slice, slices3};
+use super::simd::{slice, slices3, written};
 
 /// `x·Wᵀ + b`: x (R, K), w (N, K), b (N) -> (R, N).
 struct LinearOp;
@@ -40,14 +40,10 @@ impl CustomOp3 for LinearOp {
             );
         }
         let rows = x.len() / k;
-        let mut out = vec![0f32; rows * n];
-        gemm::gemm_rows(
-            &mut out,
-            x,
-            w,
-            (rows, k, n),
-            candle::utils::get_num_threads(),
-        );
+        // The product overwrites `out` (it reads none of it: k > 0).
+        let mut out = written(rows * n, |out| {
+            gemm::gemm_rows(out, x, w, (rows, k, n), candle::utils::get_num_threads())
+        });
         gemm::epilogue(&mut out, b, gemm::Act::None);
         let mut shape = l1.dims().to_vec();
         if let Some(last) = shape.last_mut() {

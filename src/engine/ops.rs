@@ -31,12 +31,21 @@ use candle::{
 use rayon::prelude::*;
 
 use super::simd::{
-    gelu_in_place, has_avx2, row_stats, slice, slices3, softmax_rows, tanh_fast, GELU_C,
+    gelu_in_place, has_avx2, row_stats, slice, slices3, softmax_rows, tanh_fast, written, GELU_C,
     SQRT_2_OVER_PI,
 };
 
 /// Elements per parallel chunk of the elementwise kernels.
 const CHUNK: usize = 1 << 14;
+
+/// An error unless an op's two inputs hold as many values (the kernels
+/// write one output value per pair).
+fn same_len(a: &[f32], b: &[f32], what: &str) -> Result<()> {
+    if a.len() != b.len() {
+        candle::bail!("{what}: inputs of {} and {} values", a.len(), b.len());
+    }
+    Ok(())
+}
 
 /// Whether the fused CPU kernels apply: an f32 tensor on the CPU.
 pub fn fused_here(xs: &Tensor) -> bool {
@@ -84,15 +93,17 @@ impl CustomOp2 for SoftmaxBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let (y, g) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
         let n = *l1.dims().last().unwrap_or(&1);
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(n)
-            .zip(y.par_chunks(n).zip(g.par_chunks(n)))
-            .for_each(|(dx, (y, g))| {
-                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
-                    *dx = y * (g - dot);
-                }
-            });
+        same_len(y, g, self.name())?;
+        let dx = written(y.len(), |dx| {
+            dx.par_chunks_mut(n)
+                .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+                .for_each(|(dx, (y, g))| {
+                    let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                    for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+                        *dx = y * (g - dot);
+                    }
+                })
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -156,17 +167,19 @@ impl CustomOp2 for GeluBwd {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(dx, (x, g))| {
-                #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
-                    // SAFETY: the CPU has the features the function was compiled for.
-                    return unsafe { gelu_bwd_avx2(dx, x, g) };
-                }
-                gelu_bwd(dx, x, g)
-            });
+        same_len(x, g, self.name())?;
+        let dx = written(x.len(), |dx| {
+            dx.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+                .for_each(|(dx, (x, g))| {
+                    #[cfg(target_arch = "x86_64")]
+                    if has_avx2() {
+                        // SAFETY: the CPU has the features the function was compiled for.
+                        return unsafe { gelu_bwd_avx2(dx, x, g) };
+                    }
+                    gelu_bwd(dx, x, g)
+                })
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -214,15 +227,16 @@ impl CustomOp3 for LayerNormOp {
                 l1.dims()
             );
         }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(c)
-            .zip(x.par_chunks(c))
-            .for_each(|(y, x)| {
-                let (mean, r) = row_stats(x, self.eps);
-                for (((y, x), w), b) in y.iter_mut().zip(x).zip(w).zip(b) {
-                    *y = (x - mean) * r * w + b;
-                }
-            });
+        let out = written(x.len(), |out| {
+            out.par_chunks_mut(c)
+                .zip(x.par_chunks(c))
+                .for_each(|(y, x)| {
+                    let (mean, r) = row_stats(x, self.eps);
+                    for (((y, x), w), b) in y.iter_mut().zip(x).zip(w).zip(b) {
+                        *y = (x - mean) * r * w + b;
+                    }
+                })
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -260,41 +274,49 @@ impl CustomOp3 for LayerNormBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let [x, w, g] = slices3([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let c = w.len();
-        let rows = x.len() / c;
-        let mut out = vec![0f32; (rows + 2) * c];
-        let (dx, _) = out.split_at_mut(rows * c);
-        // Rows in parallel blocks; each block also returns its partial dw and db.
-        let per = (rows / (4 * rayon::current_num_threads()).max(1)).max(1);
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(per * c)
-            .zip(x.par_chunks(per * c).zip(g.par_chunks(per * c)))
-            .map(|(dx, (x, g))| {
-                let mut acc = vec![0f32; 2 * c]; // [dw | db]
-                let mut gw = vec![0f32; c];
-                for ((dx, x), g) in dx.chunks_mut(c).zip(x.chunks(c)).zip(g.chunks(c)) {
-                    let (mean, r) = row_stats(x, self.eps);
-                    let (mut m1, mut m2) = (0f32, 0f32);
-                    for j in 0..c {
-                        let xh = (x[j] - mean) * r;
-                        gw[j] = g[j] * w[j];
-                        m1 += gw[j];
-                        m2 += gw[j] * xh;
-                        acc[j] += g[j] * xh;
-                        acc[c + j] += g[j];
-                    }
-                    let (m1, m2) = (m1 / c as f32, m2 / c as f32);
-                    for j in 0..c {
-                        let xh = (x[j] - mean) * r;
-                        dx[j] = r * (gw[j] - m1 - xh * m2);
-                    }
-                }
-                acc
-            })
-            .collect();
-        let tail = &mut out[rows * c..];
-        for p in partials {
-            tail.iter_mut().zip(&p).for_each(|(t, p)| *t += p);
+        if c == 0 || x.len() % c != 0 {
+            candle::bail!(
+                "layer norm backward: weight {c}, input rows of {:?}",
+                l1.dims()
+            );
         }
+        same_len(x, g, self.name())?;
+        let rows = x.len() / c;
+        let out = written((rows + 2) * c, |out| {
+            let (dx, tail) = out.split_at_mut(rows * c);
+            // Rows in parallel blocks; each block also returns its partial dw and db.
+            let per = (rows / (4 * rayon::current_num_threads()).max(1)).max(1);
+            let partials: Vec<Vec<f32>> = dx
+                .par_chunks_mut(per * c)
+                .zip(x.par_chunks(per * c).zip(g.par_chunks(per * c)))
+                .map(|(dx, (x, g))| {
+                    let mut acc = vec![0f32; 2 * c]; // [dw | db]
+                    let mut gw = vec![0f32; c];
+                    for ((dx, x), g) in dx.chunks_mut(c).zip(x.chunks(c)).zip(g.chunks(c)) {
+                        let (mean, r) = row_stats(x, self.eps);
+                        let (mut m1, mut m2) = (0f32, 0f32);
+                        for j in 0..c {
+                            let xh = (x[j] - mean) * r;
+                            gw[j] = g[j] * w[j];
+                            m1 += gw[j];
+                            m2 += gw[j] * xh;
+                            acc[j] += g[j] * xh;
+                            acc[c + j] += g[j];
+                        }
+                        let (m1, m2) = (m1 / c as f32, m2 / c as f32);
+                        for j in 0..c {
+                            let xh = (x[j] - mean) * r;
+                            dx[j] = r * (gw[j] - m1 - xh * m2);
+                        }
+                    }
+                    acc
+                })
+                .collect();
+            tail.fill(0.0);
+            for p in partials {
+                tail.iter_mut().zip(&p).for_each(|(t, p)| *t += p);
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((rows + 2, c))))
     }
 }

@@ -27,6 +27,20 @@ pub(crate) fn slices3<'a>(
     ])
 }
 
+/// A vector of `len` values that `fill` writes, every one of them, into
+/// memory that was not zeroed first. Training's ops allocate tens of
+/// megabytes a step, and zeroing them before overwriting them was about a
+/// twentieth of a step. `fill` must write every value: what it leaves
+/// alone is whatever the allocator held.
+pub(crate) fn written(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: the capacity holds `len` values; `f32` has no destructor, and
+    // the callers' `fill` writes every value before anything reads one.
+    unsafe { v.set_len(len) };
+    fill(&mut v);
+    v
+}
+
 pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 pub(crate) const GELU_C: f32 = 0.044_715;
 

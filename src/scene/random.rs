@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::camera::{Camera, Damage, MAX_ROLL, MAX_SIDE, MIN_SIDE};
 use super::layout::{Layout, LayoutSpec};
 use super::looks::{Cast, Finish, ObjectLook};
-use super::object::{Color, Handle, Shape};
+use super::object::{Color, Handle, Object, Shape};
 use super::surroundings::{Distractor, Light, RandomTable};
 
 /// Mixed into a scene seed for the look, so the layout's own stream is untouched.
@@ -185,41 +185,57 @@ impl RandomScene {
     pub fn render(&self) -> Result<RgbImage> {
         let light = &self.light;
         let px_size = 1.0 / self.camera.scale;
-        let boxes: Vec<[f32; 4]> = self.layout.objects.iter().map(|o| o.bbox()).collect();
+        // Each object's box and turn, worked out once for the whole picture.
+        let objects: Vec<(&Object, [f32; 4], (f32, f32))> = self
+            .layout
+            .objects
+            .iter()
+            .map(|o| (o, o.bbox(), o.angle.sin_cos()))
+            .collect();
+        let sdf = |(o, _, turn): &(&Object, [f32; 4], (f32, f32)), p: [f32; 2]| {
+            let (lx, ly) = o.local(*turn, p[0], p[1]);
+            o.sdf_local(lx, ly)
+        };
+        // A light of no strength casts no shadow: every factor would be 1.
+        let shadows = light.strength > 0.0;
+        let (under, over): (Vec<&Distractor>, Vec<&Distractor>) =
+            self.distractors.iter().partition(|d| d.under);
         let img = self.camera.paint(|w, px, py| {
             let mut c = self.table.at(w, px, py);
-            for d in &self.distractors {
-                if d.under {
-                    c = d.paint(w, c, light);
-                }
-            }
-            let mut shade = 1.0;
-            let caster = [w[0] - light.offset[0], w[1] - light.offset[1]];
-            for (o, b) in self.layout.objects.iter().zip(&boxes) {
-                let m = light.softness;
-                if caster[0] < b[0] - m
-                    || caster[0] > b[2] + m
-                    || caster[1] < b[1] - m
-                    || caster[1] > b[3] + m
-                {
-                    continue;
-                }
-                shade *= light.shadow(o.sdf(caster[0], caster[1]));
-            }
-            for d in self.distractors.iter().filter(|d| !d.under) {
-                shade *= light.shadow(d.sdf(caster));
-            }
-            c = c.map(|v| v * shade);
-            for d in self.distractors.iter().filter(|d| !d.under) {
+            for d in &under {
                 c = d.paint(w, c, light);
             }
-            for ((o, look), b) in self.layout.objects.iter().zip(&self.looks).zip(&boxes) {
+            if shadows {
+                let mut shade = 1.0;
+                let caster = [w[0] - light.offset[0], w[1] - light.offset[1]];
+                let m = light.softness;
+                for object in &objects {
+                    let b = object.1;
+                    if caster[0] < b[0] - m
+                        || caster[0] > b[2] + m
+                        || caster[1] < b[1] - m
+                        || caster[1] > b[3] + m
+                    {
+                        continue;
+                    }
+                    shade *= light.shadow(sdf(object, caster));
+                }
+                for d in over.iter().filter(|d| d.reaches(caster, m)) {
+                    shade *= light.shadow(d.sdf(caster));
+                }
+                c = c.map(|v| v * shade);
+            }
+            for d in &over {
+                c = d.paint(w, c, light);
+            }
+            for (object, look) in objects.iter().zip(&self.looks) {
+                let b = object.1;
                 if w[0] < b[0] || w[0] > b[2] || w[1] < b[1] || w[1] > b[3] {
                     continue;
                 }
-                let d = o.sdf(w[0], w[1]);
+                let d = sdf(object, w);
                 if d < 0.0 {
-                    c = look.paint(o, w, d, light, px_size);
+                    c = look.paint(object.0, w, d, light, px_size);
                     break;
                 }
             }

@@ -281,6 +281,26 @@ impl Distractor {
         out
     }
 
+    /// Radius of the circle around the centre that holds the whole thing.
+    fn reach(&self) -> f32 {
+        let [a, b] = self.half;
+        match self.kind {
+            DistractorKind::Coin => a,
+            DistractorKind::Pen => a + b,
+            DistractorKind::Cloth => a.hypot(b),
+        }
+    }
+
+    /// Whether the point `w` may lie within `margin` of the outline: `false`
+    /// only where [`Distractor::sdf`] is surely above `margin`, so that
+    /// skipping such points changes no pixel.
+    pub(super) fn reaches(&self, w: [f32; 2], margin: f32) -> bool {
+        let (dx, dy) = (w[0] - self.center[0], w[1] - self.center[1]);
+        // 1e-4 of slack: far more than the rounding of either side.
+        let r = self.reach() + margin + 1e-4;
+        dx * dx + dy * dy <= r * r
+    }
+
     pub(super) fn sdf(&self, w: [f32; 2]) -> f32 {
         let (s, c) = self.angle;
         let (dx, dy) = (w[0] - self.center[0], w[1] - self.center[1]);
@@ -301,6 +321,9 @@ impl Distractor {
     }
 
     pub(super) fn paint(&self, w: [f32; 2], under: [f32; 3], light: &Light) -> [f32; 3] {
+        if !self.reaches(w, 0.0) {
+            return under;
+        }
         let d = self.sdf(w);
         if d >= 0.0 {
             return under;
