@@ -326,7 +326,7 @@ fn save_then_load_gives_identical_logits_from_a_dir_and_a_hub_cache() {
         .load(&Device::Cpu, DType::F32)
         .unwrap();
     // Loaded weights are plain tensors, so the CPU runs the fused inference
-    // kernels (src/model/dense.rs) where the trainable model ran candle's
+    // kernels (src/engine) where the trainable model ran candle's
     // ops: the same function, summed in a different order.
     let from_dir = logits(&loaded, &b);
     // Relative to 1 or the logit: the grammar mask puts forbidden tokens near

@@ -22,7 +22,8 @@
 //! The functions fall back to candle's op-by-op versions off the CPU or for
 //! dtypes other than f32, so they can replace those everywhere. The model's
 //! training path uses all three; at inference on the CPU the softmax is
-//! this one too, and GELU runs inside the tiles of `dense.rs`. See
+//! this one too, and GELU runs inside the vision encoder's tiles
+//! (`gemm::epilogue`). See
 //! docs/BENCH.md for what they gain.
 
 use candle::{

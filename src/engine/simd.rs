@@ -143,7 +143,7 @@ unsafe fn softmax_rows_avx2(xs: &mut [f32], n: usize) {
 }
 
 /// GELU in place: the fused op's forward pass, and the epilogue of the
-/// inference kernels (`dense.rs`).
+/// inference kernels ([`super::gemm::epilogue`]).
 pub fn gelu_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
