@@ -551,3 +551,36 @@ fn fnv(bytes: &[u8]) -> u64 {
         (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+/// The same for the scenes training draws: the first scenes of the shipped
+/// recipe's randomised world (its extras on, the held-out pairs excluded)
+/// and of the plain world hash to the values they had when
+/// `models/candidates-long` was trained. A faster renderer must draw these
+/// byte for byte; one that moves them trains on another world.
+#[test]
+fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
+    use vla_demo::data::{draw_scene, World};
+    use vla_demo::model::Config;
+    use vla_demo::scene::random::{Extras, HELD_OUT_PAIRS};
+    let cfg = Config::tiny();
+    let extras = Extras {
+        finishes: true,
+        casts: true,
+        ..Extras::default()
+    };
+    let mut got = Vec::new();
+    for world in [World::Plain, World::Random] {
+        let mut bytes = Vec::new();
+        for seed in 0..12 {
+            let drawn = draw_scene(seed, world, &HELD_OUT_PAIRS, extras, &cfg).unwrap();
+            bytes.extend_from_slice(drawn.view.as_raw());
+            bytes.push(drawn.layout.objects.len() as u8);
+        }
+        got.push(fnv(&bytes));
+    }
+    assert_eq!(
+        got,
+        [0x5bdf0ac4591de521, 0x19eb7d2b6957bd6b],
+        "the training worlds' first scenes changed"
+    );
+}
