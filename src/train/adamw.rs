@@ -247,20 +247,25 @@ impl Coefficients {
                 f(self.keep),
             );
             let n = p.len();
-            let (mut new_p, mut new_m, mut new_v) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
+            let (mut new_p, mut new_m, mut new_v) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+            // Indexing slices of one length lets the loop vectorise.
+            let (outs, ins) = (
+                (&mut new_p[..n], &mut new_m[..n], &mut new_v[..n]),
+                (&p[..n], &m[..n], &v[..n], &g[..n]),
             );
             for j in 0..n {
-                let g = g[j] * clip + 0.0;
-                let m = (m[j] * b1 + 0.0) + (g * nb1 + 0.0);
-                let v = (v[j] * b2 + 0.0) + ((g * g) * nb2 + 0.0);
+                let g = ins.3[j] * clip + 0.0;
+                let m = (ins.1[j] * b1 + 0.0) + (g * nb1 + 0.0);
+                let v = (ins.2[j] * b2 + 0.0) + ((g * g) * nb2 + 0.0);
                 let update = (m * ic1 + 0.0) / ((v * ic2 + 0.0).sqrt() * 1.0 + eps);
-                let theta = if decays { p[j] * keep + 0.0 } else { p[j] };
-                new_p.push(theta - (update * lr + 0.0));
-                new_m.push(m);
-                new_v.push(v);
+                let theta = if decays {
+                    ins.0[j] * keep + 0.0
+                } else {
+                    ins.0[j]
+                };
+                outs.0[j] = theta - (update * lr + 0.0);
+                outs.1[j] = m;
+                outs.2[j] = v;
             }
             (new_p, new_m, new_v)
         };
