@@ -31,7 +31,9 @@ pub(crate) fn slices3<'a>(
 /// memory that was not zeroed first. Training's ops allocate tens of
 /// megabytes a step, and zeroing them before overwriting them was about a
 /// twentieth of a step. `fill` must write every value: what it leaves
-/// alone is whatever the allocator held.
+/// alone is whatever the allocator held. (candle's own CPU kernels allocate
+/// their outputs this way, e.g. its `conv2d`.)
+#[allow(clippy::uninit_vec)] // deliberate: see the contract above
 pub(crate) fn written(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
     let mut v = Vec::with_capacity(len);
     // SAFETY: the capacity holds `len` values; `f32` has no destructor, and

@@ -82,10 +82,10 @@ impl AdamW {
             let Some(g) = grads.get(var) else { continue };
             let decays =
                 name.ends_with(".weight") && var.as_tensor().rank() == 2 && !name.contains("norm");
-            let (m, v) = (&self.m[i], &self.v[i]);
-            let (p, m, v) = match k.update_on_cpu(var, m, v, g, decays)? {
+            let pmvg = [var.as_tensor(), &self.m[i], &self.v[i], g];
+            let (p, m, v) = match k.update_on_cpu(pmvg, decays)? {
                 Some(pmv) => pmv,
-                None => k.update(var, m, v, g, decays)?,
+                None => k.update(pmvg, decays)?,
             };
             self.m[i] = m;
             self.v[i] = v;
@@ -182,14 +182,8 @@ struct Coefficients {
 
 impl Coefficients {
     /// AdamW on one variable, `p` its values: the new weights and moments.
-    fn update(
-        &self,
-        p: &Tensor,
-        m: &Tensor,
-        v: &Tensor,
-        g: &Tensor,
-        decays: bool,
-    ) -> candle::Result<(Tensor, Tensor, Tensor)> {
+    fn update(&self, pmvg: [&Tensor; 4], decays: bool) -> candle::Result<(Tensor, Tensor, Tensor)> {
+        let [p, m, v, g] = pmvg;
         let g = (g * self.clip)?;
         // Gradients still point into this step's graph: detach the moments,
         // or every step's graph would stay alive through them.
@@ -209,12 +203,10 @@ impl Coefficients {
     /// bits (`the_one_pass_update_is_the_tensor_update_bit_for_bit`).
     fn update_on_cpu(
         &self,
-        p: &Tensor,
-        m: &Tensor,
-        v: &Tensor,
-        g: &Tensor,
+        pmvg: [&Tensor; 4],
         decays: bool,
     ) -> candle::Result<Option<(Tensor, Tensor, Tensor)>> {
+        let [p, m, v, g] = pmvg;
         let (new_p, new_m, new_v) = {
             let ([ps, ms, vs, gs], [pl, ml, vl, gl]) = {
                 let [a, b, c, d] = [p, m, v, g].map(|t| t.storage_and_layout());
@@ -325,8 +317,8 @@ mod tests {
             let p = p
                 .slice_assign(&[0..1, 0..1], &Tensor::new(&[[-0f32]], cpu).unwrap())
                 .unwrap();
-            let want = k.update(&p, &m, &v, &g, decays).unwrap();
-            let got = k.update_on_cpu(&p, &m, &v, &g, decays).unwrap().unwrap();
+            let want = k.update([&p, &m, &v, &g], decays).unwrap();
+            let got = k.update_on_cpu([&p, &m, &v, &g], decays).unwrap().unwrap();
             assert_eq!(bits(&got.0), bits(&want.0), "weights, step {step}");
             assert_eq!(bits(&got.1), bits(&want.1), "first moment, step {step}");
             assert_eq!(bits(&got.2), bits(&want.2), "second moment, step {step}");
@@ -344,6 +336,6 @@ mod tests {
             lr: 1e-3,
             keep: 1.0,
         };
-        assert!(k.update_on_cpu(&t, &t, &t, &t, false).unwrap().is_none());
+        assert!(k.update_on_cpu([&t; 4], false).unwrap().is_none());
     }
 }
