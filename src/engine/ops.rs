@@ -32,21 +32,12 @@ use candle::{
 use rayon::prelude::*;
 
 use super::simd::{
-    gelu_in_place, has_avx2, row_stats, slice, slices3, softmax_rows, tanh_fast, written, GELU_C,
-    SQRT_2_OVER_PI,
+    gelu_in_place, has_avx2, row_stats, same_len, slice, slices3, softmax_rows, tanh_fast, written,
+    GELU_C, SQRT_2_OVER_PI,
 };
 
 /// Elements per parallel chunk of the elementwise kernels.
 const CHUNK: usize = 1 << 14;
-
-/// An error unless an op's two inputs hold as many values (the kernels
-/// write one output value per pair).
-fn same_len(a: &[f32], b: &[f32], what: &str) -> Result<()> {
-    if a.len() != b.len() {
-        candle::bail!("{what}: inputs of {} and {} values", a.len(), b.len());
-    }
-    Ok(())
-}
 
 /// Whether the fused CPU kernels apply: an f32 tensor on the CPU.
 pub fn fused_here(xs: &Tensor) -> bool {

@@ -27,6 +27,15 @@ pub(crate) fn slices3<'a>(
     ])
 }
 
+/// An error unless an op's two inputs hold as many values (the kernels
+/// write one output value per pair).
+pub(crate) fn same_len(a: &[f32], b: &[f32], what: &str) -> Result<()> {
+    if a.len() != b.len() {
+        candle::bail!("{what}: inputs of {} and {} values", a.len(), b.len());
+    }
+    Ok(())
+}
+
 /// A vector of `len` values that `fill` writes, every one of them, into
 /// memory that was not zeroed first. Training's ops allocate tens of
 /// megabytes a step, and zeroing them before overwriting them was about a
