@@ -75,11 +75,11 @@ impl AdamW {
             c2: 1.0 - self.beta2.powi(self.step as i32),
             eps: self.eps,
             lr,
-            // Decay matrices only: not norms, biases or positions.
             keep: 1.0 - lr * weight_decay,
         };
         for (i, (name, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
+            // Decay matrices only: not norms, biases or positions.
             let decays =
                 name.ends_with(".weight") && var.as_tensor().rank() == 2 && !name.contains("norm");
             let pmvg = [var.as_tensor(), &self.m[i], &self.v[i], g];
@@ -208,16 +208,10 @@ impl Coefficients {
     ) -> candle::Result<Option<(Tensor, Tensor, Tensor)>> {
         let [p, m, v, g] = pmvg;
         let (new_p, new_m, new_v) = {
-            let ([ps, ms, vs, gs], [pl, ml, vl, gl]) = {
-                let [a, b, c, d] = [p, m, v, g].map(|t| t.storage_and_layout());
-                ([a.0, b.0, c.0, d.0], [a.1, b.1, c.1, d.1])
-            };
-            let (Some(p), Some(m), Some(v), Some(g)) = (
-                cpu_f32(&ps, pl),
-                cpu_f32(&ms, ml),
-                cpu_f32(&vs, vl),
-                cpu_f32(&gs, gl),
-            ) else {
+            let guards = [p, m, v, g].map(|t| t.storage_and_layout());
+            let [Some(p), Some(m), Some(v), Some(g)] =
+                guards.each_ref().map(|(s, l)| cpu_f32(s, l))
+            else {
                 return Ok(None);
             };
             if [m.len(), v.len(), g.len()] != [p.len(); 3] {
@@ -240,24 +234,18 @@ impl Coefficients {
             );
             let n = p.len();
             let (mut new_p, mut new_m, mut new_v) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-            // Indexing slices of one length lets the loop vectorise.
-            let (outs, ins) = (
-                (&mut new_p[..n], &mut new_m[..n], &mut new_v[..n]),
-                (&p[..n], &m[..n], &v[..n], &g[..n]),
-            );
+            // Slices of one length, indexed: the loop vectorises.
+            let (p, m, v, g) = (&p[..n], &m[..n], &v[..n], &g[..n]);
+            let (out_p, out_m, out_v) = (&mut new_p[..n], &mut new_m[..n], &mut new_v[..n]);
             for j in 0..n {
-                let g = ins.3[j] * clip + 0.0;
-                let m = (ins.1[j] * b1 + 0.0) + (g * nb1 + 0.0);
-                let v = (ins.2[j] * b2 + 0.0) + ((g * g) * nb2 + 0.0);
+                let g = g[j] * clip + 0.0;
+                let m = (m[j] * b1 + 0.0) + (g * nb1 + 0.0);
+                let v = (v[j] * b2 + 0.0) + ((g * g) * nb2 + 0.0);
                 let update = (m * ic1 + 0.0) / ((v * ic2 + 0.0).sqrt() * 1.0 + eps);
-                let theta = if decays {
-                    ins.0[j] * keep + 0.0
-                } else {
-                    ins.0[j]
-                };
-                outs.0[j] = theta - (update * lr + 0.0);
-                outs.1[j] = m;
-                outs.2[j] = v;
+                let theta = if decays { p[j] * keep + 0.0 } else { p[j] };
+                out_p[j] = theta - (update * lr + 0.0);
+                out_m[j] = m;
+                out_v[j] = v;
             }
             (new_p, new_m, new_v)
         };
