@@ -555,7 +555,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// The same for the scenes training draws: the first scenes of the shipped
 /// recipe's randomised world (its extras on, the held-out pairs excluded)
 /// and of the plain world hash to the values they had when
-/// `models/candidates-long` and `models/candidates-21k` were trained. A faster renderer must draw these
+/// `models/candidates-long`, `models/candidates-21k` and `models/candidates-28k` were trained. A faster renderer must draw these
 /// byte for byte; one that moves them trains on another world.
 #[test]
 fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
