@@ -1539,6 +1539,23 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
             .file("c.json", bytes),
         );
     }
+    // A picture rendered smaller than the model's view, larger than the
+    // renderer draws, or at a negative size.
+    for (label, cap, expect) in [
+        ("below the view", "64", "max_side"),
+        ("above the renderer", "100000", "max_side"),
+        ("negative", "-1", ""),
+    ] {
+        let bytes = train_config(fx, |c| c["random_extras"] = json(&format!("{{\"max_side\": {cap}}}")));
+        cases.push(
+            Case::new(
+                format!("train config random_extras.max_side {label}"),
+                &["train", "--quiet", "--config", "c.json", "--out", "out"],
+                Expect::Fail(expect),
+            )
+            .file("c.json", bytes),
+        );
+    }
     let model_bad: Vec<(&str, serde_json::Value)> = vec![
         ("image_size", json("1600000")),
         ("hidden_size", json("0")),

@@ -62,6 +62,24 @@ impl Camera {
         }
     }
 
+    /// The same view of the table with the long side at most `cap` pixels:
+    /// one frame taken by a camera of lower resolution.
+    pub fn capped(self, cap: u32) -> Camera {
+        let long = self.width.max(self.height);
+        if long <= cap {
+            return self;
+        }
+        let k = cap as f32 / long as f32;
+        let side = |n: u32| ((n as f32 * k).round() as u32).clamp(1, cap);
+        let (width, height) = (side(self.width), side(self.height));
+        Camera {
+            width,
+            height,
+            scale: width.max(height) as f32,
+            ..self
+        }
+    }
+
     /// The axis-aligned part of the table that lies wholly inside the picture
     /// whatever the roll, `[x0, y0, x1, y1]`, for [`LayoutSpec::visible`].
     pub fn visible(&self) -> [f32; 4] {

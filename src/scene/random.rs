@@ -106,6 +106,12 @@ pub struct Extras {
     /// objects come up more often. Like `unnamed`, it changes the layouts.
     #[serde(default)]
     pub log_sizes: bool,
+    /// Longest side a picture is rendered at, pixels: a camera above it
+    /// renders the same scene at this size instead, with fewer pixels to
+    /// paint (see [`Camera::capped`]). The model sees a square view of
+    /// `image_size` px either way.
+    #[serde(default)]
+    pub max_side: Option<u32>,
 }
 
 impl Default for RandomSpec {
@@ -167,7 +173,9 @@ impl RandomScene {
         let distractors = Distractor::scatter(&layout, &layout_spec.visible, short, &mut rng);
         RandomScene {
             layout,
-            camera,
+            // The scene is laid out for the camera drawn; a cap only lowers
+            // the resolution it is painted at.
+            camera: spec.extras.max_side.map_or(camera, |cap| camera.capped(cap)),
             looks,
             distractors,
             table: RandomTable::random(&mut rng),
@@ -336,6 +344,44 @@ mod tests {
             let table = bare.render().unwrap();
             assert_masks_hold(&scene.camera, &scene.layout, &img, &table, |_| false);
         }
+    }
+
+    #[test]
+    fn a_capped_camera_draws_the_same_scene_with_fewer_pixels() {
+        let capped = RandomSpec {
+            extras: Extras {
+                max_side: Some(200),
+                ..Extras::default()
+            },
+            ..RandomSpec::default()
+        };
+        let mut shrunk = 0;
+        for seed in 0..40 {
+            let full = RandomScene::generate(seed, &RandomSpec::default());
+            let mut small = RandomScene::generate(seed, &capped);
+            assert!(small.camera.width.max(small.camera.height) <= 200, "seed {seed}");
+            if full.camera == small.camera {
+                assert_eq!(full.layout, small.layout, "seed {seed}");
+                continue;
+            }
+            shrunk += 1;
+            // The same objects at the same places on the table, and the same
+            // part of the table in view to within a pixel of the smaller
+            // picture: only the pixels per table unit change.
+            assert_eq!(full.layout, small.layout, "seed {seed}");
+            let pixel = 1.0 / small.camera.scale;
+            let (fv, sv) = (full.camera.visible(), small.camera.visible());
+            assert!(fv.iter().zip(sv).all(|(a, b)| (a - b).abs() <= pixel), "seed {seed}");
+            small.damage = Damage::none();
+            small.light.strength = 0.0;
+            let img = small.render().unwrap();
+            assert_eq!((img.width(), img.height()), (small.camera.width, small.camera.height));
+            let mut bare = small.clone();
+            bare.layout.objects.clear();
+            let table = bare.render().unwrap();
+            assert_masks_hold(&small.camera, &small.layout, &img, &table, |_| false);
+        }
+        assert!(shrunk > 20, "only {shrunk} of 40 cameras were above the cap");
     }
 
     #[test]

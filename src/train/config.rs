@@ -198,6 +198,15 @@ impl TrainConfig {
         if self.random_share == 0.0 && self.random_extras != Default::default() {
             bail!("random_extras only change the randomised world: set random_share above 0");
         }
+        if let Some(cap) = self.random_extras.max_side {
+            let lowest = (self.model.image_size as u32).max(crate::scene::camera::MIN_SIDE);
+            if !(lowest..=crate::scene::camera::MAX_SIDE).contains(&cap) {
+                bail!(
+                    "random_extras.max_side must lie in {lowest}..={} (at least the model's image_size), got {cap}",
+                    crate::scene::camera::MAX_SIDE
+                );
+            }
+        }
         real("bin_sigma", self.bin_sigma as f64, 0.0, 256.0)?;
         Ok(())
     }
