@@ -1546,7 +1546,9 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
         ("above the renderer", "100000", "max_side"),
         ("negative", "-1", ""),
     ] {
-        let bytes = train_config(fx, |c| c["random_extras"] = json(&format!("{{\"max_side\": {cap}}}")));
+        let bytes = train_config(fx, |c| {
+            c["random_extras"] = json(&format!("{{\"max_side\": {cap}}}"))
+        });
         cases.push(
             Case::new(
                 format!("train config random_extras.max_side {label}"),

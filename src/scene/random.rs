@@ -175,7 +175,10 @@ impl RandomScene {
             layout,
             // The scene is laid out for the camera drawn; a cap only lowers
             // the resolution it is painted at.
-            camera: spec.extras.max_side.map_or(camera, |cap| camera.capped(cap)),
+            camera: spec
+                .extras
+                .max_side
+                .map_or(camera, |cap| camera.capped(cap)),
             looks,
             distractors,
             table: RandomTable::random(&mut rng),
@@ -359,7 +362,10 @@ mod tests {
         for seed in 0..40 {
             let full = RandomScene::generate(seed, &RandomSpec::default());
             let mut small = RandomScene::generate(seed, &capped);
-            assert!(small.camera.width.max(small.camera.height) <= 200, "seed {seed}");
+            assert!(
+                small.camera.width.max(small.camera.height) <= 200,
+                "seed {seed}"
+            );
             if full.camera == small.camera {
                 assert_eq!(full.layout, small.layout, "seed {seed}");
                 continue;
@@ -371,17 +377,26 @@ mod tests {
             assert_eq!(full.layout, small.layout, "seed {seed}");
             let pixel = 1.0 / small.camera.scale;
             let (fv, sv) = (full.camera.visible(), small.camera.visible());
-            assert!(fv.iter().zip(sv).all(|(a, b)| (a - b).abs() <= pixel), "seed {seed}");
+            assert!(
+                fv.iter().zip(sv).all(|(a, b)| (a - b).abs() <= pixel),
+                "seed {seed}"
+            );
             small.damage = Damage::none();
             small.light.strength = 0.0;
             let img = small.render().unwrap();
-            assert_eq!((img.width(), img.height()), (small.camera.width, small.camera.height));
+            assert_eq!(
+                (img.width(), img.height()),
+                (small.camera.width, small.camera.height)
+            );
             let mut bare = small.clone();
             bare.layout.objects.clear();
             let table = bare.render().unwrap();
             assert_masks_hold(&small.camera, &small.layout, &img, &table, |_| false);
         }
-        assert!(shrunk > 20, "only {shrunk} of 40 cameras were above the cap");
+        assert!(
+            shrunk > 20,
+            "only {shrunk} of 40 cameras were above the cap"
+        );
     }
 
     #[test]
