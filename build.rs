@@ -1,8 +1,8 @@
-//! Embeds models/candidates-28k in the binary when it is there (see src/checkpoint.rs).
+//! Embeds models/capped in the binary when it is there (see src/checkpoint.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_embedded_model)");
-    println!("cargo::rerun-if-changed=models/candidates-28k");
-    let dir = std::path::Path::new("models/candidates-28k");
+    println!("cargo::rerun-if-changed=models/capped");
+    let dir = std::path::Path::new("models/capped");
     if ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .all(|f| dir.join(f).is_file())

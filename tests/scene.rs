@@ -555,8 +555,10 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// The same for the scenes training draws: the first scenes of the shipped
 /// recipe's randomised world (its extras on, the held-out pairs excluded)
 /// and of the plain world hash to the values they had when
-/// `models/candidates-long`, `models/candidates-21k` and `models/candidates-28k` were trained. A faster renderer must draw these
-/// byte for byte; one that moves them trains on another world.
+/// `models/candidates-long`, `models/candidates-21k` and `models/candidates-28k` were trained,
+/// and the randomised world painted at 256 px at most hashes to what
+/// `models/capped` was trained on. A faster renderer must draw these byte
+/// for byte; one that moves them trains on another world.
 #[test]
 fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
     use vla_demo::data::{draw_scene, World};
@@ -568,8 +570,16 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
         casts: true,
         ..Extras::default()
     };
+    let capped = Extras {
+        max_side: Some(256),
+        ..extras
+    };
     let mut got = Vec::new();
-    for world in [World::Plain, World::Random] {
+    for (world, extras) in [
+        (World::Plain, extras),
+        (World::Random, extras),
+        (World::Random, capped),
+    ] {
         let mut bytes = Vec::new();
         for seed in 0..12 {
             let drawn = draw_scene(seed, world, &HELD_OUT_PAIRS, extras, &cfg).unwrap();
@@ -580,7 +590,7 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
     }
     assert_eq!(
         got,
-        [0x5bdf0ac4591de521, 0x19eb7d2b6957bd6b],
+        [0x5bdf0ac4591de521, 0x19eb7d2b6957bd6b, 0xfb21a2f3db92efac],
         "the training worlds' first scenes changed"
     );
 }
