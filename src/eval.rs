@@ -50,6 +50,7 @@ use crate::data::{self, Example};
 use crate::maps::argmax;
 use crate::model::vla::Decoding;
 use crate::model::Vla;
+use crate::scene::random::HELD_OUT_PAIRS;
 use crate::scene::{Family, Lang, Relation};
 use crate::tokens::CommandTokenizer;
 pub use landing::Landing;
@@ -118,6 +119,7 @@ pub fn evaluate_with(
     let scenes = scenes.count;
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut by_relation: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut by_pair: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut to_refuse = refusals::RefusalAnswers::default();
     let mut patch_tally = patches::PatchTally::default();
     let mut refusal_tally = refusals::RefusalTally::default();
@@ -243,6 +245,12 @@ pub fn evaluate_with(
                         .or_default()
                         .push(outcome.clone());
                 }
+                if let Some(o) = layout.objects.get(e.command.target) {
+                    if HELD_OUT_PAIRS.contains(&(o.color, o.shape)) {
+                        let pair = format!("{} {}", o.color.name_en(), o.shape.name_en());
+                        by_pair.entry(pair).or_default().push(outcome.clone());
+                    }
+                }
                 outcomes.entry(key).or_default().push(outcome);
             }
         }
@@ -251,22 +259,21 @@ pub fn evaluate_with(
         }
         start = end;
     }
-    let cells: BTreeMap<String, Metrics> = outcomes
-        .iter()
-        .map(|(k, v)| (k.clone(), average(v.iter())))
-        .collect();
     let overall = average(outcomes.values().flatten());
     let landings = landing::shares(outcomes.values().flatten().map(|o| o.landing));
-    let relations = by_relation
-        .iter()
-        .map(|(k, v)| (k.clone(), average(v.iter())))
-        .collect();
+    let by_key = |m: &BTreeMap<String, Vec<Outcome>>| -> BTreeMap<String, Metrics> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), average(v.iter())))
+            .collect()
+    };
+    let relations = by_key(&by_relation);
     Ok(EvalReport {
         split: split.name().to_string(),
         scenes,
         first_seed,
-        cells,
+        cells: by_key(&outcomes),
         relations,
+        held_out_pairs: by_key(&by_pair),
         overall,
         refusals: to_refuse.by_language(),
         refusals_by_name: to_refuse.by_name(),

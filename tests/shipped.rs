@@ -319,3 +319,52 @@ fn the_report_says_what_the_patch_head_reads_at_the_peak() {
         );
     }
 }
+
+/// The unseen-combo split is also scored pair by pair: every command there
+/// is about a held-out pair, each pair's score is its own commands' share,
+/// and no other split has such commands.
+#[test]
+fn unseen_pairs_are_scored_pair_by_pair() {
+    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
+    let scenes = Scenes {
+        split: Split::UnseenCombo,
+        first_seed: None,
+        count: 8,
+    };
+    let mut records = Vec::new();
+    let r = eval::evaluate_with(
+        &p.model,
+        &p.tokenizer,
+        scenes,
+        &p.device,
+        None,
+        Some(&mut records),
+    )
+    .unwrap();
+    let names: Vec<String> = pairs_the_shipped_model_never_saw()
+        .iter()
+        .map(|(c, s)| format!("{} {}", c.name_en(), s.name_en()))
+        .collect();
+    assert!(!r.held_out_pairs.is_empty());
+    let n: usize = r.held_out_pairs.values().map(|m| m.n).sum();
+    assert_eq!(n, r.overall.n, "{:?}", r.held_out_pairs.keys());
+    for (pair, m) in &r.held_out_pairs {
+        assert!(names.contains(pair), "{pair} is not held out: {names:?}");
+        let own: Vec<_> = records.iter().filter(|c| &c.object == pair).collect();
+        assert_eq!(own.len(), m.n, "{pair}");
+        let wins = own.iter().filter(|c| c.success == Some(true)).count();
+        assert!(
+            (wins as f64 / m.n as f64 - m.success).abs() < 1e-9,
+            "{pair}"
+        );
+    }
+    assert!(r.table().contains("| held-out pair: "), "{}", r.table());
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["held_out_pairs"].is_object(), "{json}");
+    let plain = evaluate(&Source::Embedded, Split::Iid, 4);
+    assert!(
+        plain.held_out_pairs.is_empty(),
+        "{:?}",
+        plain.held_out_pairs
+    );
+}

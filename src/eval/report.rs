@@ -33,6 +33,10 @@ pub struct EvalReport {
     /// Relational commands again, keyed "relation/lang": "next_to/en", ...,
     /// to show which relation the model resolves worst.
     pub relations: BTreeMap<String, Metrics>,
+    /// Commands about an object of a colour × shape pair training never
+    /// showed, keyed by the pair ("green block"): empty outside the
+    /// `unseen-combo` split. Which pair fails says more than the mean.
+    pub held_out_pairs: BTreeMap<String, Metrics>,
     pub overall: Metrics,
     /// Commands to refuse, keyed "absent/en", "ambiguous/ko", ...
     pub refusals: BTreeMap<String, RefusalMetrics>,
@@ -87,6 +91,9 @@ impl EvalReport {
         s += &row("**overall**", &self.overall);
         for (k, m) in &self.relations {
             s += &row(&format!("relational: {k}"), m);
+        }
+        for (k, m) in &self.held_out_pairs {
+            s += &row(&format!("held-out pair: {k}"), m);
         }
         s += &landing::table(&self.landings);
         if let Some(p) = &self.patch_labels {
