@@ -222,6 +222,12 @@ class Vla:
 
     def image_kv(self, patches, image_index=None):
         ctx = patches + self.position
+        if self.cfg.get("fusion_reads_labels"):
+            # vla.rs Vla::image_kv: the patch head's colour (7 ways, the table
+            # first) and shape (5 ways) readings, each a softmax of its own.
+            read = linear(self.w, "patch_head", patches)
+            read = torch.cat([read[..., :7].softmax(-1), read[..., 7:].softmax(-1)], dim=-1)
+            ctx = ctx + linear(self.w, "label_embed", read)
         kv = ImageMemory(self.project_kv(f"fusion.blocks.{i}.cross_attn", ctx) for i in range(self.cfg["fusion_layers"]))
         if self.cfg.get("patch_offsets"):
             # pointer.rs Pointer::patch_offsets: where each patch says its object lies.

@@ -146,6 +146,7 @@ fn every_trainable_variable_gets_a_gradient() {
         // The pointer's patch offsets start at zero: they must still learn.
         cfg.patch_offsets = score == ScoreFn::Additive;
         cfg.patch_labels = score == ScoreFn::Additive;
+        cfg.fusion_reads_labels = score == ScoreFn::Additive;
         // So must the stem's stride-1 context convolutions.
         cfg.stem_context = usize::from(score == ScoreFn::Additive);
         let (m, vars) = model(&cfg, 5);
@@ -169,10 +170,48 @@ fn every_trainable_variable_gets_a_gradient() {
                 .iter()
                 .any(|n| n.ends_with("pointer.patch_offset.weight")));
             assert!(names.iter().any(|n| n.ends_with("patch_head.weight")));
+            assert!(names.iter().any(|n| n.ends_with("label_embed.weight")));
             assert!(names.iter().any(|n| n.ends_with("vision.stem.2.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }
+}
+
+/// With `fusion_reads_labels` the patch head's readings reach the fusion
+/// head's image memory, and through it the logits; with its layer zeroed
+/// the model is the one without it, weight for weight.
+#[test]
+fn the_fusion_head_reads_the_patch_heads_readings_only_when_asked() {
+    let (mut cfg, tok) = tiny(ScoreFn::ScaledDot);
+    cfg.patch_labels = true;
+    cfg.fusion_reads_labels = true;
+    let (m, vars) = model(&cfg, 5);
+    let without = Config {
+        fusion_reads_labels: false,
+        ..cfg.clone()
+    };
+    let off = Vla::new(&without, SeededInit::var_builder(&vars, 5, &Device::Cpu)).unwrap();
+    let b = batch_on(&cfg, &tok, 0..4, &Device::Cpu);
+    let logits = |m: &Vla| -> Vec<f32> {
+        let out = m.forward(&b.inputs, &b.action_in).unwrap();
+        out.logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let apart = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(apart(&logits(&m), &logits(&off)) > 1e-4);
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        if name.starts_with("label_embed.") {
+            var.set(&var.zeros_like().unwrap()).unwrap();
+        }
+    }
+    assert!(apart(&logits(&m), &logits(&off)) < 1e-6);
+    cfg.patch_labels = false;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("fusion_reads_labels"), "{err}");
 }
 
 /// The grounding term is the mean of −log(attention mass on the object)

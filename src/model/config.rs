@@ -74,6 +74,13 @@ pub struct Config {
     /// the action never reads it.
     #[serde(default)]
     pub patch_labels: bool,
+    /// The fusion head's image memory also carries what the patch head
+    /// reads: each patch's colour and shape distributions, apart, through
+    /// one linear layer, so that a query can match a colour word and a shape
+    /// word one at a time. The readings are taken as they are (no gradient
+    /// flows back through them). Needs `patch_labels`.
+    #[serde(default)]
+    pub fusion_reads_labels: bool,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -118,6 +125,7 @@ impl Config {
             pointer_window: Some(1),
             patch_offsets: false,
             patch_labels: false,
+            fusion_reads_labels: false,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,
@@ -252,6 +260,10 @@ impl Config {
             "config: workspace {} m × {} m: each side must be above 0 and at most {MAX_WORKSPACE_M} m",
             ws.width_m,
             ws.height_m
+        );
+        anyhow::ensure!(
+            self.patch_labels || !self.fusion_reads_labels,
+            "config: fusion_reads_labels needs \"patch_labels\": true"
         );
         Ok(())
     }

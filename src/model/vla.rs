@@ -10,7 +10,8 @@
 
 use std::time::Instant;
 
-use candle::{DType, Device, Module, Result, Tensor};
+use candle::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::ops::softmax;
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::generation::LogitsProcessor;
 
@@ -88,6 +89,9 @@ pub struct Vla {
     /// What each patch shows, colour and shape (`patch_labels`): a training
     /// signal for the vision encoder; the action never reads it.
     patch_head: Option<Linear>,
+    /// The patch head's readings into the fusion head's image memory
+    /// (`fusion_reads_labels`).
+    label_embed: Option<Linear>,
     /// The CPU inference engine, when [`Vla::compile`] built one.
     engine: Option<Engine>,
 }
@@ -107,6 +111,16 @@ impl Vla {
                         cfg.hidden_size,
                         PATCH_COLORS + PATCH_SHAPES,
                         vb.pp("patch_head"),
+                    )
+                })
+                .transpose()?,
+            label_embed: cfg
+                .fusion_reads_labels
+                .then(|| {
+                    linear(
+                        PATCH_COLORS + PATCH_SHAPES,
+                        cfg.hidden_size,
+                        vb.pp("label_embed"),
                     )
                 })
                 .transpose()?,
@@ -160,9 +174,16 @@ impl Vla {
     /// codes are added again here, so that what a query reads from a patch
     /// says plainly where that patch is: the action's x and y come from it.
     fn image_kv(&self, patches: &Tensor, inputs: &Inputs) -> Result<ImageMemory> {
-        let mut image = self
-            .fusion
-            .image_kv(&patches.broadcast_add(self.vision.position())?)?;
+        let mut memory = patches.broadcast_add(self.vision.position())?;
+        if let (Some(embed), Some(head)) = (&self.label_embed, &self.patch_head) {
+            // Colour and shape, each its own distribution, as the patch head
+            // reads them; the readings stay the patch head's own.
+            let logits = head.forward(patches)?.detach();
+            let colour = softmax(&logits.narrow(2, 0, PATCH_COLORS)?, D::Minus1)?;
+            let shape = softmax(&logits.narrow(2, PATCH_COLORS, PATCH_SHAPES)?, D::Minus1)?;
+            memory = (memory + embed.forward(&Tensor::cat(&[colour, shape], 2)?)?)?;
+        }
+        let mut image = self.fusion.image_kv(&memory)?;
         if let Some(idx) = &inputs.image_index {
             for (k, v) in image.kv.iter_mut() {
                 *k = k.index_select(idx, 0)?;
