@@ -1558,6 +1558,19 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
             .file("c.json", bytes),
         );
     }
+    // The patch head's readings asked for without a patch head.
+    let bytes = train_config(fx, |c| {
+        c["model"]["patch_labels"] = json("false");
+        c["model"]["fusion_reads_labels"] = json("true");
+    });
+    cases.push(
+        Case::new(
+            "train config model.fusion_reads_labels without a patch head",
+            &["train", "--quiet", "--config", "c.json", "--out", "out"],
+            Expect::Fail("fusion_reads_labels"),
+        )
+        .file("c.json", bytes),
+    );
     let model_bad: Vec<(&str, serde_json::Value)> = vec![
         ("image_size", json("1600000")),
         ("hidden_size", json("0")),
