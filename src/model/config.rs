@@ -71,7 +71,7 @@ pub struct Config {
     /// its colour and its shape, each read apart (or "the table"). Training
     /// learns from it, as a dense signal for the vision encoder (see
     /// `patch_label_weight` in the training config), and `eval` scores it;
-    /// the action never reads it.
+    /// the action reads it only with `fusion_reads_labels`.
     #[serde(default)]
     pub patch_labels: bool,
     /// The fusion head's image memory also carries what the patch head

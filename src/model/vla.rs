@@ -87,7 +87,8 @@ pub struct Vla {
     text: TextDecoder,
     fusion: FusionHead,
     /// What each patch shows, colour and shape (`patch_labels`): a training
-    /// signal for the vision encoder; the action never reads it.
+    /// signal for the vision encoder, which the action reads only through
+    /// `label_embed`.
     patch_head: Option<Linear>,
     /// The patch head's readings into the fusion head's image memory
     /// (`fusion_reads_labels`).
