@@ -225,7 +225,8 @@ class Vla:
         if self.cfg.get("fusion_reads_labels"):
             # vla.rs Vla::image_kv: the patch head's colour (7 ways, the table
             # first) and shape (5 ways) readings, each a softmax of its own.
-            read = linear(self.w, "patch_head", patches)
+            read = linear(self.w, "patch_head", patches).detach()  # no gradient back through the readings
+            assert read.shape[-1] == 12, "7 colour classes (the table first), then 5 shape classes"
             read = torch.cat([read[..., :7].softmax(-1), read[..., 7:].softmax(-1)], dim=-1)
             ctx = ctx + linear(self.w, "label_embed", read)
         kv = ImageMemory(self.project_kv(f"fusion.blocks.{i}.cross_attn", ctx) for i in range(self.cfg["fusion_layers"]))

@@ -245,7 +245,7 @@ pub fn evaluate_with(
                         .or_default()
                         .push(outcome.clone());
                 }
-                if let Some(o) = layout.objects.get(e.command.target) {
+                if let Some(o) = layout.object(e.command.target) {
                     if HELD_OUT_PAIRS.contains(&(o.color, o.shape)) {
                         let pair = format!("{} {}", o.color.name_en(), o.shape.name_en());
                         by_pair.entry(pair).or_default().push(outcome.clone());

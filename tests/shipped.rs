@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use vla_demo::checkpoint::Source;
-use vla_demo::eval::{self, EvalReport, Scenes, Split};
+use vla_demo::eval::{self, CommandRecord, EvalReport, Scenes, Split};
 use vla_demo::model::vla::Decoding;
 use vla_demo::preprocess::load_image;
 use vla_demo::scene::{Color, Family, SceneTruth, Shape};
@@ -21,6 +21,26 @@ fn evaluate(source: &Source, split: Split, count: u64) -> EvalReport {
         count,
     };
     eval::evaluate(&p.model, &p.tokenizer, scenes, &p.device, None).unwrap()
+}
+
+/// [`evaluate`] with a loaded pipeline, also keeping one record per command.
+fn evaluate_recorded(p: &Pipeline, split: Split, count: u64) -> (EvalReport, Vec<CommandRecord>) {
+    let scenes = Scenes {
+        split,
+        first_seed: None,
+        count,
+    };
+    let mut records = Vec::new();
+    let r = eval::evaluate_with(
+        &p.model,
+        &p.tokenizer,
+        scenes,
+        &p.device,
+        None,
+        Some(&mut records),
+    )
+    .unwrap();
+    (r, records)
 }
 
 /// Every committed scene with its ground truth.
@@ -152,21 +172,7 @@ fn eval_says_where_every_first_point_landed() {
 #[test]
 fn per_command_records_add_up_to_the_report() {
     let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
-    let scenes = Scenes {
-        split: Split::Absent,
-        first_seed: None,
-        count: 6,
-    };
-    let mut records = Vec::new();
-    let r = eval::evaluate_with(
-        &p.model,
-        &p.tokenizer,
-        scenes,
-        &p.device,
-        None,
-        Some(&mut records),
-    )
-    .unwrap();
+    let (r, records) = evaluate_recorded(&p, Split::Absent, 6);
     let (valid, to_refuse): (Vec<_>, Vec<_>) = records
         .iter()
         .partition(|c| c.expected == vla_demo::action::Outcome::Act);
@@ -325,22 +331,11 @@ fn the_report_says_what_the_patch_head_reads_at_the_peak() {
 /// and no other split has such commands.
 #[test]
 fn unseen_pairs_are_scored_pair_by_pair() {
-    let p = Pipeline::load(&Source::Embedded, "cpu").unwrap();
-    let scenes = Scenes {
-        split: Split::UnseenCombo,
-        first_seed: None,
-        count: 8,
-    };
-    let mut records = Vec::new();
-    let r = eval::evaluate_with(
-        &p.model,
-        &p.tokenizer,
-        scenes,
-        &p.device,
-        None,
-        Some(&mut records),
-    )
-    .unwrap();
+    let (r, records) = evaluate_recorded(
+        &Pipeline::load(&Source::Embedded, "cpu").unwrap(),
+        Split::UnseenCombo,
+        8,
+    );
     let names: Vec<String> = pairs_the_shipped_model_never_saw()
         .iter()
         .map(|(c, s)| format!("{} {}", c.name_en(), s.name_en()))
@@ -360,7 +355,8 @@ fn unseen_pairs_are_scored_pair_by_pair() {
     }
     assert!(r.table().contains("| held-out pair: "), "{}", r.table());
     let json = serde_json::to_value(&r).unwrap();
-    assert!(json["held_out_pairs"].is_object(), "{json}");
+    let pairs = json["held_out_pairs"].as_object().unwrap();
+    assert_eq!(pairs.len(), r.held_out_pairs.len(), "{json}");
     let plain = evaluate(&Source::Embedded, Split::Iid, 4);
     assert!(
         plain.held_out_pairs.is_empty(),
