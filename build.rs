@@ -1,8 +1,8 @@
-//! Embeds models/capped in the binary when it is there (see src/checkpoint.rs).
+//! Embeds models/readings in the binary when it is there (see src/checkpoint.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_embedded_model)");
-    println!("cargo::rerun-if-changed=models/capped");
-    let dir = std::path::Path::new("models/capped");
+    println!("cargo::rerun-if-changed=models/readings");
+    let dir = std::path::Path::new("models/readings");
     if ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .all(|f| dir.join(f).is_file())

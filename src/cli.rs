@@ -122,7 +122,7 @@ impl DecodeArgs {
 
 #[derive(Args, Debug)]
 struct TrainCli {
-    #[arg(long, default_value = "configs/train-capped.json")]
+    #[arg(long, default_value = "configs/train-readings.json")]
     config: PathBuf,
     #[arg(long, default_value = vla_demo::checkpoint::SHIPPED_DIR)]
     out: PathBuf,

@@ -266,13 +266,12 @@ pub fn evaluate_with(
             .map(|(k, v)| (k.clone(), average(v.iter())))
             .collect()
     };
-    let relations = by_key(&by_relation);
     Ok(EvalReport {
         split: split.name().to_string(),
         scenes,
         first_seed,
         cells: by_key(&outcomes),
-        relations,
+        relations: by_key(&by_relation),
         held_out_pairs: by_key(&by_pair),
         overall,
         refusals: to_refuse.by_language(),
