@@ -557,7 +557,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// and of the plain world hash to the values they had when
 /// `models/candidates-long`, `models/candidates-21k` and `models/candidates-28k` were trained,
 /// and the randomised world painted at 256 px at most hashes to what
-/// `models/capped` was trained on. A faster renderer must draw these byte
+/// `models/capped` and `models/readings` were trained on. A faster renderer must draw these byte
 /// for byte; one that moves them trains on another world.
 #[test]
 fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
