@@ -174,12 +174,18 @@ impl Vla {
     /// so that command b sees its own image, with the knockout if asked. As in DETR, the patches' position
     /// codes are added again here, so that what a query reads from a patch
     /// says plainly where that patch is: the action's x and y come from it.
-    fn image_kv(&self, patches: &Tensor, inputs: &Inputs) -> Result<ImageMemory> {
+    /// `labels` are the patch head's logits for `patches`, when it has one.
+    fn image_kv(
+        &self,
+        patches: &Tensor,
+        labels: Option<&Tensor>,
+        inputs: &Inputs,
+    ) -> Result<ImageMemory> {
         let mut memory = patches.broadcast_add(self.vision.position())?;
-        if let (Some(embed), Some(head)) = (&self.label_embed, &self.patch_head) {
+        if let (Some(embed), Some(labels)) = (&self.label_embed, labels) {
             // Colour and shape, each its own distribution, as the patch head
             // reads them; the readings stay the patch head's own.
-            let logits = head.forward(patches)?.detach();
+            let logits = labels.detach();
             let colour = softmax(&logits.narrow(2, 0, PATCH_COLORS)?, D::Minus1)?;
             let shape = softmax(&logits.narrow(2, PATCH_COLORS, PATCH_SHAPES)?, D::Minus1)?;
             memory = (memory + embed.forward(&Tensor::cat(&[colour, shape], 2)?)?)?;
@@ -242,12 +248,13 @@ impl Vla {
     ) -> Result<FusionOut> {
         let patches = self.encode_image(pixels, path)?;
         let words = self.text.forward(embedded, &inputs.text_lens)?;
-        let kv = self.image_kv(&patches, inputs)?;
+        let patch_labels = self.patch_labels(&patches)?;
+        let kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
         let actions = self.embed_tokens.forward(action_ids)?;
         let mut out = self
             .fusion
             .forward(&words, &inputs.text_lens, &actions, &kv)?;
-        out.patch_labels = self.patch_labels(&patches)?;
+        out.patch_labels = patch_labels;
         Ok(out)
     }
 
@@ -286,7 +293,7 @@ impl Vla {
         sync(&device)?;
         let t2 = Instant::now();
 
-        let kv = self.image_kv(&patches, inputs)?;
+        let kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
         let b = inputs.text_lens.len();
         let mut processors: Vec<LogitsProcessor> = (0..b)
             .map(|_| LogitsProcessor::from_sampling(decoding.seed, decoding.sampling()))
