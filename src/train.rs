@@ -92,6 +92,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
     let vars = VarMap::new();
     let model = init_model(&cfg, &vars, device)?;
+    if let (Some(dir), false) = (&cfg.warm_start, args.resume) {
+        let (loaded, new) = warm_start(&vars, &tok, dir)?;
+        if !args.quiet {
+            eprintln!(
+                "warm start: {loaded} tensors from {}, {new} new ones",
+                dir.display()
+            );
+        }
+    }
     let mut opt = AdamW::new(&vars)?;
     // The log is rewritten with every checkpoint, so the two always agree.
     let mut log = String::new();
@@ -127,6 +136,52 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     result
+}
+
+/// Sets every variable that the model in `dir` also has (same name) to its
+/// weights there; the others keep their seeded start. Errors unless the
+/// shapes and the tokenizer agree, and every tensor in `dir` finds its
+/// variable. Returns how many were set and how many are new.
+fn warm_start(vars: &VarMap, tok: &CommandTokenizer, dir: &Path) -> Result<(usize, usize)> {
+    let context = || format!("warm start from {}", dir.display());
+    let theirs =
+        CommandTokenizer::from_file(&dir.join(checkpoint::TOKENIZER)).with_context(context)?;
+    anyhow::ensure!(
+        theirs.to_json()? == tok.to_json()?,
+        "warm start from {}: its tokenizer is not this run's (another seed?)",
+        dir.display()
+    );
+    let path = dir.join(checkpoint::WEIGHTS);
+    let bytes = crate::input::read_file(&path, crate::limits::MAX_WEIGHTS_BYTES, "checkpoint file")
+        .with_context(context)?;
+    let weights = candle::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?;
+    for name in weights.keys() {
+        anyhow::ensure!(
+            data.contains_key(name),
+            "warm start: {} holds {name}, which this model does not have",
+            path.display()
+        );
+    }
+    let mut loaded = 0;
+    for (name, var) in data.iter() {
+        let Some(t) = weights.get(name) else { continue };
+        anyhow::ensure!(
+            t.shape() == var.shape(),
+            "warm start: {name} in {} has shape {:?}, this model needs {:?}",
+            path.display(),
+            t.dims(),
+            var.dims()
+        );
+        checkpoint::check_finite(name, t).with_context(context)?;
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        loaded += 1;
+    }
+    Ok((loaded, data.len() - loaded))
 }
 
 /// Creates `out` and any missing parents; returns the top directory this

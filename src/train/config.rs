@@ -96,6 +96,12 @@ pub struct TrainConfig {
     /// 2-core machine two shards nearly double the throughput.
     #[serde(default = "one")]
     pub shards: usize,
+    /// A model directory to start from instead of the seeded start: every
+    /// weight this model shares with it (same name and shape) starts as
+    /// it is there, and the rest as a fresh run's. The schedule is this
+    /// config's own, from step 0. `None` (the default): a fresh start.
+    #[serde(default)]
+    pub warm_start: Option<std::path::PathBuf>,
     pub eval_every: usize,
     pub eval_scenes: usize,
     pub checkpoint_every: usize,
