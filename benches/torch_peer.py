@@ -194,11 +194,11 @@ class Vla:
         return x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
 
     # the three parts
-    def encode_image(self, pixels, prefix="vision", layers=None):
+    def encode_image(self, pixels):
         x = pixels
         for i in range(len(self.stem) + self.context):
             # candle_nn::conv2d, Conv2dConfig { padding: 1, stride: 2 (1 for context layers), .. }: 3x3 with bias.
-            p = f"{prefix}.stem.{i}"
+            p = f"vision.stem.{i}"
             stride = 2 if i < len(self.stem) else 1
             x = gelu(F.conv2d(x, self.w[p + ".weight"], self.w[p + ".bias"], stride=stride, padding=1))
         b, ch, s, _ = x.shape
@@ -206,22 +206,10 @@ class Vla:
         g = s // ps
         # patchify: (B, C, S, S) -> (B, N, C·p·p), each patch flattened as (channel, row, column).
         patches = x.reshape(b, ch, g, ps, g, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, ch * ps * ps)
-        x = linear(self.w, f"{prefix}.patch_proj", patches) + self.position
-        for i in range(self.cfg["vision_layers"] if layers is None else layers):
-            x = self.block(f"{prefix}.blocks.{i}", x, None)
-        return layer_norm(self.w, f"{prefix}.norm", x, self.eps)
-
-    def read_shapes(self, pixels):
-        # shapes.rs ShapeReader: a second encoder over the pictures' luma
-        # (Rec. 601, un-normalised with the config's mean and std, then
-        # normalised as mean 0.5, std 0.25), one channel, then a linear head.
-        mean = torch.tensor(self.cfg["image_mean"]).view(1, 3, 1, 1)
-        std = torch.tensor(self.cfg["image_std"]).view(1, 3, 1, 1)
-        luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        grey = ((pixels * std + mean) * luma).sum(1, keepdim=True)
-        grey = (grey - 0.5) / 0.25
-        x = self.encode_image(grey, "shape_reader.encoder", self.cfg["shape_reader_layers"])
-        return linear(self.w, "shape_reader.head", x)
+        x = linear(self.w, "vision.patch_proj", patches) + self.position
+        for i in range(self.cfg["vision_layers"]):
+            x = self.block(f"vision.blocks.{i}", x, None)
+        return layer_norm(self.w, "vision.norm", x, self.eps)
 
     def encode_text(self, ids, lens):
         b, t = ids.shape
@@ -232,16 +220,13 @@ class Vla:
             x = self.block(f"text.blocks.{i}", x, mask)
         return layer_norm(self.w, "text.norm", x, self.eps)
 
-    def image_kv(self, patches, image_index=None, pixels=None):
+    def image_kv(self, patches, image_index=None):
         ctx = patches + self.position
         if self.cfg.get("fusion_reads_labels"):
             # vla.rs Vla::image_kv: the patch head's colour (7 ways, the table
-            # first) and shape (5 ways) readings, each a softmax of its own;
-            # with a shape reader (Vla::readings), its shapes in place of the head's.
+            # first) and shape (5 ways) readings, each a softmax of its own.
             read = linear(self.w, "patch_head", patches).detach()  # no gradient back through the readings
             assert read.shape[-1] == 12, "7 colour classes (the table first), then 5 shape classes"
-            if self.cfg.get("shape_reader_layers", 0) > 0:
-                read = torch.cat([read[..., :7], self.read_shapes(pixels).detach()], dim=-1)
             read = torch.cat([read[..., :7].softmax(-1), read[..., 7:].softmax(-1)], dim=-1)
             ctx = ctx + linear(self.w, "label_embed", read)
         kv = ImageMemory(self.project_kv(f"fusion.blocks.{i}.cross_attn", ctx) for i in range(self.cfg["fusion_layers"]))
@@ -335,7 +320,7 @@ class Vla:
 
     def forward(self, pixels, ids, lens, action_ids, image_index=None):
         """Teacher-forced, like Vla::forward: logits (B, A, ACTION_VOCAB)."""
-        kv = self.image_kv(self.encode_image(pixels), image_index, pixels)
+        kv = self.image_kv(self.encode_image(pixels), image_index)
         return self.fusion(self.encode_text(ids, lens), lens, action_ids, kv)
 
     def generate(self, pixels, ids, lens, stages=None):
@@ -350,7 +335,7 @@ class Vla:
         t1 = time.perf_counter()
         words = self.encode_text(ids, lens)
         t2 = time.perf_counter()
-        kv = self.image_kv(patches, pixels=pixels)
+        kv = self.image_kv(patches)
         b, t = ids.shape
         boa, off = self.cfg["boa_token_id"], self.cfg["action_offset"]
         emb, pos = self.w["embed_tokens.weight"], self.w["fusion.action_position"]

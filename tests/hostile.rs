@@ -1571,6 +1571,16 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
         )
         .file("c.json", bytes),
     );
+    // A warm start from a directory that holds no model.
+    let bytes = train_config(fx, |c| c["warm_start"] = json("\"no-such-model\""));
+    cases.push(
+        Case::new(
+            "train config warm_start from a missing model",
+            &["train", "--quiet", "--config", "c.json", "--out", "out"],
+            Expect::Fail("warm start from no-such-model"),
+        )
+        .file("c.json", bytes),
+    );
     let model_bad: Vec<(&str, serde_json::Value)> = vec![
         ("image_size", json("1600000")),
         ("hidden_size", json("0")),

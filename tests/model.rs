@@ -11,7 +11,6 @@ use candle::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use vla_demo::checkpoint::{self, Checkpoint, Source};
 use vla_demo::data;
-use vla_demo::grid::{PATCH_COLORS, PATCH_SHAPES};
 use vla_demo::model::attention::causal_mask;
 use vla_demo::model::record::Site;
 use vla_demo::model::vla::{Decoding, Inputs};
@@ -148,7 +147,6 @@ fn every_trainable_variable_gets_a_gradient() {
         cfg.patch_offsets = score == ScoreFn::Additive;
         cfg.patch_labels = score == ScoreFn::Additive;
         cfg.fusion_reads_labels = score == ScoreFn::Additive;
-        cfg.shape_reader_layers = usize::from(score == ScoreFn::Additive);
         // So must the stem's stride-1 context convolutions.
         cfg.stem_context = usize::from(score == ScoreFn::Additive);
         let (m, vars) = model(&cfg, 5);
@@ -173,12 +171,6 @@ fn every_trainable_variable_gets_a_gradient() {
                 .any(|n| n.ends_with("pointer.patch_offset.weight")));
             assert!(names.iter().any(|n| n.ends_with("patch_head.weight")));
             assert!(names.iter().any(|n| n.ends_with("label_embed.weight")));
-            assert!(names
-                .iter()
-                .any(|n| n.ends_with("shape_reader.head.weight")));
-            assert!(names
-                .iter()
-                .any(|n| n.ends_with("shape_reader.encoder.blocks.0.norm1.weight")));
             assert!(names.iter().any(|n| n.ends_with("vision.stem.2.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
@@ -220,79 +212,6 @@ fn the_fusion_head_reads_the_patch_heads_readings_only_when_asked() {
     cfg.patch_labels = false;
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("fusion_reads_labels"), "{err}");
-}
-
-/// The shape reader sees brightness, not hue: a picture and its grey copy
-/// (the same luma everywhere) get the same shape logits, while the patch
-/// head tells them apart. Its shapes are what the fusion head's memory
-/// reads, and they reach the logits.
-#[test]
-fn the_shape_reader_reads_the_same_shapes_in_colour_and_in_grey() {
-    let (mut cfg, tok) = tiny(ScoreFn::ScaledDot);
-    cfg.patch_labels = true;
-    cfg.fusion_reads_labels = true;
-    cfg.shape_reader_layers = 1;
-    let (m, vars) = model(&cfg, 6);
-    let b = batch_on(&cfg, &tok, 0..4, &Device::Cpu);
-    let colour = &b.inputs.pixels; // normalised with mean 0.5, std 0.25
-    let luma = Tensor::new(&[0.299f32, 0.587, 0.114], &Device::Cpu)
-        .unwrap()
-        .reshape((1, 3, 1, 1))
-        .unwrap();
-    let grey = colour
-        .broadcast_mul(&luma)
-        .unwrap()
-        .sum_keepdim(1)
-        .unwrap()
-        .repeat((1, 3, 1, 1))
-        .unwrap();
-    let max_apart = |a: &Tensor, b: &Tensor| -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
-    assert!(max_apart(colour, &grey) > 0.1);
-    let shapes = |px: &Tensor| m.read_shapes(px).unwrap().unwrap();
-    assert!(max_apart(&shapes(colour), &shapes(&grey)) < 1e-4);
-    let heads = |px: &Tensor| {
-        let patches = m.encode_image(px, m.path(false)).unwrap();
-        m.patch_labels(&patches).unwrap().unwrap()
-    };
-    assert!(max_apart(&heads(colour), &heads(&grey)) > 1e-3);
-    // The memory's readings: the head's colours, the reader's shapes.
-    let (head, read) = (heads(colour), shapes(colour));
-    let readings = m.readings(Some(&head), Some(&read)).unwrap().unwrap();
-    assert_eq!(
-        max_apart(
-            &readings.narrow(2, 0, PATCH_COLORS).unwrap(),
-            &head.narrow(2, 0, PATCH_COLORS).unwrap()
-        ),
-        0.0
-    );
-    assert_eq!(
-        max_apart(
-            &readings.narrow(2, PATCH_COLORS, PATCH_SHAPES).unwrap(),
-            &read
-        ),
-        0.0
-    );
-    // Through the memory, the reader reaches the logits.
-    let logits = |m: &Vla| m.forward(&b.inputs, &b.action_in).unwrap().logits;
-    let before = logits(&m);
-    for (name, var) in vars.data().lock().unwrap().iter() {
-        if name.starts_with("shape_reader.head.") {
-            var.set(&var.zeros_like().unwrap()).unwrap();
-        }
-    }
-    assert!(max_apart(&before, &logits(&m)) > 1e-5);
-    cfg.fusion_reads_labels = false;
-    let err = cfg.validate().unwrap_err().to_string();
-    assert!(err.contains("shape_reader_layers"), "{err}");
 }
 
 /// The grounding term is the mean of −log(attention mass on the object)
@@ -669,9 +588,9 @@ fn the_same_seed_trains_the_same_weights() {
     .unwrap();
     assert_eq!(std::fs::read(c.join(checkpoint::WEIGHTS)).unwrap(), a);
 
-    // A warm start from run a, with a shape reader and a patch head added
-    // and nothing learnt (learning rate 0): the shared weights are run a's,
-    // the new ones a fresh run's.
+    // A warm start from run a, with a patch head and its readings added and
+    // nothing learnt (learning rate 0): the shared weights are run a's, the
+    // new ones a fresh run's.
     let weights = |dir: &std::path::Path| {
         candle::safetensors::load(dir.join(checkpoint::WEIGHTS), &Device::Cpu).unwrap()
     };
@@ -679,7 +598,6 @@ fn the_same_seed_trains_the_same_weights() {
     (grown.learning_rate, grown.min_learning_rate) = (0.0, 0.0);
     grown.model.patch_labels = true;
     grown.model.fusion_reads_labels = true;
-    grown.model.shape_reader_layers = 1;
     let fresh = tmp.path().join("fresh");
     let warm = tmp.path().join("warm");
     for (out, from) in [(&fresh, None), (&warm, Some(tmp.path().join("a")))] {
@@ -701,22 +619,14 @@ fn the_same_seed_trains_the_same_weights() {
         weights(&fresh),
         weights(&warm),
     );
-    assert!(warm.keys().any(|k| k.starts_with("shape_reader.")));
+    assert!(warm.keys().any(|k| k.starts_with("label_embed.")));
     for (name, t) in &warm {
         let want = a.get(name).unwrap_or(&fresh[name]);
         let apart = (t - want).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(apart.to_scalar::<f32>().unwrap(), 0.0, "{name}");
         if a.contains_key(name) && name.ends_with("weight") {
-            let moved = (t - &fresh[name])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            assert!(
-                moved.to_scalar::<f32>().unwrap() > 0.0,
-                "{name} was not warm-started"
-            );
+            let moved = (t - &fresh[name]).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(moved.to_scalar::<f32>().unwrap() > 0.0, "{name} was not warm-started");
         }
     }
     // A model of another width does not fit: one error, nothing trained.

@@ -81,14 +81,6 @@ pub struct Config {
     /// flows back through them). Needs `patch_labels`.
     #[serde(default)]
     pub fusion_reads_labels: bool,
-    /// Blocks of the shape reader (see [`super::shapes`]), a second, small
-    /// encoder that reads each patch's shape from the picture's brightness
-    /// alone. With it, the fusion head's memory takes each patch's shape
-    /// from the reader, and its colour still from the patch head. 0 (the
-    /// default, as in checkpoints from before): no reader. Needs
-    /// `fusion_reads_labels`.
-    #[serde(default)]
-    pub shape_reader_layers: usize,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -134,7 +126,6 @@ impl Config {
             patch_offsets: false,
             patch_labels: false,
             fusion_reads_labels: false,
-            shape_reader_layers: 0,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,
@@ -207,12 +198,6 @@ impl Config {
         within("vision_layers", self.vision_layers, 1, MAX_LAYERS)?;
         within("text_layers", self.text_layers, 1, MAX_LAYERS)?;
         within("fusion_layers", self.fusion_layers, 1, MAX_LAYERS)?;
-        within(
-            "shape_reader_layers",
-            self.shape_reader_layers,
-            0,
-            MAX_LAYERS,
-        )?;
         within("max_text_len", self.max_text_len, 1, MAX_TEXT_LEN)?;
         within("vocab_size", self.vocab_size, 0, MAX_VOCAB_SIZE)?;
         within("conv_stem length", self.conv_stem.len(), 0, MAX_STEM_LAYERS)?;
@@ -279,10 +264,6 @@ impl Config {
         anyhow::ensure!(
             self.patch_labels || !self.fusion_reads_labels,
             "config: fusion_reads_labels needs \"patch_labels\": true"
-        );
-        anyhow::ensure!(
-            self.fusion_reads_labels || self.shape_reader_layers == 0,
-            "config: shape_reader_layers needs \"fusion_reads_labels\": true"
         );
         Ok(())
     }

@@ -60,9 +60,6 @@ pub struct FusionOut {
     /// The patch head's logits, (I, N, PATCH_COLORS + PATCH_SHAPES), where
     /// the model has one (`patch_labels`; set by [`super::Vla`]).
     pub patch_labels: Option<Tensor>,
-    /// The shape reader's logits, (I, N, PATCH_SHAPES), where the model has
-    /// one (`shape_reader_layers`; set by [`super::Vla`]).
-    pub shape_reading: Option<Tensor>,
 }
 
 /// The image as the fusion head reads it.
@@ -168,7 +165,6 @@ impl FusionHead {
             word_cross: run.first_cross_weights.narrow(2, 0, t)?,
             points,
             patch_labels: None,
-            shape_reading: None,
         })
     }
 

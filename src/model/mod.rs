@@ -2,10 +2,9 @@
 //! [`config`] → [`linear`] → [`attention`] → [`block`] (layer norm, MLP, the one
 //! transformer block) → the three stacks: [`vision`] (a ViT over patches),
 //! [`text`] (a causal decoder over the command) and [`fusion`] (words and
-//! actions cross-attending to patches, with [`geometry`] and [`pointer`]),
-//! and, optionally, [`shapes`] (a second, hue-blind encoder that reads
-//! shapes) → [`vla`], which ties them together and decodes actions, one
-//! token at a time as [`decode`] chooses it.
+//! actions cross-attending to patches, with [`geometry`] and [`pointer`])
+//! → [`vla`], which ties them together and decodes actions, one token at a
+//! time as [`decode`] chooses it.
 //!
 //! Attention is written once, in [`attention`]; every weight it computes can
 //! be recorded ([`record`]). The fast inference kernels live apart, in
@@ -20,7 +19,6 @@ pub mod geometry;
 pub mod linear;
 pub mod pointer;
 pub mod record;
-pub mod shapes;
 pub mod text;
 pub mod vision;
 pub mod vla;

@@ -123,16 +123,10 @@ pub struct VisionEncoder {
 
 impl VisionEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
-        Self::reading(3, cfg.vision_layers, cfg, vb)
-    }
-
-    /// An encoder of `channels`-channel images with `layers` blocks, and the
-    /// stem, patches and width of `cfg`.
-    pub fn reading(channels: usize, layers: usize, cfg: &Config, vb: VarBuilder) -> Result<Self> {
         // The stride-2 layers, then the stride-1 context layers at the last
         // width, numbered on: stem.0, stem.1, ...
         let mut stem = Vec::new();
-        let mut channels = channels;
+        let mut channels = 3;
         let last = cfg.conv_stem.last().copied().unwrap_or(channels);
         let widths = cfg.conv_stem.iter().map(|&c| (c, STEM));
         let context = std::iter::repeat_n((last, CONTEXT), cfg.stem_context);
@@ -156,7 +150,7 @@ impl VisionEncoder {
                 },
             )?,
         };
-        let blocks = (0..layers)
+        let blocks = (0..cfg.vision_layers)
             .map(|i| Block::new(cfg, Site::Vision, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -169,8 +163,7 @@ impl VisionEncoder {
     }
 
     /// Pixels to the tokens the blocks read: conv stem, patch embedding,
-    /// plus the position codes. (B, 3, S, S) -> (B, N, C) (one channel for
-    /// the shape reader's encoder).
+    /// plus the position codes. (B, 3, S, S) -> (B, N, C).
     pub fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
         let mut xs = pixels.permute((0, 2, 3, 1))?; // (B, S, S, 3), a view
         for conv in &self.stem {

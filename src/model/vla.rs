@@ -21,7 +21,6 @@ pub use super::decode::{refusal_score, Decoding, Step, REFUSAL_THRESHOLD};
 use super::fusion::{FusionHead, FusionOut, ImageMemory};
 use super::linear::{linear, Linear};
 use super::record::{self, AttentionMaps, Recorder, Taps};
-use super::shapes::ShapeReader;
 use super::text::TextDecoder;
 use super::vision::VisionEncoder;
 use super::Config;
@@ -66,9 +65,8 @@ pub struct Generated {
     /// The same for the first x token's query, which predicts the first y;
     /// `None` where every command ended after one token.
     pub y_cross: Option<Tensor>,
-    /// What the model reads on each patch of each image, (I, N,
-    /// PATCH_COLORS + PATCH_SHAPES) logits, for a model with a patch head:
-    /// the readings the fusion head's memory takes (see [`Vla::readings`]).
+    /// What the encoder says each patch of each image shows, (I, N,
+    /// PATCH_COLORS + PATCH_SHAPES) logits, for a model with a patch head.
     pub patch_labels: Option<Tensor>,
     pub times: StageTimes,
 }
@@ -95,9 +93,6 @@ pub struct Vla {
     /// The patch head's readings into the fusion head's image memory
     /// (`fusion_reads_labels`).
     label_embed: Option<Linear>,
-    /// Shapes read from brightness alone (`shape_reader_layers`); where it
-    /// is, the memory takes each patch's shape from it.
-    shape_reader: Option<ShapeReader>,
     /// The CPU inference engine, when [`Vla::compile`] built one.
     engine: Option<Engine>,
 }
@@ -129,9 +124,6 @@ impl Vla {
                         vb.pp("label_embed"),
                     )
                 })
-                .transpose()?,
-            shape_reader: (cfg.shape_reader_layers > 0)
-                .then(|| ShapeReader::new(cfg, vb.pp("shape_reader")))
                 .transpose()?,
             engine: None,
         })
@@ -182,7 +174,7 @@ impl Vla {
     /// so that command b sees its own image, with the knockout if asked. As in DETR, the patches' position
     /// codes are added again here, so that what a query reads from a patch
     /// says plainly where that patch is: the action's x and y come from it.
-    /// `labels` are the readings of [`Vla::readings`], when it has a head.
+    /// `labels` are the patch head's logits for `patches`, when it has one.
     fn image_kv(
         &self,
         patches: &Tensor,
@@ -191,8 +183,8 @@ impl Vla {
     ) -> Result<ImageMemory> {
         let mut memory = patches.broadcast_add(self.vision.position())?;
         if let (Some(embed), Some(labels)) = (&self.label_embed, labels) {
-            // Colour and shape, each its own distribution, as the model
-            // reads them; the readings stay the heads' own.
+            // Colour and shape, each its own distribution, as the patch head
+            // reads them; the readings stay the patch head's own.
             let logits = labels.detach();
             let colour = softmax(&logits.narrow(2, 0, PATCH_COLORS)?, D::Minus1)?;
             let shape = softmax(&logits.narrow(2, PATCH_COLORS, PATCH_SHAPES)?, D::Minus1)?;
@@ -257,43 +249,13 @@ impl Vla {
         let patches = self.encode_image(pixels, path)?;
         let words = self.text.forward(embedded, &inputs.text_lens)?;
         let patch_labels = self.patch_labels(&patches)?;
-        let shapes = self.read_shapes(pixels)?;
-        let readings = self.readings(patch_labels.as_ref(), shapes.as_ref())?;
-        let kv = self.image_kv(&patches, readings.as_ref(), inputs)?;
+        let kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
         let actions = self.embed_tokens.forward(action_ids)?;
         let mut out = self
             .fusion
             .forward(&words, &inputs.text_lens, &actions, &kv)?;
         out.patch_labels = patch_labels;
-        out.shape_reading = shapes;
         Ok(out)
-    }
-
-    /// The shape reader's logits (I, N, PATCH_SHAPES) for `pixels` (I, 3,
-    /// S, S), for a model with one.
-    pub fn read_shapes(&self, pixels: &Tensor) -> Result<Option<Tensor>> {
-        let pixels = pixels.to_dtype(self.dtype())?;
-        self.shape_reader
-            .as_ref()
-            .map(|r| r.forward(&pixels, &self.cfg))
-            .transpose()
-    }
-
-    /// What the fusion head's memory reads on each patch, (I, N,
-    /// PATCH_COLORS + PATCH_SHAPES) logits: the patch head's, with the
-    /// shape reader's shapes in place of its own where the model has one.
-    pub fn readings(
-        &self,
-        labels: Option<&Tensor>,
-        shapes: Option<&Tensor>,
-    ) -> Result<Option<Tensor>> {
-        Ok(match (labels, shapes) {
-            (Some(labels), Some(shapes)) => Some(Tensor::cat(
-                &[&labels.narrow(2, 0, PATCH_COLORS)?, shapes],
-                2,
-            )?),
-            (labels, _) => labels.cloned(),
-        })
     }
 
     /// The patch head's logits (I, N, PATCH_COLORS + PATCH_SHAPES) for the
@@ -324,8 +286,7 @@ impl Vla {
         let recorder = maps.then(Recorder::start);
         let t0 = Instant::now();
         let patches = self.encode_image(&inputs.pixels, path)?;
-        let shapes = self.read_shapes(&inputs.pixels)?;
-        let patch_labels = self.readings(self.patch_labels(&patches)?.as_ref(), shapes.as_ref())?;
+        let patch_labels = self.patch_labels(&patches)?;
         sync(&device)?;
         let t1 = Instant::now();
         let words = self.encode_text(&inputs.text_ids, &inputs.text_lens)?;

@@ -11,8 +11,7 @@
 //! - an optional pointer term: the distance, in patches, from the pointer's
 //!   point to each x and y target;
 //! - an optional patch-label term: the cross-entropy of the patch head's
-//!   colour and shape of every patch (and of the shape reader's shape,
-//!   where the model has one).
+//!   colour and shape of every patch.
 
 use anyhow::Result;
 use candle::{DType, Tensor, D};
@@ -93,33 +92,21 @@ fn point_loss(points: &Tensor, targets: &Tensor, weights: &Tensor, grid: usize) 
 
 /// The patch-label term: the cross-entropy of the patch head's colour
 /// and of its shape, each against the labels (I·N, 2) of
-/// [`crate::grid::patch_labels`], summed, with the shape reader's shape
-/// (I, N, PATCH_SHAPES) against the same shapes where there is one; a
-/// weighted mean over patches in which a patch on an object counts
-/// `object_weight` times one of the table.
-fn patch_label_loss(
-    logits: &Tensor,
-    shapes: Option<&Tensor>,
-    labels: &Tensor,
-    object_weight: f64,
-) -> Result<Tensor> {
+/// [`crate::grid::patch_labels`], summed; a weighted mean over patches in
+/// which a patch on an object counts `object_weight` times one of the table.
+fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Result<Tensor> {
     use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
     let logits = logits.flatten_to(1)?; // (I·N, colours + shapes)
     let colors = labels.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
     let on_object = colors.ne(0u32)?.to_dtype(logits.dtype())?;
     let weight = ((on_object * (object_weight - 1.0))? + 1.0)?; // (I·N,)
-                                                                // (logits, which label column they name)
-    let mut reads = vec![
-        (logits.narrow(1, 0, PATCH_COLORS)?, 0),
-        (logits.narrow(1, PATCH_COLORS, PATCH_SHAPES)?, 1),
-    ];
-    if let Some(shapes) = shapes {
-        reads.push((shapes.flatten_to(1)?, 1));
-    }
     let mut total = Tensor::zeros((), logits.dtype(), logits.device())?;
-    for (read, k) in reads {
+    for (k, (first, n)) in [(0, PATCH_COLORS), (PATCH_COLORS, PATCH_SHAPES)]
+        .into_iter()
+        .enumerate()
+    {
         let want = labels.narrow(1, k, 1)?.squeeze(1)?.contiguous()?;
-        let logp = candle_nn::ops::log_softmax(&read, D::Minus1)?;
+        let logp = candle_nn::ops::log_softmax(&logits.narrow(1, first, n)?, D::Minus1)?;
         let picked = logp.gather(&want.unsqueeze(1)?, 1)?.squeeze(1)?; // (I·N,)
         total = (total - (picked * &weight)?.sum_all()?)?;
     }
@@ -196,7 +183,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
     };
     let patch = match (&out.patch_labels, &batch.patch_labels) {
         (Some(logits), Some(labels)) if w.patch > 0.0 => {
-            patch_label_loss(logits, out.shape_reading.as_ref(), labels, w.patch_object)?
+            patch_label_loss(logits, labels, w.patch_object)?
         }
         (Some(_), None) if w.patch > 0.0 => {
             anyhow::bail!("the patch-label term needs the batch's patch labels")
@@ -314,21 +301,12 @@ mod tests {
         };
         let (table, object) = (per_patch(0, 0, 0), per_patch(1, 2, 3));
         for w in [1.0f32, 3.0] {
-            let got = patch_label_loss(&logits, None, &labels, w as f64)
+            let got = patch_label_loss(&logits, &labels, w as f64)
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap();
             let want = (table + w * object) / (1.0 + w);
             assert!((got - want).abs() < 1e-5, "weight {w}: {got} vs {want}");
         }
-        // A shape reader adds its own shape's cross-entropy, weighed alike.
-        let read = [[0f32, 2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.5]];
-        let shapes = Tensor::new(&[read], &dev).unwrap();
-        let got = patch_label_loss(&logits, Some(&shapes), &labels, 3.0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let want = (table + ce(&read[0], 0) + 3.0 * (object + ce(&read[1], 3))) / 4.0;
-        assert!((got - want).abs() < 1e-5, "with a reader: {got} vs {want}");
     }
 }
