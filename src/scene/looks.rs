@@ -60,70 +60,6 @@ pub(super) struct ObjectLook {
     outline: f32,
     grain: u32,
     pub(super) finish: Finish,
-    /// Another way light falls on it (the `shading` extra); `None`: the
-    /// variant's own.
-    pub(super) shading: Option<Shading>,
-}
-
-/// Another way light falls on a shaded object (the `shading` extra): how
-/// much of its brightness the light sets, a darkening towards its outline
-/// (as ambient occlusion or an ink wash draws it), a ball's highlight of
-/// any size and strength, and a bowl's hollow of any slope and floor. With
-/// it, neither a dark ring nor a bright centre nor a highlight tells a ball
-/// from a bowl: the hollow does.
-#[derive(Debug, Clone)]
-pub(super) struct Shading {
-    /// Share of the brightness the light sets (the rest is the flat tone).
-    contrast: f32,
-    /// Darkening at the outline, and how fast it fades inwards.
-    edge: f32,
-    edge_power: f32,
-    /// A ball's highlight: strength and tightness.
-    gloss: f32,
-    gloss_power: f32,
-    /// A bowl's hollow: slope of its wall and brightness of its floor.
-    slope: f32,
-    floor: f32,
-}
-
-impl Shading {
-    /// Half the objects get one; the draws are the same either way.
-    pub(super) fn random(rng: &mut impl Rng) -> Option<Shading> {
-        let on = rng.random_bool(0.5);
-        let s = Shading {
-            contrast: rng.random_range(0.3..1.0),
-            edge: rng.random_range(0.0..0.6),
-            edge_power: rng.random_range(1.5..6.0),
-            gloss: rng.random_range(0.0..0.7),
-            gloss_power: rng.random_range(4.0..60.0),
-            slope: rng.random_range(0.2..0.9),
-            floor: rng.random_range(0.15..0.7),
-        };
-        on.then_some(s)
-    }
-
-    /// The brightness and white share `(k, white)` of a variant's drawing,
-    /// lit this way instead. `outline`: how near the point is to the
-    /// object's outline, 1 on it and 0 a radius or more inside; `ball_spec`:
-    /// the highlight term of a ball's normal; `hollow`: a bowl's hollow
-    /// normal's lambert, where the point lies in it.
-    fn relight(
-        &self,
-        (k, white): (f32, f32),
-        flat: f32,
-        outline: f32,
-        ball_spec: Option<f32>,
-        hollow: Option<f32>,
-    ) -> (f32, f32) {
-        let k = hollow.map_or(k, |lambert| self.floor + 0.4 * lambert);
-        let k = ((1.0 - self.contrast) * flat + self.contrast * k)
-            * (1.0 - self.edge * outline.powf(self.edge_power));
-        let white = match ball_spec {
-            Some(spec) => white.max(self.gloss * spec.powf(self.gloss_power)),
-            None => white,
-        };
-        (k, white)
-    }
 }
 
 /// What varies over every shape alike: flat or shaded, and markings.
@@ -247,7 +183,6 @@ impl ObjectLook {
             },
             grain: rng.random(),
             finish: Finish::default(),
-            shading: None,
         }
     }
 
@@ -326,16 +261,13 @@ impl ObjectLook {
         let r = o.radius();
         let (dx, dy) = (w[0] - o.center[0], w[1] - o.center[1]);
         let radial = outward(dx, dy, rho, r);
-        let outline = (1.0 + d / r).clamp(0.0, 1.0);
-        // The variant's drawing, a ball's highlight term and, relit, a
-        // bowl's hollow.
-        let (drawn, spec, hollow) = match o.shape {
+        match o.shape {
             Shape::Ball => {
                 let nz = (1.0 - rho * rho).max(0.0).sqrt();
                 let n = [dx / r, dy / r, nz];
                 let half = normalise([light.dir[0], light.dir[1], light.dir[2] + 1.0]);
                 let spec = (n[0] * half[0] + n[1] * half[1] + n[2] * half[2]).max(0.0);
-                let drawn = match self.variant {
+                match self.variant {
                     0 => (light.lambert(n), 0.85 * spec.powi(40)),
                     1 => (0.5 + 0.5 * light.lambert(n), 0.0),
                     _ => {
@@ -344,14 +276,13 @@ impl ObjectLook {
                         let stripe = (across.abs() < 0.22) as u8 as f32;
                         (light.lambert(n), 0.75 * stripe)
                     }
-                };
-                (drawn, Some(spec), None)
+                }
             }
             Shape::Block => {
                 let e = -d / r; // depth inside the outline, in radii
                 let (s, c) = o.angle.sin_cos();
                 let (lx, ly) = (dx * c + dy * s, dy * c - dx * s);
-                let drawn = match self.variant {
+                match self.variant {
                     0 if e < 0.18 => {
                         let (nx, ny) = if lx.abs() > ly.abs() {
                             (lx.signum(), 0.0)
@@ -367,31 +298,27 @@ impl ObjectLook {
                         (if lx > ly { 0.62 } else { 0.78 } * flat, 0.0)
                     }
                     _ => (flat, 0.0),
-                };
-                (drawn, None, None)
+                }
             }
             Shape::Bowl => {
                 let rim = self.rim;
-                // The hollow's normal leans inwards, `slope` at the lip.
-                let hollow = |slope: f32| {
-                    let q = slope * rho / rim;
-                    light.lambert([-radial[0] * q, -radial[1] * q, (1.0 - q * q).sqrt()])
-                };
-                let drawn = if rho >= rim {
+                if rho >= rim {
                     (lip(light, radial, (rho - rim) / (1.0 - rim)), 0.0)
                 } else {
                     let deep = self.variant < 2;
-                    let lambert = hollow(if deep { 0.75 } else { 0.35 });
+                    let q = if deep { 0.75 } else { 0.35 } * rho / rim;
+                    let n = [-radial[0] * q, -radial[1] * q, (1.0 - q * q).sqrt()];
                     let base = if deep { 0.25 } else { 0.55 };
-                    (base + 0.4 * lambert * if deep { 0.6 } else { 1.0 }, 0.0)
-                };
-                let relit = self.shading.as_ref().filter(|_| rho < rim);
-                (drawn, None, relit.map(|sh| hollow(sh.slope)))
+                    (
+                        base + 0.4 * light.lambert(n) * if deep { 0.6 } else { 1.0 },
+                        0.0,
+                    )
+                }
             }
             Shape::Cup => {
                 let has_lip = self.variant.is_multiple_of(2);
                 let inside = self.variant / 2; // 0 empty, 1 light, 2 dark
-                let drawn = if rho >= 1.0 {
+                if rho >= 1.0 {
                     (0.92 * flat, 0.0) // the handle
                 } else if rho >= self.rim {
                     if has_lip {
@@ -405,13 +332,8 @@ impl ObjectLook {
                         1 => (0.95, 0.35 + 0.3 * self.inside),
                         _ => (0.3 + 0.15 * self.inside, 0.0),
                     }
-                };
-                (drawn, None, None)
+                }
             }
-        };
-        match &self.shading {
-            Some(sh) => sh.relight(drawn, flat, outline, spec, hollow),
-            None => drawn,
         }
     }
 }

@@ -17,9 +17,7 @@
 //! - **extras**, switched on by the training config ([`Extras`]): objects
 //!   drawn flat, as a cartoon would, or with markings (dots, stripes, checks,
 //!   specks) on any shape, so that neither shading nor markings tell a shape,
-//!   only its outline, its handle and its hollow do; other lighting of each
-//!   object (contrast, a dark edge, highlights, a bowl's hollow); colour
-//!   casts; and
+//!   only its outline, its handle and its hollow do; colour casts; and
 //!   objects painted white, grey or black, colours no command names, so
 //!   that a shape cannot be told from its colour either.
 //!
@@ -34,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::camera::{Camera, Damage, MAX_ROLL, MAX_SIDE, MIN_SIDE};
 use super::layout::{Layout, LayoutSpec};
-use super::looks::{Cast, Finish, ObjectLook, Shading};
+use super::looks::{Cast, Finish, ObjectLook};
 use super::object::{Color, Handle, Object, Shape};
 use super::surroundings::{Distractor, Light, RandomTable};
 
@@ -47,8 +45,6 @@ const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
 /// And the colour cast.
 const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
-/// And how light falls on each object (the `shading` extra).
-const SHADING_SEED: u64 = 0x5EED_10C4_0000_0006;
 /// And which objects are painted in a colour no command names.
 const UNNAMED_SEED: u64 = 0x5EED_10C4_0000_0005;
 /// The share of objects painted white, grey or black when that extra is on.
@@ -110,11 +106,6 @@ pub struct Extras {
     /// objects come up more often. Like `unnamed`, it changes the layouts.
     #[serde(default)]
     pub log_sizes: bool,
-    /// Objects lit another way too (`looks::Shading`): any contrast, a
-    /// darkening towards the outline, a ball's highlight of any size, a
-    /// bowl's hollow of any slope and floor.
-    #[serde(default)]
-    pub shading: bool,
     /// Longest side a picture is rendered at, pixels: a camera above it
     /// renders the same scene at this size instead, with fewer pixels to
     /// paint (see [`Camera::capped`]). The model sees a square view of
@@ -168,7 +159,6 @@ impl RandomScene {
             o.handle = Handle::random(&mut handles);
         }
         let mut finishes = ChaCha8Rng::seed_from_u64(seed ^ FINISH_SEED);
-        let mut shadings = ChaCha8Rng::seed_from_u64(seed ^ SHADING_SEED);
         let looks = layout
             .objects
             .iter()
@@ -176,9 +166,6 @@ impl RandomScene {
                 let mut look = ObjectLook::random(o, &mut rng);
                 if spec.extras.finishes {
                     look.finish = Finish::random(&mut finishes);
-                }
-                if spec.extras.shading {
-                    look.shading = Shading::random(&mut shadings);
                 }
                 look
             })

@@ -153,43 +153,6 @@ fn every_shape_is_drawn_flat_and_shaded_plain_and_marked() {
 }
 
 #[test]
-fn shading_relights_objects_and_changes_nothing_else() {
-    let spec = RandomSpec {
-        extras: Extras {
-            shading: true,
-            ..Extras::default()
-        },
-        ..RandomSpec::default()
-    };
-    let (mut relit, mut kept) = (std::collections::HashSet::new(), 0);
-    for seed in 0..200 {
-        let s = RandomScene::generate(seed, &spec);
-        let plain = RandomScene::generate(seed, &RandomSpec::default());
-        assert_eq!(s.layout, plain.layout);
-        for ((o, a), b) in s.layout.objects.iter().zip(&s.looks).zip(&plain.looks) {
-            assert!(b.shading.is_none());
-            assert_eq!((a.paint, a.variant, a.rim), (b.paint, b.variant, b.rim));
-            match a.shading {
-                Some(_) => _ = relit.insert(o.shape),
-                None => kept += 1,
-            }
-        }
-        if seed < 6 {
-            // Only objects' pixels change, and only where one is lit another way.
-            let (mut a, mut b) = (s.clone(), plain.clone());
-            a.damage = Damage::none();
-            b.damage = Damage::none();
-            let (img, bare) = (a.render().unwrap(), b.render().unwrap());
-            let any = a.looks.iter().any(|l| l.shading.is_some());
-            assert_eq!(img != bare, any, "seed {seed}");
-            assert_masks_hold(&a.camera, &a.layout, &img, &bare, |_| false);
-        }
-    }
-    assert_eq!(relit.len(), Shape::ALL.len(), "{relit:?}");
-    assert!(kept > 0);
-}
-
-#[test]
 fn hsv_round_trips() {
     for c in Color::ALL {
         let [r, g, b] = c.rgb().map(|v| v as f32 / 255.0);
@@ -239,4 +202,3 @@ fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
     assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
     assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
 }
-
