@@ -625,8 +625,16 @@ fn the_same_seed_trains_the_same_weights() {
         let apart = (t - want).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(apart.to_scalar::<f32>().unwrap(), 0.0, "{name}");
         if a.contains_key(name) && name.ends_with("weight") {
-            let moved = (t - &fresh[name]).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(moved.to_scalar::<f32>().unwrap() > 0.0, "{name} was not warm-started");
+            let moved = (t - &fresh[name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(
+                moved.to_scalar::<f32>().unwrap() > 0.0,
+                "{name} was not warm-started"
+            );
         }
     }
     // A model of another width does not fit: one error, nothing trained.
