@@ -536,9 +536,8 @@ fn the_policy_picks_one_path_per_run_and_both_paths_agree() {
     assert!(diff < 1e-4, "the engine and the reference differ by {diff}");
 }
 
-#[test]
-fn the_same_seed_trains_the_same_weights() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A two-step run of the tiny model, cheap enough for a test.
+fn two_step_config() -> TrainConfig {
     let mut cfg: TrainConfig =
         serde_json::from_str(&std::fs::read_to_string("configs/train-tiny.json").unwrap()).unwrap();
     cfg.model = tiny(ScoreFn::ScaledDot).0;
@@ -548,110 +547,87 @@ fn the_same_seed_trains_the_same_weights() {
     cfg.commands_per_scene = 2;
     cfg.eval_every = 0;
     cfg.checkpoint_every = 1;
-    let path = tmp.path().join("cfg.json");
-    std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
-    let run = |out: &str| {
-        let out = tmp.path().join(out);
-        train::run(&train::TrainArgs {
-            config: path.clone(),
-            out: out.clone(),
-            resume: false,
-            steps: None,
-            quiet: true,
-            device: Device::Cpu,
-        })
-        .unwrap();
-        std::fs::read(out.join(checkpoint::WEIGHTS)).unwrap()
+    cfg
+}
+
+/// Trains `cfg` into `dir/out` (its config written beside it, as
+/// `out.json`), up to `steps` or the config's end.
+fn train_into(
+    cfg: &TrainConfig,
+    dir: &Path,
+    out: &str,
+    resume: bool,
+    steps: Option<usize>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let config = dir.join(format!("{out}.json"));
+    std::fs::write(&config, serde_json::to_string(cfg).unwrap()).unwrap();
+    let out = dir.join(out);
+    train::run(&train::TrainArgs {
+        config,
+        out: out.clone(),
+        resume,
+        steps,
+        quiet: true,
+        device: Device::Cpu,
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn the_same_seed_trains_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = two_step_config();
+    let run = |out: &str, resume: bool, steps: Option<usize>| {
+        let dir = train_into(&cfg, tmp.path(), out, resume, steps).unwrap();
+        std::fs::read(dir.join(checkpoint::WEIGHTS)).unwrap()
     };
-    let a = run("a");
-    assert_eq!(a, run("b"));
-
+    let a = run("a", false, None);
+    assert_eq!(a, run("b", false, None));
     // Resuming from step 1 reaches the same weights as running straight to 2.
-    let c = tmp.path().join("c");
-    train::run(&train::TrainArgs {
-        config: path.clone(),
-        out: c.clone(),
-        resume: false,
-        steps: Some(1),
-        quiet: true,
-        device: Device::Cpu,
-    })
-    .unwrap();
-    train::run(&train::TrainArgs {
-        config: path.clone(),
-        out: c.clone(),
-        resume: true,
-        steps: Some(2),
-        quiet: true,
-        device: Device::Cpu,
-    })
-    .unwrap();
-    assert_eq!(std::fs::read(c.join(checkpoint::WEIGHTS)).unwrap(), a);
+    run("c", false, Some(1));
+    assert_eq!(run("c", true, Some(2)), a);
+}
 
-    // A warm start from run a, with a patch head and its readings added and
-    // nothing learnt (learning rate 0): the shared weights are run a's, the
-    // new ones a fresh run's.
-    let weights = |dir: &std::path::Path| {
+/// A warm start from a trained run, with a patch head and its readings
+/// added and nothing learnt (learning rate 0): the shared weights are the
+/// run's, the new ones a fresh run's. A model of another width does not
+/// fit: one error, and nothing is written.
+#[test]
+fn a_warm_start_takes_the_weights_it_shares_and_starts_the_rest_fresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = two_step_config();
+    let from = train_into(&cfg, tmp.path(), "a", false, None).unwrap();
+    let weights = |dir: &Path| {
         candle::safetensors::load(dir.join(checkpoint::WEIGHTS), &Device::Cpu).unwrap()
     };
     let mut grown = cfg.clone();
     (grown.learning_rate, grown.min_learning_rate) = (0.0, 0.0);
     grown.model.patch_labels = true;
     grown.model.fusion_reads_labels = true;
-    let fresh = tmp.path().join("fresh");
-    let warm = tmp.path().join("warm");
-    for (out, from) in [(&fresh, None), (&warm, Some(tmp.path().join("a")))] {
-        grown.warm_start = from;
-        let path = tmp.path().join("grown.json");
-        std::fs::write(&path, serde_json::to_string(&grown).unwrap()).unwrap();
-        train::run(&train::TrainArgs {
-            config: path,
-            out: out.clone(),
-            resume: false,
-            steps: None,
-            quiet: true,
-            device: Device::Cpu,
-        })
-        .unwrap();
-    }
-    let (a, fresh, warm) = (
-        weights(&tmp.path().join("a")),
-        weights(&fresh),
-        weights(&warm),
-    );
+    let fresh = weights(&train_into(&grown, tmp.path(), "fresh", false, None).unwrap());
+    grown.warm_start = Some(from.clone());
+    let warm = weights(&train_into(&grown, tmp.path(), "warm", false, None).unwrap());
+    let a = weights(&from);
+    let apart = |x: &Tensor, y: &Tensor| -> f32 {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
     assert!(warm.keys().any(|k| k.starts_with("label_embed.")));
     for (name, t) in &warm {
-        let want = a.get(name).unwrap_or(&fresh[name]);
-        let apart = (t - want).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(apart.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+        assert_eq!(apart(t, a.get(name).unwrap_or(&fresh[name])), 0.0, "{name}");
         if a.contains_key(name) && name.ends_with("weight") {
-            let moved = (t - &fresh[name])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            assert!(
-                moved.to_scalar::<f32>().unwrap() > 0.0,
-                "{name} was not warm-started"
-            );
+            assert!(apart(t, &fresh[name]) > 0.0, "{name} was not warm-started");
         }
     }
-    // A model of another width does not fit: one error, nothing trained.
     grown.model.hidden_size *= 2;
     grown.model.intermediate_size *= 2;
-    grown.warm_start = Some(tmp.path().join("a"));
-    let path = tmp.path().join("wide.json");
-    std::fs::write(&path, serde_json::to_string(&grown).unwrap()).unwrap();
-    let err = train::run(&train::TrainArgs {
-        config: path,
-        out: tmp.path().join("wide"),
-        resume: false,
-        steps: None,
-        quiet: true,
-        device: Device::Cpu,
-    })
-    .unwrap_err();
+    let err = train_into(&grown, tmp.path(), "wide", false, None).unwrap_err();
     assert!(format!("{err:#}").contains("has shape"), "{err:#}");
     assert!(!tmp.path().join("wide").exists());
 }
