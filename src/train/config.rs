@@ -97,9 +97,10 @@ pub struct TrainConfig {
     #[serde(default = "one")]
     pub shards: usize,
     /// A model directory to start from instead of the seeded start: every
-    /// weight this model shares with it (same name and shape) starts as
-    /// it is there, and the rest as a fresh run's. The schedule is this
-    /// config's own, from step 0. `None` (the default): a fresh start.
+    /// weight this model shares with it (by name; a shape that differs is
+    /// an error) starts as it is there, and the rest as a fresh run's. The
+    /// schedule is this config's own, from step 0. Read from the working
+    /// directory, like `--out`. `None` (the default): a fresh start.
     #[serde(default)]
     pub warm_start: Option<std::path::PathBuf>,
     pub eval_every: usize,
