@@ -212,6 +212,19 @@ impl Checkpoint {
     }
 }
 
+/// Errors unless `t`, read as `key` from `file`, has the shape of `var`
+/// and only finite values: a stored tensor fit to set a variable to.
+pub fn check_fits(file: &Path, key: &str, t: &candle::Tensor, var: &candle::Var) -> Result<()> {
+    anyhow::ensure!(
+        t.shape() == var.shape(),
+        "{}: {key} has shape {:?}, the model needs {:?}",
+        file.display(),
+        t.dims(),
+        var.dims()
+    );
+    check_finite(key, t).with_context(|| format!("{}", file.display()))
+}
+
 /// Errors unless every value of `t` is finite (no NaN, no ±Inf).
 pub fn check_finite(name: &str, t: &candle::Tensor) -> Result<()> {
     let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;

@@ -170,14 +170,7 @@ fn warm_start(vars: &VarMap, tok: &CommandTokenizer, dir: &Path) -> Result<(usiz
     let mut loaded = 0;
     for (name, var) in data.iter() {
         let Some(t) = weights.get(name) else { continue };
-        anyhow::ensure!(
-            t.shape() == var.shape(),
-            "warm start: {name} in {} has shape {:?}, this model needs {:?}",
-            path.display(),
-            t.dims(),
-            var.dims()
-        );
-        checkpoint::check_finite(name, t).with_context(context)?;
+        checkpoint::check_fits(&path, name, t, var).with_context(context)?;
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         loaded += 1;
     }

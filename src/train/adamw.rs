@@ -127,15 +127,7 @@ impl AdamW {
             for kind in ["param", "adam_m", "adam_v"] {
                 let key = format!("{kind}.{name}");
                 let t = get(&key)?.to_dtype(var.dtype())?.to_device(var.device())?;
-                anyhow::ensure!(
-                    t.shape() == var.shape(),
-                    "{}: {key} has shape {:?}, the model needs {:?}",
-                    path.display(),
-                    t.dims(),
-                    var.dims()
-                );
-                checkpoint::check_finite(&key, &t)
-                    .with_context(|| format!("{}", path.display()))?;
+                checkpoint::check_fits(path, &key, &t, var)?;
                 three.push(t);
             }
             restored.push(three);
