@@ -392,26 +392,6 @@ fn the_world_extras_change_only_the_pictures() {
         }
         assert!(changed > 0, "{extras:?}: no picture changed");
     }
-    // Curves bend some of the finishes' marks: against the finishes alone,
-    // the same layouts and commands, some pictures drawn otherwise.
-    cfg.random_extras = Extras {
-        finishes: true,
-        ..Extras::default()
-    };
-    let (straight, straight_examples) = scenes_for_step(&cfg, 3).unwrap();
-    cfg.random_extras.curves = true;
-    let (curved, curved_examples) = scenes_for_step(&cfg, 3).unwrap();
-    for (a, b) in straight_examples.iter().zip(&curved_examples) {
-        assert_eq!((a.image, &a.command), (b.image, &b.command));
-    }
-    assert!(straight
-        .iter()
-        .zip(&curved)
-        .all(|(a, b)| a.layout == b.layout));
-    assert!(straight.iter().zip(&curved).any(|(a, b)| a.view != b.view));
-    cfg.random_extras.finishes = false;
-    let err = cfg.validate().unwrap_err().to_string();
-    assert!(err.contains("finishes"), "{err}");
     let finishes = TrainConfig::load(Path::new("configs/train-finishes.json")).unwrap();
     assert!(finishes.random_extras.finishes && !finishes.random_extras.casts);
     // Without the randomised world an extra would change nothing: refused.

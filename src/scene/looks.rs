@@ -91,9 +91,6 @@ pub(super) enum MarkKind {
     Stripes,
     Checks,
     Specks,
-    /// Stripes bent into rings around a point off the object, towards
-    /// `turn`: curved lines that are not a rim (the `curves` extra).
-    Arcs,
 }
 
 impl Finish {
@@ -136,22 +133,6 @@ impl Finish {
     }
 }
 
-/// How far out the `Arcs` rings' centre lies, in radii.
-const ARC_CENTRE: f32 = 1.3;
-
-impl Finish {
-    /// The `curves` extra: half the marked objects, whatever their marks,
-    /// get rings that bend across them instead. One draw per object either
-    /// way, so the stream stays aligned with the objects.
-    pub(super) fn curve(&mut self, rng: &mut impl Rng) {
-        let bend = rng.random_bool(0.5);
-        if let Some(m) = self.marking.as_mut().filter(|_| bend) {
-            m.kind = MarkKind::Arcs;
-            // Rings cover a minority of the surface, so any ink keeps the name.
-        }
-    }
-}
-
 impl Marking {
     /// Whether the point `(lx, ly)` (object frame, in radii) is marked.
     fn covers(&self, lx: f32, ly: f32, grain: u32) -> bool {
@@ -166,13 +147,6 @@ impl Marking {
             MarkKind::Stripes => fu.abs() < 0.15,
             MarkKind::Checks => (u.floor() + v.floor()).rem_euclid(2.0) < 1.0,
             MarkKind::Specks => hash(grain, (u * 3.0) as i32, (v * 3.0) as i32) < 0.15,
-            MarkKind::Arcs => {
-                // The rings' centre lies ARC_CENTRE radii out: the nearest
-                // ring bends across the object, never around its middle.
-                let (cx, cy) = (ARC_CENTRE * c, ARC_CENTRE * s);
-                let d = ((lx - cx).powi(2) + (ly - cy).powi(2)).sqrt() / self.period;
-                (d - d.floor() - 0.5).abs() < 0.15
-            }
         }
     }
 
@@ -431,13 +405,8 @@ mod tests {
         // Marks take a minority of the surface, so the colour's name holds;
         // checks, which take half, are only ever a shade of the paint.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for i in 0..400 {
-            let mut finish = Finish::random(&mut rng);
-            // The second half bent by the `curves` extra where it draws so.
-            if i >= 200 {
-                finish.curve(&mut rng);
-            }
-            let Some(m) = finish.marking else {
+        for _ in 0..200 {
+            let Some(m) = Finish::random(&mut rng).marking else {
                 continue;
             };
             let n = 60;

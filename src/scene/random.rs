@@ -45,8 +45,6 @@ const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
 /// And the colour cast.
 const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
-/// And which marked objects carry curved marks.
-const CURVE_SEED: u64 = 0x5EED_10C4_0000_0006;
 /// And which objects are painted in a colour no command names.
 const UNNAMED_SEED: u64 = 0x5EED_10C4_0000_0005;
 /// The share of objects painted white, grey or black when that extra is on.
@@ -99,12 +97,6 @@ pub struct Extras {
     /// a camera's white balance and colour response can (`looks::Cast`).
     #[serde(default)]
     pub casts: bool,
-    /// Half the marked objects carry curved marks, rings around a point off
-    /// the object, instead of their straight ones (`looks::MarkKind::Arcs`),
-    /// so that a curved line inside an object does not say "bowl". Needs
-    /// `finishes`.
-    #[serde(default)]
-    pub curves: bool,
     /// Some objects painted white, grey or black ([`Color::UNNAMED`]): only
     /// their shape can name them, and their shape is all the patch head is
     /// told of them. Unlike the others, this extra changes the layouts.
@@ -167,7 +159,6 @@ impl RandomScene {
             o.handle = Handle::random(&mut handles);
         }
         let mut finishes = ChaCha8Rng::seed_from_u64(seed ^ FINISH_SEED);
-        let mut curves = ChaCha8Rng::seed_from_u64(seed ^ CURVE_SEED);
         let looks = layout
             .objects
             .iter()
@@ -175,9 +166,6 @@ impl RandomScene {
                 let mut look = ObjectLook::random(o, &mut rng);
                 if spec.extras.finishes {
                     look.finish = Finish::random(&mut finishes);
-                    if spec.extras.curves {
-                        look.finish.curve(&mut curves);
-                    }
                 }
                 look
             })

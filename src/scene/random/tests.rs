@@ -153,51 +153,6 @@ fn every_shape_is_drawn_flat_and_shaded_plain_and_marked() {
 }
 
 #[test]
-fn curves_bend_half_the_marks_on_every_shape_and_change_nothing_else() {
-    let finishes = Extras {
-        finishes: true,
-        ..Extras::default()
-    };
-    let curved = RandomSpec {
-        extras: Extras {
-            curves: true,
-            ..finishes
-        },
-        ..RandomSpec::default()
-    };
-    let straight = RandomSpec {
-        extras: finishes,
-        ..RandomSpec::default()
-    };
-    let (mut bent, mut marked) = (0, 0);
-    let mut shapes = std::collections::HashSet::new();
-    for seed in 0..400 {
-        let s = RandomScene::generate(seed, &curved);
-        let t = RandomScene::generate(seed, &straight);
-        assert_eq!(s.layout, t.layout);
-        for ((o, a), b) in s.layout.objects.iter().zip(&s.looks).zip(&t.looks) {
-            assert_eq!((a.paint, a.variant, a.rim), (b.paint, b.variant, b.rim));
-            assert_eq!(a.finish.flat, b.finish.flat);
-            let (Some(ma), Some(mb)) = (&a.finish.marking, &b.finish.marking) else {
-                assert!(a.finish.marking.is_none() && b.finish.marking.is_none());
-                continue;
-            };
-            assert_eq!((ma.period, ma.turn, ma.ink), (mb.period, mb.turn, mb.ink));
-            marked += 1;
-            if ma.kind == MarkKind::Arcs {
-                bent += 1;
-                shapes.insert(o.shape);
-            } else {
-                assert_eq!(ma.kind, mb.kind);
-            }
-        }
-    }
-    let share = bent as f32 / marked as f32;
-    assert!((0.4..0.6).contains(&share), "{bent} of {marked}");
-    assert_eq!(shapes.len(), Shape::ALL.len());
-}
-
-#[test]
 fn hsv_round_trips() {
     for c in Color::ALL {
         let [r, g, b] = c.rgb().map(|v| v as f32 / 255.0);
