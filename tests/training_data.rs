@@ -392,6 +392,22 @@ fn the_world_extras_change_only_the_pictures() {
         }
         assert!(changed > 0, "{extras:?}: no picture changed");
     }
+    // Strong casts change the casts' pictures only, and need the casts.
+    cfg.random_extras = Extras {
+        casts: true,
+        ..Extras::default()
+    };
+    let (cast, cast_examples) = scenes_for_step(&cfg, 3).unwrap();
+    cfg.random_extras.strong_casts = true;
+    let (strong, strong_examples) = scenes_for_step(&cfg, 3).unwrap();
+    for (a, b) in cast_examples.iter().zip(&strong_examples) {
+        assert_eq!((a.image, &a.command), (b.image, &b.command));
+    }
+    assert!(cast.iter().zip(&strong).all(|(a, b)| a.layout == b.layout));
+    assert!(cast.iter().zip(&strong).any(|(a, b)| a.view != b.view));
+    cfg.random_extras.casts = false;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("casts"), "{err}");
     let finishes = TrainConfig::load(Path::new("configs/train-finishes.json")).unwrap();
     assert!(finishes.random_extras.finishes && !finishes.random_extras.casts);
     // Without the randomised world an extra would change nothing: refused.

@@ -97,6 +97,10 @@ pub struct Extras {
     /// a camera's white balance and colour response can (`looks::Cast`).
     #[serde(default)]
     pub casts: bool,
+    /// The casts up to about twice as strong, as far as every named colour
+    /// keeps its name (`looks::Cast::strong`). Needs `casts`.
+    #[serde(default)]
+    pub strong_casts: bool,
     /// Some objects painted white, grey or black ([`Color::UNNAMED`]): only
     /// their shape can name them, and their shape is all the patch head is
     /// told of them. Unlike the others, this extra changes the layouts.
@@ -186,7 +190,13 @@ impl RandomScene {
             cast: spec
                 .extras
                 .casts
-                .then(|| Cast::random(&mut ChaCha8Rng::seed_from_u64(seed ^ CAST_SEED)))
+                .then(|| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ CAST_SEED);
+                    match spec.extras.strong_casts {
+                        true => Cast::strong(&mut rng),
+                        false => Cast::random(&mut rng),
+                    }
+                })
                 .flatten(),
             damage: Damage::random(&mut rng),
         }

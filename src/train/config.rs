@@ -205,6 +205,9 @@ impl TrainConfig {
         if self.random_share == 0.0 && self.random_extras != Default::default() {
             bail!("random_extras only change the randomised world: set random_share above 0");
         }
+        if self.random_extras.strong_casts && !self.random_extras.casts {
+            bail!("random_extras.strong_casts strengthens the casts: set \"casts\": true too");
+        }
         if let Some(cap) = self.random_extras.max_side {
             let lowest = (self.model.image_size as u32).max(crate::scene::camera::MIN_SIDE);
             if !(lowest..=crate::scene::camera::MAX_SIDE).contains(&cap) {
