@@ -20,6 +20,7 @@
 //! layout, byte-identical PNG and JSON, and the same commands.
 
 pub mod camera;
+mod cast;
 pub mod draw;
 pub mod english;
 pub mod files;

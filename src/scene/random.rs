@@ -31,8 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::camera::{Camera, Damage, MAX_ROLL, MAX_SIDE, MIN_SIDE};
+use super::cast::Cast;
 use super::layout::{Layout, LayoutSpec};
-use super::looks::{Cast, Finish, ObjectLook};
+use super::looks::{Finish, ObjectLook};
 use super::object::{Color, Handle, Object, Shape};
 use super::surroundings::{Distractor, Light, RandomTable};
 
@@ -94,11 +95,11 @@ pub struct Extras {
     #[serde(default)]
     pub finishes: bool,
     /// A colour cast that mixes the channels and drains some saturation, as
-    /// a camera's white balance and colour response can (`looks::Cast`).
+    /// a camera's white balance and colour response can (`cast::Cast`).
     #[serde(default)]
     pub casts: bool,
     /// The casts up to about twice as strong, as far as every named colour
-    /// keeps its name (`looks::Cast::strong`). Needs `casts`.
+    /// keeps its name (`cast::Cast::strong`). Needs `casts`.
     #[serde(default)]
     pub strong_casts: bool,
     /// Some objects painted white, grey or black ([`Color::UNNAMED`]): only
