@@ -1,14 +1,14 @@
 //! The colour cast over a randomised picture (the `casts` and
 //! `strong_casts` extras of [`super::random`]): a camera's white balance and
-//! colour response, mild enough that every colour keeps its name.
+//! colour response, never so strong that a colour loses its name.
 
 use rand::Rng;
 
 use super::object::Color;
 
 /// A colour cast over the whole picture: each channel takes a little of the
-/// others (up to 6%) after some saturation is drained (up to 30%). Mild
-/// enough that every colour keeps its name.
+/// others after some saturation is drained (up to 6% and 30%, or 12% and
+/// 50% for a strong one).
 #[derive(Debug, Clone)]
 pub(super) struct Cast {
     mix: [[f32; 3]; 3],

@@ -193,9 +193,10 @@ impl RandomScene {
                 .casts
                 .then(|| {
                     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ CAST_SEED);
-                    match spec.extras.strong_casts {
-                        true => Cast::strong(&mut rng),
-                        false => Cast::random(&mut rng),
+                    if spec.extras.strong_casts {
+                        Cast::strong(&mut rng)
+                    } else {
+                        Cast::random(&mut rng)
                     }
                 })
                 .flatten(),
