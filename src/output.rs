@@ -161,11 +161,19 @@ impl Staged {
     /// Renames every file into place. If one rename fails, the files this
     /// commit already renamed are removed and the rest are discarded.
     pub fn commit(self) -> Result<()> {
-        self.commit_paths().map(drop)
+        self.commit_paths(None).map(drop)
+    }
+
+    /// Like [`Staged::commit`]; once the files are in place, `dir` and every
+    /// directory holding it are no longer removed on SIGINT or SIGTERM: they
+    /// hold work worth keeping (a training checkpoint that `--resume`
+    /// continues). One step under the lock, so no signal comes in between.
+    pub fn commit_keeping(self, dir: &Path) -> Result<()> {
+        self.commit_paths(Some(dir)).map(drop)
     }
 
     /// Like [`Staged::commit`], returning the paths written.
-    fn commit_paths(self) -> Result<Vec<PathBuf>> {
+    fn commit_paths(self, keep: Option<&Path>) -> Result<Vec<PathBuf>> {
         let mut guard = pending();
         let mut done: Vec<PathBuf> = Vec::with_capacity(self.files.len());
         let mut result = Ok(());
@@ -184,6 +192,9 @@ impl Staged {
         }
         for p in &done {
             guard.remove(p);
+        }
+        if let (Ok(()), Some(dir)) = (&result, keep) {
+            guard.retain(|p| !dir.starts_with(p));
         }
         drop(guard);
         drop(files.collect::<Vec<_>>()); // removes the temporaries not renamed
@@ -265,7 +276,7 @@ pub fn print(text: &str) -> Result<()> {
 /// for any reason but a closed pipe, the files are removed again. A closed
 /// pipe keeps them: the run itself succeeded, only its reader left.
 pub fn print_and_commit(text: &str, files: Staged) -> Result<()> {
-    let written = files.commit_paths()?;
+    let written = files.commit_paths(None)?;
     match print(text) {
         Err(e) if !e.is::<ClosedStdout>() => {
             for p in &written {

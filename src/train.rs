@@ -250,7 +250,9 @@ pub(crate) fn save_all(
         serde_json::to_string_pretty(cfg)?.as_bytes(),
     )?;
     files.add(&out.join(LOG), log.as_bytes())?;
-    files.commit()
+    // From the first checkpoint on, an interrupted run leaves its directory
+    // for `--resume`.
+    files.commit_keeping(out)
 }
 
 fn append_log(log: &mut String, line: &serde_json::Value) {

@@ -87,31 +87,7 @@ fn fixtures(root: &Path) -> Fixtures {
     for (ext, bytes) in &encoded {
         std::fs::write(root.join(format!("small.{ext}")), bytes).unwrap();
     }
-    // A training config small enough to train a step in a second.
-    let mut cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/train-tiny.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let m = &mut cfg["model"];
-    m["image_size"] = 64.into();
-    m["hidden_size"] = 16.into();
-    m["num_attention_heads"] = 2.into();
-    m["intermediate_size"] = 16.into();
-    m["conv_stem"] = serde_json::json!([4]);
-    m["vision_layers"] = 1.into();
-    m["text_layers"] = 1.into();
-    m["fusion_layers"] = 1.into();
-    cfg["steps"] = 3.into();
-    cfg["scenes_per_step"] = 1.into();
-    cfg["commands_per_scene"] = 2.into();
-    cfg["shards"] = 1.into();
-    cfg["warmup_steps"] = 1.into();
-    cfg["eval_every"] = 0.into();
-    cfg["eval_scenes"] = 1.into();
-    cfg["checkpoint_every"] = 1.into();
+    let cfg = demo_common::tiny_train_config();
     let tiny_train = root.join("tiny-train.json");
     std::fs::write(&tiny_train, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let run = root.join("run");

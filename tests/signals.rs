@@ -1,6 +1,9 @@
 //! SIGINT and SIGTERM while files are being written: the run ends with
 //! 128 + the signal, and neither a temporary file nor a partial output is
-//! left (docs/RELIABILITY.md). Run with `cargo test --release --test signals`.
+//! left (docs/RELIABILITY.md); a training run keeps its checkpoints. Run
+//! with `cargo test --release --test signals`.
+
+mod demo_common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -118,4 +121,62 @@ fn sigterm_before_the_first_checkpoint_removes_the_new_run() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(signal(&mut child, "-TERM"), Some(143));
     assert_eq!(names(tmp.path()), Vec::<String>::new());
+}
+
+/// The step of the last line in a run's training log, once there is one.
+fn logged_step(run: &Path) -> Option<u64> {
+    let log = std::fs::read_to_string(run.join("train_log.jsonl")).ok()?;
+    let last: serde_json::Value = serde_json::from_str(log.lines().last()?).ok()?;
+    last["step"].as_u64()
+}
+
+#[test]
+fn sigint_after_a_checkpoint_keeps_the_run_for_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = demo_common::tiny_train_config();
+    cfg["steps"] = 100_000.into();
+    std::fs::write(
+        tmp.path().join("tiny.json"),
+        serde_json::to_vec(&cfg).unwrap(),
+    )
+    .unwrap();
+    let run = tmp.path().join("runs/a");
+    let mut child = start(
+        &[
+            "train",
+            "--quiet",
+            "--config",
+            "tiny.json",
+            "--out",
+            "runs/a",
+        ],
+        tmp.path(),
+    );
+    // The log is the last file of a checkpoint to be renamed into place.
+    wait_until(&mut child, || logged_step(&run).is_some_and(|s| s >= 2));
+    assert_eq!(signal(&mut child, "-INT"), Some(130));
+    // Every checkpoint file is there, and no temporary one.
+    let kept = names(&run);
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train_config.json",
+        "train_log.jsonl",
+        "training_state.safetensors",
+    ] {
+        assert!(kept.contains(&file.to_string()), "{file} is gone: {kept:?}");
+    }
+    assert!(!has_temporary(&run), "{kept:?}");
+    // `--resume` continues from the saved step.
+    let saved = logged_step(&run).unwrap();
+    let next = (saved + 1).to_string();
+    let r = demo_common::run_in(
+        tmp.path(),
+        &[
+            "train", "--quiet", "--resume", "--out", "runs/a", "--steps", &next,
+        ],
+    );
+    demo_common::ok(&r);
+    assert_eq!(logged_step(&run), Some(saved + 1));
 }

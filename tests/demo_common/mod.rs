@@ -97,3 +97,33 @@ pub fn inside(poly: &[[f64; 2]], x: f64, y: f64) -> bool {
     }
     c
 }
+
+/// A training config (configs/train-tiny.json, shrunk) small enough to train
+/// a step in a second: 3 steps, a checkpoint after each.
+pub fn tiny_train_config() -> Value {
+    let mut cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/train-tiny.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let m = &mut cfg["model"];
+    m["image_size"] = 64.into();
+    m["hidden_size"] = 16.into();
+    m["num_attention_heads"] = 2.into();
+    m["intermediate_size"] = 16.into();
+    m["conv_stem"] = serde_json::json!([4]);
+    m["vision_layers"] = 1.into();
+    m["text_layers"] = 1.into();
+    m["fusion_layers"] = 1.into();
+    cfg["steps"] = 3.into();
+    cfg["scenes_per_step"] = 1.into();
+    cfg["commands_per_scene"] = 2.into();
+    cfg["shards"] = 1.into();
+    cfg["warmup_steps"] = 1.into();
+    cfg["eval_every"] = 0.into();
+    cfg["eval_scenes"] = 1.into();
+    cfg["checkpoint_every"] = 1.into();
+    cfg
+}
