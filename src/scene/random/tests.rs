@@ -202,3 +202,54 @@ fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
     assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
     assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
 }
+
+#[test]
+fn hard_light_bands_half_the_lights_and_changes_nothing_else() {
+    let spec = RandomSpec {
+        extras: Extras {
+            hard_light: true,
+            ..Extras::default()
+        },
+        ..RandomSpec::default()
+    };
+    let normals: Vec<[f32; 3]> = (0..64)
+        .map(|i| {
+            let (a, tilt) = (i as f32 * 0.7, (i % 8) as f32 / 8.0);
+            let (s, c) = a.sin_cos();
+            [c * tilt, s * tilt, (1.0 - tilt * tilt).sqrt()]
+        })
+        .collect();
+    let (mut banded, mut compared) = (0, [0, 0]);
+    for seed in 0..200 {
+        let s = RandomScene::generate(seed, &spec);
+        let plain = RandomScene::generate(seed, &RandomSpec::default());
+        assert_eq!(s.layout, plain.layout);
+        for (a, b) in s.looks.iter().zip(&plain.looks) {
+            assert_eq!((a.paint, a.variant, a.rim), (b.paint, b.variant, b.rim));
+        }
+        let hard = s.light.is_banded();
+        if hard {
+            banded += 1;
+            // Two brightnesses only, the lit one a flat top's, and both met.
+            let levels: Vec<f32> = normals.iter().map(|&n| s.light.lambert(n)).collect();
+            let shade = levels.iter().cloned().fold(f32::MAX, f32::min);
+            assert!((0.45..0.75).contains(&shade), "seed {seed}: {shade}");
+            assert!(
+                levels.iter().all(|&l| l == 1.0 || l == shade),
+                "seed {seed}"
+            );
+            assert!(levels.contains(&1.0), "seed {seed}");
+        } else {
+            for &n in &normals {
+                assert_eq!(s.light.lambert(n), plain.light.lambert(n));
+            }
+        }
+        // A few pictures of each kind: banded ones differ, the rest are the same bytes.
+        if compared[hard as usize] < 2 {
+            compared[hard as usize] += 1;
+            let same = s.render().unwrap() == plain.render().unwrap();
+            assert_eq!(same, !hard, "seed {seed}");
+        }
+    }
+    assert!((70..130).contains(&banded), "{banded} of 200");
+}
