@@ -17,8 +17,7 @@
 //! - **extras**, switched on by the training config ([`Extras`]): objects
 //!   drawn flat, as a cartoon would, or with markings (dots, stripes, checks,
 //!   specks) on any shape, so that neither shading nor markings tell a shape,
-//!   only its outline, its handle and its hollow do; colour casts; light
-//!   that shades in two bands with a hard edge between; and
+//!   only its outline, its handle and its hollow do; colour casts; and
 //!   objects painted white, grey or black, colours no command names, so
 //!   that a shape cannot be told from its colour either.
 //!
@@ -47,8 +46,6 @@ const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
 /// And the colour cast.
 const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
-/// And whether the light shades in two bands.
-const HARD_LIGHT_SEED: u64 = 0x5EED_10C4_0000_0006;
 /// And which objects are painted in a colour no command names.
 const UNNAMED_SEED: u64 = 0x5EED_10C4_0000_0005;
 /// The share of objects painted white, grey or black when that extra is on.
@@ -105,11 +102,6 @@ pub struct Extras {
     /// keeps its name (`cast::Cast::strong`). Needs `casts`.
     #[serde(default)]
     pub strong_casts: bool,
-    /// Half the lights shade every surface in two bands with a hard edge
-    /// between, as cel shading does, on every shape alike
-    /// (`surroundings::Light::harden`).
-    #[serde(default)]
-    pub hard_light: bool,
     /// Some objects painted white, grey or black ([`Color::UNNAMED`]): only
     /// their shape can name them, and their shape is all the patch head is
     /// told of them. Unlike the others, this extra changes the layouts.
@@ -184,11 +176,6 @@ impl RandomScene {
             })
             .collect();
         let distractors = Distractor::scatter(&layout, &layout_spec.visible, short, &mut rng);
-        let table = RandomTable::random(&mut rng);
-        let mut light = Light::random(&mut rng);
-        if spec.extras.hard_light {
-            light.harden(&mut ChaCha8Rng::seed_from_u64(seed ^ HARD_LIGHT_SEED));
-        }
         RandomScene {
             layout,
             // The scene is laid out for the camera drawn; a cap only lowers
@@ -199,8 +186,8 @@ impl RandomScene {
                 .map_or(camera, |cap| camera.capped(cap)),
             looks,
             distractors,
-            table,
-            light,
+            table: RandomTable::random(&mut rng),
+            light: Light::random(&mut rng),
             cast: spec
                 .extras
                 .casts

@@ -25,16 +25,6 @@ pub(super) struct Light {
     /// Per-channel gain (colour temperature and exposure).
     gain: [f32; 3],
     vignette: f32,
-    /// Cel shading, the `hard_light` extra: every surface's brightness snaps
-    /// to lit (1) or to `shade` at `cut`, so light and shadow meet in a hard
-    /// edge across an object.
-    bands: Option<Bands>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Bands {
-    cut: f32,
-    shade: f32,
 }
 
 impl Light {
@@ -64,38 +54,13 @@ impl Light {
             } else {
                 0.0
             },
-            bands: None,
-        }
-    }
-
-    /// The `hard_light` extra: half the lights shade in two bands, the
-    /// lower one 45–75% as bright, with the edge between them where a
-    /// smooth light would be 70–95% of a flat top's brightness.
-    pub(super) fn harden(&mut self, rng: &mut impl Rng) {
-        if rng.random_bool(0.5) {
-            self.bands = Some(Bands {
-                cut: rng.random_range(0.7..0.95),
-                shade: rng.random_range(0.45..0.75),
-            });
         }
     }
 
     /// Brightness of a surface with normal `n`, 1 for a flat top under the default light.
     pub(super) fn lambert(&self, n: [f32; 3]) -> f32 {
         let d = n[0] * self.dir[0] + n[1] * self.dir[1] + n[2] * self.dir[2];
-        let smooth = (self.ambient + self.diffuse * d.max(0.0))
-            / (self.ambient + self.diffuse * self.dir[2]);
-        match self.bands {
-            Some(Bands { cut, shade }) if smooth < cut => shade,
-            Some(_) => 1.0,
-            None => smooth,
-        }
-    }
-
-    /// Whether the light shades in two bands (the `hard_light` extra).
-    #[cfg(test)]
-    pub(super) fn is_banded(&self) -> bool {
-        self.bands.is_some()
+        (self.ambient + self.diffuse * d.max(0.0)) / (self.ambient + self.diffuse * self.dir[2])
     }
 
     /// Darkening of the table by a caster at signed distance `d` from the point.
