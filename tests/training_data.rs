@@ -377,10 +377,6 @@ fn the_world_extras_change_only_the_pictures() {
             casts: true,
             ..Extras::default()
         },
-        Extras {
-            thick_outlines: true,
-            ..Extras::default()
-        },
     ] {
         cfg.random_extras = extras;
         let (drawn, examples) = scenes_for_step(&cfg, 3).unwrap();

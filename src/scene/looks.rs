@@ -21,7 +21,7 @@ pub(super) struct ObjectLook {
     /// Inside of a cup or bowl: brightness relative to the paint, or white.
     inside: f32,
     /// Outline width in table units (0 = none).
-    pub(super) outline: f32,
+    outline: f32,
     grain: u32,
     pub(super) finish: Finish,
 }
@@ -123,14 +123,6 @@ impl Marking {
 }
 
 impl ObjectLook {
-    /// The `thick_outlines` extra: half the objects get a dark outline
-    /// 12–25% of their radius wide, whatever their shape.
-    pub(super) fn thicken(&mut self, o: &Object, rng: &mut impl Rng) {
-        if rng.random_bool(0.5) {
-            self.outline = o.radius() * rng.random_range(0.12..0.25);
-        }
-    }
-
     pub(super) fn random(o: &Object, rng: &mut impl Rng) -> ObjectLook {
         let variant = match o.shape {
             Shape::Cup => rng.random_range(0..6), // lip or not × empty, light, dark

@@ -46,8 +46,6 @@ const HANDLE_SEED: u64 = 0x5EED_10C4_0000_0002;
 const FINISH_SEED: u64 = 0x5EED_10C4_0000_0003;
 /// And the colour cast.
 const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
-/// And which objects get a thick outline.
-const OUTLINE_SEED: u64 = 0x5EED_10C4_0000_0006;
 /// And which objects are painted in a colour no command names.
 const UNNAMED_SEED: u64 = 0x5EED_10C4_0000_0005;
 /// The share of objects painted white, grey or black when that extra is on.
@@ -104,10 +102,6 @@ pub struct Extras {
     /// keeps its name (`cast::Cast::strong`). Needs `casts`.
     #[serde(default)]
     pub strong_casts: bool,
-    /// Half the objects outlined in dark, 12–25% of their radius wide, on
-    /// every shape alike (`looks::ObjectLook::thicken`).
-    #[serde(default)]
-    pub thick_outlines: bool,
     /// Some objects painted white, grey or black ([`Color::UNNAMED`]): only
     /// their shape can name them, and their shape is all the patch head is
     /// told of them. Unlike the others, this extra changes the layouts.
@@ -170,7 +164,6 @@ impl RandomScene {
             o.handle = Handle::random(&mut handles);
         }
         let mut finishes = ChaCha8Rng::seed_from_u64(seed ^ FINISH_SEED);
-        let mut outlines = ChaCha8Rng::seed_from_u64(seed ^ OUTLINE_SEED);
         let looks = layout
             .objects
             .iter()
@@ -178,9 +171,6 @@ impl RandomScene {
                 let mut look = ObjectLook::random(o, &mut rng);
                 if spec.extras.finishes {
                     look.finish = Finish::random(&mut finishes);
-                }
-                if spec.extras.thick_outlines {
-                    look.thicken(o, &mut outlines);
                 }
                 look
             })

@@ -202,33 +202,3 @@ fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
     assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
     assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
 }
-
-#[test]
-fn thick_outlines_widen_half_the_outlines_on_every_shape_and_change_nothing_else() {
-    let spec = RandomSpec {
-        extras: Extras {
-            thick_outlines: true,
-            ..Extras::default()
-        },
-        ..RandomSpec::default()
-    };
-    let (mut thick, mut total, mut shapes) = (0, 0, std::collections::HashSet::new());
-    for seed in 0..200 {
-        let s = RandomScene::generate(seed, &spec);
-        let plain = RandomScene::generate(seed, &RandomSpec::default());
-        assert_eq!(s.layout, plain.layout);
-        for ((o, a), b) in s.layout.objects.iter().zip(&s.looks).zip(&plain.looks) {
-            assert_eq!((a.paint, a.variant, a.rim), (b.paint, b.variant, b.rim));
-            total += 1;
-            if a.outline != b.outline {
-                let width = a.outline / o.radius();
-                assert!((0.12..0.25).contains(&width), "seed {seed}: {width}");
-                thick += 1;
-                shapes.insert(o.shape);
-            }
-        }
-    }
-    let share = thick as f32 / total as f32;
-    assert!((0.4..0.6).contains(&share), "{thick} of {total}");
-    assert_eq!(shapes.len(), Shape::ALL.len());
-}
