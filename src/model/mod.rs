@@ -17,7 +17,6 @@ pub mod decode;
 pub mod fusion;
 pub mod geometry;
 pub mod linear;
-pub mod named;
 pub mod pointer;
 pub mod record;
 pub mod text;
