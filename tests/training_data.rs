@@ -571,3 +571,69 @@ fn the_log_sizes_extra_draws_smaller_objects() {
     let log = mean_radius(&cfg);
     assert!(log < 0.95 * uniform, "{log} {uniform}");
 }
+
+/// With `grey_copies`, each shard's first pictures come again, in grey,
+/// after the rest, for the patch-label term alone: each pixel's luma in all
+/// three channels, the same shapes with no colour, and no command reads them.
+#[test]
+fn grey_copies_show_the_patch_head_the_same_shapes_without_colour() {
+    let tok = embedded_tokenizer();
+    let cpu = candle::Device::Cpu;
+    let mut cfg = TrainConfig::load(Path::new("configs/train-readings.json")).unwrap();
+    let (n, s) = (cfg.model.num_patches(), cfg.model.image_size);
+    let plain = vla_demo::train::shards_for_step(&cfg, &tok, 3000, 2, &cpu).unwrap();
+    cfg.grey_copies = 0.25;
+    let grey = vla_demo::train::shards_for_step(&cfg, &tok, 3000, 2, &cpu).unwrap();
+    let to_u8 = |x: f32, c: usize| (x * cfg.model.image_std[c] + cfg.model.image_mean[c]) * 255.0;
+    let mut shapes = 0;
+    for (p, g) in plain.iter().zip(&grey) {
+        let pixels = |b: &vla_demo::data::Batch| -> Vec<Vec<Vec<Vec<f32>>>> {
+            let px = b.inputs.pixels.to_dtype(candle::DType::F32).unwrap();
+            let (i, _, _, _) = px.dims4().unwrap();
+            (0..i)
+                .map(|k| px.get(k).unwrap().to_vec3().unwrap())
+                .collect()
+        };
+        let (pp, gp) = (pixels(p), pixels(g));
+        let extra = gp.len() - pp.len();
+        assert_eq!(extra, (pp.len() as f64 * 0.25).round() as usize);
+        assert!(extra > 0);
+        // The commands, and the pictures they read, are as before.
+        assert_eq!(gp[..pp.len()], pp[..]);
+        let ids = |b: &vla_demo::data::Batch| b.inputs.text_ids.to_vec2::<u32>().unwrap();
+        assert_eq!(ids(p), ids(g));
+        let index = |b: &vla_demo::data::Batch| {
+            let idx = b.inputs.image_index.as_ref().unwrap();
+            idx.to_vec1::<u32>().unwrap()
+        };
+        assert_eq!(index(p), index(g));
+        assert!(index(g).iter().all(|&i| (i as usize) < pp.len()));
+        // Each copy is its picture's luma.
+        for (k, copy) in gp[pp.len()..].iter().enumerate() {
+            let orig = &pp[k];
+            for (y, x) in [(0, 0), (s / 2, s / 3), (s - 1, s - 1), (s / 3, s / 2)] {
+                let [r, gr, b] = [0, 1, 2].map(|c| to_u8(orig[c][y][x], c));
+                let luma = 0.299 * r + 0.587 * gr + 0.114 * b;
+                for c in 0..3 {
+                    assert!((to_u8(copy[c][y][x], c) - luma).abs() < 0.6);
+                }
+            }
+        }
+        // Their labels: the originals' shapes, no colour.
+        let labels =
+            |b: &vla_demo::data::Batch| b.patch_labels.as_ref().unwrap().to_vec2::<u32>().unwrap();
+        let (lp, lg) = (labels(p), labels(g));
+        assert_eq!(lg.len(), (pp.len() + extra) * n);
+        assert_eq!(lg[..lp.len()], lp[..]);
+        for (copy, orig) in lg[lp.len()..].iter().zip(&lp) {
+            assert_eq!(copy, &vec![0, orig[1]]);
+            shapes += usize::from(orig[1] > 0);
+        }
+    }
+    assert!(shapes > 0);
+    cfg.patch_label_weight = 0.0;
+    assert!(
+        cfg.validate().is_err(),
+        "grey copies without the patch-label term"
+    );
+}
