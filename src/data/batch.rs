@@ -71,26 +71,11 @@ pub struct Batch {
 
 impl Batch {
     /// The batch with the patch labels of its images, whose objects (in
-    /// view coordinates) are `layouts`, one per image; the last `grey` images
-    /// are grey copies of the first `grey`, labelled with their shapes and
-    /// no colour (see `grey_copies` in the training config).
-    pub fn with_patch_labels(
-        mut self,
-        layouts: &[&Layout],
-        grid: usize,
-        grey: usize,
-    ) -> Result<Self> {
-        let copies = layouts.iter().take(grey).map(|l| (l, true));
+    /// view coordinates) are `layouts`, one per image.
+    pub fn with_patch_labels(mut self, layouts: &[&Layout], grid: usize) -> Result<Self> {
         let labels: Vec<u32> = layouts
             .iter()
-            .map(|l| (l, false))
-            .chain(copies)
-            .flat_map(|(l, grey)| {
-                let labels = patch_labels(&l.objects, grid);
-                labels
-                    .into_iter()
-                    .map(move |[c, s]| [if grey { 0 } else { c }, s])
-            })
+            .flat_map(|l| patch_labels(&l.objects, grid))
             .flatten()
             .collect();
         let n = labels.len() / 2;

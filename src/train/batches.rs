@@ -111,15 +111,7 @@ pub fn shards_of(
     let mut out = Vec::new();
     for (k, (chunk, scenes)) in images.chunks(per).zip(layouts.chunks(per)).enumerate() {
         let first = k * per;
-        // Grey copies of the first few pictures go after them; no command
-        // reads them, only the patch-label term.
-        let grey = if cfg.patch_label_weight > 0.0 {
-            (cfg.grey_copies * chunk.len() as f64).round() as usize
-        } else {
-            0
-        };
-        let greys: Vec<image::RgbImage> = chunk.iter().take(grey).map(grey_copy).collect();
-        let refs: Vec<&image::RgbImage> = chunk.iter().chain(&greys).collect();
+        let refs: Vec<&image::RgbImage> = chunk.iter().collect();
         let mine: Vec<Example> = examples
             .iter()
             .filter(|e| e.image >= first && e.image < first + chunk.len())
@@ -139,24 +131,10 @@ pub fn shards_of(
         )?;
         out.push(if cfg.patch_label_weight > 0.0 {
             let scenes: Vec<&Layout> = scenes.iter().collect();
-            batch.with_patch_labels(&scenes, model.grid(), grey)?
+            batch.with_patch_labels(&scenes, model.grid())?
         } else {
             batch
         });
     }
     Ok(out)
-}
-
-/// The picture in grey: each pixel's luma (Rec. 601) in all three channels.
-/// No colour survives, so a grey copy cannot show a held-out pair.
-pub fn grey_copy(img: &image::RgbImage) -> image::RgbImage {
-    let mut out = img.clone();
-    for p in out.pixels_mut() {
-        let [r, g, b] = p.0.map(f32::from);
-        let y = (0.299 * r + 0.587 * g + 0.114 * b)
-            .round()
-            .clamp(0.0, 255.0) as u8;
-        p.0 = [y; 3];
-    }
-    out
 }

@@ -59,11 +59,6 @@ pub struct TrainConfig {
     /// them all alike).
     #[serde(default = "one_f64")]
     pub patch_object_weight: f64,
-    /// Share of each step's pictures also shown in grey, to the patch-label
-    /// term alone, labelled with their shapes and no colour: shapes read
-    /// without colour (0, as before, shows none).
-    #[serde(default)]
-    pub grey_copies: f64,
     /// Share of scenes drawn from the randomised world (the rest are plain).
     #[serde(default)]
     pub random_share: f64,
@@ -204,10 +199,6 @@ impl TrainConfig {
         }
         real("patch_label_weight", self.patch_label_weight, 0.0, 1e3)?;
         real("patch_object_weight", self.patch_object_weight, 0.0, 1e3)?;
-        real("grey_copies", self.grey_copies, 0.0, 1.0)?;
-        if self.grey_copies > 0.0 && self.patch_label_weight <= 0.0 {
-            bail!("grey_copies needs a patch_label_weight above 0");
-        }
         if self.patch_label_weight > 0.0 && !self.model.patch_labels {
             bail!("patch_label_weight needs \"patch_labels\": true in the model config");
         }

@@ -74,7 +74,7 @@ pub fn batch_on(
         device,
     )
     .unwrap()
-    .with_patch_labels(&layouts, cfg.grid(), 0)
+    .with_patch_labels(&layouts, cfg.grid())
     .unwrap()
 }
 
