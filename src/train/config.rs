@@ -59,11 +59,6 @@ pub struct TrainConfig {
     /// them all alike).
     #[serde(default = "one_f64")]
     pub patch_object_weight: f64,
-    /// In the patch-label term's shape part, how much a patch of each shape
-    /// class counts: the table, then cup, block, ball and bowl (all 1, the
-    /// default, counts them alike).
-    #[serde(default = "ones")]
-    pub patch_shape_weights: [f64; crate::grid::PATCH_SHAPES],
     /// Share of scenes drawn from the randomised world (the rest are plain).
     #[serde(default)]
     pub random_share: f64,
@@ -204,9 +199,6 @@ impl TrainConfig {
         }
         real("patch_label_weight", self.patch_label_weight, 0.0, 1e3)?;
         real("patch_object_weight", self.patch_object_weight, 0.0, 1e3)?;
-        for w in self.patch_shape_weights {
-            real("patch_shape_weights", w, 0.0, 1e3)?;
-        }
         if self.patch_label_weight > 0.0 && !self.model.patch_labels {
             bail!("patch_label_weight needs \"patch_labels\": true in the model config");
         }
@@ -279,10 +271,6 @@ fn one() -> usize {
 
 fn one_f64() -> f64 {
     1.0
-}
-
-fn ones() -> [f64; crate::grid::PATCH_SHAPES] {
-    [1.0; crate::grid::PATCH_SHAPES]
 }
 
 fn quarter() -> f64 {

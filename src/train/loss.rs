@@ -44,8 +44,6 @@ pub struct LossWeights {
     pub patch: f64,
     /// Within it, a patch on an object against one of the table.
     pub patch_object: f64,
-    /// Within its shape term, each shape class's weight.
-    pub patch_shapes: [f64; crate::grid::PATCH_SHAPES],
     /// The candidate balance term ([`candidate_balance`]).
     pub each_candidate: f64,
 }
@@ -57,7 +55,6 @@ impl TrainConfig {
             point: self.point_loss_weight,
             patch: self.patch_label_weight,
             patch_object: self.patch_object_weight,
-            patch_shapes: self.patch_shape_weights,
             each_candidate: self.each_candidate_weight,
         }
     }
@@ -96,15 +93,8 @@ fn point_loss(points: &Tensor, targets: &Tensor, weights: &Tensor, grid: usize) 
 /// The patch-label term: the cross-entropy of the patch head's colour
 /// and of its shape, each against the labels (I·N, 2) of
 /// [`crate::grid::patch_labels`], summed; a weighted mean over patches in
-/// which a patch on an object counts `object_weight` times one of the table,
-/// and in the shape's term a patch also counts `shape_weights[its shape]`
-/// (the table first, then [`crate::scene::Shape::ALL`]).
-fn patch_label_loss(
-    logits: &Tensor,
-    labels: &Tensor,
-    object_weight: f64,
-    shape_weights: [f64; crate::grid::PATCH_SHAPES],
-) -> Result<Tensor> {
+/// which a patch on an object counts `object_weight` times one of the table.
+fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Result<Tensor> {
     use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
     let logits = logits.flatten_to(1)?; // (I·N, colours + shapes)
     let colors = labels.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
@@ -118,13 +108,6 @@ fn patch_label_loss(
         let want = labels.narrow(1, k, 1)?.squeeze(1)?.contiguous()?;
         let logp = candle_nn::ops::log_softmax(&logits.narrow(1, first, n)?, D::Minus1)?;
         let picked = logp.gather(&want.unsqueeze(1)?, 1)?.squeeze(1)?; // (I·N,)
-        let weight = if k == 1 {
-            let per_class = shape_weights.map(|w| w as f32);
-            let per_class = Tensor::new(&per_class, logits.device())?.to_dtype(logits.dtype())?;
-            (&weight * per_class.index_select(&want, 0)?)?
-        } else {
-            weight.clone()
-        };
         total = (total - (picked * &weight)?.sum_all()?)?;
     }
     Ok(total.broadcast_div(&weight.sum_all()?)?)
@@ -200,7 +183,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
     };
     let patch = match (&out.patch_labels, &batch.patch_labels) {
         (Some(logits), Some(labels)) if w.patch > 0.0 => {
-            patch_label_loss(logits, labels, w.patch_object, w.patch_shapes)?
+            patch_label_loss(logits, labels, w.patch_object)?
         }
         (Some(_), None) if w.patch > 0.0 => {
             anyhow::bail!("the patch-label term needs the batch's patch labels")
@@ -297,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn the_patch_label_loss_weighs_object_patches_and_shape_classes() {
+    fn the_patch_label_loss_weighs_object_patches_against_the_table() {
         use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
         let dev = Device::Cpu;
         let k = PATCH_COLORS + PATCH_SHAPES;
@@ -312,26 +295,18 @@ mod tests {
             let z: f32 = row.iter().map(|x| x.exp()).sum();
             z.ln() - row[want]
         };
-        // Each patch's colour and shape cross-entropies, the shape's times
-        // its class weight.
-        let per_patch = |p: usize, c: usize, s: usize, shape_weight: f32| {
+        let per_patch = |p: usize, c: usize, s: usize| {
             let row = &rows[p * k..(p + 1) * k];
-            ce(&row[..PATCH_COLORS], c) + shape_weight * ce(&row[PATCH_COLORS..], s)
+            ce(&row[..PATCH_COLORS], c) + ce(&row[PATCH_COLORS..], s)
         };
-        for (w, ball) in [(1.0f32, 1.0f32), (3.0, 1.0), (3.0, 2.5)] {
-            let mut shapes = [1.0; PATCH_SHAPES];
-            shapes[3] = ball as f64; // the object's shape, class 3
-            shapes[0] = 7.0; // the table's, the first patch's shape class
-            let got = patch_label_loss(&logits, &labels, w as f64, shapes)
+        let (table, object) = (per_patch(0, 0, 0), per_patch(1, 2, 3));
+        for w in [1.0f32, 3.0] {
+            let got = patch_label_loss(&logits, &labels, w as f64)
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap();
-            let (table, object) = (per_patch(0, 0, 0, 7.0), per_patch(1, 2, 3, ball));
             let want = (table + w * object) / (1.0 + w);
-            assert!(
-                (got - want).abs() < 1e-5,
-                "weight {w}, ball {ball}: {got} vs {want}"
-            );
+            assert!((got - want).abs() < 1e-5, "weight {w}: {got} vs {want}");
         }
     }
 }

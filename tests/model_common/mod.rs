@@ -18,7 +18,6 @@ pub const LOSS_WEIGHTS: LossWeights = LossWeights {
     point: 0.3,
     patch: 0.3,
     patch_object: 2.0,
-    patch_shapes: [1.0; vla_demo::grid::PATCH_SHAPES],
     each_candidate: 0.3,
 };
 
