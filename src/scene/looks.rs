@@ -131,7 +131,7 @@ impl ObjectLook {
             Shape::Bowl => rng.random_range(0..4), // thin or thick × shallow or deep
         };
         let rim = match o.shape {
-            Shape::Bowl if variant % 2 == 0 => rng.random_range(0.78..0.88),
+            Shape::Bowl if variant % 2 == 0 => rng.random_range(0.72..0.82),
             Shape::Bowl => rng.random_range(0.55..0.72),
             _ => rng.random_range(0.78..0.9),
         };
@@ -266,17 +266,21 @@ impl ObjectLook {
             }
             Shape::Bowl => {
                 let rim = self.rim;
+                let deep = self.variant < 2;
                 if rho >= rim {
                     (lip(light, radial, (rho - rim) / (1.0 - rim)), 0.0)
+                } else if rho > rim - 0.1 {
+                    // Where the hollow drops from the lip: a dark line, so
+                    // that even a small bowl reads as a ring around a hollow.
+                    (0.35 * flat, 0.0)
                 } else {
-                    let deep = self.variant < 2;
-                    let q = if deep { 0.75 } else { 0.35 } * rho / rim;
+                    // The hollow's wall, tilted inwards: dark on the side
+                    // towards the light and lit on the far side, the reverse
+                    // of a ball's shading.
+                    let q = if deep { 0.8 } else { 0.6 } * rho / rim;
                     let n = [-radial[0] * q, -radial[1] * q, (1.0 - q * q).sqrt()];
-                    let base = if deep { 0.25 } else { 0.55 };
-                    (
-                        base + 0.4 * light.lambert(n) * if deep { 0.6 } else { 1.0 },
-                        0.0,
-                    )
+                    let base = if deep { 0.2 } else { 0.35 };
+                    (base + 0.45 * light.lambert(n), 0.0)
                 }
             }
             Shape::Cup => {
@@ -368,5 +372,49 @@ mod tests {
                 _ => assert!(share < 0.45, "{:?} {share}", m.kind),
             }
         }
+    }
+
+    #[test]
+    fn a_bowl_is_a_ring_around_its_hollow() {
+        // The cue that tells a bowl from a matte ball at a few pixels wide:
+        // going inwards, the brightness dips at the hollow's edge and rises
+        // again inside, whatever the variant and the light.
+        let bowl = Object {
+            id: 0,
+            color: Color::Blue,
+            shape: Shape::Bowl,
+            center: [0.5, 0.5],
+            size: 0.2,
+            angle: 0.0,
+            tone: 1.0,
+            handle: Default::default(),
+        };
+        let r = bowl.radius();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut seen = [false; 4];
+        for _ in 0..200 {
+            let look = ObjectLook::random(&bowl, &mut rng);
+            let light = Light::random(&mut rng);
+            seen[look.variant as usize] = true;
+            let flat = light.lambert([0.0, 0.0, 1.0]);
+            let ring_mean = |rho: f32| {
+                (0..16)
+                    .map(|i| {
+                        let (s, c) = (i as f32 * std::f32::consts::TAU / 16.0).sin_cos();
+                        let w = [0.5 + rho * r * c, 0.5 + rho * r * s];
+                        look.shaded(&bowl, w, -r * (1.0 - rho), &light, flat, rho).0
+                    })
+                    .sum::<f32>()
+                    / 16.0
+            };
+            let lip = ring_mean(0.5 * (1.0 + look.rim));
+            let edge = ring_mean(look.rim - 0.05);
+            let inside = ring_mean(0.3 * look.rim);
+            assert!(
+                edge < 0.6 * lip && edge < 0.6 * inside,
+                "{lip} {edge} {inside}"
+            );
+        }
+        assert_eq!(seen, [true; 4]);
     }
 }
