@@ -24,6 +24,8 @@ pub(super) struct ObjectLook {
     outline: f32,
     grain: u32,
     pub(super) finish: Finish,
+    /// A bowl drawn as before 2026-12-04 (`Extras::disc_bowls`).
+    disc_bowl: bool,
 }
 
 /// What varies over every shape alike: flat or shaded, and markings.
@@ -123,7 +125,7 @@ impl Marking {
 }
 
 impl ObjectLook {
-    pub(super) fn random(o: &Object, rng: &mut impl Rng) -> ObjectLook {
+    pub(super) fn random(o: &Object, disc_bowl: bool, rng: &mut impl Rng) -> ObjectLook {
         let variant = match o.shape {
             Shape::Cup => rng.random_range(0..6), // lip or not × empty, light, dark
             Shape::Block => rng.random_range(0..4), // bevelled, flat, outlined, cube
@@ -131,6 +133,7 @@ impl ObjectLook {
             Shape::Bowl => rng.random_range(0..4), // thin or thick × shallow or deep
         };
         let rim = match o.shape {
+            Shape::Bowl if variant % 2 == 0 && disc_bowl => rng.random_range(0.78..0.88),
             Shape::Bowl if variant % 2 == 0 => rng.random_range(0.72..0.82),
             Shape::Bowl => rng.random_range(0.55..0.72),
             _ => rng.random_range(0.78..0.9),
@@ -147,6 +150,7 @@ impl ObjectLook {
             },
             grain: rng.random(),
             finish: Finish::default(),
+            disc_bowl,
         }
     }
 
@@ -269,6 +273,14 @@ impl ObjectLook {
                 let deep = self.variant < 2;
                 if rho >= rim {
                     (lip(light, radial, (rho - rim) / (1.0 - rim)), 0.0)
+                } else if self.disc_bowl {
+                    let q = if deep { 0.75 } else { 0.35 } * rho / rim;
+                    let n = [-radial[0] * q, -radial[1] * q, (1.0 - q * q).sqrt()];
+                    let base = if deep { 0.25 } else { 0.55 };
+                    (
+                        base + 0.4 * light.lambert(n) * if deep { 0.6 } else { 1.0 },
+                        0.0,
+                    )
                 } else if rho > rim - 0.1 {
                     // Where the hollow drops from the lip: a dark line, so
                     // that even a small bowl reads as a ring around a hollow.
@@ -393,7 +405,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut seen = [false; 4];
         for _ in 0..200 {
-            let look = ObjectLook::random(&bowl, &mut rng);
+            let look = ObjectLook::random(&bowl, false, &mut rng);
             let light = Light::random(&mut rng);
             seen[look.variant as usize] = true;
             let flat = light.lambert([0.0, 0.0, 1.0]);

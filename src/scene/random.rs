@@ -117,6 +117,12 @@ pub struct Extras {
     /// `image_size` px either way.
     #[serde(default)]
     pub max_side: Option<u32>,
+    /// The bowls as drawn until 2026-12-04: a shallow bowl a plain disc, much
+    /// like a matte ball. Every model trained before then saw these, so their
+    /// configs name it to draw the world they were trained on; the
+    /// evaluation splits draw today's bowls.
+    #[serde(default)]
+    pub disc_bowls: bool,
 }
 
 impl Default for RandomSpec {
@@ -168,7 +174,7 @@ impl RandomScene {
             .objects
             .iter()
             .map(|o| {
-                let mut look = ObjectLook::random(o, &mut rng);
+                let mut look = ObjectLook::random(o, spec.extras.disc_bowls, &mut rng);
                 if spec.extras.finishes {
                     look.finish = Finish::random(&mut finishes);
                 }
