@@ -123,6 +123,12 @@ pub struct Extras {
     /// evaluation splits draw today's bowls.
     #[serde(default)]
     pub disc_bowls: bool,
+    /// Pens in greys only: without it half of them take one of the colours
+    /// commands name, so a green pen is a green straight-edged thing no
+    /// command is ever about, while a green block is held out. Changes
+    /// only those pens' paint.
+    #[serde(default)]
+    pub grey_pens: bool,
 }
 
 impl Default for RandomSpec {
@@ -181,7 +187,13 @@ impl RandomScene {
                 look
             })
             .collect();
-        let distractors = Distractor::scatter(&layout, &layout_spec.visible, short, &mut rng);
+        let distractors = Distractor::scatter(
+            &layout,
+            &layout_spec.visible,
+            short,
+            spec.extras.grey_pens,
+            &mut rng,
+        );
         RandomScene {
             layout,
             // The scene is laid out for the camera drawn; a cap only lowers

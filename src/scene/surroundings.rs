@@ -181,29 +181,32 @@ impl RandomTable {
 /// Things on the table that are none of the four shapes, which no command names.
 #[derive(Debug, Clone)]
 pub(super) struct Distractor {
-    kind: DistractorKind,
-    center: [f32; 2],
+    pub(super) kind: DistractorKind,
+    pub(super) center: [f32; 2],
     /// Half length and half width (a pen, a cloth) or radius (a coin).
     half: [f32; 2],
     angle: (f32, f32),
-    colour: [f32; 3],
+    pub(super) colour: [f32; 3],
     /// Drawn under the objects, like a cloth.
     pub(super) under: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum DistractorKind {
+pub(super) enum DistractorKind {
     Pen,
     Coin,
     Cloth,
 }
 
 impl Distractor {
-    /// Up to three distractors, clear of the objects (a cloth may lie under them).
+    /// Up to three distractors, clear of the objects (a cloth may lie under
+    /// them). With `grey_pens`, a pen that would take a named colour is a
+    /// grey instead, from the same draws, so nothing else in the scene moves.
     pub(super) fn scatter(
         layout: &Layout,
         visible: &[f32; 4],
         short: f32,
+        grey_pens: bool,
         rng: &mut impl Rng,
     ) -> Vec<Distractor> {
         let n = [0, 0, 1, 1, 2, 3][rng.random_range(0..6)];
@@ -229,9 +232,14 @@ impl Distractor {
                 ],
             };
             let colour = match kind {
-                DistractorKind::Pen if rng.random_bool(0.5) => Color::ALL[rng.random_range(0..6)]
-                    .rgb()
-                    .map(|v| v as f32 * 0.8),
+                DistractorKind::Pen if rng.random_bool(0.5) => {
+                    let i = rng.random_range(0..Color::ALL.len());
+                    if grey_pens {
+                        hsv(0.0, 0.0, 0.1 + 0.08 * i as f32)
+                    } else {
+                        Color::ALL[i].rgb().map(|v| v as f32 * 0.8)
+                    }
+                }
                 DistractorKind::Pen => hsv(0.0, 0.0, rng.random_range(0.05..0.3)),
                 DistractorKind::Coin => {
                     if rng.random_bool(0.5) {

@@ -202,3 +202,43 @@ fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
     assert!((share - UNNAMED_SHARE).abs() < 0.05, "{share}");
     assert_eq!(seen.len(), Color::UNNAMED.len() * Shape::ALL.len());
 }
+
+#[test]
+fn grey_pens_change_only_the_pens_that_wore_a_named_colour() {
+    use crate::scene::surroundings::DistractorKind;
+    let spec = RandomSpec {
+        extras: Extras {
+            grey_pens: true,
+            ..Extras::default()
+        },
+        ..RandomSpec::default()
+    };
+    let hue = |c: &[f32; 3]| {
+        c.iter().fold(f32::MIN, |a, &b| a.max(b)) - c.iter().fold(f32::MAX, |a, &b| a.min(b))
+    };
+    let (mut pens, mut greyed) = (0, 0);
+    for seed in 0..300 {
+        let s = RandomScene::generate(seed, &spec);
+        let plain = RandomScene::generate(seed, &RandomSpec::default());
+        assert_eq!(s.layout, plain.layout, "seed {seed}");
+        assert_eq!(s.distractors.len(), plain.distractors.len(), "seed {seed}");
+        for (d, p) in s.distractors.iter().zip(&plain.distractors) {
+            assert_eq!((d.kind, d.center), (p.kind, p.center), "seed {seed}");
+            if d.kind != DistractorKind::Pen {
+                assert_eq!(d.colour, p.colour, "seed {seed}");
+                continue;
+            }
+            pens += 1;
+            assert!(hue(&d.colour) < 1.0, "seed {seed}: {:?}", d.colour);
+            if d.colour != p.colour {
+                assert!(hue(&p.colour) > 20.0, "seed {seed}: {:?}", p.colour);
+                greyed += 1;
+            }
+        }
+    }
+    // Without the extra about half the pens wear a named colour.
+    assert!(
+        pens > 60 && greyed * 4 > pens && greyed * 4 < 3 * pens,
+        "{greyed} of {pens}"
+    );
+}
