@@ -1,8 +1,8 @@
-//! Embeds models/readings in the binary when it is there (see src/checkpoint.rs).
+//! Embeds models/grey-pens in the binary when it is there (see src/checkpoint.rs).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_embedded_model)");
-    println!("cargo::rerun-if-changed=models/readings");
-    let dir = std::path::Path::new("models/readings");
+    println!("cargo::rerun-if-changed=models/grey-pens");
+    let dir = std::path::Path::new("models/grey-pens");
     if ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .all(|f| dir.join(f).is_file())

@@ -122,7 +122,7 @@ impl DecodeArgs {
 
 #[derive(Args, Debug)]
 struct TrainCli {
-    #[arg(long, default_value = "configs/train-readings.json")]
+    #[arg(long, default_value = "configs/train-grey-pens.json")]
     config: PathBuf,
     #[arg(long, default_value = vla_demo::checkpoint::SHIPPED_DIR)]
     out: PathBuf,
