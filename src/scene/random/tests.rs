@@ -52,13 +52,10 @@ fn masks_agree_with_pixels() {
 
 #[test]
 fn a_capped_camera_draws_the_same_scene_with_fewer_pixels() {
-    let capped = RandomSpec {
-        extras: Extras {
-            max_side: Some(200),
-            ..Extras::default()
-        },
-        ..RandomSpec::default()
-    };
+    let capped = with_extras(Extras {
+        max_side: Some(200),
+        ..Extras::default()
+    });
     let mut shrunk = 0;
     for seed in 0..40 {
         let full = RandomScene::generate(seed, &RandomSpec::default());
@@ -116,14 +113,11 @@ fn training_never_draws_a_held_out_pair() {
 fn every_shape_is_drawn_flat_and_shaded_plain_and_marked() {
     // Shading and markings must not tell a shape: each shape comes in
     // every finish, in the scenes training draws.
-    let spec = RandomSpec {
-        extras: Extras {
-            finishes: true,
-            casts: false,
-            ..Extras::default()
-        },
-        ..RandomSpec::default()
-    };
+    let spec = with_extras(Extras {
+        finishes: true,
+        casts: false,
+        ..Extras::default()
+    });
     let mut seen = std::collections::HashSet::new();
     for seed in 0..400 {
         let s = RandomScene::generate(seed, &spec);
@@ -166,13 +160,10 @@ fn hsv_round_trips() {
 
 #[test]
 fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
-    let spec = RandomSpec {
-        extras: Extras {
-            unnamed: true,
-            ..Extras::default()
-        },
-        ..RandomSpec::default()
-    };
+    let spec = with_extras(Extras {
+        unnamed: true,
+        ..Extras::default()
+    });
     let (mut seen, mut total, mut unnamed) = (std::collections::HashSet::new(), 0, 0);
     for seed in 0..300 {
         let s = RandomScene::generate(seed, &spec);
@@ -206,13 +197,10 @@ fn unnamed_paint_changes_colours_only_and_covers_every_shape() {
 #[test]
 fn grey_pens_change_only_the_pens_that_wore_a_named_colour() {
     use crate::scene::surroundings::DistractorKind;
-    let spec = RandomSpec {
-        extras: Extras {
-            grey_pens: true,
-            ..Extras::default()
-        },
-        ..RandomSpec::default()
-    };
+    let spec = with_extras(Extras {
+        grey_pens: true,
+        ..Extras::default()
+    });
     let hue = |c: &[f32; 3]| {
         c.iter().fold(f32::MIN, |a, &b| a.max(b)) - c.iter().fold(f32::MAX, |a, &b| a.min(b))
     };
@@ -241,4 +229,12 @@ fn grey_pens_change_only_the_pens_that_wore_a_named_colour() {
         pens > 60 && greyed * 4 > pens && greyed * 4 < 3 * pens,
         "{greyed} of {pens}"
     );
+}
+
+/// The default spec with these extras.
+fn with_extras(extras: Extras) -> RandomSpec {
+    RandomSpec {
+        extras,
+        ..RandomSpec::default()
+    }
 }
