@@ -100,7 +100,7 @@ impl ModelArgs {
 /// How a prediction is decoded.
 #[derive(Args, Debug, Clone)]
 pub struct DecodeArgs {
-    /// Sampling temperature, 0 to 100; leave unset for greedy decoding.
+    /// Sampling temperature, 0 to 100; leave unset (or below 1e-6) for greedy decoding.
     #[arg(long, value_parser = temperature)]
     temperature: Option<f64>,
     /// Sample only among the k most likely tokens (with --temperature), 1 to 100000.

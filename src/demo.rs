@@ -21,7 +21,7 @@ use crate::faithfulness::{self, Case};
 use crate::grid::PatchGrid;
 use crate::maps::{self, HeadFusion};
 use crate::model::vla::Decoding;
-use crate::output::Staged;
+use crate::output::{same_file, Staged};
 use crate::overlay::{self, Marker, Style};
 use crate::pipeline::{Pipeline, Prediction};
 use crate::report::{self, Figure, Output, RunReport};
@@ -110,10 +110,6 @@ pub fn check_command(cmd: &str) -> Result<()> {
     crate::tokens::check_command(cmd).map(drop)
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-}
-
 fn has_ext(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
@@ -140,14 +136,7 @@ fn outputs(spec: &RunSpec) -> Result<Vec<PathBuf>> {
         out.extend([npz.clone(), export::manifest_path(npz)]);
     }
     let inputs = [spec.image.clone(), spec.image.with_extension("json")];
-    for o in &out {
-        if let Some(x) = inputs.iter().find(|x| same_file(x, o)) {
-            bail!(
-                "refusing to overwrite {} (an input) with an output; choose another path",
-                x.display()
-            );
-        }
-    }
+    crate::output::check_not_inputs(out.iter().map(PathBuf::as_path), &inputs)?;
     Ok(out)
 }
 

@@ -6,6 +6,10 @@
 /// Largest image, in pixels (width × height): a guard against
 /// decompression bombs. 40 megapixels decode to at most 320 MB (RGBA, 16 bit).
 pub const MAX_PIXELS: u64 = 40_000_000;
+/// Longest side of an image over its shorter one: a picture, not a strip.
+/// The training world's pictures are at most 2:1; a 40000000×1 strip is
+/// within [`MAX_PIXELS`] but its overlay alone would need tens of GB.
+pub const MAX_ASPECT: u64 = 16;
 /// Largest image file, in bytes.
 pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
 /// Longest command, in bytes of UTF-8, checked before tokenising. (The
@@ -25,7 +29,8 @@ pub const MAX_BATCH_FILE_BYTES: u64 = 4 << 20;
 /// `--batch`: most pixels over all the batch's images together.
 pub const MAX_BATCH_PIXELS: u64 = 200_000_000;
 
-/// `--temperature`: 0 (greedy) to this.
+/// `--temperature`: 0 (greedy) to this; below
+/// [`crate::model::decode::GREEDY_BELOW`] it is greedy too.
 pub const MAX_TEMPERATURE: f64 = 100.0;
 /// `--top-k`: 1 to this (more than the action vocabulary changes nothing).
 pub const MAX_TOP_K: u64 = 100_000;
@@ -99,13 +104,17 @@ mod tests {
         let mib = |b: u64| format!("{} MiB", b >> 20);
         let expected = [
             format!("at most {MAX_PIXELS} pixels"),
+            format!("sides at most {MAX_ASPECT}:1 apart"),
             format!("at most {} on disk", mib(MAX_IMAGE_FILE_BYTES)),
             format!("at most {MAX_COMMAND_BYTES} bytes"),
             format!(
                 "at most {MAX_BATCH_PAIRS} pairs, {}, {MAX_BATCH_PIXELS} pixels",
                 mib(MAX_BATCH_FILE_BYTES)
             ),
-            format!("| `--temperature` | 0 to {MAX_TEMPERATURE} |"),
+            format!(
+                "| `--temperature` | 0 to {MAX_TEMPERATURE} (below {:e} decodes greedily",
+                crate::model::decode::GREEDY_BELOW
+            ),
             format!("| `--top-k` | 1 to {MAX_TOP_K} |"),
             format!("| `explain --top` | 1 to {MAX_EXPLAIN_TOP} |"),
             format!("1 to {MAX_EVAL_SCENES};"),

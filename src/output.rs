@@ -108,6 +108,40 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Refuses an output path that names a device, a named pipe or a socket:
+/// renaming a file over it would silently replace it. A regular file or a
+/// symlink is replaced; a directory fails at the rename, as before.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() && !m.file_type().is_symlink() => Err(anyhow!(
+            "refusing to write {}: it exists and is not a regular file (a device or a pipe)",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether two paths name the same existing file (through links or `..`).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Refuses to write any of `outputs` over one of `inputs`.
+pub fn check_not_inputs<'a>(
+    outputs: impl IntoIterator<Item = &'a Path>,
+    inputs: &[PathBuf],
+) -> Result<()> {
+    for o in outputs {
+        if let Some(x) = inputs.iter().find(|x| same_file(x, o)) {
+            return Err(anyhow!(
+                "refusing to overwrite {} (an input) with an output; choose another path",
+                x.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The files of one run, written all or none.
 #[derive(Default)]
 pub struct Staged {
@@ -122,6 +156,7 @@ impl Staged {
     /// Writes `bytes` to a temporary file beside `path`. Nothing appears
     /// under `path` until [`Staged::commit`].
     pub fn add(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        check_replaceable(path)?;
         let dir = parent_dir(path);
         let fail = || {
             format!(
@@ -292,15 +327,36 @@ pub fn print_and_commit(text: &str, files: Staged) -> Result<()> {
 /// else to report them).
 pub fn eprint_line(line: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let _ = writeln!(err, "{}", printable(line));
+}
+
+/// Text with every control character but a tab or a line break escaped
+/// (`\u{1b}`, `\0`): a name or a command that holds an escape sequence
+/// is shown, never acted on by the terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let raw = |c: char| c.is_control() && !matches!(c, '\t' | '\n');
+    if !text.chars().any(raw) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if raw(c) {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// An error as the one `error:` line the binary prints: the whole chain of
-/// causes on one line, with any line breaks inside a message folded.
+/// causes on one line, with any line breaks inside a message folded and
+/// control characters escaped.
 pub fn error_line(e: &anyhow::Error) -> String {
     let text = format!("{e:#}");
     let folded: Vec<&str> = text.split_whitespace().collect();
-    format!("error: {}", folded.join(" "))
+    format!("error: {}", printable(&folded.join(" ")))
 }
 
 #[cfg(test)]
@@ -351,5 +407,31 @@ mod tests {
     fn error_lines_are_one_line() {
         let e = anyhow!("first\nsecond\r\n  third").context("outer");
         assert_eq!(error_line(&e), "error: outer: first second third");
+        let e = anyhow!("image a\0b\u{1b}[31m.png\u{7f}\u{9b} does not exist");
+        assert_eq!(
+            error_line(&e),
+            "error: image a\\0b\\u{1b}[31m.png\\u{7f}\\u{9b} does not exist"
+        );
+    }
+
+    /// A named pipe (or a device) where an output goes is refused before
+    /// anything is written, and left as it is.
+    #[test]
+    fn outputs_over_pipes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut s = Staged::new();
+        let e = s.add(&fifo, b"x").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(write_atomic(&fifo, b"x").is_err());
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(kind.is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -1,7 +1,8 @@
 //! Image -> model input: load, letterbox, normalise.
 //!
-//! Any image the `image` crate decodes works (PNG, JPEG, WebP, BMP; grey, RGBA,
-//! 16-bit; any aspect ratio). It is converted to 8-bit RGB, scaled so its
+//! Any image in a format the `image` crate is built with works (PNG, JPEG,
+//! WebP, BMP, GIF, TIFF, ICO, PNM, TGA, QOI, farbfeld; grey, RGBA, 16-bit;
+//! sides up to 16:1 apart). It is converted to 8-bit RGB, scaled so its
 //! longer side fits the model's `image_size`, and centred on a square canvas
 //! filled with the normalisation mean (which the model sees as zero). The
 //! [`Frame`] (in [`crate::grid`]) remembers that mapping, so every model coordinate maps back to
@@ -17,7 +18,10 @@ use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits
 use crate::grid::Frame;
 use crate::model::Config;
 
-pub use crate::limits::{MAX_IMAGE_FILE_BYTES, MAX_PIXELS};
+pub use crate::limits::{MAX_ASPECT, MAX_IMAGE_FILE_BYTES, MAX_PIXELS};
+
+/// The image formats vla-demo reads, for messages.
+pub const FORMATS: &str = "PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PNM, TGA, QOI or farbfeld";
 
 /// Reads an image file with a size limit. Every failure names the file.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
@@ -28,7 +32,8 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
 
 /// The one image decoder: bytes -> pixels, or an error. The format comes from
 /// the bytes (`hint`, from the file name, is used only when the bytes say
-/// nothing). Images over [`MAX_PIXELS`] are refused before decoding, and a
+/// nothing). Images over [`MAX_PIXELS`], or with one side more than
+/// [`MAX_ASPECT`] times the other, are refused before decoding, and a
 /// corrupt or truncated image is an error, never a partly grey picture:
 /// JPEG goes through zune-jpeg in strict mode, which the `image` crate's
 /// lenient JPEG path is not.
@@ -39,8 +44,13 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
     }
     let reader = reader.with_guessed_format()?;
     let Some(format) = reader.format() else {
-        bail!("is not an image in a format vla-demo can read (PNG, JPEG, WebP, BMP, ...)");
+        bail!("is not an image in a format vla-demo can read ({FORMATS})");
     };
+    // The `image` crate is built only with the formats a photo of a table
+    // comes in (Cargo.toml); it still recognises the others by their bytes.
+    if !format.reading_enabled() {
+        bail!("is in the {format:?} format, which vla-demo does not read; it reads {FORMATS}");
+    }
     let (w, h) = reader
         .into_dimensions()
         .context("is not a readable image (corrupt or truncated?)")?;
@@ -50,6 +60,12 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
     }
     if w == 0 || h == 0 {
         bail!("is empty ({w}×{h})");
+    }
+    let (long, short) = (w.max(h) as u64, w.min(h) as u64);
+    if long > short * MAX_ASPECT {
+        bail!(
+            "is {w}×{h}, a strip rather than a picture: its sides may be at most {MAX_ASPECT}:1 apart"
+        );
     }
     let decoded = if format == ImageFormat::Jpeg {
         decode_jpeg_strict(bytes, w, h)
@@ -152,6 +168,26 @@ pub fn to_pixels(images: &[&RgbImage], cfg: &Config, device: &Device) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut buf = Cursor::new(Vec::new());
+        DynamicImage::new_luma8(w, h)
+            .write_to(&mut buf, ImageFormat::Png)
+            .unwrap();
+        buf.into_inner()
+    }
+
+    /// A strip within the pixel limit (40000000×1 would need tens of GB for
+    /// its overlay) is refused from its header; 16:1 is still a picture.
+    #[test]
+    fn strips_are_refused() {
+        assert!(decode_image(&png(16, 1), None).is_ok());
+        assert!(decode_image(&png(2, 32), None).is_ok());
+        for (w, h) in [(17, 1), (1, 17), (4000, 1), (100, 1601)] {
+            let e = decode_image(&png(w, h), None).unwrap_err().to_string();
+            assert!(e.contains("16:1"), "{w}×{h}: {e}");
+        }
+    }
 
     #[test]
     fn letterbox_maps_back_exactly() {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::grid::{mass_set, Frame, PatchGrid};
 use crate::maps;
+use crate::output::printable;
 use crate::pipeline::{Pipeline, Point, Prediction};
 
 #[derive(Debug, Clone, Serialize)]
@@ -278,9 +279,11 @@ impl RunReport {
         writeln!(
             s,
             "image      {} ({}×{})",
-            self.image.path, self.image.width, self.image.height
+            printable(&self.image.path),
+            self.image.width,
+            self.image.height
         )?;
-        writeln!(s, "command    \"{}\"", self.command)?;
+        writeln!(s, "command    \"{}\"", printable(&self.command))?;
         let toks: Vec<String> = self
             .command_tokens
             .iter()

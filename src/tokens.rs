@@ -58,13 +58,24 @@ pub struct CommandTokenizer {
 }
 
 /// The one check every command goes through before it is tokenised: at
-/// most [`MAX_COMMAND_BYTES`] bytes (refused before any slow work), and not
-/// empty once normalised. Returns the normalised command.
+/// most [`MAX_COMMAND_BYTES`] bytes (refused before any slow work), no
+/// control character but a space, a tab or a line break (an escape
+/// sequence, a NUL or DEL is not a word, and a terminal would act on it),
+/// and not empty once normalised. Returns the normalised command.
 pub fn check_command(text: &str) -> Result<String> {
     if text.len() > MAX_COMMAND_BYTES {
         bail!(
             "the command is {} bytes long; commands are at most {MAX_COMMAND_BYTES} bytes",
             text.len()
+        );
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        bail!(
+            "the command holds the control character U+{:04X}; commands are plain words, e.g. \"pick up the red cup\"",
+            c as u32
         );
     }
     let t = normalise_command(text);
@@ -193,6 +204,20 @@ impl CommandTokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// Refuses a tokenizer with an id the model has no embedding for (ids
+    /// from 0 to `vocab_size` - 1): a command would fail inside the model.
+    pub fn check_fits(&self, vocab_size: usize) -> Result<()> {
+        let vocab = self.inner.get_vocab(true);
+        if let Some((token, &id)) = vocab.iter().max_by_key(|(_, &id)| id) {
+            if id as usize >= vocab_size {
+                bail!(
+                    "the tokenizer gives {token:?} the id {id}, but the model's vocab_size is {vocab_size}; the tokenizer and the config come from different checkpoints"
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn pad_id(&self) -> u32 {

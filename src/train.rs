@@ -82,6 +82,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             .context("--resume needs a training run in --out")?;
         cfg.model.validate()?;
         let tok = CommandTokenizer::from_file(&args.out.join(checkpoint::TOKENIZER))?;
+        tok.check_fits(cfg.model.vocab_size)?;
         (cfg, tok)
     } else {
         let mut cfg = TrainConfig::load(&args.config)?;
@@ -119,7 +120,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             args.out.display(),
             opt.step
         );
-        log = std::fs::read_to_string(args.out.join(LOG)).unwrap_or_default();
+        // A run that never wrote its log starts one; anything else there
+        // must be a regular text file (a named pipe would block forever).
+        let path = args.out.join(LOG);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            log = crate::input::read_text(&path, crate::limits::MAX_WEIGHTS_BYTES, "training log")?;
+        }
     }
     // A fresh run writes nothing until its first checkpoint; if it fails
     // (or is interrupted) before then, the directory it made goes too.

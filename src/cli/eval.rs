@@ -70,9 +70,11 @@ pub fn run_eval(a: &EvalCli) -> Result<()> {
             a.scenes
         );
     }
-    // A file that cannot be written fails now, not after the evaluation.
+    // A file that cannot be written fails now, not after the evaluation;
+    // nor may it be one of the model's own files.
     let mut files = output::Staged::new();
     if let Some(path) = &a.per_command {
+        output::check_not_inputs([path.as_path()], &model_files(&a.model))?;
         files.add(path, b"")?;
     }
     let p = Pipeline::load_as(&a.model.source(), &a.model.device, &a.model.dtype)?;
@@ -114,6 +116,19 @@ pub fn run_eval(a: &EvalCli) -> Result<()> {
             text += &eval::bar_table(&reports);
         }
         output::print_and_commit(&text, files)
+    }
+}
+
+/// The checkpoint files `--model-dir` reads (none for the embedded model or
+/// a hub id).
+fn model_files(m: &ModelArgs) -> Vec<std::path::PathBuf> {
+    use vla_demo::checkpoint::{CONFIG, TOKENIZER, WEIGHTS};
+    match &m.model_dir {
+        Some(dir) => [CONFIG, TOKENIZER, WEIGHTS]
+            .iter()
+            .map(|f| dir.join(f))
+            .collect(),
+        None => Vec::new(),
     }
 }
 

@@ -17,7 +17,7 @@ use super::{warn, DecodeArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The scene image (PNG, JPEG, WebP, BMP, ...; any size and aspect ratio).
+    /// The scene image (PNG, JPEG, WebP, BMP, ...; sides at most 16:1 apart).
     #[arg(long)]
     image: Option<PathBuf>,
     /// The command, in English or Korean.

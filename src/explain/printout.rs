@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::{Explanation, PatchLine};
 use crate::maps;
+use crate::output::printable;
 
 /// Terminal columns a string takes: Hangul and other wide characters take two.
 pub fn display_width(s: &str) -> usize {
@@ -67,7 +68,7 @@ impl Explanation {
         writeln!(
             s,
             "command \"{}\"; query <boa> (its output predicts the first action token)",
-            self.command
+            printable(&self.command)
         )?;
         writeln!(
             s,

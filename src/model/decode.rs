@@ -10,7 +10,13 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 
 use crate::action::{self, ActionToken, ACTION_VOCAB};
 
-/// Decoding options. `temperature: None` (or 0) means greedy.
+/// Temperatures below this decode greedily: their limit. Logits divided by
+/// a temperature of 1e-40 overflow to infinity and the sampler would fail;
+/// at 1e-6 sampling already takes the most likely token.
+pub const GREEDY_BELOW: f64 = 1e-6;
+
+/// Decoding options. `temperature: None`, 0 or anything below
+/// [`GREEDY_BELOW`] means greedy.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Decoding {
     pub temperature: Option<f64>,
@@ -20,7 +26,7 @@ pub struct Decoding {
 
 impl Decoding {
     pub(crate) fn sampling(&self) -> Sampling {
-        match (self.temperature.filter(|t| *t > 0.0), self.top_k) {
+        match (self.temperature.filter(|t| *t >= GREEDY_BELOW), self.top_k) {
             (None, _) => Sampling::ArgMax,
             (Some(temperature), Some(k)) => Sampling::TopK { k, temperature },
             (Some(temperature), None) => Sampling::All { temperature },
@@ -123,4 +129,37 @@ pub(crate) fn choose(
         top,
         refusal,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampling(temperature: f64, top_k: Option<usize>) -> Sampling {
+        Decoding {
+            temperature: Some(temperature),
+            top_k,
+            seed: 0,
+        }
+        .sampling()
+    }
+
+    /// A temperature so small that logits / temperature would overflow
+    /// decodes as its limit, greedily, instead of failing in the sampler.
+    #[test]
+    fn tiny_temperatures_are_greedy() {
+        for t in [0.0, 1e-45, 1e-40, 1e-38, 1e-7] {
+            assert!(matches!(sampling(t, None), Sampling::ArgMax), "{t}");
+            assert!(matches!(sampling(t, Some(5)), Sampling::ArgMax), "{t}");
+        }
+        assert!(matches!(sampling(GREEDY_BELOW, None), Sampling::All { .. }));
+        assert!(matches!(
+            sampling(1.0, Some(5)),
+            Sampling::TopK { k: 5, .. }
+        ));
+        // At the floor itself the sampler still works on real logits.
+        let logits = Tensor::new(&[30f32, -30.0, 0.0], &Device::Cpu).unwrap();
+        let mut p = LogitsProcessor::from_sampling(0, sampling(GREEDY_BELOW, None));
+        assert_eq!(p.sample(&logits).unwrap(), 0);
+    }
 }

@@ -27,8 +27,17 @@ pub struct Request {
     pub picture: Picture,
 }
 
+/// A form that cannot be read is the client's fault: a malformed or cut
+/// chunked body, which the multipart reader reports as a 500, is a 400.
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::new(e.status(), e.body_text())
+    let status = e.status();
+    if status.is_server_error() {
+        return ApiError::bad_request(format!(
+            "the request body could not be read ({}): it is malformed or was cut off",
+            e.body_text()
+        ));
+    }
+    ApiError::new(status, e.body_text())
 }
 
 /// Reads the form's fields: `cmd`, and `image` (a file), `scene` (an
@@ -93,10 +102,13 @@ pub fn decode_upload(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, ApiE
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ApiError::unprocessable(format!("the image cannot be read: {e}")))?;
-    if reader.format().is_none() {
+    if !reader.format().is_some_and(|f| f.reading_enabled()) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the upload is not an image in a format vla-demo reads (PNG, JPEG, WebP, BMP, ...)",
+            format!(
+                "the upload is not an image in a format vla-demo reads ({})",
+                preprocess::FORMATS
+            ),
         ));
     }
     let (w, h) = reader.into_dimensions().map_err(|_| {
