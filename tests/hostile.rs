@@ -195,6 +195,8 @@ fn image_cases(fx: &Fixtures) -> Vec<Case> {
     for (name, bytes) in tiny_images() {
         let expect = if name.starts_with("ok") {
             Expect::Ok
+        } else if name.starts_with("strip") {
+            Expect::Fail("16:1")
         } else {
             Expect::Fail("")
         };
@@ -217,6 +219,31 @@ fn image_cases(fx: &Fixtures) -> Vec<Case> {
                 Expect::Fail(name),
             )
             .file(name, bytes.to_vec()),
+        );
+    }
+    // Formats the image crate knows but vla-demo is not built to read: an
+    // OpenEXR with rows missing used to decode as black rows.
+    let exr = [&[0x76, 0x2f, 0x31, 0x01, 2, 0, 0, 0][..], &[0u8; 64]].concat();
+    for (name, bytes) in [
+        ("scan.exr", exr.clone()),
+        ("exr-named.png", exr),
+        (
+            "sky.hdr",
+            b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n".to_vec(),
+        ),
+        (
+            "tex.dds",
+            [b"DDS ".as_slice(), &[124, 0, 0, 0], &[0u8; 120]].concat(),
+        ),
+    ] {
+        cases.push(
+            demo(
+                format!("unsupported format: {name}"),
+                name,
+                CUP,
+                Expect::Fail("format"),
+            )
+            .file(name, bytes),
         );
     }
     for (what, path) in [
@@ -244,19 +271,30 @@ fn image_cases(fx: &Fixtures) -> Vec<Case> {
     cases
 }
 
-/// Headers that claim enormous images, in each format.
-fn bombs() -> Vec<(String, Vec<u8>)> {
-    let mut v = Vec::new();
-    // PNG: a real IHDR (with its CRC) of 100000 × 100000.
+/// A PNG signature, a real IHDR (with its CRC) and an IDAT that holds
+/// next to nothing: the size is read, the pixels are not there.
+fn png_header(w: u32, h: u32, colour: u8) -> Vec<u8> {
     let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, colour, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(13u32.to_be_bytes());
     png.extend(&ihdr);
     png.extend(crc32(&ihdr).to_be_bytes());
-    v.push(("bomb.png".to_string(), png));
+    for chunk in [b"IDAT\x78\x9c\x00".as_slice(), b"IEND"] {
+        png.extend((chunk.len() as u32 - 4).to_be_bytes());
+        png.extend(chunk);
+        png.extend(crc32(chunk).to_be_bytes());
+    }
+    png
+}
+
+/// Headers that claim enormous images, in each format.
+fn bombs() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    // PNG: 100000 × 100000.
+    v.push(("bomb.png".to_string(), png_header(100_000, 100_000, 2)));
     // BMP: 20000 × 20000, 24 bit.
     let mut bmp = b"BM".to_vec();
     bmp.extend(0u32.to_le_bytes());
@@ -350,13 +388,29 @@ fn tiny_images() -> Vec<(String, Vec<u8>)> {
             enc(DynamicImage::new_rgb8(1, 1), ImageFormat::Png),
         ),
         (
-            "ok-4000x1.png".into(),
+            "ok-16x1.png".into(),
+            enc(DynamicImage::new_rgb8(16, 1), ImageFormat::Png),
+        ),
+        (
+            "ok-2x32.bmp".into(),
+            enc(DynamicImage::new_rgb8(2, 32), ImageFormat::Bmp),
+        ),
+        // Strips: sides more than 16:1 apart (a 40000000×1 strip is within
+        // the pixel limit, but its overlay would need tens of GB).
+        (
+            "strip-4000x1.png".into(),
             enc(DynamicImage::new_rgb8(4000, 1), ImageFormat::Png),
         ),
         (
-            "ok-1x3000.bmp".into(),
+            "strip-1x3000.bmp".into(),
             enc(DynamicImage::new_rgb8(1, 3000), ImageFormat::Bmp),
         ),
+        (
+            "strip-17x1.png".into(),
+            enc(DynamicImage::new_luma8(17, 1), ImageFormat::Png),
+        ),
+        ("strip-40000000x1.png".into(), png_header(40_000_000, 1, 0)),
+        ("strip-1x1000000.png".into(), png_header(1, 1_000_000, 0)),
         (
             "ok-grey16.png".into(),
             enc(DynamicImage::new_luma16(50, 40), ImageFormat::Png),
@@ -417,7 +471,7 @@ fn command_cases(fx: &Fixtures) -> Vec<Case> {
     let long_tokens = vec!["red"; 40].join(" ");
     let over_bytes = "a ".repeat(513);
     let huge = "x".repeat(100_000);
-    let fail: [(&str, &str); 20] = [
+    let fail: [(&str, &str); 28] = [
         ("", "empty"),
         ("   ", "empty"),
         ("\t\n ", "empty"),
@@ -435,6 +489,15 @@ fn command_cases(fx: &Fixtures) -> Vec<Case> {
         ("zorblax", "none of the words"),
         ("🍵🍵", "none of the words"),
         ("\u{200b}", "none of the words"),
+        // Control characters are not words, and a terminal would act on them.
+        ("\u{1}", "control character"),
+        ("\u{1b}", "control character"),
+        ("\u{7f}", "control character"),
+        ("\u{1f}", "control character"),
+        ("\u{9b}", "control character"),
+        ("\u{1b}[2J\u{1b}[H", "control character"),
+        ("pick up the red cup\u{7}", "control character"),
+        ("pick up the red cup\u{7f}\u{1b}[31m", "control character"),
         (&long_tokens, "at most"),
         (&over_bytes, "bytes"),
         (&huge, "bytes"),
@@ -460,7 +523,7 @@ fn command_cases(fx: &Fixtures) -> Vec<Case> {
         "pick up the red cup 🍵",
         "빨간 컵을 집어라",
         "빨간 컵을 집어라 <boa>",
-        "pick up the red cup\u{7f}\u{1b}[31m",
+        "pick\tup the red cup\r\n",
     ];
     for cmd in ok {
         cases.push(
@@ -643,7 +706,60 @@ fn flag_cases(fx: &Fixtures) -> Vec<Case> {
     ]);
     let sampling: Vec<&str> = sampling.iter().map(String::as_str).collect();
     cases.push(Case::new("sampling at the bounds", &sampling, Expect::Ok).check(no_special_tokens));
+    // Temperatures so small that logits / temperature would overflow decode
+    // as their limit, greedily.
+    for t in ["1e-45", "1e-40", "1e-38", "1e-7", "1e-6"] {
+        let args = with(&["--temperature", t, "--top-k", "3", "--no-overlay", "--json"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cases.push(
+            Case::new(format!("temperature {t}"), &args, Expect::Ok).check(no_special_tokens),
+        );
+    }
+    // Outputs that exist but are named pipes: refused, left as they are
+    // (the snapshot would see a pipe turned into a file).
+    for (name, extra) in [
+        ("overlay", vec!["--overlay", "p.png"]),
+        ("export", vec!["--no-overlay", "--export", "p.npz"]),
+        ("export manifest", vec!["--no-overlay", "--export", "q.npz"]),
+        ("sheet", vec!["--overlay", "o.png", "--rollout"]),
+    ] {
+        let args = with(&extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cases.push(
+            Case::new(
+                format!("{name} over a named pipe"),
+                &args,
+                Expect::Fail("not a regular file"),
+            )
+            .fifo("p.png")
+            .fifo("p.npz")
+            .fifo("q.manifest.json")
+            .fifo("o.rollout.png"),
+        );
+    }
+    // An image path with an escape sequence: shown escaped, never raw.
+    let esc = "red\u{1b}[2J\u{1b}[31m.png";
+    cases.push(
+        Case::new(
+            "image path with an escape sequence",
+            &["--image", esc, "--cmd", CUP, "--no-overlay"],
+            Expect::Ok,
+        )
+        .file(esc, std::fs::read(&fx.cup).unwrap())
+        .check(no_raw_controls),
+    );
+    cases.push(Case::new(
+        "missing image path with an escape sequence",
+        &["--image", esc, "--cmd", CUP],
+        Expect::Fail("red\\u{1b}[2J"),
+    ));
     cases
+}
+
+/// A printout with no control character but line breaks.
+fn no_raw_controls(stdout: &str) {
+    let raw = stdout.chars().find(|c| c.is_control() && *c != '\n');
+    assert!(raw.is_none(), "a raw {raw:?} in the printout:\n{stdout}");
 }
 
 /// `--batch`: malformed files and lines, limits, odd files.
@@ -729,6 +845,27 @@ fn batch_cases(fx: &Fixtures) -> Vec<Case> {
             "line 1",
         ),
         ("a NUL line", b"\0\n".to_vec(), "line 1"),
+        (
+            "a NUL command",
+            format!("{}\n", line(&cup, "\0")).into_bytes(),
+            "control character",
+        ),
+        (
+            "an escape in the command",
+            format!("{good}\n{}\n", line(&cup, "pick up the \u{1b}[31mred cup")).into_bytes(),
+            "line 2",
+        ),
+        // The error line shows the NUL escaped, never the raw byte.
+        (
+            "a NUL in the image path",
+            format!("{}\n", line("a\0b.png", CUP)).into_bytes(),
+            "a\\0b.png",
+        ),
+        (
+            "an escape in the image path",
+            format!("{}\n", line("a\u{1b}[2Jb.png", CUP)).into_bytes(),
+            "a\\u{1b}[2Jb.png",
+        ),
     ];
     for (name, bytes, needle) in fail {
         cases.push(
@@ -1108,6 +1245,28 @@ fn model_dirs(root: &Path) -> Vec<(String, PathBuf, &'static str)> {
             "tokenizer",
         ));
     }
+    // Ids the model has no embedding for: refused at load, not at the first
+    // command that uses them.
+    let mut past: serde_json::Value = serde_json::from_str(&tok).unwrap();
+    past["model"]["vocab"]["red"] = 5000.into();
+    let mut added: serde_json::Value = serde_json::from_str(&tok).unwrap();
+    added["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 99999, "content": "zebra", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": true, "special": false
+        }));
+    for (label, t) in [
+        ("tokenizer: a word's id past vocab_size", past),
+        ("tokenizer: an added token past vocab_size", added),
+    ] {
+        out.push((
+            label.into(),
+            model_with_file(root, label, "tokenizer.json", t.to_string().into_bytes()),
+            "vocab_size",
+        ));
+    }
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
         let dir = root.join("models").join(format!("no-{file}"));
         copy_dir(&shipped(), &dir);
@@ -1177,6 +1336,7 @@ fn model_everywhere(fx: &Fixtures, dirs: &[(String, PathBuf, &'static str)]) -> 
             || l.contains("fewer")
             || l.contains("image_std zero")
             || l.contains("3e38")
+            || l.contains("past vocab_size")
     }) {
         let d = s(dir);
         cases.push(Case::new(
@@ -1189,6 +1349,14 @@ fn model_everywhere(fx: &Fixtures, dirs: &[(String, PathBuf, &'static str)]) -> 
             &["eval", "--scenes", "1", "--json", "--model-dir", &d],
             Expect::Fail(needle),
         ));
+        // A server that started would never exit: the time limit catches it.
+        if label.contains("past vocab_size") {
+            cases.push(Case::new(
+                format!("serve, model: {label}"),
+                &["serve", "--port", "0", "--model-dir", &d],
+                Expect::Fail(needle),
+            ));
+        }
     }
     for (label, dir, needle) in dirs
         .iter()
@@ -1256,6 +1424,7 @@ fn explain_cases(fx: &Fixtures) -> Vec<Case> {
     for (name, cmd, needle) in [
         ("empty command", " ", "empty"),
         ("special command", "<boa> <eoa>", "none of the words"),
+        ("control command", "\u{1b}[2J", "control character"),
         ("long command", &*"red ".repeat(40), "at most"),
     ] {
         cases.push(Case::new(
@@ -1386,6 +1555,38 @@ fn eval_cases() -> Vec<Case> {
         a.extend(args);
         cases.push(Case::new(format!("eval {name}"), &a, Expect::Fail(needle)));
     }
+    // --per-command over one of the model's own files, or over a pipe.
+    for (name, path) in [
+        ("the model's tokenizer", "m/tokenizer.json"),
+        ("the model's config through ..", "m/../m/config.json"),
+        ("the model's weights through a symlink", "w.link"),
+    ] {
+        cases.push(
+            Case::new(
+                format!("eval per-command over {name}"),
+                &[
+                    "eval",
+                    "--scenes",
+                    "1",
+                    "--model-dir",
+                    "m",
+                    "--per-command",
+                    path,
+                ],
+                Expect::Fail("refusing to overwrite"),
+            )
+            .copy("m", &shipped())
+            .symlink("w.link", "m/model.safetensors"),
+        );
+    }
+    cases.push(
+        Case::new(
+            "eval per-command over a named pipe",
+            &["eval", "--scenes", "1", "--per-command", "p.jsonl"],
+            Expect::Fail("not a regular file"),
+        )
+        .fifo("p.jsonl"),
+    );
     cases.push(Case::new(
         "eval one scene",
         &["eval", "--scenes", "1", "--json"],
@@ -1438,6 +1639,25 @@ fn scene_cases() -> Vec<Case> {
                 .file("d.png/keep", vec![])
                 .file("blocked/scene_2.png/keep", vec![])
                 .file("j.json/keep", vec![]),
+        );
+    }
+    for (name, args) in [
+        ("out", vec!["scene", "--out", "p.png"]),
+        ("out's JSON", vec!["scene", "--out", "q.png"]),
+        (
+            "dir",
+            vec!["scene", "--count", "2", "--seed", "0", "--dir", "d"],
+        ),
+    ] {
+        cases.push(
+            Case::new(
+                format!("scene {name} over a named pipe"),
+                &args,
+                Expect::Fail("not a regular file"),
+            )
+            .fifo("p.png")
+            .fifo("q.json")
+            .fifo("d/scene_1.png"),
         );
     }
     cases.push(Case::new(
@@ -1693,6 +1913,16 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
         )
         .copy("run", &fx.run)
         .file("run/tokenizer.json", b"garbage".to_vec()),
+    );
+    // A named pipe where the log is: refused, not opened (it would block).
+    cases.push(
+        Case::new(
+            "train --resume, the log is a named pipe",
+            &["train", "--quiet", "--resume", "--out", "run"],
+            Expect::Fail("regular file"),
+        )
+        .copy("run", &fx.run)
+        .fifo("run/train_log.jsonl"),
     );
     cases.push(
         Case::new(

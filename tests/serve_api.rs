@@ -324,6 +324,9 @@ fn every_bad_request_gets_a_json_4xx_and_the_server_stays_up() {
     let big = png_of(image::RgbImage::new(400, 400));
     let long = "a".repeat(2000);
     let many = vec!["red"; 200].join(" ");
+    let strip = png_of(image::RgbImage::new(170, 10));
+    // OpenEXR's magic number and version: recognised, never decoded.
+    let exr = [&[0x76, 0x2f, 0x31, 0x01, 2, 0, 0, 0][..], &[0u8; 64]].concat();
     let cases: Vec<(Answer, u16, &str)> = vec![
         (get("/nope"), 404, "unknown path"),
         (get("/api/nope"), 404, "unknown endpoint"),
@@ -350,6 +353,8 @@ fn every_bad_request_gets_a_json_4xx_and_the_server_stays_up() {
         (predict(a, &[("cmd", CUP)], &[("image", &png[..png.len() / 2])]), 422, "truncated PNG"),
         (predict(a, &[("cmd", CUP)], &[("image", &big)]), 413, "over the pixel limit"),
         (predict(a, &[("cmd", CUP)], &[("image", &vec![7u8; 1 << 20])]), 413, "oversized upload"),
+        (predict(a, &[("cmd", CUP)], &[("image", &strip)]), 422, "a 170×10 strip"),
+        (predict(a, &[("cmd", CUP)], &[("image", &exr)]), 415, "an OpenEXR image"),
     ];
     for (answer, status, what) in &cases {
         assert_refused(answer, *status, what);
@@ -361,6 +366,36 @@ fn every_bad_request_gets_a_json_4xx_and_the_server_stays_up() {
     chunked.extend(b"\r\n0\r\n\r\n");
     let r = client::raw(a, &format!("POST /api/predict HTTP/1.1\r\nHost: {a}\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked"), &chunked, T).unwrap();
     assert_refused(&r, 413, "chunked oversized upload");
+    // Control characters in a command are refused, not acted on.
+    for cmd in [
+        "\u{1}",
+        "\u{1b}",
+        "\u{7f}",
+        "\u{1f}",
+        "\0",
+        "pick up the red cup\u{1b}[31m",
+    ] {
+        let r = predict(a, &[("cmd", cmd), ("scene", "red_cup")], &[]);
+        assert_refused(&r, 422, &format!("command {cmd:?}"));
+    }
+    // A malformed chunked body (a chunk size that is not hex, a chunk longer
+    // than its size) is the client's error: 400, not 500.
+    let (ct, body) = client::form(&[("cmd", CUP), ("scene", "red_cup")], &[]);
+    let head = format!("POST /api/predict HTTP/1.1\r\nHost: {a}\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked");
+    let bad_size = [b"zz\r\n".as_slice(), &body, b"\r\n0\r\n\r\n"].concat();
+    let overlong = [
+        format!("{:x}\r\n", body.len() / 2).as_bytes(),
+        &body,
+        b"\r\n0\r\n\r\n",
+    ]
+    .concat();
+    for (what, bytes) in [
+        ("bad chunk size", bad_size),
+        ("chunk past its size", overlong),
+    ] {
+        let r = client::raw(a, &head, &bytes, T).unwrap();
+        assert_refused(&r, 400, what);
+    }
 
     assert_eq!(get("/api/health").status, 200, "still up");
     assert_eq!(
