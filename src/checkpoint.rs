@@ -164,6 +164,9 @@ impl Checkpoint {
         {
             anyhow::bail!("{origin}: {TOKENIZER} and {CONFIG} disagree on the action token ids; they come from different checkpoints");
         }
+        tokenizer
+            .check_fits(config.vocab_size)
+            .with_context(|| format!("{origin}: the checkpoint does not fit together"))?;
         Ok(Self {
             config,
             tokenizer,

@@ -95,9 +95,6 @@ impl Pipeline {
 
     pub fn load_on(source: &Source, device: Device, dtype: DType) -> Result<Self> {
         let ckpt = Checkpoint::open(source)?;
-        ckpt.tokenizer
-            .check_fits(ckpt.config.vocab_size)
-            .with_context(|| format!("{}: the checkpoint does not fit together", ckpt.origin))?;
         let model = ckpt.load(&device, dtype)?;
         Ok(Self {
             model,
