@@ -34,6 +34,7 @@ pub mod faithfulness;
 pub mod grid;
 pub mod grounding;
 pub mod input;
+pub mod jpeg;
 pub mod limits;
 pub mod maps;
 pub mod model;

@@ -35,8 +35,8 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
 /// nothing). Images over [`MAX_PIXELS`], or with one side more than
 /// [`MAX_ASPECT`] times the other, are refused before decoding, and a
 /// corrupt or truncated image is an error, never a partly grey picture:
-/// JPEG goes through zune-jpeg in strict mode, which the `image` crate's
-/// lenient JPEG path is not.
+/// JPEG goes through [`crate::jpeg`], which refuses what zune-jpeg and the
+/// `image` crate would fill in with grey.
 pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes));
     if let Some(f) = hint {
@@ -68,7 +68,7 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
         );
     }
     let decoded = if format == ImageFormat::Jpeg {
-        decode_jpeg_strict(bytes, w, h)
+        crate::jpeg::decode_strict(bytes, w, h)
     } else {
         let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
         let mut limits = Limits::default();
@@ -87,26 +87,6 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
         );
     }
     Ok(img)
-}
-
-/// JPEG in strict mode: a truncated or corrupt stream is an error.
-fn decode_jpeg_strict(bytes: &[u8], w: u32, h: u32) -> Result<DynamicImage> {
-    use zune_core::bytestream::ZCursor;
-    use zune_core::colorspace::ColorSpace;
-    use zune_core::options::DecoderOptions;
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(w as usize)
-        .set_max_height(h as usize)
-        .jpeg_set_out_colorspace(ColorSpace::RGB);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let rgb = decoder.decode().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let (dw, dh) = decoder
-        .dimensions()
-        .context("the JPEG decoder did not report the image size")?;
-    RgbImage::from_raw(dw as u32, dh as u32, rgb)
-        .map(DynamicImage::ImageRgb8)
-        .context("the JPEG decoder returned too few pixels")
 }
 
 /// Letterboxes an image into the model's square view: returns the square RGB

@@ -184,6 +184,24 @@ fn image_cases(fx: &Fixtures) -> Vec<Case> {
             )
             .file(&name, bytes[..bytes.len() / 2].to_vec()),
         );
+        if name.ends_with(".jpg") {
+            // Cut halfway through the first scan's data, the end marker put
+            // back: the decoder alone would fill the rest with grey (or,
+            // progressive, stop at a blur).
+            let sos = bytes.windows(2).position(|m| m == [0xFF, 0xDA]).unwrap();
+            let data = sos + 2 + u16::from_be_bytes([bytes[sos + 2], bytes[sos + 3]]) as usize;
+            let mut cut = bytes[..data + (bytes.len() - 2 - data) / 2].to_vec();
+            cut.extend([0xFF, 0xD9]);
+            cases.push(
+                demo(
+                    format!("seed {name} cut in its scan, end marker put back"),
+                    &name,
+                    CUP,
+                    Expect::Fail("could not be decoded"),
+                )
+                .file(&name, cut),
+            );
+        }
     }
     // The right bytes under the wrong extension: the bytes decide.
     let png = &fx.encoded[0].1;
