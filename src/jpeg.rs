@@ -116,8 +116,8 @@ fn check_scans(bytes: &[u8]) -> Result<()> {
                         .iter()
                         .position(|&x| x == id)
                         .context("a JPEG scan names a component its frame does not have")?;
-                    for k in ss..=se {
-                        reached[c][k] = reached[c][k].min(al);
+                    for finest in &mut reached[c][ss..=se] {
+                        *finest = (*finest).min(al);
                     }
                 }
             }
