@@ -124,7 +124,8 @@ impl DecodeArgs {
 struct TrainCli {
     #[arg(long, default_value = "configs/train-grey-pens.json")]
     config: PathBuf,
-    #[arg(long, default_value = vla_demo::checkpoint::SHIPPED_DIR)]
+    /// The run's directory: a new one, or one that `--resume` continues.
+    #[arg(long)]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]

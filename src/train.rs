@@ -127,6 +127,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             log = crate::input::read_text(&path, crate::limits::MAX_WEIGHTS_BYTES, "training log")?;
         }
     }
+    // A fresh run never replaces a model or a run: `--resume` continues one.
+    if !args.resume {
+        for file in [checkpoint::WEIGHTS, STATE] {
+            let path = args.out.join(file);
+            anyhow::ensure!(
+                std::fs::symlink_metadata(&path).is_err(),
+                "{} already holds a model ({} is there); --resume continues its run, or choose another --out",
+                args.out.display(),
+                path.display()
+            );
+        }
+    }
     // A fresh run writes nothing until its first checkpoint; if it fails
     // (or is interrupted) before then, the directory it made goes too.
     let created = if args.resume {

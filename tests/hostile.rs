@@ -1846,6 +1846,11 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
             vec!["--resume", "--out", "empty"],
             "--resume",
         ),
+        (
+            "a fresh run over a model",
+            vec!["--out", "m"],
+            "already holds a model",
+        ),
     ] {
         let mut a = vec!["train", "--quiet"];
         if !args.contains(&"--config") {
@@ -1859,6 +1864,7 @@ fn train_cases(fx: &Fixtures) -> Vec<Case> {
             Case::new(format!("train {name}"), &a, Expect::Fail(needle))
                 .file("f", b"x".to_vec())
                 .file("empty/keep", vec![])
+                .file("m/model.safetensors", vec![])
                 .fifo("fifo.json"),
         );
     }
