@@ -559,9 +559,10 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// `models/candidates-long`, `models/candidates-21k` and `models/candidates-28k` were trained,
 /// and the randomised world painted at 256 px at most hashes to what
 /// `models/capped` and `models/readings` were trained on (all with the
-/// bowls drawn as then, `disc_bowls`). The last is the shipped
+/// bowls drawn as then, `disc_bowls`). The fourth is
 /// `models/grey-pens`' world: today's bowls, pens in a named colour painted
-/// grey. A faster renderer must draw these byte for byte; one that moves
+/// grey; and the shipped `models/pens-log-sizes`' world, the same with
+/// object sizes drawn log-uniformly. A faster renderer must draw these byte for byte; one that moves
 /// them trains on another world.
 #[test]
 fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
@@ -584,12 +585,17 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
         grey_pens: true,
         ..capped
     };
+    let log_sizes = Extras {
+        log_sizes: true,
+        ..grey_pens
+    };
     let mut got = Vec::new();
     for (world, extras) in [
         (World::Plain, extras),
         (World::Random, extras),
         (World::Random, capped),
         (World::Random, grey_pens),
+        (World::Random, log_sizes),
     ] {
         let mut bytes = Vec::new();
         for seed in 0..12 {
@@ -605,7 +611,8 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
             0x5bdf0ac4591de521,
             0x19eb7d2b6957bd6b,
             0xfb21a2f3db92efac,
-            0xf507a9d16fd1b278
+            0xf507a9d16fd1b278,
+            0x2285d7613860c152
         ],
         "the training worlds' first scenes changed"
     );
