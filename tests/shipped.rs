@@ -143,9 +143,9 @@ fn the_readme_scene_is_the_red_cup_one() {
 #[test]
 fn eval_says_where_every_first_point_landed() {
     use vla_demo::eval::Landing;
-    // The held-out style, where the plain-world model misses often enough
-    // for the landings to spread over several kinds.
-    let r = evaluate(&Source::Embedded, Split::Style, 6);
+    // The held-out style, where the shipped model misses about one command
+    // in eight: 24 scenes give it misses for the landings to sort.
+    let r = evaluate(&Source::Embedded, Split::Style, 24);
     let share = |l: Landing| r.landings.get(&l).copied().unwrap();
     let total: f64 = Landing::ALL.iter().map(|&l| share(l)).sum();
     assert!((total - 1.0).abs() < 1e-9, "{:?}", r.landings);
