@@ -571,3 +571,34 @@ fn the_log_sizes_extra_draws_smaller_objects() {
     let log = mean_radius(&cfg);
     assert!(log < 0.95 * uniform, "{log} {uniform}");
 }
+
+/// `small_sizes` lowers the smallest radius training draws from 4% of the
+/// short side to 3%, the `small` split's lower end: with log sizes on both
+/// ways, the mean radius drops by about a tenth (0.149 / 0.167 of the short
+/// side in expectation) and the smallest objects get smaller.
+#[test]
+fn the_small_sizes_extra_reaches_below_the_default_range() {
+    let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
+    cfg.random_share = 1.0;
+    cfg.random_ramp = [0, 0];
+    cfg.random_extras = Extras {
+        log_sizes: true,
+        ..cfg.random_extras
+    };
+    let radii = |cfg: &TrainConfig| -> Vec<f32> {
+        (0..20)
+            .flat_map(|step| scenes_for_step(cfg, step).unwrap().0)
+            .flat_map(|d| d.layout.objects)
+            .map(|o| o.radius())
+            .collect()
+    };
+    let stats = |r: &[f32]| {
+        let mean = r.iter().sum::<f32>() / r.len() as f32;
+        (mean, r.iter().copied().fold(f32::INFINITY, f32::min))
+    };
+    let (mean, least) = stats(&radii(&cfg));
+    cfg.random_extras.small_sizes = true;
+    let (small_mean, small_least) = stats(&radii(&cfg));
+    assert!(small_mean < 0.96 * mean, "{small_mean} {mean}");
+    assert!(small_least < least, "{small_least} {least}");
+}

@@ -50,6 +50,9 @@ const CAST_SEED: u64 = 0x5EED_10C4_0000_0004;
 const UNNAMED_SEED: u64 = 0x5EED_10C4_0000_0005;
 /// The share of objects painted white, grey or black when that extra is on.
 pub const UNNAMED_SHARE: f64 = 0.2;
+/// The smallest diameter (in short sides) the `small_sizes` extra draws:
+/// radius 3%.
+const SMALL_SIZES_FROM: f32 = 0.06;
 
 /// The colour × shape pairs that training never shows (the unseen-combo
 /// split): each colour and each shape is still seen, just not together.
@@ -111,6 +114,11 @@ pub struct Extras {
     /// objects come up more often. Like `unnamed`, it changes the layouts.
     #[serde(default)]
     pub log_sizes: bool,
+    /// The smallest objects' radius 3% of the short side, not 4%: the
+    /// `small` split's lower end (3–5%), which the default range never
+    /// draws. Changes the layouts too.
+    #[serde(default)]
+    pub small_sizes: bool,
     /// Longest side a picture is rendered at, pixels: a camera above it
     /// renders the same scene at this size instead, with fewer pixels to
     /// paint (see [`Camera::capped`]). The model sees a square view of
@@ -158,6 +166,9 @@ impl RandomScene {
         let short = camera.width.min(camera.height) as f32 / camera.scale;
         let mut layout_spec = camera.spec(&spec.layout);
         layout_spec.log_sizes |= spec.extras.log_sizes;
+        if spec.extras.small_sizes {
+            layout_spec.sizes = layout_spec.sizes.map(|(_, hi)| (SMALL_SIZES_FROM, hi));
+        }
         layout_spec.size_scale = (
             spec.layout.size_scale.0 * short,
             spec.layout.size_scale.1 * short,
