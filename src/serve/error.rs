@@ -53,12 +53,18 @@ impl ApiError {
     }
 }
 
+/// The JSON body of every refusal, including the ones written for requests
+/// hyper cannot parse (src/serve/listener.rs).
+pub fn body(status: StatusCode, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": message,
+        "status": status.as_u16(),
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": self.message,
-            "status": self.status.as_u16(),
-        });
+        let body = body(self.status, &self.message);
         let mut res = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
             res.headers_mut()

@@ -11,6 +11,7 @@
 //! model is CPU-bound, so it never runs on the async threads: a bounded
 //! [`pool::Pool`] hands each request to a blocking worker, and a full queue
 //! answers `503` with `Retry-After` at once instead of holding memory.
+//! Even a request hyper cannot parse gets a JSON refusal ([`listener`]).
 //!
 //! Security: the server binds 127.0.0.1 unless told otherwise (and warns
 //! when it is told otherwise), serves only its embedded assets and the
@@ -21,6 +22,7 @@ pub mod api;
 pub mod assets;
 pub mod client;
 pub mod error;
+pub mod listener;
 pub mod pool;
 pub mod predict;
 pub mod scenes;
@@ -33,6 +35,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::pipeline::Pipeline;
+use listener::JsonErrorListener;
 
 /// How much the server accepts and how much work it holds at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,7 +115,7 @@ impl Server {
                         return;
                     };
                     let app = api::router(state);
-                    let _ = axum::serve(listener, app)
+                    let _ = axum::serve(JsonErrorListener(listener), app)
                         .with_graceful_shutdown(async {
                             let _ = rx.await;
                         })
