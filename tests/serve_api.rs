@@ -1,12 +1,13 @@
 //! `vla-demo serve` over real HTTP on an ephemeral loopback port: every
 //! endpoint, every error status (each a JSON body, the server still up
-//! after all of them), traversal attempts, an oversized upload, a burst
-//! beyond the queue, the per-request timeout, the same action as the CLI,
-//! and the health check within a second of starting the binary.
+//! after all of them, even requests hyper itself cannot parse), traversal
+//! attempts, an oversized upload, a burst beyond the queue, the
+//! per-request timeout, the same action as the CLI, and the health check
+//! within a second of starting the binary.
 //!
 //! Run with `cargo test --release --test serve_api` (about 3 s).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -403,6 +404,70 @@ fn every_bad_request_gets_a_json_4xx_and_the_server_stays_up() {
         200,
         "still predicts"
     );
+}
+
+/// One of hyper's parse-error answers, rewritten: the status, a JSON body
+/// whose message names the problem, and a content length that fits it.
+fn assert_parse_refusal(r: &Answer, status: u16, names: &str, what: &str) {
+    assert_refused(r, status, what);
+    let message = r.json().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(message.contains(names), "{what}: {message}");
+    let length = r.body.len().to_string();
+    assert_eq!(r.header("content-length"), Some(length.as_str()), "{what}");
+}
+
+#[test]
+fn requests_hyper_cannot_parse_get_json_too() {
+    let s = start(Limits::default());
+    let a = s.addr();
+    let long_uri = format!("/api/scene?name={}", "a".repeat(70_000));
+    let many: String = (0..101).map(|i| format!("\r\nX-Extra-{i}: {i}")).collect();
+    for (head, status, names, what) in [
+        (
+            "this is not http".to_string(),
+            400,
+            "not valid HTTP",
+            "garbage request line",
+        ),
+        (
+            "GET /a b c HTTP/1.1".to_string(),
+            400,
+            "not valid HTTP",
+            "spaces in the URI",
+        ),
+        (
+            format!("GET {long_uri} HTTP/1.1\r\nHost: {a}"),
+            414,
+            "URI",
+            "a 70 000-byte URI",
+        ),
+        (
+            format!("GET /api/health HTTP/1.1\r\nHost: {a}{many}"),
+            431,
+            "headers",
+            "101 headers",
+        ),
+    ] {
+        let r = client::raw(a, &head, b"", T).unwrap();
+        assert_parse_refusal(&r, status, names, what);
+        let h = client::get(a, "/api/health", T).unwrap();
+        assert_eq!(h.status, 200, "{what}: still up");
+    }
+
+    // The same on a kept-alive connection, after a request that worked.
+    let mut c = TcpStream::connect(a).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    let good = format!("GET /api/health HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    c.write_all(format!("{good}this is not http\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut bytes = Vec::new();
+    c.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let second = text.rfind("HTTP/1.1 ").unwrap();
+    assert!(text[..second].starts_with("HTTP/1.1 200 "), "{text}");
+    let r = client::parse(&text.as_bytes()[second..]).unwrap();
+    assert_parse_refusal(&r, 400, "not valid HTTP", "garbage after a good request");
+    assert_eq!(client::get(a, "/api/health", T).unwrap().status, 200);
 }
 
 #[test]

@@ -101,7 +101,8 @@ pub fn form(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-fn parse(bytes: &[u8]) -> Result<Answer> {
+/// One whole answer, from its bytes.
+pub fn parse(bytes: &[u8]) -> Result<Answer> {
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
