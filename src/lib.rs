@@ -41,6 +41,7 @@ pub mod model;
 pub mod output;
 pub mod overlay;
 pub mod pipeline;
+pub mod png_check;
 pub mod preprocess;
 pub mod relevance;
 pub mod report;

@@ -36,7 +36,8 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
 /// [`MAX_ASPECT`] times the other, are refused before decoding, and a
 /// corrupt or truncated image is an error, never a partly grey picture:
 /// JPEG goes through [`crate::jpeg`], which refuses what zune-jpeg and the
-/// `image` crate would fill in with grey.
+/// `image` crate would fill in with grey, and other formats are checked
+/// first for damage their decoders let through ([`check_damage`]).
 pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes));
     if let Some(f) = hint {
@@ -67,6 +68,7 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
             "is {w}×{h}, a strip rather than a picture: its sides may be at most {MAX_ASPECT}:1 apart"
         );
     }
+    check_damage(bytes, format).context("is damaged")?;
     let decoded = if format == ImageFormat::Jpeg {
         crate::jpeg::decode_strict(bytes, w, h)
     } else {
@@ -87,6 +89,18 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
         );
     }
     Ok(img)
+}
+
+/// Damage that the `image` crate's decoders turn into a picture rather than
+/// an error (palette indices past the palette, frames off the screen, RLE
+/// runs past the row, an animation's later frames cut: only the first frame
+/// is shown, but the file is damaged), each format's in its own module.
+/// JPEG's is found as it is decoded, in [`crate::jpeg`].
+fn check_damage(bytes: &[u8], format: ImageFormat) -> Result<()> {
+    match format {
+        ImageFormat::Png => crate::png_check::check(bytes),
+        _ => Ok(()),
+    }
 }
 
 /// Letterboxes an image into the model's square view: returns the square RGB

@@ -445,6 +445,171 @@ fn tiny_images() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+/// PNG damage its decoder lets through as a picture (src/png_check.rs):
+/// indices past the palette, and APNGs whose second frame is cut, missing,
+/// corrupt or past the palette; beside paletted files and APNGs made right.
+fn png_damage() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |name: &str, file: &str, bytes: Vec<u8>, expect: Expect| {
+        cases.push(demo(name, file, CUP, expect).file(file, bytes));
+    };
+
+    // PNG: indexed pixels (8 × 8, 4 colours) with one past the palette.
+    let pixels = |bad: Option<u8>| {
+        let mut p: Vec<u8> = (0..64).map(|i| (i % 4) as u8).collect();
+        if let Some(b) = bad {
+            p[29] = b;
+        }
+        p
+    };
+    let eight = png::BitDepth::Eight;
+    add(
+        "png paletted",
+        "p.png",
+        png_indexed(8, 8, eight, 4, &[&pixels(None)], false),
+        Expect::Ok,
+    );
+    add(
+        "png palette index past PLTE",
+        "p.png",
+        png_indexed(8, 8, eight, 4, &[&pixels(Some(9))], false),
+        Expect::Fail("palette"),
+    );
+    // 4-bit, 5 wide: three bytes a row, the last nibble padding (set: not a pixel).
+    let rows = |last: u8| [[0x01, 0x20, 0x0F], [0x10, 0x02, last]].concat();
+    let four = png::BitDepth::Four;
+    add(
+        "png paletted 4-bit, padding set",
+        "p.png",
+        png_indexed(5, 2, four, 3, &[&rows(0x1F)], false),
+        Expect::Ok,
+    );
+    add(
+        "png palette index past PLTE, 4-bit",
+        "p.png",
+        png_indexed(5, 2, four, 3, &[&rows(0x5F)], false),
+        Expect::Fail("palette"),
+    );
+    add(
+        "png paletted 1-bit",
+        "p.png",
+        png_indexed(8, 2, png::BitDepth::One, 2, &[&[0xA5, 0x0F]], false),
+        Expect::Ok,
+    );
+
+    // APNG: two frames; the second cut, missing, or past the palette.
+    let rgb: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let apng = png_rgb_animated(16, 16, &[&rgb, &rgb], false);
+    add("apng whole", "a.png", apng.clone(), Expect::Ok);
+    add(
+        "apng, its IDAT not a frame",
+        "a.png",
+        png_rgb_animated(16, 16, &[&rgb, &rgb, &rgb], true),
+        Expect::Ok,
+    );
+    let fdat = chunk_at(&apng, b"fdAT").unwrap();
+    let len = u32::from_be_bytes(apng[fdat - 4..fdat].try_into().unwrap()) as usize;
+    add(
+        "apng second frame cut",
+        "a.png",
+        apng[..fdat + 4 + len / 2].to_vec(),
+        Expect::Fail("PNG"),
+    );
+    let fctl2 = chunk_at(&apng[chunk_at(&apng, b"IDAT").unwrap()..], b"fcTL").unwrap()
+        + chunk_at(&apng, b"IDAT").unwrap();
+    let mut missing = apng[..fctl2 - 4].to_vec();
+    missing.extend(png_chunk(b"IEND", &[]));
+    add(
+        "apng second frame missing",
+        "a.png",
+        missing,
+        Expect::Fail("PNG"),
+    );
+    let mut flipped = apng.clone();
+    flipped[fdat + 4 + len / 2] ^= 0x5A;
+    add(
+        "apng second frame byte flipped",
+        "a.png",
+        flipped,
+        Expect::Fail("PNG"),
+    );
+    add(
+        "apng paletted whole",
+        "a.png",
+        png_indexed(8, 8, eight, 4, &[&pixels(None), &pixels(None)], true),
+        Expect::Ok,
+    );
+    add(
+        "apng second frame past PLTE",
+        "a.png",
+        png_indexed(8, 8, eight, 4, &[&pixels(None), &pixels(Some(200))], true),
+        Expect::Fail("palette"),
+    );
+    cases
+}
+
+/// A PNG chunk: length, type, data, CRC.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let body = [kind.as_slice(), data].concat();
+    [
+        &(data.len() as u32).to_be_bytes()[..],
+        &body,
+        &crc32(&body).to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// Where the first chunk of this type starts its type bytes.
+fn chunk_at(png: &[u8], kind: &[u8; 4]) -> Option<usize> {
+    png.windows(4).position(|w| w == kind)
+}
+
+/// An indexed PNG with `colours` palette entries, from its packed rows; with
+/// `animated`, each of `frames` is a frame of an APNG.
+fn png_indexed(
+    w: u32,
+    h: u32,
+    depth: png::BitDepth,
+    colours: u8,
+    frames: &[&[u8]],
+    animated: bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Indexed);
+    enc.set_depth(depth);
+    enc.set_palette(
+        (0..colours as u32 * 3)
+            .map(|i| (i * 37) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    if animated {
+        enc.set_animated(frames.len() as u32, 0).unwrap();
+    }
+    let mut wr = enc.write_header().unwrap();
+    for f in frames {
+        wr.write_image_data(f).unwrap();
+    }
+    wr.finish().unwrap();
+    out
+}
+
+/// An RGB APNG; with `separate`, its first image is a default image that is not one of the frames.
+fn png_rgb_animated(w: u32, h: u32, frames: &[&[u8]], separate: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_animated(frames.len() as u32 - separate as u32, 0)
+        .unwrap();
+    enc.set_sep_def_img(separate).unwrap();
+    let mut wr = enc.write_header().unwrap();
+    for f in frames {
+        wr.write_image_data(f).unwrap();
+    }
+    wr.finish().unwrap();
+    out
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {
@@ -2248,6 +2413,7 @@ fn hostile_corpus() {
     let dirs = model_dirs(&fx.root);
     let mut cases = Vec::new();
     cases.extend(image_cases(&fx));
+    cases.extend(png_damage());
     cases.extend(command_cases(&fx));
     cases.extend(flag_cases(&fx));
     cases.extend(batch_cases(&fx));
