@@ -31,6 +31,7 @@ pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod faithfulness;
+pub mod gif_check;
 pub mod grid;
 pub mod grounding;
 pub mod input;

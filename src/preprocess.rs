@@ -99,6 +99,7 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
 fn check_damage(bytes: &[u8], format: ImageFormat) -> Result<()> {
     match format {
         ImageFormat::Png => crate::png_check::check(bytes),
+        ImageFormat::Gif => crate::gif_check::check(bytes),
         _ => Ok(()),
     }
 }

@@ -610,6 +610,120 @@ fn png_rgb_animated(w: u32, h: u32, frames: &[&[u8]], separate: bool) -> Vec<u8>
     out
 }
 
+/// GIF damage its decoder lets through as a picture (src/gif_check.rs):
+/// frames off the screen, a second frame cut or missing, indices past the
+/// palette; beside frames within the screen and whole animations.
+fn gif_damage() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |name: &str, file: &str, bytes: Vec<u8>, expect: Expect| {
+        cases.push(demo(name, file, CUP, expect).file(file, bytes));
+    };
+
+    // GIF: a 16 × 16 screen, 4 colours.
+    let frame = |left: u16, top: u16, w: u16, h: u16| {
+        let px: Vec<u8> = (0..w as usize * h as usize)
+            .map(|i| (i * 5 / 3 % 4) as u8)
+            .collect();
+        (left, top, w, h, px)
+    };
+    add(
+        "gif whole frame",
+        "g.gif",
+        gif_frames(16, 16, 4, None, &[frame(0, 0, 16, 16)]),
+        Expect::Ok,
+    );
+    add(
+        "gif frame inside the screen",
+        "g.gif",
+        gif_frames(16, 16, 4, None, &[frame(4, 4, 8, 8)]),
+        Expect::Ok,
+    );
+    for (what, f) in [
+        ("partly off the right of", frame(8, 0, 16, 16)),
+        ("partly off the bottom of", frame(0, 12, 16, 8)),
+        ("wholly off", frame(20, 20, 8, 8)),
+        ("larger than", frame(0, 0, 24, 24)),
+    ] {
+        add(
+            &format!("gif frame {what} the screen"),
+            "g.gif",
+            gif_frames(16, 16, 4, None, &[f]),
+            Expect::Fail("screen"),
+        );
+    }
+    let two = gif_frames(16, 16, 4, None, &[frame(0, 0, 16, 16), frame(0, 0, 16, 16)]);
+    let one = gif_frames(16, 16, 4, None, &[frame(0, 0, 16, 16)]);
+    add("gif two frames whole", "g.gif", two.clone(), Expect::Ok);
+    add(
+        "gif second frame off the screen",
+        "g.gif",
+        gif_frames(16, 16, 4, None, &[frame(0, 0, 16, 16), frame(10, 10, 8, 8)]),
+        Expect::Fail("screen"),
+    );
+    // The second frame starts where the first one's file has its trailer.
+    let second = one.len() - 1;
+    let cut = second + (two.len() - second) * 2 / 3;
+    add(
+        "gif second frame cut",
+        "g.gif",
+        two[..cut].to_vec(),
+        Expect::Fail("GIF"),
+    );
+    add(
+        "gif second frame cut, trailer put back",
+        "g.gif",
+        [&two[..cut], &[0x3B]].concat(),
+        Expect::Fail("GIF"),
+    );
+    add(
+        "gif cut after its first frame",
+        "g.gif",
+        two[..second].to_vec(),
+        Expect::Fail("GIF"),
+    );
+    // 2 colours, pixels up to 3: past the palette, unless transparent.
+    let high = |t: Option<u8>| {
+        let px: Vec<u8> = (0..64)
+            .map(|i| if i == 9 { 3 } else { (i % 2) as u8 })
+            .collect();
+        gif_frames(8, 8, 2, t, &[(0, 0, 8, 8, px)])
+    };
+    add(
+        "gif index past the palette",
+        "g.gif",
+        high(None),
+        Expect::Fail("palette"),
+    );
+    add(
+        "gif transparent index past the palette",
+        "g.gif",
+        high(Some(3)),
+        Expect::Ok,
+    );
+    cases
+}
+
+/// A GIF of a `w` × `h` screen with a global palette of `colours`, and these
+/// frames (left, top, width, height, indices).
+fn gif_frames(
+    w: u16,
+    h: u16,
+    colours: u8,
+    transparent: Option<u8>,
+    frames: &[(u16, u16, u16, u16, Vec<u8>)],
+) -> Vec<u8> {
+    let palette: Vec<u8> = (0..colours as u32 * 3).map(|i| (i * 53) as u8).collect();
+    let mut out = Vec::new();
+    let mut enc = gif::Encoder::new(&mut out, w, h, &palette).unwrap();
+    for (left, top, fw, fh, px) in frames {
+        let mut f = gif::Frame::from_indexed_pixels(*fw, *fh, px.clone(), transparent);
+        (f.left, f.top) = (*left, *top);
+        enc.write_frame(&f).unwrap();
+    }
+    drop(enc);
+    out
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {
@@ -2414,6 +2528,7 @@ fn hostile_corpus() {
     let mut cases = Vec::new();
     cases.extend(image_cases(&fx));
     cases.extend(png_damage());
+    cases.extend(gif_damage());
     cases.extend(command_cases(&fx));
     cases.extend(flag_cases(&fx));
     cases.extend(batch_cases(&fx));
