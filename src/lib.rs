@@ -22,6 +22,7 @@
 
 pub mod action;
 pub mod bench;
+pub mod bmp_check;
 pub mod checkpoint;
 pub mod data;
 pub mod demo;

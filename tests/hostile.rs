@@ -724,6 +724,127 @@ fn gif_frames(
     out
 }
 
+/// BMP damage its decoder lets through as a picture (src/bmp_check.rs):
+/// RLE runs past the row's end (and its padding) or past the last row,
+/// indices past the palette; beside valid RLE8, RLE4 and paletted files.
+fn bmp_damage() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |name: &str, file: &str, bytes: Vec<u8>, expect: Expect| {
+        cases.push(demo(name, file, CUP, expect).file(file, bytes));
+    };
+
+    // BMP RLE: 4 × 2, 4 colours; rows bottom-up.
+    let rle8 = |data: &[u8]| bmp_indexed(4, 2, 8, 1, 4, data);
+    let rle4 = |data: &[u8]| bmp_indexed(4, 2, 4, 2, 4, data);
+    add(
+        "bmp rle8",
+        "b.bmp",
+        rle8(&[4, 1, 0, 0, 0, 3, 2, 3, 1, 0, 1, 2, 0, 0, 0, 1]),
+        Expect::Ok,
+    );
+    add(
+        "bmp rle8 with a delta, no end of bitmap",
+        "b.bmp",
+        rle8(&[0, 2, 1, 1, 3, 2, 0, 0]),
+        Expect::Ok,
+    );
+    add(
+        "bmp rle8 ending early",
+        "b.bmp",
+        rle8(&[2, 1, 0, 1]),
+        Expect::Ok,
+    );
+    add(
+        "bmp rle4",
+        "b.bmp",
+        rle4(&[4, 0x12, 0, 0, 0, 4, 0x30, 0x12, 0, 1]),
+        Expect::Ok,
+    );
+    for (what, bytes) in [
+        ("rle8 run past the row end", rle8(&[6, 1, 0, 0, 4, 2, 0, 1])),
+        (
+            "rle8 absolute run past the row end",
+            rle8(&[0, 5, 1, 2, 3, 1, 2, 0, 0, 0, 4, 2, 0, 1]),
+        ),
+        (
+            "rle8 past the last row",
+            rle8(&[4, 1, 0, 0, 4, 2, 0, 0, 4, 3, 0, 0, 0, 1]),
+        ),
+        (
+            "rle8 delta past the last row",
+            rle8(&[4, 1, 0, 0, 0, 2, 0, 3, 0, 1]),
+        ),
+        (
+            "rle4 run past the row end",
+            rle4(&[10, 0x12, 0, 0, 4, 0x33, 0, 1]),
+        ),
+        (
+            "rle8 run past the row's padding",
+            bmp_indexed(5, 2, 8, 1, 4, &[9, 1, 0, 0, 5, 2, 0, 1]),
+        ),
+        (
+            "rle4 past the last row",
+            rle4(&[4, 0x12, 0, 0, 4, 0x12, 0, 0, 2, 0x11, 0, 1]),
+        ),
+    ] {
+        add(&format!("bmp {what}"), "b.bmp", bytes, Expect::Fail("RLE"));
+    }
+    add(
+        "bmp rle8 index past the palette",
+        "b.bmp",
+        rle8(&[4, 7, 0, 0, 4, 1, 0, 1]),
+        Expect::Fail("palette"),
+    );
+    // 5 wide: a run may fill the row's padding to 4 bytes (8 pixels), as
+    // ImageMagick writes every such row; nothing of the picture is lost.
+    add(
+        "bmp rle8 runs into the row's padding",
+        "b.bmp",
+        bmp_indexed(5, 2, 8, 1, 4, &[8, 1, 0, 0, 5, 2, 3, 3, 0, 1]),
+        Expect::Ok,
+    );
+    // Uncompressed, 4-bit, 5 wide: 4 bytes a row, the last 1.5 padding.
+    let rows = |last: u8| [[0x01, 0x23, 0x0F, 0xFF], [0x32, 0x10, last, 0xFF]].concat();
+    add(
+        "bmp paletted 4-bit, padding set",
+        "b.bmp",
+        bmp_indexed(5, 2, 4, 0, 4, &rows(0x3F)),
+        Expect::Ok,
+    );
+    add(
+        "bmp paletted index past the palette",
+        "b.bmp",
+        bmp_indexed(5, 2, 4, 0, 4, &rows(0x5F)),
+        Expect::Fail("palette"),
+    );
+    cases
+}
+
+/// A bottom-up BMP of `bits` a pixel with a palette of `colours`; its
+/// `compression` 0 (none), 1 (RLE8) or 2 (RLE4).
+fn bmp_indexed(w: i32, h: i32, bits: u16, compression: u32, colours: u32, data: &[u8]) -> Vec<u8> {
+    let offset = 14 + 40 + 4 * colours;
+    let mut b = b"BM".to_vec();
+    b.extend((offset + data.len() as u32).to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    b.extend(offset.to_le_bytes());
+    b.extend(40u32.to_le_bytes());
+    b.extend(w.to_le_bytes());
+    b.extend(h.to_le_bytes());
+    b.extend(1u16.to_le_bytes());
+    b.extend(bits.to_le_bytes());
+    b.extend(compression.to_le_bytes());
+    b.extend((data.len() as u32).to_le_bytes());
+    b.extend([0u8; 8]);
+    b.extend(colours.to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    for i in 0..colours {
+        b.extend([(i * 60) as u8, (i * 30) as u8, (255 - i * 60) as u8, 0]);
+    }
+    b.extend(data);
+    b
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {
@@ -2529,6 +2650,7 @@ fn hostile_corpus() {
     cases.extend(image_cases(&fx));
     cases.extend(png_damage());
     cases.extend(gif_damage());
+    cases.extend(bmp_damage());
     cases.extend(command_cases(&fx));
     cases.extend(flag_cases(&fx));
     cases.extend(batch_cases(&fx));
