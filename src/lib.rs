@@ -51,5 +51,6 @@ pub mod scene;
 pub mod serve;
 pub mod tokens;
 pub mod train;
+pub mod webp_check;
 
 pub use pipeline::Pipeline;

@@ -101,6 +101,7 @@ fn check_damage(bytes: &[u8], format: ImageFormat) -> Result<()> {
         ImageFormat::Png => crate::png_check::check(bytes),
         ImageFormat::Gif => crate::gif_check::check(bytes),
         ImageFormat::Bmp => crate::bmp_check::check(bytes),
+        ImageFormat::WebP => crate::webp_check::check(bytes),
         _ => Ok(()),
     }
 }

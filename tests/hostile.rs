@@ -845,6 +845,78 @@ fn bmp_indexed(w: i32, h: i32, bits: u16, compression: u32, colours: u32, data: 
     b
 }
 
+/// Animated WebPs whose second frame is cut or missing (src/webp_check.rs),
+/// beside a whole one.
+fn webp_damage() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |name: &str, file: &str, bytes: Vec<u8>, expect: Expect| {
+        cases.push(demo(name, file, CUP, expect).file(file, bytes));
+    };
+
+    // Animated WebP: two lossless 16 × 16 frames.
+    let img = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(16, 16, |x, y| {
+        image::Rgba([(x * 16) as u8, (y * 16) as u8, ((x * y) % 256) as u8, 255])
+    }));
+    let mut still = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut still, ImageFormat::WebP).unwrap();
+    let still = still.into_inner();
+    let at = still.windows(4).position(|w| w == b"VP8L").unwrap();
+    let n = u32::from_le_bytes(still[at + 4..at + 8].try_into().unwrap()) as usize;
+    let vp8l = still[at + 8..at + 8 + n].to_vec();
+    let webp = webp_animated(16, 16, &[&vp8l, &vp8l]);
+    add("webp animated whole", "w.webp", webp.clone(), Expect::Ok);
+    let anmf2 = webp.windows(4).rposition(|w| w == b"ANMF").unwrap();
+    add(
+        "webp animated second frame cut",
+        "w.webp",
+        webp[..anmf2 + (webp.len() - anmf2) / 2].to_vec(),
+        Expect::Fail("WebP"),
+    );
+    add(
+        "webp animated second frame missing",
+        "w.webp",
+        webp[..anmf2].to_vec(),
+        Expect::Fail("WebP"),
+    );
+    add(
+        "webp animated second frame cut, sizes mended",
+        "w.webp",
+        webp_animated(16, 16, &[&vp8l, &vp8l[..vp8l.len() / 2]]),
+        Expect::Fail("WebP"),
+    );
+    cases
+}
+
+/// An animated WebP of lossless frames (each a VP8L payload) covering the canvas.
+fn webp_animated(w: u32, h: u32, frames: &[&[u8]]) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend(kind);
+        out.extend((data.len() as u32).to_le_bytes());
+        out.extend(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+    }
+    let u24 = |v: u32| v.to_le_bytes()[..3].to_vec();
+    let mut body = b"WEBP".to_vec();
+    // Flags: alpha and animation.
+    chunk(
+        &mut body,
+        b"VP8X",
+        &[vec![0x12, 0, 0, 0], u24(w - 1), u24(h - 1)].concat(),
+    );
+    chunk(&mut body, b"ANIM", &[0, 0, 0, 0, 0, 0]);
+    for f in frames {
+        let mut anmf = [u24(0), u24(0), u24(w - 1), u24(h - 1), u24(100), vec![0]].concat();
+        chunk(&mut anmf, b"VP8L", f);
+        chunk(&mut body, b"ANMF", &anmf);
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend((body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {
@@ -2651,6 +2723,7 @@ fn hostile_corpus() {
     cases.extend(png_damage());
     cases.extend(gif_damage());
     cases.extend(bmp_damage());
+    cases.extend(webp_damage());
     cases.extend(command_cases(&fx));
     cases.extend(flag_cases(&fx));
     cases.extend(batch_cases(&fx));
