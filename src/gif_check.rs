@@ -16,17 +16,19 @@ use std::io::Cursor;
 use anyhow::{bail, Context, Result};
 use gif::{ColorOutput, DecodeOptions};
 
+use crate::preprocess::count_frame;
+
 /// Refuses a damaged GIF.
 pub fn check(bytes: &[u8]) -> Result<()> {
     let mut options = DecodeOptions::new();
     options.set_color_output(ColorOutput::Indexed);
     let mut decoder = options
         .read_info(Cursor::new(bytes))
-        .context("its header cannot be read")?;
+        .context("the GIF's header cannot be read")?;
     let (sw, sh) = (decoder.width() as u32, decoder.height() as u32);
     let global = decoder.global_palette().map(<[u8]>::len);
     let mut buf = Vec::new();
-    let mut n = 0;
+    let (mut n, mut pixels) = (0, 0);
     loop {
         n += 1;
         let what = || format!("the GIF's frame {n} is cut or corrupt");
@@ -42,6 +44,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
         if x + w > sw || y + h > sh {
             bail!("the GIF's frame {n} ({w}×{h} at {x},{y}) lies off its {sw}×{sh} screen");
         }
+        count_frame(&mut pixels, w as u64 * h as u64, "the GIF")?;
         let colours = frame.palette.as_ref().map(Vec::len).or(global).unwrap_or(0) / 3;
         let transparent = frame.transparent;
         if w == 0 || h == 0 {

@@ -13,12 +13,16 @@ use std::io::Cursor;
 use anyhow::{bail, Context, Result};
 use png::{BitDepth, ColorType, Decoder, Transformations};
 
+use crate::preprocess::count_frame;
+
 /// Refuses a damaged PNG; a still, non-indexed one (all the `image` crate
 /// itself checks) returns at once.
 pub fn check(bytes: &[u8]) -> Result<()> {
     let mut decoder = Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(Transformations::IDENTITY);
-    let mut reader = decoder.read_info().context("its header cannot be read")?;
+    let mut reader = decoder
+        .read_info()
+        .context("the PNG's header cannot be read")?;
     let info = reader.info();
     let indexed = info.color_type == ColorType::Indexed;
     // Frames in the file: the animation's, plus a default image (IDAT)
@@ -43,11 +47,19 @@ pub fn check(bytes: &[u8]) -> Result<()> {
     } else {
         Vec::new()
     };
+    let (w, h) = (info.width as u64, info.height as u64);
+    let mut pixels = 0;
     for n in 1..=frames {
         let what = || format!("the PNG's frame {n} of {frames} is cut, missing or corrupt");
         if n > 1 {
             reader.next_frame_info().with_context(what)?;
         }
+        // The frame's own size, or the image's for a default image.
+        let size = reader
+            .info()
+            .frame_control
+            .map_or(w * h, |f| f.width as u64 * f.height as u64);
+        count_frame(&mut pixels, size, "the PNG")?;
         if !indexed {
             while reader.next_row().with_context(what)?.is_some() {}
             continue;

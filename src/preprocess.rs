@@ -20,6 +20,13 @@ use crate::model::Config;
 
 pub use crate::limits::{MAX_ASPECT, MAX_IMAGE_FILE_BYTES, MAX_PIXELS};
 
+/// Most pixels over all of an animation's frames together: every frame is
+/// decoded to check the file, and a 256 MiB file of well-compressed 40
+/// megapixel frames would take minutes. A frame counts as at least 64×64
+/// pixels, for the work any frame costs. (The bound on a `--batch` file's
+/// images together is the same.)
+pub const MAX_ANIMATION_PIXELS: u64 = 200_000_000;
+
 /// The image formats vla-demo reads, for messages.
 pub const FORMATS: &str = "PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PNM, TGA, QOI or farbfeld";
 
@@ -68,7 +75,7 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
             "is {w}×{h}, a strip rather than a picture: its sides may be at most {MAX_ASPECT}:1 apart"
         );
     }
-    check_damage(bytes, format).context("is damaged")?;
+    check_damage(bytes, format)?;
     let decoded = if format == ImageFormat::Jpeg {
         crate::jpeg::decode_strict(bytes, w, h)
     } else {
@@ -104,6 +111,19 @@ fn check_damage(bytes: &[u8], format: ImageFormat) -> Result<()> {
         ImageFormat::WebP => crate::webp_check::check(bytes),
         _ => Ok(()),
     }
+}
+
+/// Adds a frame of `pixels` to an animation's running `total`, refusing
+/// past [`MAX_ANIMATION_PIXELS`]; `what` names the file ("the GIF").
+pub(crate) fn count_frame(total: &mut u64, pixels: u64, what: &str) -> Result<()> {
+    *total += pixels.max(64 * 64);
+    if *total > MAX_ANIMATION_PIXELS {
+        bail!(
+            "{what}'s frames hold more than {MAX_ANIMATION_PIXELS} pixels together, \
+             the limit for an animation (every frame is decoded to check it)"
+        );
+    }
+    Ok(())
 }
 
 /// Letterboxes an image into the model's square view: returns the square RGB

@@ -11,7 +11,9 @@ use std::io::Cursor;
 
 use anyhow::{bail, Context, Result};
 use image::codecs::webp::WebPDecoder;
-use image::AnimationDecoder;
+use image::{AnimationDecoder, ImageDecoder};
+
+use crate::preprocess::count_frame;
 
 /// Refuses a damaged WebP.
 pub fn check(bytes: &[u8]) -> Result<()> {
@@ -26,11 +28,16 @@ pub fn check(bytes: &[u8]) -> Result<()> {
             );
         }
     }
-    let decoder = WebPDecoder::new(Cursor::new(bytes)).context("its header cannot be read")?;
+    let decoder =
+        WebPDecoder::new(Cursor::new(bytes)).context("the WebP's header cannot be read")?;
     if !decoder.has_animation() {
         return Ok(());
     }
+    // Each frame is drawn onto the whole canvas.
+    let (w, h) = decoder.dimensions();
+    let mut pixels = 0;
     for (n, frame) in decoder.into_frames().enumerate() {
+        count_frame(&mut pixels, w as u64 * h as u64, "the WebP")?;
         frame.with_context(|| format!("the WebP's frame {} is cut or corrupt", n + 1))?;
     }
     Ok(())

@@ -688,6 +688,21 @@ fn gif_damage() -> Vec<Case> {
             .collect();
         gif_frames(8, 8, 2, t, &[(0, 0, 8, 8, px)])
     };
+    // Every frame is decoded to check it, up to 200000000 pixels over an
+    // animation's frames together, a frame counting as at least 64 × 64.
+    let dots = |n: usize| gif_frames(16, 16, 4, None, &vec![(0, 0, 1, 1, vec![1]); n]);
+    add(
+        "gif of 40000 one-pixel frames",
+        "g.gif",
+        dots(40_000),
+        Expect::Ok,
+    );
+    add(
+        "gif of 50000 one-pixel frames",
+        "g.gif",
+        dots(50_000),
+        Expect::Fail("limit"),
+    );
     add(
         "gif index past the palette",
         "g.gif",
