@@ -37,16 +37,13 @@ pub fn check(bytes: &[u8]) -> Result<()> {
     let colours = info.palette.as_ref().map_or(0, |p| p.len() / 3);
     let depth = info.bit_depth;
     // Non-indexed frames are read row by row: only whether they decode matters.
-    let mut buf = if indexed {
-        vec![
-            0;
-            reader
-                .output_buffer_size()
-                .context("the PNG is too large")?
-        ]
-    } else {
-        Vec::new()
+    let size = match indexed {
+        true => reader
+            .output_buffer_size()
+            .context("the PNG is too large")?,
+        false => 0,
     };
+    let mut buf = vec![0; size];
     let (w, h) = (info.width as u64, info.height as u64);
     let mut pixels = 0;
     for n in 1..=frames {
