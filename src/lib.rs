@@ -22,8 +22,8 @@
 
 pub mod action;
 pub mod bench;
-pub mod bmp_check;
 pub mod checkpoint;
+pub mod damage;
 pub mod data;
 pub mod demo;
 pub mod device;
@@ -32,18 +32,15 @@ pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod faithfulness;
-pub mod gif_check;
 pub mod grid;
 pub mod grounding;
 pub mod input;
-pub mod jpeg;
 pub mod limits;
 pub mod maps;
 pub mod model;
 pub mod output;
 pub mod overlay;
 pub mod pipeline;
-pub mod png_check;
 pub mod preprocess;
 pub mod relevance;
 pub mod report;
@@ -51,6 +48,5 @@ pub mod scene;
 pub mod serve;
 pub mod tokens;
 pub mod train;
-pub mod webp_check;
 
 pub use pipeline::Pipeline;

@@ -12,6 +12,12 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 pub const MAX_ASPECT: u64 = 16;
 /// Largest image file, in bytes.
 pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+/// Most pixels over all of an animation's frames together: every frame is
+/// decoded to check the file, and a 256 MiB file of well-compressed 40
+/// megapixel frames would take minutes. A frame counts as at least 64×64
+/// pixels, for the work any frame costs. (The bound on a `--batch` file's
+/// images together is the same.)
+pub const MAX_ANIMATION_PIXELS: u64 = 200_000_000;
 /// Longest command, in bytes of UTF-8, checked before tokenising. (The
 /// model's own limit, `max_text_len` tokens, is checked after.)
 pub const MAX_COMMAND_BYTES: usize = 1024;
@@ -106,6 +112,7 @@ mod tests {
             format!("at most {MAX_PIXELS} pixels"),
             format!("sides at most {MAX_ASPECT}:1 apart"),
             format!("at most {} on disk", mib(MAX_IMAGE_FILE_BYTES)),
+            format!("an animation's frames at most {MAX_ANIMATION_PIXELS} pixels together"),
             format!("at most {MAX_COMMAND_BYTES} bytes"),
             format!(
                 "at most {MAX_BATCH_PAIRS} pairs, {}, {MAX_BATCH_PIXELS} pixels",

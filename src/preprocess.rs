@@ -20,13 +20,6 @@ use crate::model::Config;
 
 pub use crate::limits::{MAX_ASPECT, MAX_IMAGE_FILE_BYTES, MAX_PIXELS};
 
-/// Most pixels over all of an animation's frames together: every frame is
-/// decoded to check the file, and a 256 MiB file of well-compressed 40
-/// megapixel frames would take minutes. A frame counts as at least 64×64
-/// pixels, for the work any frame costs. (The bound on a `--batch` file's
-/// images together is the same.)
-pub const MAX_ANIMATION_PIXELS: u64 = 200_000_000;
-
 /// The image formats vla-demo reads, for messages.
 pub const FORMATS: &str = "PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PNM, TGA, QOI or farbfeld";
 
@@ -42,9 +35,9 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
 /// nothing). Images over [`MAX_PIXELS`], or with one side more than
 /// [`MAX_ASPECT`] times the other, are refused before decoding, and a
 /// corrupt or truncated image is an error, never a partly grey picture:
-/// JPEG goes through [`crate::jpeg`], which refuses what zune-jpeg and the
+/// JPEG goes through [`crate::damage::jpeg`], which refuses what zune-jpeg and the
 /// `image` crate would fill in with grey, and other formats are checked
-/// first for damage their decoders let through ([`check_damage`]).
+/// first for damage their decoders let through ([`crate::damage`]).
 pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes));
     if let Some(f) = hint {
@@ -75,9 +68,9 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
             "is {w}×{h}, a strip rather than a picture: its sides may be at most {MAX_ASPECT}:1 apart"
         );
     }
-    check_damage(bytes, format)?;
+    crate::damage::check(bytes, format)?;
     let decoded = if format == ImageFormat::Jpeg {
-        crate::jpeg::decode_strict(bytes, w, h)
+        crate::damage::jpeg::decode_strict(bytes, w, h)
     } else {
         let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
         let mut limits = Limits::default();
@@ -96,34 +89,6 @@ pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<DynamicIm
         );
     }
     Ok(img)
-}
-
-/// Damage that the `image` crate's decoders turn into a picture rather than
-/// an error (palette indices past the palette, frames off the screen, RLE
-/// runs past the row, an animation's later frames cut: only the first frame
-/// is shown, but the file is damaged), each format's in its own module.
-/// JPEG's is found as it is decoded, in [`crate::jpeg`].
-fn check_damage(bytes: &[u8], format: ImageFormat) -> Result<()> {
-    match format {
-        ImageFormat::Png => crate::png_check::check(bytes),
-        ImageFormat::Gif => crate::gif_check::check(bytes),
-        ImageFormat::Bmp => crate::bmp_check::check(bytes),
-        ImageFormat::WebP => crate::webp_check::check(bytes),
-        _ => Ok(()),
-    }
-}
-
-/// Adds a frame of `pixels` to an animation's running `total`, refusing
-/// past [`MAX_ANIMATION_PIXELS`]; `what` names the file ("the GIF").
-pub(crate) fn count_frame(total: &mut u64, pixels: u64, what: &str) -> Result<()> {
-    *total += pixels.max(64 * 64);
-    if *total > MAX_ANIMATION_PIXELS {
-        bail!(
-            "{what}'s frames hold more than {MAX_ANIMATION_PIXELS} pixels together, \
-             the limit for an animation (every frame is decoded to check it)"
-        );
-    }
-    Ok(())
 }
 
 /// Letterboxes an image into the model's square view: returns the square RGB

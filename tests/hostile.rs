@@ -445,7 +445,7 @@ fn tiny_images() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
-/// PNG damage its decoder lets through as a picture (src/png_check.rs):
+/// PNG damage its decoder lets through as a picture (src/damage/png.rs):
 /// indices past the palette, and APNGs whose second frame is cut, missing,
 /// corrupt or past the palette; beside paletted files and APNGs made right.
 fn png_damage() -> Vec<Case> {
@@ -610,7 +610,7 @@ fn png_rgb_animated(w: u32, h: u32, frames: &[&[u8]], separate: bool) -> Vec<u8>
     out
 }
 
-/// GIF damage its decoder lets through as a picture (src/gif_check.rs):
+/// GIF damage its decoder lets through as a picture (src/damage/gif.rs):
 /// frames off the screen, a second frame cut or missing, indices past the
 /// palette; beside frames within the screen and whole animations.
 fn gif_damage() -> Vec<Case> {
@@ -739,7 +739,7 @@ fn gif_frames(
     out
 }
 
-/// BMP damage its decoder lets through as a picture (src/bmp_check.rs):
+/// BMP damage its decoder lets through as a picture (src/damage/bmp.rs):
 /// RLE runs past the row's end (and its padding) or past the last row,
 /// indices past the palette; beside valid RLE8, RLE4 and paletted files.
 fn bmp_damage() -> Vec<Case> {
@@ -860,7 +860,7 @@ fn bmp_indexed(w: i32, h: i32, bits: u16, compression: u32, colours: u32, data: 
     b
 }
 
-/// Animated WebPs whose second frame is cut or missing (src/webp_check.rs),
+/// Animated WebPs whose second frame is cut or missing (src/damage/webp.rs),
 /// beside a whole one.
 fn webp_damage() -> Vec<Case> {
     let mut cases = Vec::new();

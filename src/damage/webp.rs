@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, ImageDecoder};
 
-use crate::preprocess::count_frame;
+use super::count_frame;
 
 /// Refuses a damaged WebP.
 pub fn check(bytes: &[u8]) -> Result<()> {

@@ -13,7 +13,7 @@ use std::io::Cursor;
 use anyhow::{bail, Context, Result};
 use png::{BitDepth, ColorType, Decoder, Transformations};
 
-use crate::preprocess::count_frame;
+use super::count_frame;
 
 /// Refuses a damaged PNG; a still, non-indexed one (all the `image` crate
 /// itself checks) returns at once.

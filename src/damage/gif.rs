@@ -16,7 +16,7 @@ use std::io::Cursor;
 use anyhow::{bail, Context, Result};
 use gif::{ColorOutput, DecodeOptions};
 
-use crate::preprocess::count_frame;
+use super::count_frame;
 
 /// Refuses a damaged GIF.
 pub fn check(bytes: &[u8]) -> Result<()> {
