@@ -602,3 +602,18 @@ fn the_small_sizes_extra_reaches_below_the_default_range() {
     assert!(small_mean < 0.96 * mean, "{small_mean} {mean}");
     assert!(small_least < least, "{small_least} {least}");
 }
+
+/// Every committed recipe in `configs/` parses and passes validation: a
+/// recipe the docs point at must be one `vla-demo train --config` accepts.
+#[test]
+fn every_committed_config_loads() {
+    let mut n = 0;
+    for entry in std::fs::read_dir("configs").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 30, "{n} configs");
+}
