@@ -140,12 +140,27 @@ fn outputs(spec: &RunSpec) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn figure(path: &Path, fig: &RgbImage, w: u32, h: u32) -> Figure {
+/// The overlay's entry in the report: where it was written, its size, and
+/// the `method`'s map it colours, with that map's `peak` on a `grid`².
+fn figure(
+    path: &Path,
+    fig: &RgbImage,
+    (w, h): (u32, u32),
+    method: faithfulness::Method,
+    peak: usize,
+    grid: usize,
+) -> Figure {
     Figure {
         path: path.display().to_string(),
         width: fig.width(),
         height: fig.height(),
         image_region: [0, 0, w, h],
+        map: method.name().into(),
+        peak_patch: report::Patch {
+            index: peak,
+            row: peak / grid,
+            col: peak % grid,
+        },
     }
 }
 
@@ -196,8 +211,11 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
     let mut next = paths.into_iter();
     if spec.overlay.is_some() {
         let path = next.next().context("no overlay path")?;
-        let fig = match method {
-            faithfulness::Method::Attention => overlay::draw_prediction(&img, &pred, &cfg, &style)?,
+        let (fig, peak) = match method {
+            faithfulness::Method::Attention => (
+                overlay::draw_prediction(&img, &pred, &cfg, &style)?,
+                maps::argmax(&pred.boa_attention),
+            ),
             _ => {
                 let (maps, case) = maps_and_case(&p, &img, &pred)?;
                 let first = pred.steps.first().map(|s| s.token);
@@ -206,17 +224,19 @@ pub fn run(spec: &RunSpec, model: &ModelSpec) -> Result<(RunReport, Staged)> {
                     faithfulness::Method::Rollout => "colour: the <boa> attention traced back through the ViT's rollout to the input patches",
                     _ => "colour: relevance of the first token's place (Chefer et al. 2021: attention weighted by its gradient, through every layer)",
                 };
-                overlay::draw_map(
+                let fig = overlay::draw_map(
                     &img,
                     &pred,
                     &cfg,
                     &style,
                     &map,
                     &overlay::caption_for(&pred, what.into()),
-                )?
+                )?;
+                (fig, maps::argmax(&map))
             }
         };
-        rep.overlay = Some(figure(&path, &fig, rgb.width(), rgb.height()));
+        let size = (rgb.width(), rgb.height());
+        rep.overlay = Some(figure(&path, &fig, size, method, peak, cfg.grid()));
         files.add(&path, &overlay::png_bytes(&fig)?)?;
     }
     let action_maps =

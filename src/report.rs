@@ -161,6 +161,10 @@ pub struct Figure {
     pub height: u32,
     /// Where the input image lies in the PNG: [x, y, width, height].
     pub image_region: [u32; 4],
+    /// The map it colours (`--method`: attention, rollout or relevance) and
+    /// that map's peak, which for rollout and relevance is not `attention`'s.
+    pub map: String,
+    pub peak_patch: Patch,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -433,8 +437,9 @@ impl RunReport {
         if let Some(o) = &self.overlay {
             writeln!(
                 s,
-                "overlay    wrote {} ({}×{}: the image at its own {}×{} top-left, colour bar right, caption below)",
-                o.path, o.width, o.height, o.image_region[2], o.image_region[3]
+                "overlay    wrote {} ({}×{}: the image at its own {}×{} top-left, colour bar right, caption below)\n           its map: {}, peak patch {} (row {}, col {})",
+                o.path, o.width, o.height, o.image_region[2], o.image_region[3],
+                o.map, o.peak_patch.index, o.peak_patch.row, o.peak_patch.col
             )?;
         }
         for o in &self.outputs {

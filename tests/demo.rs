@@ -449,3 +449,42 @@ fn a_refusal_is_said_in_the_printout_and_the_json() {
     assert_eq!(j["action"]["outcome"], "act");
     assert_eq!(j["grounding"]["expected"], "act");
 }
+
+/// The overlay entry names the map it colours and gives that map's own
+/// peak: for `--method attention` the `attention` block's peak, for
+/// rollout the rollout map's, while `attention` still describes the
+/// cross-attention. The printout says the same under the overlay line.
+#[test]
+fn the_overlay_reports_the_map_it_colours_and_its_peak() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = red_cup();
+    let base = ["--image", s(&image), "--cmd", "pick up the red cup"];
+    let attention = json(&run_in(dir.path(), &[&base[..], &["--json"]].concat()));
+    assert_eq!(attention["overlay"]["map"], "attention");
+    assert_eq!(
+        attention["overlay"]["peak_patch"],
+        attention["attention"]["peak_patch"]
+    );
+    let rollout = json(&run_in(
+        dir.path(),
+        &[&base[..], &["--json", "--method", "rollout"]].concat(),
+    ));
+    assert_eq!(rollout["overlay"]["map"], "rollout");
+    // (The rollout run takes the readable path, so its values differ in the
+    // last digits; the peak is the same patch.)
+    assert_eq!(
+        rollout["attention"]["peak_patch"],
+        attention["attention"]["peak_patch"]
+    );
+    let p = &rollout["overlay"]["peak_patch"];
+    let (i, r, c) = (
+        p["index"].as_u64().unwrap(),
+        p["row"].as_u64().unwrap(),
+        p["col"].as_u64().unwrap(),
+    );
+    assert!(i < 100 && i == r * 10 + c, "{p}");
+    let printout = run_in(dir.path(), &[&base[..], &["--method", "rollout"]].concat());
+    ok(&printout);
+    let line = format!("its map: rollout, peak patch {i} (row {r}, col {c})");
+    assert!(printout.stdout.contains(&line), "{}", printout.stdout);
+}

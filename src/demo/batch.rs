@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::{base_report, check_command, default_overlay, figure, same_file, ModelSpec};
+use crate::faithfulness::Method;
 use crate::limits::{MAX_BATCH_FILE_BYTES, MAX_BATCH_PAIRS, MAX_BATCH_PIXELS};
 use crate::model::vla::Decoding;
 use crate::output::Staged;
@@ -93,7 +94,16 @@ pub fn batch(
                 }
             }
             let fig = overlay::draw_prediction(img, pred, &cfg, style)?;
-            rep.overlay = Some(figure(&path, &fig, img.width(), img.height()));
+            let peak = crate::maps::argmax(&pred.boa_attention);
+            let size = (img.width(), img.height());
+            rep.overlay = Some(figure(
+                &path,
+                &fig,
+                size,
+                Method::Attention,
+                peak,
+                cfg.grid(),
+            ));
             files.add(&path, &overlay::png_bytes(&fig)?)?;
             rep.set_overlay_ms(t0.elapsed().as_secs_f64() * 1e3);
         }
