@@ -26,9 +26,8 @@ pub fn check(bytes: &[u8]) -> Result<()> {
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
     };
     let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b))
     };
     let (Some(offset), Some(header)) = (u32_at(10), u32_at(14)) else {
         return Ok(());

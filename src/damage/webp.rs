@@ -19,8 +19,8 @@ use super::count_frame;
 pub fn check(bytes: &[u8]) -> Result<()> {
     // "RIFF", the size of what follows it, "WEBP", the chunks. A last
     // chunk of odd length may lack its padding byte.
-    if let Some(size) = bytes.get(4..8) {
-        let riff = u32::from_le_bytes(size.try_into().unwrap()) as u64 + 8;
+    if let Some(&[a, b, c, d]) = bytes.get(4..8) {
+        let riff = u32::from_le_bytes([a, b, c, d]) as u64 + 8;
         if (bytes.len() as u64) + 1 < riff {
             bail!(
                 "the WebP is cut: its header says {riff} bytes, the file holds {}",
