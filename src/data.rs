@@ -23,8 +23,8 @@ use crate::model::Config;
 use crate::scene::camera::view_of;
 use crate::scene::random::{Extras, RandomScene, RandomSpec};
 use crate::scene::{
-    sample_command, sample_hard_negative, sample_refusal, Color, Command, Family, Lang, Layout,
-    LayoutSpec, Object, Shape,
+    minimal_reference, sample_command, sample_hard_negative, sample_refusal, Color, Command,
+    Family, Lang, Layout, LayoutSpec, Object, Reference, Shape,
 };
 
 /// The training scene for the `i`-th draw: a fixed permutation of the seed
@@ -215,6 +215,32 @@ pub fn first_target(layout: &Layout, cmd: &Command) -> Result<Object> {
     }
 }
 
+/// The colour and shape the command names for the object it acts on (or
+/// would, for a refusal), never a landmark's: `[colour, shape]` as
+/// 1 + their indices in [`Color::ALL`] and [`Shape::ALL`], colour 0 where
+/// the name has none ("the cup"). The same classes as the patch head's
+/// ([`crate::grid::patch_label`]), so that the two can be matched. `None`
+/// where the command's target is not in `layout`.
+pub fn named_label(layout: &Layout, cmd: &Command) -> Option<[u32; 2]> {
+    let name = match cmd.refused_name {
+        Some(name) => name,
+        None => {
+            let t = layout.object(cmd.target)?;
+            match cmd.family {
+                // A relational command names its target in full.
+                Family::Relational => Reference::ColorShape(t.color, t.shape),
+                _ => minimal_reference(layout, cmd.target)?,
+            }
+        }
+    };
+    let colour = name
+        .color()
+        .and_then(|c| Color::ALL.iter().position(|&k| k == c))
+        .map_or(0, |i| i + 1);
+    let shape = Shape::ALL.iter().position(|&s| s == name.shape())? + 1;
+    Some([colour as u32, shape as u32])
+}
+
 /// One (image, command) pair for a batch.
 #[derive(Clone)]
 pub struct Example {
@@ -230,6 +256,8 @@ pub struct Example {
     /// The patches of each object an ambiguous command's name fits
     /// ([`candidate_objects`]); none for every other command.
     pub candidates: Vec<Vec<f32>>,
+    /// What the command names, `[colour, shape]` ([`named_label`]).
+    pub named: Option<[u32; 2]>,
 }
 
 impl Example {
@@ -241,6 +269,7 @@ impl Example {
             destination: destination_patches(layout, &command, grid)?,
             landmark: landmark_patches(layout, &command, grid)?,
             candidates: candidate_objects(layout, &command, grid),
+            named: named_label(layout, &command),
             command,
         })
     }

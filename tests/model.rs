@@ -147,6 +147,7 @@ fn every_trainable_variable_gets_a_gradient() {
         cfg.patch_offsets = score == ScoreFn::Additive;
         cfg.patch_labels = score == ScoreFn::Additive;
         cfg.fusion_reads_labels = score == ScoreFn::Additive;
+        cfg.named_match = score == ScoreFn::Additive;
         // So must the stem's stride-1 context convolutions.
         cfg.stem_context = usize::from(score == ScoreFn::Additive);
         let (m, vars) = model(&cfg, 5);
@@ -171,6 +172,9 @@ fn every_trainable_variable_gets_a_gradient() {
                 .any(|n| n.ends_with("pointer.patch_offset.weight")));
             assert!(names.iter().any(|n| n.ends_with("patch_head.weight")));
             assert!(names.iter().any(|n| n.ends_with("label_embed.weight")));
+            assert!(names.iter().any(|n| n.ends_with("named.read.weight")));
+            assert!(names.iter().any(|n| n.ends_with("named.gate.weight")));
+            assert!(names.iter().any(|n| n.ends_with("named.weight_change.1")));
             assert!(names.iter().any(|n| n.ends_with("vision.stem.2.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();

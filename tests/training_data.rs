@@ -617,3 +617,58 @@ fn every_committed_config_loads() {
     }
     assert!(n >= 30, "{n} configs");
 }
+
+/// What training teaches the model to read as named is what the words say:
+/// among the words outside the landmark's, the shape's word, and a colour's
+/// word exactly where the label has that colour (a place command's bowl
+/// may add one of its own).
+#[test]
+fn the_named_label_is_what_the_words_outside_the_landmark_name() {
+    use vla_demo::scene::{Color, Family, Lang, Shape};
+    let cfg = TrainConfig::load(Path::new("configs/train-readings.json")).unwrap();
+    let (mut coloured, mut bare, mut refusals, mut relational) = (0, 0, 0, 0);
+    for step in [0, 3000] {
+        let (_, examples) = scenes_for_step(&cfg, step).unwrap();
+        for e in &examples {
+            let cmd = &e.command;
+            let [c, s] = e
+                .named
+                .unwrap_or_else(|| panic!("no name for {:?}", cmd.text));
+            let outside = |i: &usize| !cmd.landmark_words.as_ref().is_some_and(|r| r.contains(i));
+            let words: Vec<&str> = cmd
+                .text
+                .split_whitespace()
+                .enumerate()
+                .filter(|(i, _)| outside(i))
+                .map(|(_, w)| w.trim_matches(|ch: char| !ch.is_alphanumeric()))
+                .collect();
+            let says = |en: &str, ko: &[&str]| {
+                words.iter().any(|w| match cmd.lang {
+                    Lang::En => *w == en,
+                    Lang::Ko => ko.iter().any(|k| w.starts_with(k)),
+                })
+            };
+            let shape = Shape::ALL[s as usize - 1];
+            assert!(says(shape.name_en(), shape_words(shape)), "{:?}", cmd.text);
+            // A place command also names its bowl, in words of its own.
+            let bowl_named = cmd.family == Family::Place;
+            for (i, colour) in Color::ALL.iter().enumerate() {
+                let named = c as usize == i + 1;
+                let said = says(colour.name_en(), color_words(*colour));
+                if named || !bowl_named {
+                    assert_eq!(said, named, "{colour:?} in {:?}: {:?}", cmd.text, e.named);
+                }
+            }
+            match c {
+                0 => bare += 1,
+                _ => coloured += 1,
+            }
+            refusals += usize::from(!cmd.action.outcome.is_act());
+            relational += usize::from(cmd.landmark_words.is_some());
+        }
+    }
+    assert!(
+        coloured > 30 && bare > 20 && refusals > 5 && relational > 20,
+        "{coloured} {bare} {refusals} {relational}"
+    );
+}

@@ -63,6 +63,11 @@ pub struct Batch {
     /// the most any command of the batch has), zeros where it has fewer and
     /// for every other command; only with [`Grounded::Candidates`].
     pub candidate_masks: Option<Tensor>,
+    /// (B, 2) u32: the colour and shape each command names
+    /// ([`super::named_label`]); `[0, 0]` where it could not be told.
+    pub named: Tensor,
+    /// (B,): 1 where `named` holds a name, 0 where not.
+    pub named_known: Tensor,
     /// (I·N, 2) u32: what each patch of each image shows, `[colour, shape]`
     /// (see [`crate::grid::patch_labels`]); only where training asks for
     /// the patch-label term.
@@ -200,6 +205,14 @@ pub fn make_batch(
         Grounded::Candidates => Some(candidate_masks(examples, n, device)?),
         _ => None,
     };
+    let named: Vec<u32> = examples
+        .iter()
+        .flat_map(|e| e.named.unwrap_or([0, 0]))
+        .collect();
+    let named_known: Vec<f32> = examples
+        .iter()
+        .map(|e| e.named.is_some() as u8 as f32)
+        .collect();
     Ok(Batch {
         inputs: Inputs {
             pixels: to_pixels(images, cfg, device)?,
@@ -215,6 +228,8 @@ pub fn make_batch(
         target_mask: Tensor::from_vec(mask, (b, a, n), device)?,
         word_mask,
         candidate_masks,
+        named: Tensor::from_vec(named, (b, 2), device)?,
+        named_known: Tensor::from_vec(named_known, b, device)?,
         patch_labels: None,
     })
 }

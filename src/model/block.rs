@@ -77,8 +77,9 @@ pub struct CrossAttention {
 pub struct Memory<'a> {
     /// This block's image keys and values, (B, H, N, D).
     pub kv: &'a (Tensor, Tensor),
-    /// Added to every score, (B, 1, 1, N): the attention knockout, if any.
-    pub knockout: Option<&'a Tensor>,
+    /// Added to the scores, (B, 1, 1, N) or (B, H, S, N): the attention
+    /// knockout and the named-object match, if any.
+    pub bias: Option<&'a Tensor>,
 }
 
 /// What a block returns beside its output.
@@ -211,13 +212,13 @@ impl CrossAttention {
     /// `x + cross(ln(x))`'s second term, its weights and its raw scores.
     fn forward(&self, xs: &Tensor, memory: Memory) -> Result<(Tensor, Tensor, Tensor)> {
         let q_in = self.norm.forward(xs)?;
-        // The position terms and any knockout join the content scores
+        // The position terms, any knockout and any named match join the content scores
         // before the softmax; the pointer reads the sum.
         let asked = match &self.geometry {
             Some(geo) => Some(geo.ask(&q_in)?),
             None => None,
         };
-        let bias = match (asked, memory.knockout) {
+        let bias = match (asked, memory.bias) {
             (Some(a), Some(k)) => Some(a.broadcast_add(k)?),
             (Some(a), None) => Some(a),
             (None, k) => k.cloned(),

@@ -81,6 +81,12 @@ pub struct Config {
     /// flows back through them). Needs `patch_labels`.
     #[serde(default)]
     pub fusion_reads_labels: bool,
+    /// The command's named colour and shape are read apart and matched,
+    /// one at a time, against the patch head's readings; the match biases
+    /// the action queries' cross-attention scores (see
+    /// [`super::named::NamedReader`]). Needs `patch_labels`.
+    #[serde(default)]
+    pub named_match: bool,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -126,6 +132,7 @@ impl Config {
             patch_offsets: false,
             patch_labels: false,
             fusion_reads_labels: false,
+            named_match: false,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,
@@ -264,6 +271,10 @@ impl Config {
         anyhow::ensure!(
             self.patch_labels || !self.fusion_reads_labels,
             "config: fusion_reads_labels needs \"patch_labels\": true"
+        );
+        anyhow::ensure!(
+            self.patch_labels || !self.named_match,
+            "config: named_match needs \"patch_labels\": true"
         );
         Ok(())
     }

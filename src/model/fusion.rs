@@ -25,6 +25,7 @@ use candle_nn::{Init, VarBuilder};
 use super::attention::{causal_padded_mask, prefix_padded_mask};
 use super::block::{Block, BlockOut, LayerNorm, Memory};
 use super::linear::{linear, Linear};
+use super::named::NamedReader;
 use super::pointer::{grammar_mask, Pointer};
 use super::Config;
 use crate::action::{ACTION_VOCAB, MAX_ACTION_TOKENS};
@@ -37,6 +38,8 @@ pub struct FusionHead {
     norm: LayerNorm,
     head: Linear,
     pointer: Pointer,
+    /// What the command names, matched against the patches (`named_match`).
+    named: Option<NamedReader>,
     /// Whether the words read each other both ways (see [`Config::prefix_lm`]).
     prefix_lm: bool,
 }
@@ -60,6 +63,8 @@ pub struct FusionOut {
     /// The patch head's logits, (I, N, PATCH_COLORS + PATCH_SHAPES), where
     /// the model has one (`patch_labels`; set by [`super::Vla`]).
     pub patch_labels: Option<Tensor>,
+    /// What the command names, logits (B, PATCH_COLORS + PATCH_SHAPES).
+    pub named: Option<Tensor>,
 }
 
 /// The image as the fusion head reads it.
@@ -73,6 +78,8 @@ pub struct ImageMemory {
     /// Where each patch says its object lies, (B, N, 2), for the pointer
     /// (`patch_offsets`); `None` without them.
     pub offsets: Option<Tensor>,
+    /// How well each patch fits what each command names, (B, N).
+    pub named: Option<Tensor>,
 }
 
 /// A decoder's memory between steps: the fusion blocks' self-attention keys
@@ -126,6 +133,10 @@ impl FusionHead {
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("norm"))?,
             head: linear(cfg.hidden_size, ACTION_VOCAB, vb.pp("head"))?,
             pointer: Pointer::new(cfg, vb.pp("pointer"))?,
+            named: cfg
+                .named_match
+                .then(|| NamedReader::new(cfg, vb.pp("named")))
+                .transpose()?,
             prefix_lm: cfg.prefix_lm,
         })
     }
@@ -141,7 +152,14 @@ impl FusionHead {
                 .collect::<Result<_>>()?,
             knockout: None,
             offsets: self.pointer.patch_offsets(patches)?,
+            named: None,
         })
+    }
+
+    /// What each command names, (B, PATCH_COLORS + PATCH_SHAPES) logits,
+    /// from its word states; `None` without `named_match`.
+    pub fn read_named(&self, words: &Tensor, lens: &[usize]) -> Result<Option<Tensor>> {
+        self.named.as_ref().map(|n| n.read(words, lens)).transpose()
     }
 
     /// `text` (B, T, C) left-padded command states with real lengths `lens`;
@@ -165,6 +183,7 @@ impl FusionHead {
             word_cross: run.first_cross_weights.narrow(2, 0, t)?,
             points,
             patch_labels: None,
+            named: None,
         })
     }
 
@@ -184,7 +203,7 @@ impl FusionHead {
         let actions = actions.broadcast_add(&self.action_position.narrow(0, 0, a)?)?;
         let xs = Tensor::cat(&[text, &actions], 1)?; // (B, S, C), S = T + A
         let mask = self.mask(lens, t, a, xs.device())?.to_dtype(xs.dtype())?;
-        self.run(&xs, None, image, &mask)
+        self.run(&xs, None, image, &mask, t, 0)
     }
 
     /// The self-attention mask over `[words, actions]`, (B, 1, T + A, T + A):
@@ -198,21 +217,33 @@ impl FusionHead {
         }
     }
 
-    /// The blocks over `xs`, the positions after the cached ones.
+    /// The blocks over `xs`, the positions after the cached ones: `t` word
+    /// rows, then action positions `first_action..`.
     fn run(
         &self,
         xs: &Tensor,
         past: Option<&[(Tensor, Tensor)]>,
         image: &ImageMemory,
         mask: &Tensor,
+        t: usize,
+        first_action: usize,
     ) -> Result<Run> {
+        let a = xs.dim(1)? - t;
         let mut xs = xs.clone();
         let mut self_kv = Vec::with_capacity(self.blocks.len());
         let (mut first, mut cross) = (None, None);
         for (i, (block, kv)) in self.blocks.iter().zip(&image.kv).enumerate() {
+            let named = match (&self.named, &image.named) {
+                (Some(reader), Some(m)) => Some(reader.bias(i, m, t, first_action, a)?),
+                _ => None,
+            };
+            let bias = match (named, &image.knockout) {
+                (Some(n), Some(k)) => Some(n.broadcast_add(k)?),
+                (n, k) => n.or_else(|| k.clone()),
+            };
             let memory = Memory {
                 kv,
-                knockout: image.knockout.as_ref(),
+                bias: bias.as_ref(),
             };
             let out: BlockOut =
                 block.forward_with(&xs, Some(mask), past.map(|p| &p[i]), Some(memory))?;
@@ -304,7 +335,7 @@ impl FusionHead {
             .mask(&cache.lens, t, k + 1, xs.device())?
             .narrow(2, s - 1, 1)?
             .to_dtype(xs.dtype())?;
-        let run = self.run(&xs, Some(&cache.self_kv), image, &mask)?;
+        let run = self.run(&xs, Some(&cache.self_kv), image, &mask, 0, k)?;
         let step = DecodeStep {
             logits: self.read_out(&run, image, 0, k)?.0.squeeze(1)?,
             cross: run.cross_weights.squeeze(2)?,

@@ -17,6 +17,7 @@ pub mod decode;
 pub mod fusion;
 pub mod geometry;
 pub mod linear;
+pub mod named;
 pub mod pointer;
 pub mod record;
 pub mod text;

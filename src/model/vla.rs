@@ -20,6 +20,7 @@ use super::decode::choose;
 pub use super::decode::{refusal_score, Decoding, Step, REFUSAL_THRESHOLD};
 use super::fusion::{FusionHead, FusionOut, ImageMemory};
 use super::linear::{linear, Linear};
+use super::named::NamedReader;
 use super::record::{self, AttentionMaps, Recorder, Taps};
 use super::text::TextDecoder;
 use super::vision::VisionEncoder;
@@ -249,13 +250,39 @@ impl Vla {
         let patches = self.encode_image(pixels, path)?;
         let words = self.text.forward(embedded, &inputs.text_lens)?;
         let patch_labels = self.patch_labels(&patches)?;
-        let kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
+        let mut kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
+        let named = self.match_named(&words, inputs, patch_labels.as_ref(), &mut kv)?;
         let actions = self.embed_tokens.forward(action_ids)?;
         let mut out = self
             .fusion
             .forward(&words, &inputs.text_lens, &actions, &kv)?;
         out.patch_labels = patch_labels;
+        out.named = named;
         Ok(out)
+    }
+
+    /// With `named_match`: reads what each command names from its word
+    /// states, and puts how well each patch of its image fits that (the
+    /// patch head's `labels`, taken as they are) into `kv`. Returns the
+    /// reading, (B, PATCH_COLORS + PATCH_SHAPES) logits.
+    fn match_named(
+        &self,
+        words: &Tensor,
+        inputs: &Inputs,
+        labels: Option<&Tensor>,
+        kv: &mut ImageMemory,
+    ) -> Result<Option<Tensor>> {
+        let (Some(named), Some(labels)) =
+            (self.fusion.read_named(words, &inputs.text_lens)?, labels)
+        else {
+            return Ok(None);
+        };
+        let labels = match &inputs.image_index {
+            Some(idx) => labels.detach().index_select(idx, 0)?,
+            None => labels.detach(),
+        };
+        kv.named = Some(NamedReader::matches(&named, &labels)?);
+        Ok(Some(named))
     }
 
     /// The patch head's logits (I, N, PATCH_COLORS + PATCH_SHAPES) for the
@@ -293,7 +320,8 @@ impl Vla {
         sync(&device)?;
         let t2 = Instant::now();
 
-        let kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
+        let mut kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
+        self.match_named(&words, inputs, patch_labels.as_ref(), &mut kv)?;
         let b = inputs.text_lens.len();
         let mut processors: Vec<LogitsProcessor> = (0..b)
             .map(|_| LogitsProcessor::from_sampling(decoding.seed, decoding.sampling()))

@@ -59,6 +59,11 @@ pub struct TrainConfig {
     /// them all alike).
     #[serde(default = "one_f64")]
     pub patch_object_weight: f64,
+    /// Weight of the named-object term: the cross-entropy of the model's
+    /// reading of what each command names (`named_match` in the model
+    /// config) against the colour and shape it does name.
+    #[serde(default)]
+    pub named_weight: f64,
     /// Share of scenes drawn from the randomised world (the rest are plain).
     #[serde(default)]
     pub random_share: f64,
@@ -199,6 +204,10 @@ impl TrainConfig {
         }
         real("patch_label_weight", self.patch_label_weight, 0.0, 1e3)?;
         real("patch_object_weight", self.patch_object_weight, 0.0, 1e3)?;
+        real("named_weight", self.named_weight, 0.0, 1e3)?;
+        if self.named_weight > 0.0 && !self.model.named_match {
+            bail!("named_weight needs \"named_match\": true in the model config");
+        }
         if self.patch_label_weight > 0.0 && !self.model.patch_labels {
             bail!("patch_label_weight needs \"patch_labels\": true in the model config");
         }

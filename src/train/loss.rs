@@ -30,6 +30,8 @@ pub struct StepStats {
     pub patch: f32,
     /// The candidate balance term (0 where it is off).
     pub balance: f32,
+    /// The named-object term (0 where it is off).
+    pub named: f32,
     pub token_acc: f32,
 }
 
@@ -46,6 +48,8 @@ pub struct LossWeights {
     pub patch_object: f64,
     /// The candidate balance term ([`candidate_balance`]).
     pub each_candidate: f64,
+    /// The named-object term ([`named_loss`]).
+    pub named: f64,
 }
 
 impl TrainConfig {
@@ -56,6 +60,7 @@ impl TrainConfig {
             patch: self.patch_label_weight,
             patch_object: self.patch_object_weight,
             each_candidate: self.each_candidate_weight,
+            named: self.named_weight,
         }
     }
 }
@@ -111,6 +116,26 @@ fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Res
         total = (total - (picked * &weight)?.sum_all()?)?;
     }
     Ok(total.broadcast_div(&weight.sum_all()?)?)
+}
+
+/// The named-object term: the cross-entropy of the model's reading of
+/// each command's named colour and of its shape (`named`, (B, colours +
+/// shapes) logits) against `labels` (B, 2), summed; the mean over commands
+/// with `known` (B,) 1.
+fn named_loss(named: &Tensor, labels: &Tensor, known: &Tensor) -> Result<Tensor> {
+    use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
+    let mut total = Tensor::zeros(known.dims(), named.dtype(), named.device())?;
+    for (k, (first, n)) in [(0, PATCH_COLORS), (PATCH_COLORS, PATCH_SHAPES)]
+        .into_iter()
+        .enumerate()
+    {
+        let want = labels.narrow(1, k, 1)?.contiguous()?;
+        let logp = candle_nn::ops::log_softmax(&named.narrow(1, first, n)?, D::Minus1)?;
+        total = (total - logp.gather(&want, 1)?.squeeze(1)?)?;
+    }
+    Ok((total * known)?
+        .sum_all()?
+        .broadcast_div(&known.sum_all()?.maximum(1.0)?)?)
 }
 
 /// The candidate balance term: for each ambiguous command, how far the
@@ -197,9 +222,14 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
         }
         _ => Tensor::zeros((), ce.dtype(), ce.device())?,
     };
+    let named = match &out.named {
+        Some(named) if w.named > 0.0 => named_loss(named, &batch.named, &batch.named_known)?,
+        _ => Tensor::zeros((), ce.dtype(), ce.device())?,
+    };
     let total = ((((&ce + (&attention * w.attention)?)? + (&point * w.point)?)?
         + (&patch * w.patch)?)?
-        + (&balance * w.each_candidate)?)?;
+        + (&balance * w.each_candidate)?
+        + (&named * w.named)?)?;
 
     let pred = logits.argmax(D::Minus1)?;
     let right = (pred.eq(&batch.targets)?.to_dtype(DType::F32)? * &batch.weights)?.sum_all()?;
@@ -210,6 +240,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
         point: point.to_scalar::<f32>()?,
         patch: patch.to_scalar::<f32>()?,
         balance: balance.to_scalar::<f32>()?,
+        named: named.to_scalar::<f32>()?,
         token_acc: (right.to_scalar::<f32>()? / count.to_scalar::<f32>()?),
     };
     Ok((total, stats))

@@ -60,6 +60,7 @@ pub fn parallel_grads(
         stats.point += st.point * share;
         stats.patch += st.patch * share;
         stats.balance += st.balance * share;
+        stats.named += st.named * share;
         stats.token_acc += st.token_acc * share;
         merged = Some(match merged {
             None => grads,
@@ -139,7 +140,7 @@ pub(super) fn train_steps(
             ));
             let line = serde_json::json!({
                 "step": step + 1, "loss": stats.loss, "ce": stats.ce, "attention": stats.attention,
-                "point": stats.point, "patch": stats.patch, "balance": stats.balance, "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
+                "point": stats.point, "patch": stats.patch, "balance": stats.balance, "named": stats.named, "token_acc": stats.token_acc, "lr": lr, "grad_norm": norm, "samples_per_s": per_s,
                 "elapsed_s": t0.elapsed().as_secs_f64(),
             });
             append_log(log, &line);
