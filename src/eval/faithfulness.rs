@@ -39,6 +39,10 @@ pub struct FaithfulnessRow {
     /// How often deleting the top [`VERDICT_K`] patches moved the first
     /// waypoint off the target, among runs that started on it.
     pub off_after_top_k: f64,
+    /// The patch where the map's peak lands most often, and in what share
+    /// of the runs: a peak that sits on one patch whatever the scene (a
+    /// background "sink") shows here. `None` for the orders without a map.
+    pub commonest_peak: Option<(usize, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +81,8 @@ pub fn evaluate(
     let scenes = scenes.count;
     // family/method -> per run: (pointing, mass, deletion AUC, insertion AUC, off after k)
     let mut runs: BTreeMap<String, Vec<[Option<f64>; 5]>> = BTreeMap::new();
+    // family/method -> per run: the patch at the map's peak
+    let mut peaks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for seed in first_seed..first_seed.saturating_add(scenes) {
         let Some((drawn, commands)) = split.scene(seed, cfg)? else {
             continue;
@@ -131,15 +137,17 @@ pub fn evaluate(
                     })
                     .filter(|_| started_on);
                 let point = |v: Option<bool>| v.map(|b| b as u8 as f64);
-                runs.entry(format!("{family}/{}", method.name()))
-                    .or_default()
-                    .push([
-                        map.and_then(|m| point(m.points_at_target)),
-                        map.and_then(|m| m.mass_on_target.map(f64::from)),
-                        auc(Intervention::Delete),
-                        auc(Intervention::Insert),
-                        off,
-                    ]);
+                let key = format!("{family}/{}", method.name());
+                if let Some(&peak) = map.and_then(|m| m.top.first()) {
+                    peaks.entry(key.clone()).or_default().push(peak);
+                }
+                runs.entry(key).or_default().push([
+                    map.and_then(|m| point(m.points_at_target)),
+                    map.and_then(|m| m.mass_on_target.map(f64::from)),
+                    auc(Intervention::Delete),
+                    auc(Intervention::Insert),
+                    off,
+                ]);
             }
         }
         if let Some(bar) = bar {
@@ -160,6 +168,7 @@ pub fn evaluate(
                 deletion_auc: mean(2),
                 insertion_auc: mean(3),
                 off_after_top_k: mean(4),
+                commonest_peak: peaks.get(&key).and_then(|p| commonest(p)),
             };
             (key, row)
         })
@@ -174,12 +183,25 @@ pub fn evaluate(
     })
 }
 
+/// The most frequent patch in `peaks` (the lowest index on a tie) and its
+/// share.
+fn commonest(peaks: &[usize]) -> Option<(usize, f64)> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for &p in peaks {
+        *counts.entry(p).or_default() += 1;
+    }
+    let (patch, n) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
+    Some((patch, n as f64 / peaks.len() as f64))
+}
+
 impl FaithfulnessReport {
     /// The table, one row per family × method (pointing and mass are not
     /// defined for the target's and random orders).
     pub fn table(&self) -> String {
         let mut s = format!(
-            "| family | method | runs | pointing | mass on target | deletion AUC ↓ | insertion AUC ↑ | off target after deleting top {VERDICT_K} |\n|---|---|---|---|---|---|---|---|\n"
+            "| family | method | runs | pointing | mass on target | commonest peak | deletion AUC ↓ | insertion AUC ↑ | off target after deleting top {VERDICT_K} |\n|---|---|---|---|---|---|---|---|---|\n"
         );
         for family in self.families() {
             for method in METHODS.map(Method::name) {
@@ -188,8 +210,12 @@ impl FaithfulnessReport {
                 };
                 let maps = !matches!(method, "target" | "random");
                 let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+                let peak = match r.commonest_peak {
+                    Some((patch, share)) if maps => format!("patch {patch}, {}", pct(share)),
+                    _ => "-".into(),
+                };
                 s += &format!(
-                    "| {family} | {method} | {} | {} | {} | {:.3} | {:.3} | {} |\n",
+                    "| {family} | {method} | {} | {} | {} | {peak} | {:.3} | {:.3} | {} |\n",
                     r.n,
                     if maps { pct(r.pointing) } else { "-".into() },
                     if maps { pct(r.mass) } else { "-".into() },
@@ -229,5 +255,18 @@ impl FaithfulnessReport {
             .collect();
         f.dedup();
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commonest;
+
+    #[test]
+    fn the_commonest_peak_is_the_most_frequent_patch_and_its_share() {
+        assert_eq!(commonest(&[]), None);
+        assert_eq!(commonest(&[7, 0, 7, 3]), Some((7, 0.5)));
+        // A tie goes to the lower patch.
+        assert_eq!(commonest(&[5, 2, 5, 2]), Some((2, 0.5)));
     }
 }
