@@ -14,7 +14,9 @@ token, a causal mask that also hides the padding, the fusion head over
 states plus their position codes again (with `cross_geometry`, plus each
 query's position terms g·(u, v, u²+v²) and the coordinates it looked at), the pointer (Gaussian x/y bin logits
 around the expected patch position of the last block's cross-attention, read
-within `pointer_window` patches of each head's peak when set), the
+within `pointer_window` patches of each head's peak when set), with
+`named_match` the command's named colour and shape matched against the patch
+head's readings and added to the action queries' cross-attention scores, the
 action-grammar mask added to the logits, and greedy decoding constrained to
 well-formed actions.
 
@@ -131,10 +133,12 @@ def fusion_mask(cfg, lens, t, a):
 
 
 class ImageMemory(list):
-    """fusion.rs ImageMemory: each fusion block's image (keys, values), and the
-    patches' own offsets for the pointer when the model has them."""
+    """fusion.rs ImageMemory: each fusion block's image (keys, values), the
+    patches' own offsets for the pointer when the model has them, and how
+    well each patch fits what each command names (`named_match`)."""
 
     offsets = None
+    named = None
 
 
 class Vla:
@@ -239,6 +243,37 @@ class Vla:
                 kv.offsets = kv.offsets[image_index]
         return kv
 
+    def match_named(self, words, lens, patches, kv, image_index=None):
+        """named.rs NamedReader (vla.rs Vla::match_named): a gate over the word
+        states reads what the command names (a colour, class 0 for none, and
+        a shape); each patch's match m_i = log(q_none + Σ q_c p_ic + ε) +
+        log(Σ q_s p_is + ε) against the patch head's readings goes into kv."""
+        if not self.cfg.get("named_match"):
+            return
+        b, t, _ = words.shape
+        pad = torch.tensor([[-1e4 if i + n < t else 0.0 for i in range(t)] for n in lens]).unsqueeze(-1)
+        gate = torch.softmax(linear(self.w, "fusion.named.gate", words) + pad, dim=1)  # (B, T, 1)
+        named = linear(self.w, "fusion.named.read", (words * gate).sum(1))  # (B, 12)
+        labels = linear(self.w, "patch_head", patches).detach()  # (I, N, 12)
+        if image_index is not None:
+            labels = labels[image_index]
+        qc, qs = named[:, :7].softmax(-1), named[:, 7:].softmax(-1)
+        pc, ps = labels[..., :7].softmax(-1), labels[..., 7:].softmax(-1)
+        colour = (pc[..., 1:] @ qc[:, 1:].unsqueeze(2)).squeeze(2) + qc[:, :1]  # (B, N)
+        shape = (ps[..., 1:] @ qs[:, 1:].unsqueeze(2)).squeeze(2)
+        kv.named = torch.log(colour + 1e-2) + torch.log(shape + 1e-2)
+
+    def named_bias(self, i, kv, start, first, a):
+        """NamedReader::bias: block i's bias on the cross-attention scores,
+        (B, H, start + a, N), zero on the `start` word rows; each block's
+        weights (MAX_ACTION_TOKENS, H) start at 1 for the first x and y."""
+        w = self.w[f"fusion.named.weight_change.{i}"].clone()
+        w[:2] += 1.0
+        b, n = kv.named.shape
+        actions = w[first : first + a].T.view(1, self.h, a, 1) * kv.named.view(b, 1, 1, n)
+        words = torch.zeros(b, self.h, start, n)
+        return torch.cat([words, actions], dim=2)
+
     def fusion(self, words, lens, action_ids, kv):
         t = words.shape[1]
         a = action_ids.shape[1]
@@ -264,15 +299,17 @@ class Vla:
             caches.append((k, v))
             x = x + self.attend(p + ".self_attn", h, (k, v), mask)[0]
             h = layer_norm(self.w, p + ".norm_cross", x, self.eps)
+            bias = None if kv.named is None else self.named_bias(i, kv, start, first, x.shape[1] - start)
             if self.cfg.get("cross_geometry"):
                 # Position terms: the query asks g·φ of each patch, then hears where it looked.
                 b, s, _ = h.shape
                 g = linear(self.w, p + ".geometry.ask", h).view(b, s, self.h, 3).transpose(1, 2)
-                c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, g @ self.phi.T, self.cfg["cross_score_fn"])
+                asked = g @ self.phi.T if bias is None else g @ self.phi.T + bias
+                c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, asked, self.cfg["cross_score_fn"])
                 looked = (cross @ self.phi).transpose(1, 2).reshape(b, s, 3 * self.h)
                 c = c + linear(self.w, p + ".geometry.tell", looked)
             else:
-                c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, None, self.cfg["cross_score_fn"])
+                c, cross, scores = self.attend(p + ".cross_attn", h, kv_i, bias, self.cfg["cross_score_fn"])
             x = x + c
             h = layer_norm(self.w, p + ".norm2", x, self.eps)
             x = x + linear(self.w, p + ".mlp.fc2", gelu(linear(self.w, p + ".mlp.fc1", h)))
@@ -320,8 +357,11 @@ class Vla:
 
     def forward(self, pixels, ids, lens, action_ids, image_index=None):
         """Teacher-forced, like Vla::forward: logits (B, A, ACTION_VOCAB)."""
-        kv = self.image_kv(self.encode_image(pixels), image_index)
-        return self.fusion(self.encode_text(ids, lens), lens, action_ids, kv)
+        patches = self.encode_image(pixels)
+        kv = self.image_kv(patches, image_index)
+        words = self.encode_text(ids, lens)
+        self.match_named(words, lens, patches, kv, image_index)
+        return self.fusion(words, lens, action_ids, kv)
 
     def generate(self, pixels, ids, lens, stages=None):
         """Greedy decoding constrained to well-formed actions, like Vla::generate:
@@ -336,6 +376,7 @@ class Vla:
         words = self.encode_text(ids, lens)
         t2 = time.perf_counter()
         kv = self.image_kv(patches)
+        self.match_named(words, lens, patches, kv)
         b, t = ids.shape
         boa, off = self.cfg["boa_token_id"], self.cfg["action_offset"]
         emb, pos = self.w["embed_tokens.weight"], self.w["fusion.action_position"]
