@@ -287,10 +287,6 @@ impl FusionHead {
             .narrow(0, first, a)?
             .to_dtype(states.dtype())?;
         let logits = (states.apply(&self.head)? + pointed)?.broadcast_add(&grammar)?;
-        let logits = match (&self.named, &image.named) {
-            (Some(reader), Some(m)) if first == 0 => reader.add_presence(m, &logits)?,
-            _ => logits,
-        };
         Ok((logits, points))
     }
 

@@ -32,7 +32,7 @@ use candle_nn::{Init, Module, VarBuilder};
 
 use super::linear::{linear, Linear};
 use super::Config;
-use crate::action::{ActionToken, MAX_ACTION_TOKENS};
+use crate::action::MAX_ACTION_TOKENS;
 use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
 
 /// The floor under each match term: a patch that shows neither the colour
@@ -46,7 +46,6 @@ pub struct NamedReader {
     /// Per fusion block, `w` (MAX_ACTION_TOKENS, H): the starting schedule
     /// plus the learned `weight_change.{block}`.
     weights: Vec<Tensor>,
-    presence: Tensor,
 }
 
 impl NamedReader {
@@ -72,7 +71,6 @@ impl NamedReader {
             gate: linear(cfg.hidden_size, 1, vb.pp("gate"))?,
             read: linear(cfg.hidden_size, PATCH_COLORS + PATCH_SHAPES, vb.pp("read"))?,
             weights,
-            presence: vb.get_with_hints(2, "presence", Init::Const(0.0))?,
         })
     }
 
@@ -118,25 +116,6 @@ impl NamedReader {
         let colour = fits(&qc, &pc, PATCH_COLORS)?.broadcast_add(&any_colour)?;
         let shape = fits(&qs, &ps, PATCH_SHAPES)?;
         (colour + EPS)?.log()? + (shape + EPS)?.log()?
-    }
-
-    /// Adds `presence · max_i m_i` to the `<absent>` and `<ambiguous>`
-    /// logits of the first action position, row 0 of `logits` (B, A, V).
-    pub fn add_presence(&self, m: &Tensor, logits: &Tensor) -> Result<Tensor> {
-        let (_, a, v) = logits.dims3()?;
-        let (dt, dev) = (logits.dtype(), logits.device());
-        let absent = ActionToken::Absent.index();
-        let mut parts = vec![Tensor::zeros(absent, dt, dev)?, self.presence.to_dtype(dt)?];
-        if v > absent + 2 {
-            parts.push(Tensor::zeros(v - absent - 2, dt, dev)?);
-        }
-        let mut rows = vec![Tensor::cat(&parts, 0)?.unsqueeze(0)?];
-        if a > 1 {
-            rows.push(Tensor::zeros((a - 1, v), dt, dev)?);
-        }
-        let rows = Tensor::cat(&rows, 0)?.unsqueeze(0)?; // (1, A, V)
-        let p = m.max_keepdim(1)?.unsqueeze(2)?; // (B, 1, 1)
-        logits + p.broadcast_mul(&rows)?
     }
 
     /// Block `block`'s bias on the cross-attention scores of `t` word rows
