@@ -262,14 +262,19 @@ fn eval_faithfulness_reports_every_method_for_the_family_asked() {
     assert!(rows.keys().all(|k| k.starts_with("pick/")), "{rows:?}");
     assert_eq!(j[0]["ks"], serde_json::json!([0, 4]));
     // Each map's commonest peak is a patch of the grid and a share of the
-    // runs; the target's and random orders have no map, so no peak.
+    // runs; the target's and random orders have no map, so no peak, no
+    // pointing and no mass.
     for m in ["attention", "rollout", "relevance"] {
         let peak = &rows[&format!("pick/{m}")]["commonest_peak"];
         let patch = peak[0].as_u64().unwrap();
         let share = peak[1].as_f64().unwrap();
         assert!(patch < 100 && share > 0.0 && share <= 1.0, "{m}: {peak}");
+        let pointing = rows[&format!("pick/{m}")]["pointing"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&pointing), "{m}: {pointing}");
     }
     for m in ["target", "random"] {
-        assert!(rows[&format!("pick/{m}")]["commonest_peak"].is_null());
+        for field in ["commonest_peak", "pointing", "mass"] {
+            assert!(rows[&format!("pick/{m}")][field].is_null(), "{m} {field}");
+        }
     }
 }

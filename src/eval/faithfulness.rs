@@ -32,8 +32,10 @@ use crate::tokens::CommandTokenizer;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FaithfulnessRow {
     pub n: usize,
-    pub pointing: f64,
-    pub mass: f64,
+    /// The pointing game and the mass on the target; `None` for the
+    /// orders without a map (the target's own patches, random ones).
+    pub pointing: Option<f64>,
+    pub mass: Option<f64>,
     pub deletion_auc: f64,
     pub insertion_auc: f64,
     /// How often deleting the top [`VERDICT_K`] patches moved the first
@@ -157,14 +159,15 @@ pub fn evaluate(
     let rows = runs
         .into_iter()
         .map(|(key, v)| {
-            let mean = |i: usize| {
+            let mean_of = |i: usize| {
                 let xs: Vec<f64> = v.iter().filter_map(|r| r[i]).collect();
-                xs.iter().sum::<f64>() / xs.len().max(1) as f64
+                (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
             };
+            let mean = |i: usize| mean_of(i).unwrap_or(0.0);
             let row = FaithfulnessRow {
                 n: v.len(),
-                pointing: mean(0),
-                mass: mean(1),
+                pointing: mean_of(0),
+                mass: mean_of(1),
                 deletion_auc: mean(2),
                 insertion_auc: mean(3),
                 off_after_top_k: mean(4),
@@ -208,17 +211,17 @@ impl FaithfulnessReport {
                 let Some(r) = self.rows.get(&format!("{family}/{method}")) else {
                     continue;
                 };
-                let maps = !matches!(method, "target" | "random");
                 let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+                let or_dash = |x: Option<f64>| x.map_or("-".into(), pct);
                 let peak = match r.commonest_peak {
-                    Some((patch, share)) if maps => format!("patch {patch}, {}", pct(share)),
-                    _ => "-".into(),
+                    Some((patch, share)) => format!("patch {patch}, {}", pct(share)),
+                    None => "-".into(),
                 };
                 s += &format!(
                     "| {family} | {method} | {} | {} | {} | {peak} | {:.3} | {:.3} | {} |\n",
                     r.n,
-                    if maps { pct(r.pointing) } else { "-".into() },
-                    if maps { pct(r.mass) } else { "-".into() },
+                    or_dash(r.pointing),
+                    or_dash(r.mass),
                     r.deletion_auc,
                     r.insertion_auc,
                     pct(r.off_after_top_k),
