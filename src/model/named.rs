@@ -229,20 +229,11 @@ mod tests {
             1,
         )
         .unwrap();
-        let a: Vec<f32> = reader
-            .read(&words, &[3])
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let b: Vec<f32> = reader
-            .read(&padded, &[3])
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let read = |w: &Tensor| -> Vec<f32> {
+            let r = reader.read(w, &[3]).unwrap();
+            r.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (a, b) = (read(&words), read(&padded));
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
         }
