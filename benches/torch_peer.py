@@ -16,7 +16,8 @@ query's position terms g·(u, v, u²+v²) and the coordinates it looked at), the
 around the expected patch position of the last block's cross-attention, read
 within `pointer_window` patches of each head's peak when set), with
 `named_match` the command's named colour and shape matched against the patch
-head's readings and added to the action queries' cross-attention scores, the
+head's readings (raised to `named_floor` when set) and added to the action
+queries' cross-attention scores, the
 action-grammar mask added to the logits, and greedy decoding constrained to
 well-formed actions.
 
@@ -262,6 +263,8 @@ class Vla:
         colour = (pc[..., 1:] @ qc[:, 1:].unsqueeze(2)).squeeze(2) + qc[:, :1]  # (B, N)
         shape = (ps[..., 1:] @ qs[:, 1:].unsqueeze(2)).squeeze(2)
         kv.named = torch.log(colour + 1e-2) + torch.log(shape + 1e-2)
+        if self.cfg.get("named_floor") is not None:  # max(m_i, named_floor)
+            kv.named = kv.named.clamp(min=self.cfg["named_floor"])
 
     def named_bias(self, i, kv, start, first, a):
         """NamedReader::bias: block i's bias on the cross-attention scores,

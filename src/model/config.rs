@@ -87,6 +87,13 @@ pub struct Config {
     /// [`super::named::NamedReader`]). Needs `patch_labels`.
     #[serde(default)]
     pub named_match: bool,
+    /// With `named_match`: each patch's match is raised to at least this
+    /// log-probability, so that patches which fit only half the name (or
+    /// nothing) bias the scores alike and an absent name leaves attention
+    /// to the content scores. `None`: no floor (the match runs down to
+    /// `2 log ε`).
+    #[serde(default)]
+    pub named_floor: Option<f64>,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -133,6 +140,7 @@ impl Config {
             patch_labels: false,
             fusion_reads_labels: false,
             named_match: false,
+            named_floor: None,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,
@@ -276,6 +284,12 @@ impl Config {
             self.patch_labels || !self.named_match,
             "config: named_match needs \"patch_labels\": true"
         );
+        if let Some(f) = self.named_floor {
+            anyhow::ensure!(
+                self.named_match && f.is_finite() && (-20.0..=0.0).contains(&f),
+                "config: named_floor {f} needs \"named_match\": true and a value from -20 to 0"
+            );
+        }
         Ok(())
     }
 

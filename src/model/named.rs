@@ -15,7 +15,11 @@
 //!    `p_i` the patch head's for patch `i`,
 //!    `m_i = log(q_0 + Σ_{c≥1} q_c p_ic + ε) + log(Σ_{s≥1} q_s p_is + ε)`:
 //!    the log-probability that patch `i` shows the named colour (any colour,
-//!    when none is named) and, apart, the named shape.
+//!    when none is named) and, apart, the named shape. With `named_floor`
+//!    `f`, the match is `max(m_i, f)`: a patch that fits half the name
+//!    (about `log ε ≈ −4.6`) then scores the same as the bare table, so an
+//!    absent name biases every patch alike and leaves the choice to the
+//!    content scores, which is where "not here" is learned.
 //! 3. **Biasing the action queries.** In every fusion block, the cross
 //!    attention score of action position `k`, head `h`, on patch `i` gains
 //!    `w_{k,h} m_i`, a learned weight per block, position and head. The
@@ -91,9 +95,9 @@ impl NamedReader {
 
     /// The match of every patch with every command's reading: `named` (B,
     /// colours + shapes) logits from [`Self::read`], `patches` (B, N,
-    /// colours + shapes) the patch head's logits for each command's image.
-    /// Returns (B, N).
-    pub fn matches(named: &Tensor, patches: &Tensor) -> Result<Tensor> {
+    /// colours + shapes) the patch head's logits for each command's image,
+    /// `floor` the lowest match (`named_floor`). Returns (B, N).
+    pub fn matches(named: &Tensor, patches: &Tensor, floor: Option<f64>) -> Result<Tensor> {
         let part = |t: &Tensor, first: usize, n: usize| {
             softmax(&t.narrow(D::Minus1, first, n)?, D::Minus1)
         };
@@ -115,7 +119,11 @@ impl NamedReader {
         let any_colour = qc.narrow(1, 0, 1)?; // (B, 1)
         let colour = fits(&qc, &pc, PATCH_COLORS)?.broadcast_add(&any_colour)?;
         let shape = fits(&qs, &ps, PATCH_SHAPES)?;
-        (colour + EPS)?.log()? + (shape + EPS)?.log()?
+        let m = ((colour + EPS)?.log()? + (shape + EPS)?.log()?)?;
+        match floor {
+            Some(f) => m.maximum(f),
+            None => Ok(m),
+        }
     }
 
     /// Block `block`'s bias on the cross-attention scores of `t` word rows
@@ -170,11 +178,12 @@ mod tests {
             .flat_map(|&(c, s)| sure(c, s))
             .collect();
         let patches = Tensor::from_vec(patches, (1, 4, PATCH_COLORS + PATCH_SHAPES), &dev).unwrap();
-        let m = |named: Vec<f32>| -> Vec<f32> {
+        let floored = |named: Vec<f32>, floor| -> Vec<f32> {
             let named = Tensor::from_vec(named, (1, PATCH_COLORS + PATCH_SHAPES), &dev).unwrap();
-            let m = NamedReader::matches(&named, &patches).unwrap();
+            let m = NamedReader::matches(&named, &patches, floor).unwrap();
             m.squeeze(0).unwrap().to_vec1().unwrap()
         };
+        let m = |named| floored(named, None);
         // "the green block": only patch 0 fits both; each half-fit scores
         // one floor, the table two.
         let both = m(sure(green, block));
@@ -187,6 +196,14 @@ mod tests {
         assert!((any[0] - 2.0 * fit).abs() < 1e-3, "{any:?}");
         assert!((any[2] - 2.0 * fit).abs() < 1e-3, "{any:?}");
         assert!(any[1] < any[0] - 4.0);
+        // With a floor of -3, half-fits and the table score alike: "the
+        // green ball" (absent) biases no patch over another, while "the
+        // green block" still singles out patch 0.
+        let absent = floored(sure(green, 3), Some(-3.0));
+        assert_eq!(absent, vec![-3.0; 4]);
+        let present = floored(sure(green, block), Some(-3.0));
+        assert!((present[0] - 2.0 * fit).abs() < 1e-3, "{present:?}");
+        assert_eq!(present[1..], [-3.0; 3]);
     }
 
     #[test]
