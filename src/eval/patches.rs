@@ -6,12 +6,14 @@
 //! objects but the actions miss is a grounding failure; one where the head
 //! is lost too is the encoder's.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use candle::{DType, Tensor};
 use serde::Serialize;
 
-use crate::grid::{patch_label, patch_owners, read_patch_label, PATCH_SHAPES};
-use crate::scene::{Layout, Shape};
+use crate::grid::{patch_label, patch_owners, read_patch_label, PATCH_COLORS, PATCH_SHAPES};
+use crate::scene::{Color, Layout, Shape};
 
 /// The patch head's reading of a split.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -32,6 +34,19 @@ pub struct PatchScore {
     /// The shape reading by the size of the object: one entry per bin of
     /// [`SIZE_BINS`], its object patches and the share of shapes named.
     pub shape_by_size: Vec<SizeShare>,
+    /// The reading by colour × shape pair of the object ("purple ball"):
+    /// its patches and the shares whose colour and whose shape were named.
+    /// Only pairs the split drew; on `unseen-combo` this shows whether a
+    /// held-out pair loses its colour or its shape.
+    pub by_pair: BTreeMap<String, PairShare>,
+}
+
+/// One entry of [`PatchScore::by_pair`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PairShare {
+    pub patches: usize,
+    pub color: f64,
+    pub shape: f64,
 }
 
 /// Upper edges of the size bins: an object's radius as a share of the
@@ -61,6 +76,8 @@ pub struct PatchTally {
     confusion: [[usize; PATCH_SHAPES]; PATCH_SHAPES - 1],
     /// Per bin of [`SIZE_BINS`]: object patches, and those whose shape was named.
     by_size: [[usize; 2]; SIZE_BINS.len()],
+    /// [colour - 1][shape - 1]: object patches, colours named, shapes named.
+    by_pair: [[[usize; 3]; PATCH_SHAPES - 1]; PATCH_COLORS - 1],
 }
 
 /// The head's reading of every patch of every image, `[colour, shape]` as
@@ -110,6 +127,12 @@ impl PatchTally {
                     .unwrap_or(0);
                 self.by_size[bin][0] += 1;
                 self.by_size[bin][1] += (got_s == s) as usize;
+                if c > 0 {
+                    let pair = &mut self.by_pair[c as usize - 1][s as usize - 1];
+                    pair[0] += 1;
+                    pair[1] += (got_c == c) as usize;
+                    pair[2] += (got_s == s) as usize;
+                }
             }
         }
         Ok(())
@@ -140,6 +163,23 @@ impl PatchTally {
                     radius_below,
                     patches: n,
                     shape: share(k, n),
+                })
+                .collect(),
+            by_pair: Color::ALL
+                .iter()
+                .zip(&self.by_pair)
+                .flat_map(|(colour, row)| {
+                    Shape::ALL.iter().zip(row).filter(|(_, k)| k[0] > 0).map(
+                        move |(shape, &[n, c, s])| {
+                            let name = format!("{} {}", colour.name_en(), shape.name_en());
+                            let share = PairShare {
+                                patches: n,
+                                color: share(c, n),
+                                shape: share(s, n),
+                            };
+                            (name, share)
+                        },
+                    )
                 })
                 .collect(),
         })
@@ -193,8 +233,7 @@ pub fn table(p: &PatchScore) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::PATCH_COLORS;
-    use crate::scene::{Color, Object};
+    use crate::scene::Object;
 
     #[test]
     fn the_tally_scores_colour_and_shape_apart_and_the_table_alone() {
@@ -256,5 +295,13 @@ mod tests {
             .collect();
         assert_eq!(sizes, [(0, 0.0), (0, 0.0), (0, 0.0), (1, 0.0)]);
         assert!(table(&p).contains("| 8% and more | 1 | 0.0% |"));
+        // By pair: only the blue ball, colour named, shape missed.
+        let pairs: Vec<_> = p.by_pair.iter().collect();
+        let want = PairShare {
+            patches: 1,
+            color: 1.0,
+            shape: 0.0,
+        };
+        assert_eq!(pairs, [(&"blue ball".to_string(), &want)]);
     }
 }
