@@ -281,11 +281,7 @@ impl Vla {
             Some(idx) => labels.detach().index_select(idx, 0)?,
             None => labels.detach(),
         };
-        kv.named = Some(NamedReader::matches(
-            &named,
-            &labels,
-            self.cfg.named_floor,
-        )?);
+        kv.named = Some(NamedReader::matches(&named, &labels, self.cfg.named_floor)?);
         Ok(Some(named))
     }
 
