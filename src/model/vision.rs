@@ -189,6 +189,20 @@ impl VisionEncoder {
         }
         self.norm.forward(&xs)
     }
+
+    /// Every stage's patch tokens, (B, N, C) each: the embedding, each
+    /// block's output, then the final norm's (what [`Self::forward`]
+    /// returns). For probing what each layer holds (`examples/probe.rs`).
+    pub fn layers(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
+        let mut xs = self.embed(pixels)?;
+        let mut layers = vec![xs.clone()];
+        for block in &self.blocks {
+            xs = block.forward(&xs, None)?;
+            layers.push(xs.clone());
+        }
+        layers.push(self.norm.forward(&xs)?);
+        Ok(layers)
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +254,25 @@ mod tests {
                 let d: f32 = pe[i].iter().zip(&pe[j]).map(|(a, b)| (a - b).abs()).sum();
                 assert!(d > 1e-3, "patches {i} and {j} share a code");
             }
+        }
+    }
+
+    #[test]
+    fn the_layers_run_from_the_embedding_to_the_encoders_output() {
+        let cfg = Config::tiny();
+        let vars = candle_nn::VarMap::new();
+        let vb = crate::train::init::SeededInit::var_builder(&vars, 4, &Device::Cpu);
+        let enc = VisionEncoder::new(&cfg, vb).unwrap();
+        let s = cfg.image_size;
+        let px = Tensor::randn(0f32, 1., (1, 3, s, s), &Device::Cpu).unwrap();
+        let layers = enc.layers(&px).unwrap();
+        assert_eq!(layers.len(), cfg.vision_layers + 2);
+        assert_eq!(max_diff(&layers[0], &enc.embed(&px).unwrap()), 0.0);
+        let last = layers.last().unwrap();
+        assert_eq!(max_diff(last, &enc.forward(&px).unwrap()), 0.0);
+        // Each block changes the tokens.
+        for pair in layers.windows(2) {
+            assert!(max_diff(&pair[0], &pair[1]) > 1e-4);
         }
     }
 }

@@ -149,6 +149,11 @@ impl Vla {
         &self.cfg
     }
 
+    /// The vision encoder, for probing its layers (`examples/probe.rs`).
+    pub fn vision(&self) -> &VisionEncoder {
+        &self.vision
+    }
+
     pub fn device(&self) -> &Device {
         self.embed_tokens.embeddings().device()
     }
