@@ -16,7 +16,8 @@ query's position terms g·(u, v, u²+v²) and the coordinates it looked at), the
 around the expected patch position of the last block's cross-attention, read
 within `pointer_window` patches of each head's peak when set), with
 `named_match` the command's named colour and shape matched against the patch
-head's readings (raised to `named_floor` when set) and added to the action
+head's readings (raised to `named_floor` when set; colours from the embedding's
+tokens with `colour_from_embedding`) and added to the action
 queries' cross-attention scores, the
 action-grammar mask added to the logits, and greedy decoding constrained to
 well-formed actions.
@@ -212,6 +213,7 @@ class Vla:
         # patchify: (B, C, S, S) -> (B, N, C·p·p), each patch flattened as (channel, row, column).
         patches = x.reshape(b, ch, g, ps, g, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, ch * ps * ps)
         x = linear(self.w, "vision.patch_proj", patches) + self.position
+        self.embedded = x  # the embedding's tokens, read by `colour_head` (colour_from_embedding)
         for i in range(self.cfg["vision_layers"]):
             x = self.block(f"vision.blocks.{i}", x, None)
         return layer_norm(self.w, "vision.norm", x, self.eps)
@@ -225,12 +227,22 @@ class Vla:
             x = self.block(f"text.blocks.{i}", x, mask)
         return layer_norm(self.w, "text.norm", x, self.eps)
 
+    def patch_labels(self, patches):
+        """vla.rs Vla::patch_labels: the patch head's 7 colour and 5 shape
+        logits; with `colour_from_embedding` the colours come from the
+        embedding's tokens of the last encode_image."""
+        labels = linear(self.w, "patch_head", patches).detach()  # no gradient back through the readings
+        if self.cfg.get("colour_from_embedding"):
+            colours = linear(self.w, "colour_head", self.embedded).detach()
+            labels = torch.cat([colours, labels[..., 7:]], dim=-1)
+        return labels
+
     def image_kv(self, patches, image_index=None):
         ctx = patches + self.position
         if self.cfg.get("fusion_reads_labels"):
             # vla.rs Vla::image_kv: the patch head's colour (7 ways, the table
             # first) and shape (5 ways) readings, each a softmax of its own.
-            read = linear(self.w, "patch_head", patches).detach()  # no gradient back through the readings
+            read = self.patch_labels(patches)
             assert read.shape[-1] == 12, "7 colour classes (the table first), then 5 shape classes"
             read = torch.cat([read[..., :7].softmax(-1), read[..., 7:].softmax(-1)], dim=-1)
             ctx = ctx + linear(self.w, "label_embed", read)
@@ -255,7 +267,7 @@ class Vla:
         pad = torch.tensor([[-1e4 if i + n < t else 0.0 for i in range(t)] for n in lens]).unsqueeze(-1)
         gate = torch.softmax(linear(self.w, "fusion.named.gate", words) + pad, dim=1)  # (B, T, 1)
         named = linear(self.w, "fusion.named.read", (words * gate).sum(1))  # (B, 12)
-        labels = linear(self.w, "patch_head", patches).detach()  # (I, N, 12)
+        labels = self.patch_labels(patches)  # (I, N, 12)
         if image_index is not None:
             labels = labels[image_index]
         qc, qs = named[:, :7].softmax(-1), named[:, 7:].softmax(-1)

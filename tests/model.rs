@@ -148,6 +148,7 @@ fn every_trainable_variable_gets_a_gradient() {
         cfg.patch_labels = score == ScoreFn::Additive;
         cfg.fusion_reads_labels = score == ScoreFn::Additive;
         cfg.named_match = score == ScoreFn::Additive;
+        cfg.colour_from_embedding = score == ScoreFn::Additive;
         // So must the stem's stride-1 context convolutions.
         cfg.stem_context = usize::from(score == ScoreFn::Additive);
         let (m, vars) = model(&cfg, 5);
@@ -176,6 +177,7 @@ fn every_trainable_variable_gets_a_gradient() {
             assert!(names.iter().any(|n| n.ends_with("named.gate.weight")));
             assert!(names.iter().any(|n| n.ends_with("named.weight_change.1")));
             assert!(names.iter().any(|n| n.ends_with("vision.stem.2.weight")));
+            assert!(names.iter().any(|n| n.ends_with("colour_head.weight")));
         }
         opt.step(&grads, 1e-3, 0.01, 1.0).unwrap();
     }

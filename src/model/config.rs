@@ -94,6 +94,13 @@ pub struct Config {
     /// `2 log ε`).
     #[serde(default)]
     pub named_floor: Option<f64>,
+    /// The patch head's colours are read from the embedding's tokens (the
+    /// stem and the patch projection, before any block), where colour does
+    /// not yet depend on the object's shape; its shapes still from the
+    /// encoder's output. Needs `patch_labels`; the CPU engine, which returns
+    /// only the output, is not used for such a model.
+    #[serde(default)]
+    pub colour_from_embedding: bool,
     /// The fusion head reads the command both ways (a prefix-LM mask: every
     /// word sees every word; actions stay causal). Off, as in checkpoints
     /// from before, every fusion position attends only backwards.
@@ -141,6 +148,7 @@ impl Config {
             fusion_reads_labels: false,
             named_match: false,
             named_floor: None,
+            colour_from_embedding: false,
             prefix_lm: true,
             vocab_size: 0,
             max_text_len: 32,
@@ -283,6 +291,10 @@ impl Config {
         anyhow::ensure!(
             self.patch_labels || !self.named_match,
             "config: named_match needs \"patch_labels\": true"
+        );
+        anyhow::ensure!(
+            self.patch_labels || !self.colour_from_embedding,
+            "config: colour_from_embedding needs \"patch_labels\": true"
         );
         if let Some(f) = self.named_floor {
             anyhow::ensure!(

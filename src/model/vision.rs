@@ -183,7 +183,12 @@ impl VisionEncoder {
 
     /// `pixels` (B, 3, S, S) -> patch tokens (B, N, C).
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let mut xs = self.embed(pixels)?;
+        self.forward_embedded(&self.embed(pixels)?)
+    }
+
+    /// The blocks and the final norm on [`Self::embed`]'s tokens.
+    pub fn forward_embedded(&self, embedded: &Tensor) -> Result<Tensor> {
+        let mut xs = embedded.clone();
         for block in &self.blocks {
             xs = block.forward(&xs, None)?;
         }

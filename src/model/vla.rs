@@ -91,6 +91,9 @@ pub struct Vla {
     /// signal for the vision encoder, which the action reads only through
     /// `label_embed`.
     patch_head: Option<Linear>,
+    /// With `colour_from_embedding`: the head's colours, read from the
+    /// embedding's tokens instead.
+    colour_head: Option<Linear>,
     /// The patch head's readings into the fusion head's image memory
     /// (`fusion_reads_labels`).
     label_embed: Option<Linear>,
@@ -116,6 +119,10 @@ impl Vla {
                     )
                 })
                 .transpose()?,
+            colour_head: cfg
+                .colour_from_embedding
+                .then(|| linear(cfg.hidden_size, PATCH_COLORS, vb.pp("colour_head")))
+                .transpose()?,
             label_embed: cfg
                 .fusion_reads_labels
                 .then(|| {
@@ -133,7 +140,9 @@ impl Vla {
     /// Compiles the CPU inference engine from the loaded weights, where it
     /// can run (see [`Engine::compile`]). Done once, at load time.
     pub fn compile(mut self) -> Result<Self> {
-        self.engine = Engine::compile(&self.vision, self.device(), self.dtype())?;
+        if self.colour_head.is_none() {
+            self.engine = Engine::compile(&self.vision, self.device(), self.dtype())?;
+        }
         Ok(self)
     }
 
@@ -162,12 +171,17 @@ impl Vla {
         self.embed_tokens.embeddings().dtype()
     }
 
-    /// pixels (I, 3, S, S) -> patch tokens (I, N, C), on `path`.
-    pub fn encode_image(&self, pixels: &Tensor, path: Path) -> Result<Tensor> {
+    /// pixels (I, 3, S, S) -> patch tokens (I, N, C), on `path`; with
+    /// `colour_from_embedding`, also the embedding's tokens (I, N, C).
+    pub fn encode_image(&self, pixels: &Tensor, path: Path) -> Result<(Tensor, Option<Tensor>)> {
         let pixels = pixels.to_dtype(self.dtype())?;
         match (path, &self.engine) {
-            (Path::CpuEngine, Some(engine)) => engine.encode_image(&pixels),
-            _ => self.vision.forward(&pixels),
+            (Path::CpuEngine, Some(engine)) => Ok((engine.encode_image(&pixels)?, None)),
+            _ if self.colour_head.is_some() => {
+                let embedded = self.vision.embed(&pixels)?;
+                Ok((self.vision.forward_embedded(&embedded)?, Some(embedded)))
+            }
+            _ => Ok((self.vision.forward(&pixels)?, None)),
         }
     }
 
@@ -252,9 +266,9 @@ impl Vla {
         action_ids: &Tensor,
         path: Path,
     ) -> Result<FusionOut> {
-        let patches = self.encode_image(pixels, path)?;
+        let (patches, early) = self.encode_image(pixels, path)?;
         let words = self.text.forward(embedded, &inputs.text_lens)?;
-        let patch_labels = self.patch_labels(&patches)?;
+        let patch_labels = self.patch_labels(&patches, early.as_ref())?;
         let mut kv = self.image_kv(&patches, patch_labels.as_ref(), inputs)?;
         let named = self.match_named(&words, inputs, patch_labels.as_ref(), &mut kv)?;
         let actions = self.embed_tokens.forward(action_ids)?;
@@ -291,13 +305,24 @@ impl Vla {
     }
 
     /// The patch head's logits (I, N, PATCH_COLORS + PATCH_SHAPES) for the
-    /// patch tokens (I, N, C): what the encoder says each patch shows.
-    /// `None` for a model without the head.
-    pub fn patch_labels(&self, patches: &Tensor) -> Result<Option<Tensor>> {
-        self.patch_head
-            .as_ref()
-            .map(|h| h.forward(patches))
-            .transpose()
+    /// patch tokens (I, N, C): what the encoder says each patch shows. With
+    /// `colour_from_embedding`, the colours come from the embedding's
+    /// tokens `early` (I, N, C). `None` for a model without the head.
+    pub fn patch_labels(&self, patches: &Tensor, early: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let Some(head) = &self.patch_head else {
+            return Ok(None);
+        };
+        let labels = head.forward(patches)?;
+        match (&self.colour_head, early) {
+            (Some(colour), Some(early)) => {
+                let shapes = labels.narrow(D::Minus1, PATCH_COLORS, PATCH_SHAPES)?;
+                Ok(Some(Tensor::cat(
+                    &[&colour.forward(early)?, &shapes],
+                    D::Minus1,
+                )?))
+            }
+            _ => Ok(Some(labels)),
+        }
     }
 
     /// Vocabulary id of an action token.
@@ -317,8 +342,8 @@ impl Vla {
         let path = self.path(maps);
         let recorder = maps.then(Recorder::start);
         let t0 = Instant::now();
-        let patches = self.encode_image(&inputs.pixels, path)?;
-        let patch_labels = self.patch_labels(&patches)?;
+        let (patches, early) = self.encode_image(&inputs.pixels, path)?;
+        let patch_labels = self.patch_labels(&patches, early.as_ref())?;
         sync(&device)?;
         let t1 = Instant::now();
         let words = self.encode_text(&inputs.text_ids, &inputs.text_lens)?;
@@ -414,4 +439,46 @@ impl Vla {
 /// Waits for the device, so stage timings measure work rather than queueing.
 fn sync(device: &Device) -> Result<()> {
     device.synchronize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With `colour_from_embedding` the patch head's colours are read from
+    /// the embedding's tokens alone and its shapes from the output alone.
+    #[test]
+    fn the_colours_come_from_the_embedding_when_asked() {
+        let mut cfg = Config::tiny();
+        cfg.patch_labels = true;
+        cfg.colour_from_embedding = true;
+        let vars = candle_nn::VarMap::new();
+        let vb = crate::train::init::SeededInit::var_builder(&vars, 6, &Device::Cpu);
+        let m = Vla::new(&cfg, vb).unwrap();
+        let (n, c) = (4, cfg.hidden_size);
+        let t = |seed: f64| {
+            (Tensor::ones((1, n, c), DType::F32, &Device::Cpu).unwrap() * seed).unwrap()
+        };
+        let read = |patches: &Tensor, early: &Tensor| -> (Vec<f32>, Vec<f32>) {
+            let l = m.patch_labels(patches, Some(early)).unwrap().unwrap();
+            let part = |first, len| -> Vec<f32> {
+                l.narrow(2, first, len)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            (part(0, PATCH_COLORS), part(PATCH_COLORS, PATCH_SHAPES))
+        };
+        let (colours, shapes) = read(&t(1.0), &t(2.0));
+        let (colours_b, shapes_b) = read(&t(-3.0), &t(2.0)); // other output
+        let (colours_c, shapes_c) = read(&t(1.0), &t(-5.0)); // other embedding
+        assert_eq!(colours, colours_b);
+        assert_ne!(shapes, shapes_b);
+        assert_ne!(colours, colours_c);
+        assert_eq!(shapes, shapes_c);
+        // And the engine, which returns only the output, is not built.
+        assert!(m.compile().unwrap().engine.is_none());
+    }
 }
