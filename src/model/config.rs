@@ -312,3 +312,35 @@ impl Config {
         Ok(cfg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_named_floor_and_early_colours_need_what_they_read() {
+        let mut cfg = Config::tiny();
+        cfg.vocab_size = 1024;
+        cfg.validate().unwrap();
+        let err = |cfg: &Config| cfg.validate().unwrap_err().to_string();
+        cfg.named_floor = Some(-3.0);
+        assert!(err(&cfg).contains("named_floor -3 needs"), "{}", err(&cfg));
+        cfg.patch_labels = true;
+        cfg.named_match = true;
+        cfg.validate().unwrap();
+        for bad in [1.0, -21.0, f64::NAN] {
+            cfg.named_floor = Some(bad);
+            assert!(err(&cfg).contains("named_floor"), "floor {bad}");
+        }
+        cfg.named_floor = None;
+        cfg.colour_from_embedding = true;
+        cfg.validate().unwrap();
+        cfg.named_match = false;
+        cfg.patch_labels = false;
+        assert!(
+            err(&cfg).contains("colour_from_embedding needs"),
+            "{}",
+            err(&cfg)
+        );
+    }
+}
