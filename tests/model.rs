@@ -664,3 +664,34 @@ fn eval_reads_the_patch_head_only_where_there_is_one() {
         }
     }
 }
+
+/// With `colour_from_embedding` the patch head's colours are read from the
+/// embedding's tokens alone and its shapes from the output alone; such a
+/// model runs on the reference path (the engine returns only the output).
+#[test]
+fn the_colours_come_from_the_embedding_when_asked() {
+    use vla_demo::grid::{PATCH_COLORS, PATCH_SHAPES};
+    let mut cfg = Config::tiny();
+    cfg.patch_labels = true;
+    cfg.colour_from_embedding = true;
+    let (m, _vars) = model(&cfg, 6);
+    let (n, c) = (4, cfg.hidden_size);
+    let t = |v: f64| (Tensor::ones((1, n, c), DType::F32, &Device::Cpu).unwrap() * v).unwrap();
+    let read = |patches: &Tensor, early: &Tensor| -> (Vec<f32>, Vec<f32>) {
+        let l = m.patch_labels(patches, Some(early)).unwrap().unwrap();
+        let part = |first, len| -> Vec<f32> {
+            let p = l.narrow(2, first, len).unwrap();
+            p.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        (part(0, PATCH_COLORS), part(PATCH_COLORS, PATCH_SHAPES))
+    };
+    let (colours, shapes) = read(&t(1.0), &t(2.0));
+    let (colours_b, shapes_b) = read(&t(-3.0), &t(2.0)); // another output
+    let (colours_c, shapes_c) = read(&t(1.0), &t(-5.0)); // another embedding
+    assert_eq!(colours, colours_b);
+    assert_ne!(shapes, shapes_b);
+    assert_ne!(colours, colours_c);
+    assert_eq!(shapes, shapes_c);
+    let m = m.compile().unwrap();
+    assert_eq!(m.path(false), vla_demo::engine::Path::Reference);
+}
