@@ -120,6 +120,7 @@ fn main() -> Result<()> {
         None => Source::Embedded,
     };
     let scenes: usize = args.next().map_or(Ok(300), |s| s.parse())?;
+    anyhow::ensure!(scenes > 0, "SCENES must be at least 1");
     let vla = Checkpoint::open(&source)?.load(&Device::Cpu, DType::F32)?;
     let cfg = vla.config().clone();
 

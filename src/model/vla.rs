@@ -321,7 +321,8 @@ impl Vla {
                     D::Minus1,
                 )?))
             }
-            _ => Ok(Some(labels)),
+            (Some(_), None) => candle::bail!("colour_from_embedding: no embedding tokens given"),
+            (None, _) => Ok(Some(labels)),
         }
     }
 
