@@ -63,23 +63,14 @@ pub fn draw_scene(
 ) -> Result<Drawn> {
     match world {
         World::Plain => {
-            let spec = LayoutSpec {
-                exclude: exclude.to_vec(),
-                ..LayoutSpec::default()
-            };
-            let layout = Layout::generate_with(seed, &spec);
+            let layout = Layout::generate_with(seed, &plain_spec(exclude));
             Ok(Drawn {
                 view: layout.render(cfg.image_size as u32)?,
                 layout,
             })
         }
         World::Random => {
-            let mut spec = RandomSpec {
-                extras,
-                ..RandomSpec::default()
-            };
-            spec.layout.exclude = exclude.to_vec();
-            let scene = RandomScene::generate(seed, &spec);
+            let scene = RandomScene::generate(seed, &random_spec(exclude, extras));
             let viewed = view_of(scene.render()?, &scene.camera, &scene.layout, cfg);
             Ok(Drawn {
                 view: viewed.view,
@@ -87,6 +78,40 @@ pub fn draw_scene(
             })
         }
     }
+}
+
+/// The objects of scene `seed` in `world`, as [`draw_scene`] would draw
+/// them, without painting the picture (in the scene's own coordinates).
+pub fn scene_objects(
+    seed: u64,
+    world: World,
+    exclude: &[(Color, Shape)],
+    extras: Extras,
+) -> Vec<Object> {
+    match world {
+        World::Plain => Layout::generate_with(seed, &plain_spec(exclude)).objects,
+        World::Random => {
+            RandomScene::generate(seed, &random_spec(exclude, extras))
+                .layout
+                .objects
+        }
+    }
+}
+
+fn plain_spec(exclude: &[(Color, Shape)]) -> LayoutSpec {
+    LayoutSpec {
+        exclude: exclude.to_vec(),
+        ..LayoutSpec::default()
+    }
+}
+
+fn random_spec(exclude: &[(Color, Shape)], extras: Extras) -> RandomSpec {
+    let mut spec = RandomSpec {
+        extras,
+        ..RandomSpec::default()
+    };
+    spec.layout.exclude = exclude.to_vec();
+    spec
 }
 
 /// How commands to refuse are mixed into a training step.

@@ -37,9 +37,11 @@ mod loss;
 mod step;
 
 pub use adamw::AdamW;
-pub use batches::{batch_for_step, scenes_for_step, shards_for_step, shards_of, worlds_for_step};
+pub use batches::{
+    batch_for_step, pair_counts, scenes_for_step, shards_for_step, shards_of, worlds_for_step,
+};
 pub use config::TrainConfig;
-pub use loss::{loss, LossWeights, StepStats};
+pub use loss::{loss, LossWeights, PairPrior, StepStats};
 pub use step::{init_model, parallel_grads};
 
 pub const TRAIN_CONFIG: &str = "train_config.json";

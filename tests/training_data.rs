@@ -11,7 +11,7 @@ use vla_demo::eval::Split;
 use vla_demo::scene::heldout_style::SCENES_MADE;
 use vla_demo::scene::korean::{color_words, shape_words};
 use vla_demo::scene::random::{Extras, HELD_OUT_PAIRS};
-use vla_demo::train::{scenes_for_step, worlds_for_step, TrainConfig};
+use vla_demo::train::{pair_counts, scenes_for_step, worlds_for_step, TrainConfig};
 
 #[test]
 fn training_never_sees_a_held_out_pair_or_the_held_out_style() {
@@ -671,4 +671,50 @@ fn the_named_label_is_what_the_words_outside_the_landmark_name() {
         coloured > 30 && bare > 20 && refusals > 5 && relational > 20,
         "{coloured} {bare} {refusals} {relational}"
     );
+}
+
+#[test]
+fn the_pair_prior_counts_what_the_stream_draws() {
+    use vla_demo::grid::patch_label;
+    let mut cfg = TrainConfig::load(Path::new("configs/train-tiny.json")).unwrap();
+    assert!(cfg.hold_out_pairs && cfg.random_share > 0.0);
+    // 30 steps, every one sampled: the counts are those of the drawn scenes.
+    cfg.steps = 30;
+    cfg.random_ramp = [0, 0];
+    let counts = pair_counts(&cfg, 30);
+    let mut want = vec![vec![0u64; counts[0].len()]; counts.len()];
+    for step in 0..30 {
+        for d in scenes_for_step(&cfg, step).unwrap().0 {
+            for o in &d.layout.objects {
+                let [c, s] = patch_label(o);
+                want[c as usize][s as usize] += 1;
+            }
+        }
+    }
+    assert_eq!(counts, want);
+    for (c, s) in HELD_OUT_PAIRS {
+        let c = 1 + vla_demo::scene::Color::ALL
+            .iter()
+            .position(|&x| x == c)
+            .unwrap();
+        let s = 1 + vla_demo::scene::Shape::ALL
+            .iter()
+            .position(|&x| x == s)
+            .unwrap();
+        assert_eq!(counts[c][s], 0, "a held-out pair was counted");
+    }
+    let named: u64 = counts
+        .iter()
+        .skip(1)
+        .map(|row| row.iter().skip(1).sum::<u64>())
+        .sum();
+    assert!(named > 100, "only {named} named objects counted");
+    // Every seen pair is drawn somewhere in the stream.
+    let seen = counts
+        .iter()
+        .skip(1)
+        .flat_map(|row| row.iter().skip(1))
+        .filter(|&&n| n > 0)
+        .count();
+    assert_eq!(seen, 24 - HELD_OUT_PAIRS.len());
 }

@@ -49,6 +49,27 @@ pub fn worlds_for_step(cfg: &TrainConfig, step: usize) -> Vec<data::World> {
     plan(cfg, step).0.into_iter().map(|(_, w)| w).collect()
 }
 
+/// How often each colour × shape label ([`crate::grid::patch_label`])
+/// appears among the objects of the training stream: every scene of
+/// `samples` steps spread evenly over the run, their objects generated but
+/// not painted. Rows are colours, columns shapes; what training never
+/// draws (held-out pairs) counts 0.
+pub fn pair_counts(cfg: &TrainConfig, samples: usize) -> Vec<Vec<u64>> {
+    use crate::grid::{patch_label, PATCH_COLORS, PATCH_SHAPES};
+    let exclude = cfg.held_out();
+    let stride = (cfg.steps / samples.max(1)).max(1);
+    let mut counts = vec![vec![0u64; PATCH_SHAPES]; PATCH_COLORS];
+    for step in (0..cfg.steps).step_by(stride).take(samples) {
+        for (seed, world) in plan(cfg, step).0 {
+            for obj in data::scene_objects(seed, world, &exclude, cfg.random_extras) {
+                let [c, s] = patch_label(&obj);
+                counts[c as usize][s as usize] += 1;
+            }
+        }
+    }
+    counts
+}
+
 /// The scenes and examples of step `step`: a fixed function of (seed, step).
 /// Each scene comes with its layout, so tests can read what training saw.
 pub fn scenes_for_step(cfg: &TrainConfig, step: usize) -> Result<(Vec<data::Drawn>, Vec<Example>)> {

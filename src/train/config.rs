@@ -59,6 +59,12 @@ pub struct TrainConfig {
     /// them all alike).
     #[serde(default = "one_f64")]
     pub patch_object_weight: f64,
+    /// Logit adjustment of the patch-label term by the training stream's
+    /// colour × shape prior, with this strength τ ([`super::loss::PairPrior`]):
+    /// the patch head's shapes stop leaning on colour, and its colours on
+    /// shape. 0, as before, adds nothing.
+    #[serde(default)]
+    pub pair_prior: f64,
     /// Weight of the named-object term: the cross-entropy of the model's
     /// reading of what each command names (`named_match` in the model
     /// config) against the colour and shape it does name.
@@ -205,6 +211,10 @@ impl TrainConfig {
         real("patch_label_weight", self.patch_label_weight, 0.0, 1e3)?;
         real("patch_object_weight", self.patch_object_weight, 0.0, 1e3)?;
         real("named_weight", self.named_weight, 0.0, 1e3)?;
+        real("pair_prior", self.pair_prior, 0.0, 10.0)?;
+        if self.pair_prior > 0.0 && self.patch_label_weight <= 0.0 {
+            bail!("pair_prior adjusts the patch-label term: set patch_label_weight above 0");
+        }
         if self.named_weight > 0.0 && !self.model.named_match {
             bail!("named_weight needs \"named_match\": true in the model config");
         }

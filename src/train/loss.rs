@@ -18,6 +18,7 @@ use candle::{DType, Tensor, D};
 
 use super::TrainConfig;
 use crate::data;
+use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
 use crate::model::Vla;
 
 /// Losses and accuracy of one step.
@@ -50,9 +51,79 @@ pub struct LossWeights {
     pub each_candidate: f64,
     /// The named-object term ([`named_loss`]).
     pub named: f64,
+    /// The training stream's colour × shape prior, added to the patch
+    /// head's logits in the patch-label term (`pair_prior` in the training
+    /// config); `None` leaves the logits as they are.
+    pub pair_prior: Option<PairPrior>,
 }
 
+/// Logit adjustment (Menon et al. 2021, "Long-tail learning via logit
+/// adjustment") for the patch head: on a patch of a named colour `c` and
+/// shape `s`, the training term adds `τ · ln(K · p(shape | c))` to the shape
+/// logits and `τ · ln(K · p(colour | s))` to the colour logits (`K` the
+/// number of shapes or colours, so a uniform prior adds 0; the table class
+/// is left alone). The head then need not learn the stream's skew itself:
+/// that purple things are never balls in training says nothing about a
+/// purple ball, and inference, which adds nothing, reads shape and colour
+/// as if every pair were as likely.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairPrior {
+    /// Indexed `[colour][shape]`; row 0 and column 0 are 0.
+    pub shape_given_colour: [[f32; PATCH_SHAPES]; PATCH_COLORS],
+    /// Indexed `[shape][colour]`; row 0 and column 0 are 0.
+    pub colour_given_shape: [[f32; PATCH_COLORS]; PATCH_SHAPES],
+}
+
+impl PairPrior {
+    /// The prior from label counts `counts[colour][shape]` ([`super::batches::pair_counts`]),
+    /// each conditional smoothed by adding one to every count.
+    pub fn from_counts(counts: &[Vec<u64>], tau: f64) -> Self {
+        let count = |c: usize, s: usize| counts[c][s] as f64 + 1.0;
+        let mut prior = PairPrior {
+            shape_given_colour: [[0.0; PATCH_SHAPES]; PATCH_COLORS],
+            colour_given_shape: [[0.0; PATCH_COLORS]; PATCH_SHAPES],
+        };
+        let (colours, shapes) = (PATCH_COLORS - 1, PATCH_SHAPES - 1);
+        for c in 1..PATCH_COLORS {
+            let total: f64 = (1..PATCH_SHAPES).map(|s| count(c, s)).sum();
+            for s in 1..PATCH_SHAPES {
+                prior.shape_given_colour[c][s] =
+                    (tau * (shapes as f64 * count(c, s) / total).ln()) as f32;
+            }
+        }
+        for s in 1..PATCH_SHAPES {
+            let total: f64 = (1..PATCH_COLORS).map(|c| count(c, s)).sum();
+            for c in 1..PATCH_COLORS {
+                prior.colour_given_shape[s][c] =
+                    (tau * (colours as f64 * count(c, s) / total).ln()) as f32;
+            }
+        }
+        prior
+    }
+
+    /// Per patch, what the prior adds to its logits (colours, then shapes),
+    /// from its labels `[colour, shape]`: nothing unless both are named.
+    fn offsets(&self, labels: &[Vec<u32>]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(labels.len() * (PATCH_COLORS + PATCH_SHAPES));
+        for l in labels {
+            let (c, s) = (l[0] as usize, l[1] as usize);
+            if c == 0 || s == 0 {
+                out.extend(std::iter::repeat_n(0.0, PATCH_COLORS + PATCH_SHAPES));
+            } else {
+                out.extend(self.colour_given_shape[s]);
+                out.extend(self.shape_given_colour[c]);
+            }
+        }
+        out
+    }
+}
+
+/// Steps of the training stream whose scenes the pair prior counts.
+const PRIOR_SAMPLES: usize = 256;
+
 impl TrainConfig {
+    /// The weights of each term; with `pair_prior` on, this counts the
+    /// stream's objects, so call it once per run.
     pub fn loss_weights(&self) -> LossWeights {
         LossWeights {
             attention: self.attention_loss_weight,
@@ -61,6 +132,12 @@ impl TrainConfig {
             patch_object: self.patch_object_weight,
             each_candidate: self.each_candidate_weight,
             named: self.named_weight,
+            pair_prior: (self.pair_prior > 0.0).then(|| {
+                PairPrior::from_counts(
+                    &super::batches::pair_counts(self, PRIOR_SAMPLES),
+                    self.pair_prior,
+                )
+            }),
         }
     }
 }
@@ -99,9 +176,20 @@ fn point_loss(points: &Tensor, targets: &Tensor, weights: &Tensor, grid: usize) 
 /// and of its shape, each against the labels (I·N, 2) of
 /// [`crate::grid::patch_labels`], summed; a weighted mean over patches in
 /// which a patch on an object counts `object_weight` times one of the table.
-fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Result<Tensor> {
-    use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
-    let logits = logits.flatten_to(1)?; // (I·N, colours + shapes)
+/// `prior`, where given, is added to the logits first ([`PairPrior`]).
+fn patch_label_loss(
+    logits: &Tensor,
+    labels: &Tensor,
+    object_weight: f64,
+    prior: Option<&PairPrior>,
+) -> Result<Tensor> {
+    let mut logits = logits.flatten_to(1)?; // (I·N, colours + shapes)
+    if let Some(prior) = prior {
+        let offsets = prior.offsets(&labels.to_vec2::<u32>()?);
+        let offsets = Tensor::from_vec(offsets, logits.dims(), logits.device())?;
+        let offsets = offsets.to_dtype(logits.dtype())?;
+        logits = (logits + offsets)?;
+    }
     let colors = labels.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
     let on_object = colors.ne(0u32)?.to_dtype(logits.dtype())?;
     let weight = ((on_object * (object_weight - 1.0))? + 1.0)?; // (I·N,)
@@ -123,7 +211,6 @@ fn patch_label_loss(logits: &Tensor, labels: &Tensor, object_weight: f64) -> Res
 /// shapes) logits) against `labels` (B, 2), summed; the mean over commands
 /// with `known` (B,) 1.
 fn named_loss(named: &Tensor, labels: &Tensor, known: &Tensor) -> Result<Tensor> {
-    use crate::grid::{PATCH_COLORS, PATCH_SHAPES};
     let mut total = Tensor::zeros(known.dims(), named.dtype(), named.device())?;
     for (k, (first, n)) in [(0, PATCH_COLORS), (PATCH_COLORS, PATCH_SHAPES)]
         .into_iter()
@@ -208,7 +295,7 @@ pub fn loss(model: &Vla, batch: &data::Batch, w: LossWeights) -> Result<(Tensor,
     };
     let patch = match (&out.patch_labels, &batch.patch_labels) {
         (Some(logits), Some(labels)) if w.patch > 0.0 => {
-            patch_label_loss(logits, labels, w.patch_object)?
+            patch_label_loss(logits, labels, w.patch_object, w.pair_prior.as_ref())?
         }
         (Some(_), None) if w.patch > 0.0 => {
             anyhow::bail!("the patch-label term needs the batch's patch labels")
@@ -332,12 +419,65 @@ mod tests {
         };
         let (table, object) = (per_patch(0, 0, 0), per_patch(1, 2, 3));
         for w in [1.0f32, 3.0] {
-            let got = patch_label_loss(&logits, &labels, w as f64)
+            let got = patch_label_loss(&logits, &labels, w as f64, None)
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap();
             let want = (table + w * object) / (1.0 + w);
             assert!((got - want).abs() < 1e-5, "weight {w}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn the_pair_prior_frees_the_patch_head_from_the_streams_skew() {
+        let dev = Device::Cpu;
+        let k = PATCH_COLORS + PATCH_SHAPES;
+        // Colour 1 is drawn as shapes 1 and 2, never 3 or 4; the other
+        // colours as every shape alike.
+        let mut counts = vec![vec![100u64; PATCH_SHAPES]; PATCH_COLORS];
+        counts[1] = vec![0, 300, 200, 0, 0];
+        let prior = PairPrior::from_counts(&counts, 1.0);
+        let g = prior.shape_given_colour;
+        assert_eq!(g[0], [0.0; PATCH_SHAPES], "the table's colour adds nothing");
+        assert_eq!(g[1][0], 0.0, "the table's shape class is left alone");
+        assert!(g[1][1] > g[1][2] && g[1][2] > 0.0 && g[1][3] < -3.0 && g[1][3] == g[1][4]);
+        assert!(
+            g[2][1..].iter().all(|x| x.abs() < 1e-6),
+            "a uniform prior adds 0"
+        );
+        // Colour 1 is the likeliest colour of shape 1, and never of shape 3.
+        let h = prior.colour_given_shape;
+        assert!(h[1][1] > h[1][2] && h[3][1] < -3.0 && h[3][2] > 0.0);
+        // τ scales every offset.
+        let half = PairPrior::from_counts(&counts, 0.5);
+        assert!((half.shape_given_colour[1][3] - g[1][3] / 2.0).abs() < 1e-6);
+
+        // Patches: the table, colour 1's usual shape (1) half read as shape 3,
+        // and an unnamed colour (0, shape 3).
+        let mut rows: Vec<f32> = (0..3 * k).map(|i| ((i * 7) % 5) as f32 * 0.3).collect();
+        rows[k + PATCH_COLORS + 3] = rows[k + PATCH_COLORS + 1];
+        let logits = Tensor::from_vec(rows.clone(), (1, 3, k), &dev).unwrap();
+        let labels = Tensor::new(&[[0u32, 0], [1, 1], [0, 3]], &dev).unwrap();
+        let offsets = prior.offsets(&labels.to_vec2::<u32>().unwrap());
+        assert!(offsets[..k]
+            .iter()
+            .chain(&offsets[2 * k..])
+            .all(|&x| x == 0.0));
+        assert_eq!(&offsets[k..k + PATCH_COLORS], &h[1]);
+        assert_eq!(&offsets[k + PATCH_COLORS..2 * k], &g[1]);
+        // The loss is that of the shifted logits.
+        let shifted: Vec<f32> = rows.iter().zip(&offsets).map(|(a, b)| a + b).collect();
+        let shifted = Tensor::from_vec(shifted, (1, 3, k), &dev).unwrap();
+        let loss = |l: &Tensor, p: Option<&PairPrior>| {
+            patch_label_loss(l, &labels, 2.0, p)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!((loss(&logits, Some(&prior)) - loss(&shifted, None)).abs() < 1e-6);
+        // Reading colour 1's patch as shape 3, a shape it never comes in,
+        // costs less with the prior: that colour 1 is never shape 3 is the
+        // prior's to say, not the head's.
+        assert!(loss(&logits, Some(&prior)) < loss(&logits, None));
     }
 }

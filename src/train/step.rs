@@ -99,6 +99,7 @@ pub(super) fn train_steps(
     // Shards buy parallelism on the CPU's cores; a GPU takes the whole batch.
     let shards = if device.is_cpu() { cfg.shards } else { 1 };
     let start = opt.step;
+    let weights = cfg.loss_weights();
 
     let bar = progress(stop as u64, start as u64, args.quiet);
     let t0 = Instant::now();
@@ -118,7 +119,7 @@ pub(super) fn train_steps(
                 next = Some(s.spawn(move || scenes_for_step(cfg, step + 1)));
             }
             let batches = shards_of(cfg, tok, drawn, examples, shards, device)?;
-            let (grads, stats) = parallel_grads(model, &batches, cfg.loss_weights())?;
+            let (grads, stats) = parallel_grads(model, &batches, weights)?;
             let norm = opt.grad_norm(&grads)?;
             let clip = if norm > cfg.grad_clip {
                 cfg.grad_clip / norm

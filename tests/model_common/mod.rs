@@ -20,6 +20,7 @@ pub const LOSS_WEIGHTS: LossWeights = LossWeights {
     patch_object: 2.0,
     each_candidate: 0.3,
     named: 0.3,
+    pair_prior: None,
 };
 
 /// A model config small enough for a test: 64 px, hidden 32, one vision and
