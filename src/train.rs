@@ -34,6 +34,7 @@ mod batches;
 mod config;
 pub mod init;
 mod loss;
+mod prior;
 mod step;
 
 pub use adamw::AdamW;
@@ -41,7 +42,8 @@ pub use batches::{
     batch_for_step, pair_counts, scenes_for_step, shards_for_step, shards_of, worlds_for_step,
 };
 pub use config::TrainConfig;
-pub use loss::{loss, LossWeights, PairPrior, StepStats};
+pub use loss::{loss, LossWeights, StepStats};
+pub use prior::PairPrior;
 pub use step::{init_model, parallel_grads};
 
 pub const TRAIN_CONFIG: &str = "train_config.json";
