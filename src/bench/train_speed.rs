@@ -95,12 +95,13 @@ pub fn bench_train(
     // From the step where the preset's mix of worlds is complete: earlier
     // steps draw only the plain world, whose scenes cost a tenth as much.
     let first = cfg.random_ramp[1];
+    let weights = cfg.loss_weights();
     for step in first..=first + steps {
         let t0 = Instant::now();
         let batches = train::shards_for_step(&cfg, tok, step, shards, device)?;
         let data_ms = ms(t0);
         let t1 = Instant::now();
-        let (grads, _) = train::parallel_grads(&model, &batches, cfg.loss_weights())?;
+        let (grads, _) = train::parallel_grads(&model, &batches, weights)?;
         device.synchronize()?;
         let grad_ms = ms(t1);
         let t3 = Instant::now();
