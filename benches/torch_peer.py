@@ -517,7 +517,7 @@ def main():
     root = os.path.dirname(here)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(root, "target", "release", "vla-demo"), help="the vla-demo binary")
-    ap.add_argument("--model-dir", default=os.path.join(root, "models", "pens-log-sizes"), help="checkpoint directory")
+    ap.add_argument("--model-dir", default=os.path.join(root, "models", "pens-small-prior"), help="checkpoint directory")
     ap.add_argument("--batch", default="1,32", help="batch sizes, comma separated")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)

@@ -1,7 +1,7 @@
 //! Checkpoints: a directory with config.json, model.safetensors and
 //! tokenizer.json. They load from a local directory (`--model-dir`), from the
 //! Hugging Face Hub through hf-hub (`--model-id owner/name [--revision R]`),
-//! or from the copy of `models/pens-log-sizes` embedded in the binary (the default).
+//! or from the copy of `models/pens-small-prior` embedded in the binary (the default).
 //!
 //! Every load error names the file, and for weights the key and the shapes.
 
@@ -49,7 +49,7 @@ pub enum Source {
 /// names it too, to embed it only when it is there).
 macro_rules! shipped_dir {
     () => {
-        "models/pens-log-sizes"
+        "models/pens-small-prior"
     };
 }
 

@@ -122,7 +122,7 @@ impl DecodeArgs {
 
 #[derive(Args, Debug)]
 struct TrainCli {
-    #[arg(long, default_value = "configs/train-pens-log-sizes.json")]
+    #[arg(long, default_value = "configs/train-pens-small-prior.json")]
     config: PathBuf,
     /// The run's directory: a new one, or one that `--resume` continues.
     #[arg(long)]

@@ -561,8 +561,9 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// `models/capped` and `models/readings` were trained on (all with the
 /// bowls drawn as then, `disc_bowls`). The fourth is
 /// `models/grey-pens`' world: today's bowls, pens in a named colour painted
-/// grey; and the shipped `models/pens-log-sizes`' world, the same with
-/// object sizes drawn log-uniformly. A faster renderer must draw these byte for byte; one that moves
+/// grey; `models/pens-log-sizes`' world, the same with object sizes drawn
+/// log-uniformly; and the shipped `models/pens-small-prior`' world, the same
+/// with radii from 3% (`small_sizes`). A faster renderer must draw these byte for byte; one that moves
 /// them trains on another world.
 #[test]
 fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
@@ -589,6 +590,10 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
         log_sizes: true,
         ..grey_pens
     };
+    let small_sizes = Extras {
+        small_sizes: true,
+        ..log_sizes
+    };
     let mut got = Vec::new();
     for (world, extras) in [
         (World::Plain, extras),
@@ -596,6 +601,7 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
         (World::Random, capped),
         (World::Random, grey_pens),
         (World::Random, log_sizes),
+        (World::Random, small_sizes),
     ] {
         let mut bytes = Vec::new();
         for seed in 0..12 {
@@ -612,7 +618,8 @@ fn the_training_worlds_draw_the_scenes_the_shipped_model_was_trained_on() {
             0x19eb7d2b6957bd6b,
             0xfb21a2f3db92efac,
             0xf507a9d16fd1b278,
-            0x2285d7613860c152
+            0x2285d7613860c152,
+            0xff7fefa94e5e2c71
         ],
         "the training worlds' first scenes changed"
     );

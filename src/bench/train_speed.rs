@@ -23,9 +23,9 @@ use crate::model::Config;
 use crate::tokens::CommandTokenizer;
 use crate::train::{self, AdamW, TrainConfig};
 
-/// The shipped model's training preset (models/pens-log-sizes), compiled in so the
+/// The shipped model's training preset (models/pens-small-prior), compiled in so the
 /// benchmark runs anywhere.
-const PRESET: &str = include_str!("../../configs/train-pens-log-sizes.json");
+const PRESET: &str = include_str!("../../configs/train-pens-small-prior.json");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
