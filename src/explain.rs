@@ -8,7 +8,8 @@
 //!
 //! 1. **Score**: `e_i = q·k_i/√d` for every patch `i` (the captured raw scores;
 //!    with `cross_geometry`, plus the query's position term, see
-//!    [`crate::model::geometry::Geometry`]).
+//!    [`crate::model::geometry::Geometry`]; with `named_match`, plus the
+//!    named match, see [`crate::model::named::NamedReader`]).
 //! 2. **Align**: `α = softmax(e)`, recomputed here with the model's own
 //!    [`align`] and checked against the weights the model used; they sum to 1.
 //! 3. **Attend**: `c = Σ α_i v_i` with the model's own [`attend`]; the patches
@@ -229,8 +230,16 @@ pub fn explain(
                 ScoreFn::Dot => "dot product, e = q·k".into(),
                 ScoreFn::Additive => "additive (Bahdanau), e = vᵀ tanh(q + k)".into(),
             };
-            if cfg.cross_geometry {
+            let content = if cfg.cross_geometry {
                 format!("{content}, plus a position term g·(u, v, u²+v²) the query chose")
+            } else {
+                content
+            };
+            if cfg.named_match {
+                let floor = cfg
+                    .named_floor
+                    .map_or(String::new(), |f| format!(", raised to at least {f}"));
+                format!("{content}, plus the named match w·m_i: m_i is how well the patch head's reading of patch i fits the colour and the shape the command names (a log-probability{floor}), w a learned weight")
             } else {
                 content
             }
