@@ -316,7 +316,10 @@ fn explain_walks_the_three_steps_and_the_weights_sum_to_one() {
     assert_eq!(j["top_by_score"].as_array().unwrap().len(), 5);
     // The shipped model's scores include the named match and its floor.
     let score = j["score_fn"].as_str().unwrap();
-    assert!(score.contains("the named match") && score.contains("at least -3"), "{score}");
+    assert!(
+        score.contains("the named match") && score.contains("at least -3"),
+        "{score}"
+    );
     // The decoder's mask hides the next word; the shipped fusion head's
     // prefix-LM mask lets the first word see the last, and <boa> not a_1.
     let words = j["mask_tokens"].as_array().unwrap().len();
