@@ -717,4 +717,10 @@ fn the_pair_prior_counts_what_the_stream_draws() {
         .filter(|&&n| n > 0)
         .count();
     assert_eq!(seen, 24 - HELD_OUT_PAIRS.len());
+    // The prior adjusts the patch-label term, so it needs that term (the
+    // shipped recipe has both: `every_committed_config_loads`).
+    assert_eq!(cfg.patch_label_weight, 0.0);
+    cfg.pair_prior = 1.0;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("pair_prior"), "{err}");
 }

@@ -60,7 +60,7 @@ pub struct TrainConfig {
     #[serde(default = "one_f64")]
     pub patch_object_weight: f64,
     /// Logit adjustment of the patch-label term by the training stream's
-    /// colour × shape prior, with this strength τ ([`super::loss::PairPrior`]):
+    /// colour × shape prior, with this strength τ ([`super::PairPrior`]):
     /// the patch head's shapes stop leaning on colour, and its colours on
     /// shape. 0, as before, adds nothing.
     #[serde(default)]
