@@ -28,26 +28,10 @@ impl PairPrior {
     /// each conditional smoothed by adding one to every count.
     pub fn from_counts(counts: &[Vec<u64>], tau: f64) -> Self {
         let count = |c: usize, s: usize| counts[c][s] as f64 + 1.0;
-        let mut prior = PairPrior {
-            shape_given_colour: [[0.0; PATCH_SHAPES]; PATCH_COLORS],
-            colour_given_shape: [[0.0; PATCH_COLORS]; PATCH_SHAPES],
-        };
-        let (colours, shapes) = (PATCH_COLORS - 1, PATCH_SHAPES - 1);
-        for c in 1..PATCH_COLORS {
-            let total: f64 = (1..PATCH_SHAPES).map(|s| count(c, s)).sum();
-            for s in 1..PATCH_SHAPES {
-                prior.shape_given_colour[c][s] =
-                    (tau * (shapes as f64 * count(c, s) / total).ln()) as f32;
-            }
+        PairPrior {
+            shape_given_colour: log_ratios(count, tau),
+            colour_given_shape: log_ratios(|s, c| count(c, s), tau),
         }
-        for s in 1..PATCH_SHAPES {
-            let total: f64 = (1..PATCH_COLORS).map(|c| count(c, s)).sum();
-            for c in 1..PATCH_COLORS {
-                prior.colour_given_shape[s][c] =
-                    (tau * (colours as f64 * count(c, s) / total).ln()) as f32;
-            }
-        }
-        prior
     }
 
     /// Per patch, what the prior adds to its logits (colours, then shapes),
@@ -73,4 +57,21 @@ impl PairPrior {
         let offsets = Tensor::from_vec(offsets, logits.dims(), logits.device())?;
         Ok((logits + offsets.to_dtype(logits.dtype())?)?)
     }
+}
+
+/// Per row `r` (from 1), `τ · ln(K · p(column | r))` for every column `k`
+/// (from 1), with `p` read from `count(r, k)` and `K = C - 1`; row 0 and
+/// column 0 (the table) stay 0.
+fn log_ratios<const R: usize, const C: usize>(
+    count: impl Fn(usize, usize) -> f64,
+    tau: f64,
+) -> [[f32; C]; R] {
+    let mut out = [[0.0; C]; R];
+    for (r, row) in out.iter_mut().enumerate().skip(1) {
+        let total: f64 = (1..C).map(|k| count(r, k)).sum();
+        for (k, x) in row.iter_mut().enumerate().skip(1) {
+            *x = (tau * ((C - 1) as f64 * count(r, k) / total).ln()) as f32;
+        }
+    }
+    out
 }
